@@ -1,0 +1,205 @@
+"""The engine's shared data types: desired state, observed state, plans and results.
+
+Pure data; every other module of ``deploy`` speaks in these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol
+
+Provider = Literal["digitalocean", "ssh"]
+Signup = Literal["approval", "open", "closed"]
+DefaultApp = Literal["jupyterlab", "classic"]
+
+CONFIG_PATH = ".github/classroom.yml"
+STATE_FILE = "/opt/tljh/state/classroom.json"
+DROPLET_TAG = "littlest-classroom"
+
+
+class ConfigError(ValueError):
+    """A repository file holds a value the engine refuses.
+
+    ``str()`` reads as ``file:line: key: message`` so a person can find and fix it.
+    """
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class ConfigErrors(ValueError):
+    """Every error found in one read of a repository, so all can be fixed at once."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    provider: Provider = "digitalocean"
+    name: str = ""
+    region: str = "syd1"
+    size: str = "s-2vcpu-4gb"
+    image: str = "ubuntu-24-04-x64"
+    host: str | None = None
+    user: str = "root"
+    port: int = 22
+    host_key: str | None = None
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    hostname: str | None = None
+    letsencrypt_email: str | None = None
+    admins: tuple[str, ...] = ()
+    signup: Signup = "approval"
+    default_app: DefaultApp = "jupyterlab"
+    memory_limit: str | None = None
+    cpu_limit: float | None = None
+    idle_timeout: int = 3600
+    tljh_version: str = "2.0.0"
+
+
+@dataclass(frozen=True)
+class ContentSpec:
+    branch: str | None = None
+    open: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    every_seconds: int = 300
+    issue: bool = True
+
+
+@dataclass(frozen=True)
+class Packages:
+    """What the user environment should hold, from the Binder-style files."""
+
+    apt: tuple[str, ...] = ()
+    conda_channels: tuple[str, ...] = ()
+    conda: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)  # kind -> file it came from
+
+
+@dataclass(frozen=True)
+class CourseConfig:
+    """The desired state of one course's hub, validated."""
+
+    owner: str
+    repo: str
+    server: ServerSpec
+    hub: HubSpec
+    content: ContentSpec
+    monitor: MonitorSpec
+    packages: Packages
+    badges: bool = True
+    prune: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the server reported in one SSH round trip."""
+
+    reachable: bool = True
+    os_id: str = ""
+    os_version: str = ""
+    tljh_installed: bool = False
+    tljh_version: str | None = None
+    tljh_config: dict = field(default_factory=dict)
+    apt: dict[str, str] = field(default_factory=dict)  # name -> version
+    conda: dict[str, str] = field(default_factory=dict)
+    pip: dict[str, str] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)  # unit -> is-active answer
+    disk_used_percent: float | None = None
+    disk_free_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    memory_available_bytes: int | None = None
+    state: dict = field(default_factory=dict)  # contents of STATE_FILE
+
+
+class Reload(enum.Flag):
+    NONE = 0
+    HUB = enum.auto()
+    PROXY = enum.auto()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One idempotent action of a plan, with why it exists."""
+
+    name: str  # short identifier, e.g. "apt", "tljh-install"
+    reason: str  # sentence for people, e.g. "apt.txt adds graphviz"
+    script: str  # shell script built only from validated, quoted values; "" for engine steps
+    reload: Reload = Reload.NONE
+    timeout: float = 600.0
+    changes_server: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    kept: tuple[str, ...] = ()  # packages dropped from the files but left installed
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.changes_server for s in self.steps)
+
+
+Conclusion = Literal["success", "failure", "neutral", "cancelled"]
+
+
+@dataclass
+class StepResult:
+    step: Step
+    ok: bool
+    seconds: float
+    output_tail: str = ""
+
+
+@dataclass
+class OperationResult:
+    """What an operation returns for reporting: conclusion, Markdown summary, redacted log."""
+
+    conclusion: Conclusion
+    title: str
+    summary: str
+    log: str = ""
+    steps: list[StepResult] = field(default_factory=list)
+    hub_url: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class ServerRecord:
+    """What the service remembers of a course's server between jobs."""
+
+    provider: Provider
+    address: str | None = None
+    port: int = 22
+    user: str = "root"
+    droplet_id: int | None = None
+    host_key: str | None = None  # OpenSSH public key line pinned at first contact
+    size: str | None = None
+    region: str | None = None
+
+
+class ServerRecords(Protocol):
+    """Where operations read and pin a course's server; the service's store implements it."""
+
+    async def get_server(self, course: str) -> ServerRecord | None: ...
+
+    async def save_server(self, course: str, record: ServerRecord) -> None: ...
+
+
+# Receives each progress line (already timestamped and redacted) as work goes on.
+Progress = Callable[[str], Awaitable[None]]

@@ -1,0 +1,151 @@
+"""The setup page: registers the service as a GitHub App through GitHub's manifest flow.
+
+While no App credentials are configured, ``GET /`` explains what will be created and
+posts the manifest (from ``app.yml``) to GitHub with a random ``state``. GitHub sends the
+person back to ``/setup/callback?code&state``; the code is exchanged for the App's
+credentials, which are merged into ``.env`` (mode 0600) and used at once. Once
+credentials exist, both routes answer 404: nobody can re-register the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from cachetools import TTLCache
+
+from bot.services import SERVICES, Services
+from bot.settings import SettingsError, write_env
+
+logger = logging.getLogger(__name__)
+
+APP_MANIFEST = Path(__file__).resolve().parent.parent / "app.yml"
+ORG_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,200}")
+STATE_LIFETIME = 3600
+
+PENDING_STATES = web.AppKey("setup_states", TTLCache)
+SETUP_LOCK = web.AppKey("setup_lock", asyncio.Lock)
+
+
+def build_manifest(public_url: str, manifest_path: Path = APP_MANIFEST) -> dict[str, Any]:
+    """The manifest GitHub receives: ``app.yml`` plus this service's own URLs."""
+    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest["url"] = public_url
+    manifest["hook_attributes"] = {"url": f"{public_url}/webhook", "active": True}
+    manifest["redirect_url"] = f"{public_url}/setup/callback"
+    return manifest
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    text = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;"
+        "padding:0 1rem;line-height:1.5}code{background:#f3f3f3;padding:0 .2em}"
+        "button{font-size:1.1rem;padding:.5rem 1.2rem}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+def _permissions_list(manifest: dict[str, Any]) -> str:
+    items = "".join(
+        f"<li><code>{html.escape(name)}</code>: {html.escape(level)}</li>"
+        for name, level in manifest.get("default_permissions", {}).items()
+    )
+    events = ", ".join(html.escape(e) for e in manifest.get("default_events", []))
+    return f"<ul>{items}</ul><p>Events: {events}.</p>"
+
+
+async def setup_page(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    settings = services.settings
+    org = request.query.get("org", "")
+    if org and not ORG_PATTERN.fullmatch(org):
+        return _page("Unknown organization", "<p>That is not a GitHub organization name.</p>", 400)
+    manifest = build_manifest(settings.public_url)
+    state = secrets.token_urlsafe(24)
+    request.app[PENDING_STATES][state] = True
+    target = (
+        f"{settings.github_url}/organizations/{org}/settings/apps/new"
+        if org
+        else f"{settings.github_url}/settings/apps/new"
+    )
+    owner = f"the organization <b>{html.escape(org)}</b>" if org else "your GitHub account"
+    body = (
+        "<p>This service is not registered yet. The button below asks GitHub to create a "
+        f"GitHub App named <b>{html.escape(manifest['name'])}</b> owned by {owner}, "
+        "that sends its webhooks to "
+        f"<code>{html.escape(manifest['hook_attributes']['url'])}</code>.</p>"
+        f"<p>It asks for these permissions:</p>{_permissions_list(manifest)}"
+        "<p>GitHub then sends you back here; the App's credentials are saved to this "
+        "service's <code>.env</code> (readable by its owner only) and used at once. "
+        "To register it under an organization instead, open this page with "
+        "<code>?org=NAME</code>.</p>"
+        f'<form method="post" action="{html.escape(target)}?state={state}">'
+        f'<input type="hidden" name="manifest" value="{html.escape(json.dumps(manifest))}">'
+        '<button type="submit" id="register">Register the GitHub App</button></form>'
+    )
+    return _page("Set up Littlest Classroom", body)
+
+
+async def setup_callback(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    code = request.query.get("code", "")
+    state = request.query.get("state", "")
+    async with request.app[SETUP_LOCK]:
+        if services.settings.registered:
+            raise web.HTTPNotFound()
+        if not state or request.app[PENDING_STATES].pop(state, None) is None:
+            return _page(
+                "Setup link expired",
+                "<p>This link does not match a setup started here (wrong or used "
+                "<code>state</code>). Nothing was saved. <a href='/'>Start again</a>.</p>",
+                400,
+            )
+        if not CODE_PATTERN.fullmatch(code):
+            return _page("Setup failed", "<p>GitHub sent no usable code.</p>", 400)
+        url = f"{services.settings.github_api_url}/app-manifests/{code}/conversions"
+        async with services.session.post(
+            url, headers={"Accept": "application/vnd.github+json"}
+        ) as response:
+            if response.status != 201:
+                logger.warning("manifest conversion answered %s", response.status)
+                return _page(
+                    "Setup failed",
+                    f"<p>GitHub refused the code (HTTP {response.status}); it may be used or "
+                    "expired. Nothing was saved. <a href='/'>Start again</a>.</p>",
+                    502 if response.status >= 500 else 400,
+                )
+            app_data = await response.json()
+        values = {
+            "GITHUB_APP_ID": str(app_data["id"]),
+            "GITHUB_PRIVATE_KEY": app_data["pem"],
+            "GITHUB_WEBHOOK_SECRET": app_data["webhook_secret"],
+            "GITHUB_CLIENT_ID": app_data.get("client_id") or "",
+            "GITHUB_CLIENT_SECRET": app_data.get("client_secret") or "",
+        }
+        try:
+            fresh = services.settings.with_credentials(values)
+        except SettingsError as exc:
+            return _page("Setup failed", f"<p>{html.escape(str(exc))}</p>", 400)
+        await asyncio.to_thread(write_env, services.settings.env_file, values)
+        await services.use_settings(fresh, app_slug=app_data.get("slug"))
+    install_url = f"{app_data.get('html_url', '').rstrip('/')}/installations/new"
+    logger.info("registered as GitHub App %s", app_data.get("slug"))
+    raise web.HTTPFound(install_url)
+
+
+def add_routes(app: web.Application) -> None:
+    app[PENDING_STATES] = TTLCache(maxsize=1000, ttl=STATE_LIFETIME)
+    app[SETUP_LOCK] = asyncio.Lock()
+    app.router.add_get("/setup/callback", setup_callback)

@@ -1,0 +1,62 @@
+"""The service's pages other than the webhook: landing or setup, health, metrics, keys, badges."""
+
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+
+from bot import setup
+from bot.metrics import CONTENT_TYPE
+from bot.services import SERVICES, Services
+
+
+async def index(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    if not services.settings.registered:
+        return await setup.setup_page(request)
+    slug = services.app_slug or "littlest-classroom"
+    install = f"{services.settings.github_url}/apps/{html.escape(slug)}/installations/new"
+    courses = await services.store.courses()
+    body = (
+        f"<p>This service is registered as the GitHub App <b>{html.escape(slug)}</b> and "
+        f"serves {len(courses)} course repositor{'y' if len(courses) == 1 else 'ies'}.</p>"
+        f"<p><a href='{install}'>Install it on a course repository</a>, then commit "
+        "<code>.github/classroom.yml</code>.</p>"
+    )
+    return web.Response(
+        text=f"<!doctype html><title>Littlest Classroom</title><h1>Littlest Classroom</h1>{body}",
+        content_type="text/html",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    problems = []
+    if not services.store.is_open:
+        problems.append("store closed")
+    if not services.settings.registered:
+        problems.append("no GitHub App credentials (open / to register)")
+    if problems:
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    services.metrics.set_job_counts(await services.store.job_counts())
+    response = web.Response(body=services.metrics.render())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    setup.add_routes(app)

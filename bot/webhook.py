@@ -1,0 +1,144 @@
+"""``POST /webhook``: verify, record and route GitHub's deliveries, answering in milliseconds.
+
+Status codes are a contract (DESIGN): 202 accepted; 200 for ping, ignored events and
+duplicate deliveries; 401 for a missing or wrong signature; 400 for missing headers or bad
+JSON; 415 for a wrong content type; 413 for a body over 25 MiB. Nothing a client sends
+gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from gidgethub import BadRequest, ValidationFailure, sansio
+
+from bot.intake import Intake
+from bot.services import SERVICES, Services
+from bot.store import Delivery
+from handlers import router
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 25 * 1024 * 1024
+REQUIRED_HEADERS = ("x-github-event", "x-github-delivery")
+
+
+def _answer(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+def ignore_reason(event: sansio.Event, app_slug: str | None, app_id: int | None) -> str | None:
+    """Why the service ignores an event it caused itself or a comment by another bot."""
+    data = event.data
+    sender = data.get("sender") or {}
+    login = sender.get("login") if isinstance(sender, dict) else None
+    if app_slug and login == f"{app_slug}[bot]":
+        return "caused by this app"
+    if event.event == "issue_comment":
+        comment = data.get("comment") or {}
+        via = comment.get("performed_via_github_app") or {}
+        if app_id is not None and isinstance(via, dict) and via.get("id") == app_id:
+            return "comment made by this app"
+        if isinstance(sender, dict) and sender.get("type") == "Bot":
+            return "comment by a bot"
+    return None
+
+
+def _context(data: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
+    action = data.get("action") if isinstance(data.get("action"), str) else None
+    repository = data.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    installation = data.get("installation")
+    installation_id = installation.get("id") if isinstance(installation, dict) else None
+    if not isinstance(installation_id, int):
+        installation_id = None
+    return action, full_name if isinstance(full_name, str) else None, installation_id
+
+
+async def receive(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    services: Services = request.app[SERVICES]
+    event_name = request.headers.get("X-GitHub-Event", "unknown")[:64]
+    response = await _receive(request, services)
+    services.metrics.deliveries.labels(event=event_name, outcome=str(response.status)).inc()
+    services.metrics.intake_seconds.observe(time.perf_counter() - started)
+    return response
+
+
+async def _receive(request: web.Request, services: Services) -> web.Response:
+    settings = services.settings
+    if not settings.webhook_secret:
+        # Without a secret nobody can be told apart from GitHub: serve nothing.
+        return _answer(404, "this service is not registered as a GitHub App yet")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _answer(413, "body over 25 MiB")
+    if request.content_type != "application/json":
+        return _answer(415, "expected content-type application/json")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
+    if missing:
+        return _answer(400, f"missing header(s): {', '.join(missing)}")
+    if "x-hub-signature-256" not in headers:
+        return _answer(401, "missing X-Hub-Signature-256")
+    headers.pop("x-hub-signature", None)  # only the SHA-256 signature is trusted
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _answer(413, "body over 25 MiB")
+    try:
+        event = sansio.Event.from_http(headers, body, secret=settings.webhook_secret)
+    except ValidationFailure:
+        return _answer(401, "signature does not match")
+    except BadRequest:
+        return _answer(415, "expected content-type application/json")
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return _answer(400, "body is not valid JSON")
+    if not isinstance(event.data, dict):
+        return _answer(400, "body is not a JSON object")
+    delivery_id = event.delivery_id[:200]
+    action, repository, installation_id = _context(event.data)
+    log_extra = {"delivery": delivery_id, "event": event.event, "repository": repository}
+
+    if await services.store.has_delivery(delivery_id):
+        logger.info("duplicate delivery", extra=log_extra)
+        return _answer(200, "duplicate delivery")
+
+    intake = Intake(services.store, settings, app_slug=services.app_slug)
+    if event.event == "ping":
+        outcome, status = "ping", 200
+    elif reason := ignore_reason(event, services.app_slug, settings.app_id):
+        outcome, status = f"ignored: {reason}", 200
+    elif not router.fetch(event):
+        outcome, status = "ignored: no handler", 200
+    else:
+        try:
+            await router.dispatch(event, intake)
+        except Exception:
+            # A payload that surprises a handler is the client's, not a 5xx: record and move on.
+            logger.exception("handler failed", extra=log_extra)
+            outcome, status = "ignored: handler error", 200
+        else:
+            outcome, status = ("accepted", 202) if intake.jobs or intake.notes else ("ignored", 200)
+
+    delivery = Delivery(delivery_id, event.event, action, repository, installation_id, outcome)
+    recorded = await services.store.record_delivery(delivery, intake.jobs)
+    if recorded.duplicate:
+        return _answer(200, "duplicate delivery")
+    if recorded.job_ids:
+        services.runner.wake()
+        log_extra["job"] = ",".join(map(str, recorded.job_ids))
+    if recorded.superseded:
+        services.spawn(services.runner.superseded(recorded.superseded))
+    for job_id in recorded.job_ids:
+        services.spawn(services.job_created(job_id))
+    logger.info("%s %s: %s", event.event, action or "", outcome, extra=log_extra)
+    return web.Response(
+        status=status,
+        body=json.dumps({"message": outcome, "jobs": recorded.job_ids}).encode(),
+        content_type="application/json",
+    )
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,13 +33,14 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     app_id: int | None
-    private_key: str | None
-    webhook_secret: str | None
+    # Secrets stay out of repr(), so a traceback or debug print cannot show them.
+    private_key: str | None = field(repr=False)
+    webhook_secret: str | None = field(repr=False)
     client_id: str | None
-    client_secret: str | None
+    client_secret: str | None = field(repr=False)
     github_api_url: str
     github_url: str
-    do_token: str | None
+    do_token: str | None = field(repr=False)
     do_end_point: str | None
     data_dir: Path
     public_url: str

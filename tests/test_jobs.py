@@ -62,11 +62,11 @@ async def test_newer_job_supersedes_a_queued_one(store):
         seen.append(ctx.job.payload["sha"])
 
     first, _ = await store.enqueue(st.NewJob("a/one", "deploy", {"sha": "1"}, coalesce_key="main"))
-    second, replaced = await store.enqueue(
+    _, replaced = await store.enqueue(
         st.NewJob("a/one", "deploy", {"sha": "2"}, coalesce_key="main")
     )
     assert [j.id for j in replaced] == [first]
-    other, replaced = await store.enqueue(
+    _, replaced = await store.enqueue(
         st.NewJob("a/one", "deploy", {"sha": "3"}, coalesce_key="feature")
     )
     assert replaced == []

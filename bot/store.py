@@ -82,6 +82,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX check_runs_open ON check_runs(status);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN dedupe_key TEXT;
+    CREATE INDEX jobs_dedupe ON jobs(course, dedupe_key);
+    CREATE TABLE monitor (
+        course TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        issue_number INTEGER,
+        detail TEXT,
+        checked_at REAL,
+        changed_at REAL
+    );
+    """,
 )
 
 # Job states. A job is "open" while queued or running.
@@ -104,7 +117,10 @@ class NewJob:
     kind: str
     payload: dict[str, Any] = field(default_factory=dict)
     installation_id: int | None = None
+    # A newer job with the same key replaces this one while it is still queued.
     coalesce_key: str | None = None
+    # A job with the same key for the same course is asked for once: the second is dropped.
+    dedupe_key: str | None = None
 
 
 @dataclass
@@ -124,6 +140,7 @@ class Job:
     finished_at: float | None
     error: str | None
     result: dict[str, Any] | None
+    dedupe_key: str | None = None
 
 
 @dataclass
@@ -260,9 +277,10 @@ class Store:
                 return Recorded(duplicate=True)
             recorded = Recorded(duplicate=False)
             for job in jobs:
-                job_id, superseded = self._insert_job(db, job, delivery.id)
-                recorded.job_ids.append(job_id)
-                recorded.superseded.extend(superseded)
+                inserted = self._insert_job(db, job, delivery.id)
+                if inserted is not None:
+                    recorded.job_ids.append(inserted[0])
+                    recorded.superseded.extend(inserted[1])
             return recorded
 
         return await self._transaction(run)
@@ -372,9 +390,13 @@ class Store:
 
     def _insert_job(
         self, db: sqlite3.Connection, job: NewJob, delivery_id: str | None
-    ) -> tuple[int, list[Job]]:
+    ) -> tuple[int, list[Job]] | None:
         superseded: list[Job] = []
         now = time.time()
+        if job.dedupe_key is not None and db.execute(
+            "SELECT 1 FROM jobs WHERE course=? AND dedupe_key=?", (job.course, job.dedupe_key)
+        ).fetchone():
+            return None
         if job.coalesce_key is not None:
             rows = db.execute(
                 "SELECT * FROM jobs WHERE course=? AND kind=? AND coalesce_key=? AND state=?",
@@ -387,7 +409,7 @@ class Store:
             )
         cursor = db.execute(
             "INSERT INTO jobs (course, kind, payload, state, coalesce_key, installation_id, "
-            "delivery_id, created_at) VALUES (?,?,?,?,?,?,?,?)",
+            "delivery_id, created_at, dedupe_key) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 job.course,
                 job.kind,
@@ -397,13 +419,15 @@ class Store:
                 job.installation_id,
                 delivery_id,
                 now,
+                job.dedupe_key,
             ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid, superseded
 
-    async def enqueue(self, job: NewJob) -> tuple[int, list[Job]]:
-        """Add a job outside any delivery (a timer, a button): its id and what it replaced."""
+    async def enqueue(self, job: NewJob) -> tuple[int, list[Job]] | None:
+        """Add a job outside any delivery (a timer, a button): its id and what it replaced,
+        or None when its dedupe key was already asked for."""
         return await self._transaction(lambda db: self._insert_job(db, job, None))
 
     async def job(self, job_id: int) -> Job | None:

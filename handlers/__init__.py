@@ -6,6 +6,8 @@ touch SSH or DigitalOcean.
 
 from gidgethub import routing
 
-from handlers import installation
+from handlers import checks, comments, installation, pull_request, push
 
-router = routing.Router(installation.router)
+router = routing.Router(
+    installation.router, push.router, pull_request.router, checks.router, comments.router
+)

@@ -1,0 +1,72 @@
+"""Check suites and check runs: GitHub's requests to (re)run, and the run's buttons."""
+
+from __future__ import annotations
+
+from gidgethub import routing, sansio
+
+from bot.intake import Intake
+from bot.reporting import CHECK_ACTIONS, CHECK_NAME
+from handlers.common import course_of, enqueue_for_commit
+
+router = routing.Router()
+
+BUTTONS = {action["identifier"] for action in CHECK_ACTIONS}
+
+
+@router.register("check_suite", action="requested")
+@router.register("check_suite", action="rerequested")
+async def check_suite(event: sansio.Event, intake: Intake) -> None:
+    suite = event.data.get("check_suite") or {}
+    enqueue_for_commit(
+        intake,
+        event,
+        head_sha=suite.get("head_sha", ""),
+        branch=suite.get("head_branch"),
+        again=event.data.get("action") == "rerequested",
+    )
+
+
+def _ours(event: sansio.Event, intake: Intake) -> dict | None:
+    run = event.data.get("check_run") or {}
+    app = run.get("app") or {}
+    if run.get("name") != CHECK_NAME:
+        return None
+    if intake.settings.app_id is not None and app.get("id") not in (None, intake.settings.app_id):
+        return None
+    return run
+
+
+@router.register("check_run", action="rerequested")
+async def check_run_rerequested(event: sansio.Event, intake: Intake) -> None:
+    run = _ours(event, intake)
+    if run is None:
+        return
+    suite = run.get("check_suite") or {}
+    enqueue_for_commit(
+        intake, event, head_sha=run.get("head_sha", ""), branch=suite.get("head_branch"), again=True
+    )
+
+
+@router.register("check_run", action="requested_action")
+async def requested_action(event: sansio.Event, intake: Intake) -> None:
+    run = _ours(event, intake)
+    identifier = (event.data.get("requested_action") or {}).get("identifier")
+    found = course_of(event)
+    if run is None or identifier not in BUTTONS or found is None:
+        return
+    course, installation_id = found
+    sender = (event.data.get("sender") or {}).get("login")
+    intake.enqueue(
+        course,
+        "command",
+        {
+            "name": identifier,
+            "args": [],
+            "user": sender,
+            "head_sha": run.get("head_sha"),
+            "check_run": True,
+            "source": "button",
+        },
+        installation_id=installation_id,
+        coalesce_key=f"command:{identifier}",
+    )

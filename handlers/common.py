@@ -1,0 +1,69 @@
+"""Facts every handler reads off a delivery, and the one decision they share: which job a
+commit gets (deploy on the default branch, plan everywhere else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gidgethub import sansio
+
+from bot.intake import Intake
+
+ZERO_SHA = "0" * 40
+
+
+def course_of(event: sansio.Event) -> tuple[str, int] | None:
+    """The course (``owner/repo``) and installation a delivery is about, if any."""
+    repository = event.data.get("repository") or {}
+    installation = event.data.get("installation") or {}
+    name = repository.get("full_name")
+    installation_id = installation.get("id")
+    if not isinstance(name, str) or not isinstance(installation_id, int):
+        return None
+    return name, installation_id
+
+
+def default_branch(event: sansio.Event) -> str | None:
+    repository = event.data.get("repository") or {}
+    branch = repository.get("default_branch") or repository.get("master_branch")
+    return branch if isinstance(branch, str) else None
+
+
+def enqueue_for_commit(
+    intake: Intake,
+    event: sansio.Event,
+    *,
+    head_sha: str,
+    branch: str | None,
+    again: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Ask for the commit's ``classroom`` run: deploy on the default branch, else plan.
+
+    A commit gets one run however many events announce it (a push, its check suite, a pull
+    request) unless ``again`` (a re-run someone asked for).
+    """
+    found = course_of(event)
+    if found is None or not head_sha or head_sha == ZERO_SHA:
+        return
+    course, installation_id = found
+    deploys = branch is not None and branch == default_branch(event)
+    mode = "apply" if deploys else "plan"
+    payload: dict[str, Any] = {
+        "head_sha": head_sha,
+        "branch": branch,
+        "mode": mode,
+        "check_run": True,
+        "default_branch": default_branch(event),
+        **(extra or {}),
+    }
+    intake.enqueue(
+        course,
+        "deploy" if deploys else "plan",
+        payload,
+        installation_id=installation_id,
+        # A newer push to the branch replaces a queued older one.
+        coalesce_key=f"{mode}:{branch or head_sha}",
+    )
+    if not again:
+        intake.jobs[-1].dedupe_key = f"{mode}:{head_sha}"

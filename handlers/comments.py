@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from bot.commands import parse_command
+from bot.commands import CommandError, parse_command
 from bot.intake import Intake
 from handlers.common import course_of
 
@@ -22,18 +22,25 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
     found = course_of(event)
     if not isinstance(body, str) or found is None:
         return
-    command = parse_command(body)
-    if command is None:
-        return
+    try:
+        command = parse_command(body)
+    except CommandError as exc:
+        # Still a job: the reply (a hint to /help) goes only to people who may run commands.
+        name, args, raw, problem = "invalid", [], body.strip().splitlines()[0], str(exc)
+    else:
+        if command is None:
+            return
+        name, args, raw, problem = command.name, list(command.args), command.raw, None
     course, installation_id = found
     issue = event.data.get("issue") or {}
     intake.enqueue(
         course,
         "command",
         {
-            "name": command.name,
-            "args": list(command.args),
-            "raw": command.raw[:200],
+            "name": name,
+            "args": args,
+            "raw": raw[:200],
+            "problem": problem,
             "user": (comment.get("user") or {}).get("login"),
             "comment_id": comment.get("id"),
             "comment_url": comment.get("html_url"),
@@ -42,5 +49,5 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
             "source": "comment",
         },
         installation_id=installation_id,
-        coalesce_key=f"command:{command.name}",
+        coalesce_key=f"command:{name}",
     )

@@ -2,27 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from bot import (
+    course_jobs,  # noqa: F401  (registers the course's job kinds)
+    webhook,
+)
 from bot import web as pages
-from bot import webhook
-from bot.jobs import JobRegistry, JobRunner
+from bot.jobs import REGISTRY, JobRegistry, JobRunner
 from bot.metrics import Metrics
+from bot.monitor import Monitor
+from bot.operations_text import coalesced
+from bot.reporting import Reporter
 from bot.services import SERVICES, Services
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Job, Store
+from deploy.droplets import DropletDriver
+from deploy.keys import ensure_service_key
+from deploy.operations import Engine
+from deploy.ssh import SSHPool
 
 logger = logging.getLogger(__name__)
 
-REGISTRY = JobRegistry()  # job kinds of the product; feature modules register here
+
+def wire_reporting(services: Services) -> None:
+    """Connect the job runner to the one module that reports to GitHub."""
+    reporter = Reporter(services)
+    services.reporter = reporter
+    services.on_job_created.append(lambda job_id: job_created(services, job_id))
+    services.runner.on_started.append(reporter.job_started)
+    services.runner.on_finished.append(reporter.conclude_job)
+    services.runner.on_superseded.append(lambda job: job_superseded(services, job))
+
+
+async def job_created(services: Services, job_id: int) -> None:
+    """Show at once that work was accepted: a queued check run, or 👀 on the comment."""
+    job = await services.store.job(job_id)
+    if job is None or job.installation_id is None or services.github is None:
+        return
+    await services.reporter.open_check_run(job)
+    if job.kind == "command" and job.payload.get("comment_id") is not None:
+        await services.reporter.react(
+            job.installation_id, job.course, job.payload["comment_id"], "eyes"
+        )
+
+
+async def job_superseded(services: Services, job: Job) -> None:
+    await services.reporter.job_superseded(job)
+    payload = job.payload
+    if job.kind == "command" and payload.get("issue_number") and job.installation_id:
+        await services.reporter.reply(
+            job.installation_id,
+            job.course,
+            payload["issue_number"],
+            f"@{payload.get('user', '')} {coalesced(payload.get('name', ''))}",
+        )
+
+
+async def build_engine(settings: Settings, store: Store) -> Engine:
+    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean."""
+    key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
+    droplets = DropletDriver(settings.do_token) if settings.do_token else None
+    return Engine(records=store, ssh=SSHPool(), service_key=key, droplets=droplets)
 
 
 def make_app(
-    settings: Settings, *, registry: JobRegistry | None = None, job_concurrency: int = 4
+    settings: Settings,
+    *,
+    registry: JobRegistry | None = None,
+    job_concurrency: int = 4,
+    monitoring: bool = True,
 ) -> web.Application:
     app = web.Application(client_max_size=webhook.MAX_BODY)
     app.router.add_post("/webhook", webhook.receive)
@@ -48,14 +102,24 @@ def make_app(
         services.runner.services = services
         await services.use_settings(settings)
         app[SERVICES] = services
+        wire_reporting(services)
+        services.engine = await build_engine(settings, store)
         await services.runner.start()
+        monitor = Monitor(services)
+        services.extras["monitor"] = monitor
+        if monitoring:
+            monitor.start()
+        if settings.registered:
+            services.spawn(services.reporter.recover_open_check_runs())
         logger.info("serving; GitHub App %s", "registered" if settings.registered else "not set up")
         try:
             yield
         finally:
             logger.info("stopping: letting running jobs reach a checkpoint")
+            await monitor.stop()
             await services.runner.stop()
             await services.drain()
+            await services.engine.close()
             await session.close()
             await store.close()
             logger.info("stopped")

@@ -265,3 +265,7 @@ class JobRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+
+
+# The product's job kinds; feature modules register theirs here.
+REGISTRY = JobRegistry()

@@ -29,6 +29,8 @@ class Services:
     metrics: Metrics
     github: Any = None  # bot.github.GitHubApp once the App is registered
     app_slug: str | None = None
+    reporter: Any = None  # bot.reporting.Reporter
+    engine: Any = None  # deploy.operations.Engine
     extras: dict[str, Any] = field(default_factory=dict)
     on_job_created: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     _tasks: set[asyncio.Task] = field(default_factory=set)

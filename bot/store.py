@@ -174,6 +174,17 @@ class Course:
 
 
 @dataclass
+class MonitorState:
+    course: str
+    state: str = "unknown"  # up | down | unknown
+    failures: int = 0
+    issue_number: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    checked_at: float | None = None
+    changed_at: float | None = None
+
+
+@dataclass
 class Recorded:
     """What recording a delivery did."""
 
@@ -564,6 +575,43 @@ class Store:
             )
             for r in rows
         ]
+
+    # -- monitoring -------------------------------------------------------------------
+
+    async def monitor_state(self, course: str) -> MonitorState:
+        rows = await self._fetch("SELECT * FROM monitor WHERE course=?", (course,))
+        if not rows:
+            return MonitorState(course)
+        row = dict(rows[0])
+        row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return MonitorState(**row)
+
+    async def save_monitor_state(self, state: MonitorState) -> None:
+        await self._transaction(
+            lambda db: db.execute(
+                "INSERT INTO monitor VALUES (?,?,?,?,?,?,?) ON CONFLICT(course) DO UPDATE SET "
+                "state=excluded.state, failures=excluded.failures, "
+                "issue_number=excluded.issue_number, detail=excluded.detail, "
+                "checked_at=excluded.checked_at, changed_at=excluded.changed_at",
+                (
+                    state.course,
+                    state.state,
+                    state.failures,
+                    state.issue_number,
+                    json.dumps(state.detail),
+                    state.checked_at,
+                    state.changed_at,
+                ),
+            )
+        )
+
+    async def course_facts(self, course: str) -> dict[str, Any]:
+        """What the last deploy learnt of a course (hub URL, monitor schedule)."""
+        raw = await self.get_meta(f"course:{course}")
+        return json.loads(raw) if raw else {}
+
+    async def save_course_facts(self, course: str, facts: dict[str, Any]) -> None:
+        await self.set_meta(f"course:{course}", json.dumps(facts))
 
     # -- small facts -------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import html
 
 from aiohttp import web
 
-from bot import setup
+from bot import badges, setup
 from bot.metrics import CONTENT_TYPE
+from bot.monitor import badge_state
 from bot.services import SERVICES, Services
 
 
@@ -54,7 +55,30 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+async def status_badge(request: web.Request) -> web.Response:
+    """The live status badge: no-cache, with an ETag so a refresh costs nothing."""
+    services: Services = request.app[SERVICES]
+    owner, repo = request.match_info["owner"], request.match_info["repo"]
+    course = f"{owner}/{repo}"
+    known = await services.store.course(course)
+    state = await badge_state(services, course) if known and known.active else "unknown"
+    svg = badges.status_badge(state)  # type: ignore[arg-type]
+    etag = badges.etag_for(svg)
+    headers = {"Cache-Control": "no-cache", "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(text=svg, content_type="image/svg+xml", headers=headers)
+
+
+async def ssh_public_key(request: web.Request) -> web.Response:
+    """The service's own SSH key, for instructors to authorise on a ``provider: ssh`` server."""
+    services: Services = request.app[SERVICES]
+    return web.Response(text=services.engine.service_key.public_line + "\n")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/badges/{owner}/{repo}/status.svg", status_badge)
+    app.router.add_get("/ssh-key.pub", ssh_public_key)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,456 @@
+"""The service's GitHub client: App and installation authentication, retries, tarballs.
+
+``GitHubApp`` hands out gidgethub clients authenticated as the App (a JWT) or as one
+installation (a token, cached until shortly before it expires). The installation
+clients refresh a token GitHub refuses (401) once and repeat the call, keep an ETag
+cache per installation so repeated reads cost a 304, and wait out secondary rate limits
+within a bound. Tokens are never logged: log lines name installations, not credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gzip
+import io
+import logging
+import re
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import cachetools
+import gidgethub
+from gidgethub import aiohttp as gh_aiohttp
+from gidgethub import sansio
+
+logger = logging.getLogger(__name__)
+
+REQUESTER = "littlest-classroom"
+# Refresh a token this long before GitHub says it expires, so no call races its expiry.
+TOKEN_MARGIN_SECONDS = 5 * 60
+MAX_RATE_LIMIT_ATTEMPTS = 3
+MAX_RATE_LIMIT_WAIT_SECONDS = 60.0
+# GitHub asks for "at least one minute" after a secondary limit that names no wait.
+SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
+MAX_TARBALL_BYTES = 50 * 1024 * 1024
+MAX_EXTRACTED_BYTES = 200 * 1024 * 1024
+ETAG_CACHE_SIZE = 256
+INSTALLATION_CACHE_SIZE = 1024
+
+_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_REF = re.compile(r"^(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,255}(?<!/)$")
+_MANIFEST_CODE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+ResponseObserver = Callable[[int, int | None], None]
+
+
+class GitHubError(Exception):
+    """A GitHub answer the client cannot use; the message says which call and why."""
+
+
+class TarballError(GitHubError):
+    """A tarball that is too big, unreadable, or holds a path outside its folder."""
+
+
+def retry_delay(
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    attempt: int,
+    *,
+    now: float,
+    max_attempts: int = MAX_RATE_LIMIT_ATTEMPTS,
+    max_wait: float = MAX_RATE_LIMIT_WAIT_SECONDS,
+) -> float | None:
+    """Seconds to wait before repeating a refused request, or None to give up.
+
+    GitHub signals a rate limit as 403 or 429 with ``retry-after`` (secondary limits), or
+    with ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset`` (the primary limit). A
+    wait longer than ``max_wait``, or a request already tried ``max_attempts`` times, is
+    not worth holding a job for: the caller sees the error.
+    """
+    if status not in (403, 429) or attempt >= max_attempts:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    wait: float | None = None
+    if "retry-after" in lowered:
+        try:
+            wait = max(0.0, float(lowered["retry-after"]))
+        except ValueError:
+            return None
+    elif lowered.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in lowered:
+        try:
+            wait = max(0.0, float(lowered["x-ratelimit-reset"]) - now) + 1.0
+        except ValueError:
+            return None
+    elif "secondary rate limit" in message.lower() or status == 429:
+        wait = SECONDARY_LIMIT_DEFAULT_WAIT
+    if wait is None or wait > max_wait:
+        return None
+    return wait
+
+
+def token_refresh_at(expires_at: str, margin: float = TOKEN_MARGIN_SECONDS) -> float:
+    """Epoch seconds after which a token GitHub says expires at ``expires_at`` is renewed."""
+    moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    return moment.timestamp() - margin
+
+
+@dataclass
+class _CallState:
+    """What one logical call has already spent, across gidgethub's retries."""
+
+    token_refreshed: bool = False
+
+
+_call_state: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar(
+    "github_call_state", default=None
+)
+
+
+@dataclass
+class _Token:
+    value: str
+    refresh_at: float
+
+
+@dataclass
+class RequestCounters:
+    """What the metrics endpoint reports about calls to GitHub."""
+
+    by_status: Counter[int] = field(default_factory=Counter)
+    rate_limit_remaining: int | None = None
+    token_requests: int = 0
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        self.by_status[status] += 1
+        remaining = headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.isdigit():
+            self.rate_limit_remaining = int(remaining)
+
+
+class _ObservedAPI(gh_aiohttp.GitHubAPI):
+    """gidgethub's aiohttp client that counts answers and waits out rate limits."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        requester: str,
+        *,
+        counters: RequestCounters,
+        sleeper: Sleep,
+        clock: Clock,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(session, requester, **kwargs)
+        self._counters = counters
+        self._sleeper = sleeper
+        self._clock = clock
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        status, response_headers, data = await super()._request(method, url, headers, body)
+        self._counters.observe(status, response_headers)
+        return status, response_headers, data
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleeper(seconds)
+
+    async def handle_rate_limit_error(
+        self,
+        *,
+        method: str,
+        url: str,
+        exception: gidgethub.HTTPException,
+        attempt: int,
+    ) -> bool:
+        delay = retry_delay(
+            int(exception.status_code),
+            exception.headers,
+            str(exception),
+            attempt,
+            now=self._clock(),
+        )
+        if delay is None:
+            return False
+        logger.warning(
+            "GitHub answered %s to %s %s (attempt %d); retrying in %.0f s",
+            int(exception.status_code),
+            method,
+            _without_query(url),
+            attempt,
+            delay,
+        )
+        await self.sleep(delay)
+        return True
+
+
+class InstallationAPI(_ObservedAPI):
+    """A client acting as one installation; a refused token is renewed once per call."""
+
+    def __init__(self, app: GitHubApp, installation_id: int, token: str, cache: Any) -> None:
+        super().__init__(
+            app.session,
+            app.requester,
+            counters=app.counters,
+            sleeper=app.sleeper,
+            clock=app.clock,
+            oauth_token=token,
+            cache=cache,
+            base_url=app.api_url,
+        )
+        self._app = app
+        self.installation_id = installation_id
+
+    async def _make_request(self, *args: Any, **kwargs: Any) -> Any:
+        marker = _call_state.set(_CallState())
+        try:
+            return await super()._make_request(*args, **kwargs)
+        finally:
+            _call_state.reset(marker)
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        # gidgethub builds the headers once per logical call; a retry after a refresh
+        # must carry the new token, so the header is written here, on every attempt.
+        headers = {**headers, "authorization": f"token {self.oauth_token}"}
+        return await super()._request(method, url, headers, body)
+
+    async def handle_rate_limit_error(
+        self,
+        *,
+        method: str,
+        url: str,
+        exception: gidgethub.HTTPException,
+        attempt: int,
+    ) -> bool:
+        state = _call_state.get()
+        if int(exception.status_code) == 401 and state is not None and not state.token_refreshed:
+            state.token_refreshed = True
+            logger.info(
+                "GitHub refused the token of installation %d; fetching a new one",
+                self.installation_id,
+            )
+            self.oauth_token = await self._app.installation_token(
+                self.installation_id, refuse=self.oauth_token
+            )
+            return True
+        return await super().handle_rate_limit_error(
+            method=method, url=url, exception=exception, attempt=attempt
+        )
+
+
+class GitHubApp:
+    """The App's credentials and everything shared across its calls to GitHub."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        app_id: int | str,
+        private_key_pem: str,
+        api_url: str = sansio.DOMAIN,
+        requester: str = REQUESTER,
+        *,
+        sleeper: Sleep = asyncio.sleep,
+        clock: Clock = time.time,
+        token_margin: float = TOKEN_MARGIN_SECONDS,
+    ) -> None:
+        self.session = session
+        self.app_id = str(app_id)
+        self._private_key = private_key_pem
+        self.api_url = api_url.rstrip("/")
+        self.requester = requester
+        self.sleeper = sleeper
+        self.clock = clock
+        self.token_margin = token_margin
+        self.counters = RequestCounters()
+        # Each token lives until its own expiry (minus the margin), hence a TLRU cache.
+        self._tokens: cachetools.TLRUCache[int, _Token] = cachetools.TLRUCache(
+            maxsize=INSTALLATION_CACHE_SIZE,
+            ttu=lambda _key, token, _now: token.refresh_at,
+            timer=lambda: self.clock(),
+        )
+        # ETags answer for one token's view, so each installation has its own cache.
+        self._etag_caches: cachetools.LRUCache[int, cachetools.LRUCache[str, Any]] = (
+            cachetools.LRUCache(maxsize=INSTALLATION_CACHE_SIZE)
+        )
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    @property
+    def requests_by_status(self) -> Counter[int]:
+        return self.counters.by_status
+
+    @property
+    def rate_limit_remaining(self) -> int | None:
+        return self.counters.rate_limit_remaining
+
+    async def app_api(self) -> gh_aiohttp.GitHubAPI:
+        """A client authenticated as the App itself (a JWT), for ``/app`` calls."""
+        return _ObservedAPI(
+            self.session,
+            self.requester,
+            counters=self.counters,
+            sleeper=self.sleeper,
+            clock=self.clock,
+            app_id=self.app_id,
+            private_key=self._private_key,
+            base_url=self.api_url,
+        )
+
+    async def installation_token(self, installation_id: int, *, refuse: str | None = None) -> str:
+        """A token for the installation, from the cache unless it is the ``refuse``d one."""
+        lock = self._locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None and cached.value != refuse:
+                return cached.value
+            self._tokens.pop(installation_id, None)
+            api = await self.app_api()
+            self.counters.token_requests += 1
+            answer = await api.post(
+                "/app/installations/{installation_id}/access_tokens",
+                {"installation_id": installation_id},
+                data=b"",
+            )
+            token = _Token(
+                answer["token"], token_refresh_at(answer["expires_at"], self.token_margin)
+            )
+            if token.refresh_at > self.clock():
+                self._tokens[installation_id] = token
+            return token.value
+
+    async def installation_api(self, installation_id: int) -> InstallationAPI:
+        """A client acting as the installation, sharing its token and ETag caches."""
+        token = await self.installation_token(installation_id)
+        cache = self._etag_caches.get(installation_id)
+        if cache is None:
+            cache = cachetools.LRUCache(maxsize=ETAG_CACHE_SIZE)
+            self._etag_caches[installation_id] = cache
+        return InstallationAPI(self, installation_id, token, cache)
+
+    async def download_tarball(
+        self,
+        installation_id: int,
+        owner: str,
+        repo: str,
+        ref: str,
+        *,
+        max_bytes: int = MAX_TARBALL_BYTES,
+    ) -> bytes:
+        """The gzip tarball of ``owner/repo`` at ``ref``, at most ``max_bytes`` long.
+
+        gidgethub decodes every body as text or JSON, so the archive is fetched with the
+        session directly, following GitHub's redirect to its download host.
+        """
+        for name, value, pattern in (("owner", owner, _OWNER), ("repo", repo, _REPO)):
+            if not pattern.match(value):
+                raise GitHubError(f"download_tarball: {name} {value!r} is not a GitHub name")
+        if not _REF.match(ref):
+            raise GitHubError(f"download_tarball: ref {ref!r} is not a branch name or sha")
+        url = f"{self.api_url}/repos/{quote(owner)}/{quote(repo)}/tarball/{quote(ref)}"
+        token = await self.installation_token(installation_id)
+        for attempt in (1, 2):
+            headers = {
+                "user-agent": self.requester,
+                "accept": "application/vnd.github+json",
+                "authorization": f"token {token}",
+            }
+            async with self.session.get(url, headers=headers, max_redirects=5) as response:
+                self.counters.observe(response.status, response.headers)
+                if response.status == 401 and attempt == 1:
+                    token = await self.installation_token(installation_id, refuse=token)
+                    continue
+                if response.status != 200:
+                    raise GitHubError(
+                        f"tarball of {owner}/{repo}@{ref}: GitHub answered {response.status}"
+                    )
+                if (response.content_length or 0) > max_bytes:
+                    raise TarballError(
+                        f"tarball of {owner}/{repo}@{ref} is {response.content_length} bytes;"
+                        f" the limit is {max_bytes}"
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TarballError(
+                            f"tarball of {owner}/{repo}@{ref} is over the {max_bytes}-byte limit"
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        raise GitHubError(f"tarball of {owner}/{repo}@{ref}: GitHub refused a fresh token")
+
+
+def files_from_tarball(
+    data: bytes,
+    wanted: Callable[[str], bool],
+    *,
+    max_total_bytes: int = MAX_EXTRACTED_BYTES,
+) -> dict[str, bytes]:
+    """The regular files of a GitHub tarball whose repository path ``wanted`` accepts.
+
+    GitHub puts everything under one folder (``owner-repo-sha/``); paths are returned
+    relative to it. Links are skipped (never followed), and a member whose path is
+    absolute or climbs out with ``..`` makes the whole archive refused.
+    """
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise TarballError(f"not a gzip tarball: {exc}") from None
+    with archive:
+        try:
+            for member in archive:
+                name = member.name
+                parts = name.split("/")
+                if name.startswith("/") or ".." in parts or "\\" in name:
+                    raise TarballError(f"tarball member {name!r} points outside its folder")
+                if not member.isfile():
+                    continue  # folders, and links, which could point anywhere
+                path = "/".join(p for p in parts[1:] if p not in ("", "."))
+                if not path or not wanted(path):
+                    continue
+                total += member.size
+                if total > max_total_bytes:
+                    raise TarballError(f"tarball holds over {max_total_bytes} bytes of files")
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    files[path] = extracted.read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise TarballError(f"unreadable tarball: {exc}") from None
+    return files
+
+
+async def convert_manifest(
+    session: aiohttp.ClientSession, api_url: str, code: str
+) -> dict[str, Any]:
+    """Exchange the manifest flow's one-time ``code`` for the new App's credentials.
+
+    The answer holds the App's private key, webhook secret and client secret: callers
+    store it and must not log it.
+    """
+    if not _MANIFEST_CODE.match(code):
+        raise GitHubError(f"manifest code {code!r} is not one GitHub issues")
+    api = gh_aiohttp.GitHubAPI(session, REQUESTER, base_url=api_url.rstrip("/"))
+    answer = await api.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
+    if not isinstance(answer, dict) or not {"id", "pem", "webhook_secret"} <= answer.keys():
+        raise GitHubError("the manifest conversion answered without the App's credentials")
+    return answer
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0]

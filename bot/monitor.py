@@ -1,0 +1,223 @@
+"""Monitoring: probe every course's hub on its schedule, keep the status badge true, and
+open one issue when a hub is down (closing it when the hub is back).
+
+A hub is up only when ``GET {hub}/hub/api`` answers 200 with JSON holding a version: a
+redirect, a 502 or a timeout is down. An SSH look at the services and the disk adds what
+a person needs to act; when the hub's service is inactive, one restart is tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot import store as st
+from bot.services import Services
+from deploy import operations
+
+logger = logging.getLogger(__name__)
+
+ISSUE_TITLE = "Classroom server is down"
+FAILURES_BEFORE_ISSUE = 2
+DISK_WARNING_PERCENT = 90.0
+
+
+@dataclass
+class HubProbe:
+    up: bool
+    detail: str
+    version: str | None = None
+
+
+async def probe_hub(session: aiohttp.ClientSession, hub_url: str, timeout: float) -> HubProbe:
+    """Ask the hub's API for its version, as a browser would reach it."""
+    url = f"{hub_url.rstrip('/')}/hub/api"
+    try:
+        async with session.get(
+            url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            if response.status != 200:
+                return HubProbe(False, f"{url} answered HTTP {response.status}")
+            try:
+                data = await response.json(content_type=None)
+            except (ValueError, aiohttp.ContentTypeError):
+                return HubProbe(False, f"{url} answered 200 but not with JSON")
+            version = data.get("version") if isinstance(data, dict) else None
+            if not isinstance(version, str):
+                return HubProbe(False, f"{url} answered JSON without a version")
+            return HubProbe(True, f"{url} answered: JupyterHub {version}", version)
+    except TimeoutError:
+        return HubProbe(False, f"{url} did not answer within {timeout:.0f} s")
+    except aiohttp.ClientError as exc:
+        return HubProbe(False, f"{url} could not be reached: {type(exc).__name__}")
+
+
+def issue_body(hub_url: str, probes: list[str], look: dict[str, Any], restarted: str | None) -> str:
+    lines = [
+        f"The course hub at {hub_url} did not answer {FAILURES_BEFORE_ISSUE} checks in a row.",
+        "",
+        "What was seen:",
+        *[f"- {p}" for p in probes],
+    ]
+    if look:
+        services = ", ".join(f"{k}: {v}" for k, v in look.get("services", {}).items())
+        if services:
+            lines.append(f"- services: {services}")
+        if look.get("disk_used_percent") is not None:
+            lines.append(f"- disk {look['disk_used_percent']:.0f}% full")
+        if look.get("error"):
+            lines.append(f"- SSH: {look['error']}")
+    if restarted:
+        lines += ["", f"An automatic restart of the hub was tried: {restarted}."]
+    lines += [
+        "",
+        "This issue closes by itself when the hub answers again. Comment `/status` for "
+        "details or `/restart` to restart the hub.",
+    ]
+    return "\n".join(lines)
+
+
+class Monitor:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        tick: float = 15.0,
+        http_timeout: float = 10.0,
+        concurrency: int = 20,
+    ) -> None:
+        self.services = services
+        self.tick = tick
+        self.http_timeout = http_timeout
+        self._limit = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task | None = None
+        self._next_due: dict[str, float] = {}
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_round()
+            except Exception:
+                logger.exception("monitoring round failed")
+            await asyncio.sleep(self.tick)
+
+    async def run_round(self, *, force: bool = False) -> int:
+        """Probe every course that is due; returns how many were probed."""
+        now = time.time()
+        due = []
+        for course in await self.services.store.courses():
+            facts = await self.services.store.course_facts(course.full_name)
+            if not facts.get("hub_url") or not facts.get("monitor", True):
+                continue
+            if force or self._next_due.get(course.full_name, 0) <= now:
+                every = float(facts.get("monitor_every", 300))
+                # Jitter spreads a thousand courses over the interval instead of one burst.
+                self._next_due[course.full_name] = now + every * random.uniform(0.9, 1.1)
+                due.append((course, facts))
+        await asyncio.gather(*(self._guarded(c, f) for c, f in due))
+        self.rounds += 1
+        return len(due)
+
+    async def _guarded(self, course: st.Course, facts: dict[str, Any]) -> None:
+        async with self._limit:
+            try:
+                await self.probe_course(course, facts)
+            except Exception:
+                logger.exception("probe failed", extra={"course": course.full_name})
+
+    async def probe_course(self, course: st.Course, facts: dict[str, Any]) -> st.MonitorState:
+        store = self.services.store
+        state = await store.monitor_state(course.full_name)
+        probe = await probe_hub(self.services.session, facts["hub_url"], self.http_timeout)
+        now = time.time()
+        state.checked_at = now
+        probes = [*list(state.detail.get("probes", []))[-4:], probe.detail]
+        state.detail["probes"] = probes
+        if probe.up:
+            look = await self._look(course.full_name)
+            state.detail["look"] = look
+            disk = look.get("disk_used_percent")
+            state.detail["disk_warning"] = bool(disk is not None and disk > DISK_WARNING_PERCENT)
+            if state.state != "up":
+                state.changed_at = now
+            was_down = state.state == "down"
+            state.state, state.failures = "up", 0
+            state.detail["restart_tried"] = False
+            if state.issue_number is not None:
+                await self._close_issue(course, state, probe.detail)
+            elif was_down:
+                logger.info("hub back up", extra={"course": course.full_name})
+        else:
+            state.failures += 1
+            if state.failures >= FAILURES_BEFORE_ISSUE:
+                if state.state != "down":
+                    state.changed_at = now
+                state.state = "down"
+                look = await self._look(course.full_name)
+                state.detail["look"] = look
+                restarted = None
+                inactive = look.get("services", {}).get("jupyterhub") not in (None, "active")
+                if inactive and not state.detail.get("restart_tried"):
+                    state.detail["restart_tried"] = True
+                    restarted = await self._restart(course.full_name)
+                if state.issue_number is None and facts.get("monitor_issue", True):
+                    body = issue_body(
+                        facts["hub_url"], probes[-FAILURES_BEFORE_ISSUE:], look, restarted
+                    )
+                    state.issue_number = await self.services.reporter.open_issue(
+                        course.installation_id, course.full_name, ISSUE_TITLE, body
+                    )
+        await store.save_monitor_state(state)
+        return state
+
+    async def _look(self, course: str) -> dict[str, Any]:
+        engine = self.services.engine
+        if engine is None:
+            return {}
+        try:
+            return await operations.look(engine, course)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def _restart(self, course: str) -> str:
+        try:
+            await operations.restart_hub_service(self.services.engine, course)
+        except Exception as exc:
+            return f"it failed ({type(exc).__name__}: {exc})"
+        return "the hub service was restarted"
+
+    async def _close_issue(self, course: st.Course, state: st.MonitorState, detail: str) -> None:
+        assert state.issue_number is not None
+        await self.services.reporter.close_issue(
+            course.installation_id,
+            course.full_name,
+            state.issue_number,
+            f"The hub answers again ({detail}). Closing.",
+        )
+        state.issue_number = None
+
+
+async def badge_state(services: Services, course: str) -> str:
+    """up, down, deploying or unknown: what the README's status badge shows."""
+    running = await services.store.jobs(course=course, states=[st.RUNNING])
+    if any(job.kind == "deploy" for job in running):
+        return "deploying"
+    state = await services.store.monitor_state(course)
+    return state.state if state.state in ("up", "down") else "unknown"

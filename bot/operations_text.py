@@ -1,0 +1,73 @@
+"""Texts people read about operations: replies to commands, refusals, config errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.commands import MAY_RUN
+from deploy.model import ConfigErrors, OperationResult
+
+
+def config_failure(errors: ConfigErrors) -> dict[str, Any]:
+    lines = "\n".join(
+        f"- `{e.file}`{f' line {e.line}' if e.line else ''}: "
+        f"{e.key + ': ' if e.key else ''}{e.message}"
+        for e in errors.errors
+    )
+    return {
+        "conclusion": "failure",
+        "title": f"The course configuration has {len(errors.errors)} error(s)",
+        "summary": "Nothing ran on the server. Fix these and push again:\n\n" + lines,
+    }
+
+
+def hub_lines(hub_url: str, launch: str) -> str:
+    return f"**Hub:** {hub_url}\n\n**Launch link:** {launch}"
+
+
+def paste_block(block: str, reason: str) -> str:
+    return (
+        f"README badges were not written ({reason}). To show them, paste this into "
+        "README.md:\n\n````markdown\n<!-- classroom-badges:start -->\n"
+        f"{block}\n<!-- classroom-badges:end -->\n````"
+    )
+
+
+def refusal(user: str, permission: dict | None) -> str:
+    role = (
+        "not a collaborator"
+        if permission is None
+        else (permission.get("role_name") or permission.get("permission") or "none")
+    )
+    allowed = ", ".join(sorted(MAY_RUN))
+    return (
+        f"sorry, commands need the {allowed} role on this repository; "
+        f"GitHub says @{user} has: {role}. Nothing was done."
+    )
+
+
+COMMAND_NOTES = {
+    "rebuild": "Students' files in /home are kept: a rebuild re-applies the software in place.",
+    "resize": "The hub restarted during the resize; students' files are kept.",
+    "restart": "The hub restarted; students may need to reload their page.",
+}
+
+
+def command_reply(name: str, args: list[str], result: OperationResult) -> str:
+    outcome = {"success": "done", "neutral": "done", "failure": "failed", "cancelled": "cancelled"}
+    parts = [
+        f"`/{' '.join([name, *args])}` {outcome.get(result.conclusion, result.conclusion)}: "
+        f"**{result.title}**",
+        "",
+        result.summary,
+    ]
+    if name in COMMAND_NOTES and result.conclusion == "success":
+        parts += ["", COMMAND_NOTES[name]]
+    return "\n".join(parts)
+
+
+def coalesced(name: str) -> str:
+    return (
+        f"a newer `/{name}` arrived while this one was still queued, so they run once, "
+        "together; the reply to the newer comment has the result."
+    )

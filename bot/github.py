@@ -409,11 +409,7 @@ def files_from_tarball(
     files: dict[str, bytes] = {}
     total = 0
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise TarballError(f"not a gzip tarball: {exc}") from None
-    with archive:
-        try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             for member in archive:
                 name = member.name
                 parts = name.split("/")
@@ -430,8 +426,10 @@ def files_from_tarball(
                 extracted = archive.extractfile(member)
                 if extracted is not None:
                     files[path] = extracted.read()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise TarballError(f"unreadable tarball: {exc}") from None
+    except tarfile.ReadError as exc:
+        raise TarballError(f"not a gzip tarball: {exc}") from None
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise TarballError(f"unreadable tarball: {exc}") from None
     return files
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -26,17 +31,8 @@ class Metrics:
         self.jobs = Gauge(
             "classroom_jobs", "Jobs by kind and state.", ["kind", "state"], registry=self.registry
         )
-        self.github_requests = Counter(
-            "classroom_github_requests",
-            "Requests the service made to GitHub, by status.",
-            ["status"],
-            registry=self.registry,
-        )
-        self.github_rate_limit_remaining = Gauge(
-            "classroom_github_rate_limit_remaining",
-            "GitHub's x-ratelimit-remaining on the latest answer.",
-            registry=self.registry,
-        )
+        self.github: Any = None  # bot.github.GitHubApp, read at each scrape
+        self.registry.register(GitHubCollector(self))
 
     def set_job_counts(self, counts: dict[tuple[str, str], int]) -> None:
         self.jobs.clear()
@@ -45,3 +41,26 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GitHubCollector(Collector):
+    """Reads the GitHub client's own counters when Prometheus scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "classroom_github_requests", "Requests made to GitHub, by status.", labels=["status"]
+        )
+        remaining = GaugeMetricFamily(
+            "classroom_github_rate_limit_remaining", "GitHub's latest x-ratelimit-remaining."
+        )
+        github = self.metrics.github
+        if github is not None:
+            for status, count in sorted(github.requests_by_status.items()):
+                requests.add_metric([str(status)], count)
+            if github.rate_limit_remaining is not None:
+                remaining.add_metric([], github.rate_limit_remaining)
+        yield requests
+        yield remaining

@@ -66,13 +66,8 @@ class Services:
                 settings.app_id,
                 settings.private_key,
                 settings.github_api_url,
-                on_response=self.count_github_response,
             )
-
-    def count_github_response(self, status: int, remaining: int | None) -> None:
-        self.metrics.github_requests.labels(status=str(status)).inc()
-        if remaining is not None:
-            self.metrics.github_rate_limit_remaining.set(remaining)
+            self.metrics.github = self.github
 
     async def drain(self, timeout: float = 10.0) -> None:
         if self._tasks:

@@ -93,9 +93,9 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         event = sansio.Event.from_http(headers, body, secret=settings.webhook_secret)
     except ValidationFailure:
         return _answer(401, "signature does not match")
-    except BadRequest:
-        return _answer(415, "expected content-type application/json")
-    except (KeyError, ValueError, UnicodeDecodeError):
+    except (BadRequest, KeyError, ValueError, UnicodeDecodeError):
+        # The content type was checked above, so gidgethub's BadRequest here means the
+        # body did not decode as JSON.
         return _answer(400, "body is not valid JSON")
     if not isinstance(event.data, dict):
         return _answer(400, "body is not a JSON object")
@@ -141,4 +141,3 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         body=json.dumps({"message": outcome, "jobs": recorded.job_ids}).encode(),
         content_type="application/json",
     )
-

@@ -1,0 +1,483 @@
+"""The engine's operations, for the service to call: deploy (plan or apply), resize,
+restart, snapshot, status, and the monitor's look at a server.
+
+Each reports progress line by line and returns an ``OperationResult`` (conclusion,
+Markdown summary, redacted log). Operations are idempotent: running one again after a
+crash or a cut connection converges instead of repeating side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from deploy import planner, tljh
+from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
+from deploy.keys import ServiceKey
+from deploy.model import (
+    CourseConfig,
+    Observed,
+    OperationResult,
+    Plan,
+    Progress,
+    ServerRecord,
+    ServerRecords,
+    Step,
+    StepResult,
+)
+from deploy.observe import observe_script, parse_observation
+from deploy.redact import redact
+from deploy.render import escape, render_plan, render_status
+from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
+
+ENGINE_STEPS = ("provision", "wait-ssh", "dns")
+# What says the server is not answering (yet), as opposed to answering wrongly.
+UNREACHABLE = (Unreachable, OSError, TimeoutError)
+SNAPSHOT_NAME_LIMIT = 64
+
+
+class OperationError(Exception):
+    """An operation cannot go on; the message is for the instructor."""
+
+
+@dataclass
+class Engine:
+    """What operations need: where servers are remembered, SSH, the key, DigitalOcean."""
+
+    records: ServerRecords
+    ssh: SSHPool
+    service_key: ServiceKey
+    droplets: DropletDriver | None = None
+    ssh_wait_seconds: float = 600.0
+    ssh_poll_seconds: float = 5.0
+
+    async def close(self) -> None:
+        await self.ssh.close_all()
+
+
+def hub_url(config: CourseConfig, record: ServerRecord | None) -> str | None:
+    if config.hub.hostname:
+        return f"https://{config.hub.hostname}"
+    if record is not None and record.address:
+        return f"http://{record.address}"
+    return None
+
+
+def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
+    assert record.address is not None
+    return Target(
+        host=record.address,
+        port=record.port,
+        user=record.user,
+        pinned_key=config.server.host_key or record.host_key,
+        client_key=engine.service_key.private,
+    )
+
+
+async def _known_server(engine: Engine, course: str, config: CourseConfig) -> ServerRecord | None:
+    """The server as remembered, or as the config names it for ``provider: ssh``."""
+    record = await engine.records.get_server(course)
+    server = config.server
+    if server.provider == "ssh":
+        assert server.host is not None
+        same = record is not None and record.address == server.host and record.port == server.port
+        return ServerRecord(
+            provider="ssh",
+            address=server.host,
+            port=server.port,
+            user=server.user,
+            host_key=server.host_key or (record.host_key if same and record else None),
+        )
+    if record is not None and record.provider == "digitalocean" and record.droplet_id:
+        return record
+    return None
+
+
+def _droplets(engine: Engine) -> DropletDriver:
+    if engine.droplets is None:
+        raise OperationError(
+            "DigitalOcean is not configured on this service (DIGITALOCEAN_ACCESS_TOKEN); "
+            "ask its operator, or use `provider: ssh` with a server of your own."
+        )
+    return engine.droplets
+
+
+async def _provision(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> ServerRecord:
+    server = config.server
+    info = await _droplets(engine).ensure_droplet(
+        server.name,
+        server.region,
+        server.size,
+        server.image,
+        engine.service_key.public_line,
+        progress,
+    )
+    previous = await engine.records.get_server(course)
+    record = ServerRecord(
+        provider="digitalocean",
+        address=info.ipv4,
+        port=22,
+        user="root",
+        droplet_id=info.id,
+        # A droplet with a new id is a new machine with a new host key.
+        host_key=previous.host_key if previous and previous.droplet_id == info.id else None,
+        size=info.size,
+        region=info.region,
+    )
+    await engine.records.save_server(course, record)
+    return record
+
+
+async def _observe(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord
+) -> Observed:
+    """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
+    target = _target(engine, config, record)
+    _, stdout, _ = await engine.ssh.run_script(target, observe_script())
+    if not target.pinned_key:
+        _, seen = await engine.ssh.connect(target)  # the pooled connection: no new round trip
+        await engine.records.save_server(course, replace(record, host_key=seen))
+    return parse_observation(stdout)
+
+
+async def _wait_for_ssh(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
+) -> Observed:
+    deadline = time.monotonic() + engine.ssh_wait_seconds
+    while True:
+        try:
+            return await _observe(engine, course, config, record)
+        except HostKeyChanged:
+            raise
+        except UNREACHABLE as exc:
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    f"the server at {record.address} did not answer over SSH within "
+                    f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
+                ) from None
+            await progress(f"waiting for SSH on {record.address}")
+            await asyncio.sleep(engine.ssh_poll_seconds)
+
+
+def _result(
+    conclusion: Literal["success", "failure", "neutral", "cancelled"],
+    title: str,
+    summary: str,
+    *,
+    log: str = "",
+    steps: list[StepResult] | None = None,
+    url: str | None = None,
+    **details: object,
+) -> OperationResult:
+    return OperationResult(
+        conclusion, title, redact(summary), redact(log), steps or [], url, dict(details)
+    )
+
+
+async def deploy(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    *,
+    mode: Literal["plan", "apply"],
+    rebuild: bool = False,
+    progress: Progress,
+    before_apply: Callable[[Plan], Awaitable[None]] | None = None,
+    checkpoint: Callable[[], None] | None = None,
+) -> OperationResult:
+    """Plan what the server needs; in ``apply`` mode, do it, step by step."""
+    try:
+        return await _deploy(
+            engine, course, config, mode, rebuild, progress, before_apply, checkpoint
+        )
+    except (OperationError, SSHError, DropletError) as exc:
+        return _result("failure", "Could not deploy", str(exc))
+
+
+async def _deploy(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    mode: str,
+    rebuild: bool,
+    progress: Progress,
+    before_apply: Callable[[Plan], Awaitable[None]] | None,
+    checkpoint: Callable[[], None] | None,
+) -> OperationResult:
+    record = await _known_server(engine, course, config)
+    observed = None
+    if record is not None:
+        try:
+            observed = await _observe(engine, course, config, record)
+        except HostKeyChanged:
+            raise
+        except UNREACHABLE as exc:
+            await progress(f"the server did not answer over SSH ({type(exc).__name__})")
+            observed = Observed(reachable=False)
+    plan = planner.plan(config, observed, rebuild=rebuild, droplet_exists=record is not None)
+    url = hub_url(config, record)
+    if mode == "plan":
+        title = "Nothing to do" if plan.empty else f"Plan: {len(plan.steps)} step(s)"
+        return _result(
+            "neutral" if plan.empty else "success", title, render_plan(plan), url=url, plan=True
+        )
+    if plan.empty:
+        return _result("neutral", "Nothing to do", render_plan(plan), url=url)
+    if before_apply is not None:
+        await before_apply(plan)
+    results: list[StepResult] = []
+    steps = list(plan.steps)
+    while steps:
+        step = steps.pop(0)
+        if checkpoint is not None:
+            checkpoint()
+        started = time.monotonic()
+        await progress(f"step {step.name}: {step.reason}")
+        if step.name in ENGINE_STEPS:
+            outcome = await _engine_step(engine, course, config, step, progress)
+            if step.name == "provision":
+                record = outcome  # type: ignore[assignment]
+            ok = True
+            if step.name == "wait-ssh":
+                assert record is not None
+                # Plan again against what the server says now: a droplet found by name may
+                # already have the hub, and then only the differences remain to do.
+                observed = await _wait_for_ssh(engine, course, config, record, progress)
+                replanned = planner.plan(config, observed, rebuild=rebuild)
+                steps = [s for s in replanned.steps if s.name not in ("provision", "wait-ssh")]
+                plan = Plan((*(r.step for r in results), step, *steps), replanned.kept)
+            results.append(StepResult(step, ok, time.monotonic() - started))
+            continue
+        assert record is not None
+        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        results.append(result)
+        if not result.ok:
+            url = hub_url(config, record)
+            summary = render_plan(plan, results=results)
+            return _result(
+                "failure",
+                f"Step {step.name} failed",
+                f"{summary}\n\n```\n{result.output_tail}\n```",
+                steps=results,
+                url=url,
+            )
+    url = hub_url(config, record)
+    return _result(
+        "success",
+        f"Deployed: {len(results)} step(s)",
+        render_plan(plan, results=results),
+        steps=results,
+        url=url,
+    )
+
+
+async def _engine_step(
+    engine: Engine, course: str, config: CourseConfig, step: Step, progress: Progress
+) -> ServerRecord | None:
+    if step.name == "provision":
+        return await _provision(engine, course, config, progress)
+    if step.name == "dns":
+        record = await engine.records.get_server(course)
+        if record and record.address and config.hub.hostname:
+            done = await _droplets(engine).ensure_dns_a_record(config.hub.hostname, record.address)
+            await progress(
+                f"DNS A record {config.hub.hostname} → {record.address}"
+                if done
+                else f"{config.hub.hostname} is not a domain in this DigitalOcean account; "
+                "point its DNS at the server yourself"
+            )
+    return None
+
+
+async def status(
+    engine: Engine, course: str, config: CourseConfig, *, progress: Progress
+) -> OperationResult:
+    """Provider, size, region, address and power; hub version and health; disk and memory."""
+    try:
+        record = await _known_server(engine, course, config)
+        if record is None:
+            return _result(
+                "neutral",
+                "No server yet",
+                "No server yet: push to the default branch to create it.",
+            )
+        droplet = None
+        if record.provider == "digitalocean" and record.droplet_id and engine.droplets:
+            droplet = await engine.droplets.get(record.droplet_id)
+        try:
+            observed = await _observe(engine, course, config, record)
+        except UNREACHABLE as exc:
+            observed = Observed(reachable=False)
+            await progress(f"SSH failed: {type(exc).__name__}")
+        summary = server_lines(record, droplet) + render_status(
+            observed, hub_url=hub_url(config, record)
+        )
+    except (OperationError, SSHError, DropletError) as exc:
+        return _result("failure", "Status unavailable", str(exc))
+    healthy = observed.reachable and observed.services.get("jupyterhub") == "active"
+    return _result(
+        "success" if healthy else "failure",
+        "Hub is running" if healthy else "Hub is not healthy",
+        summary,
+        url=hub_url(config, record),
+    )
+
+
+async def restart(
+    engine: Engine, course: str, config: CourseConfig, *, reboot: bool = False, progress: Progress
+) -> OperationResult:
+    """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
+    try:
+        record = await _known_server(engine, course, config)
+        if record is None:
+            raise OperationError("there is no server yet: push to the default branch first")
+        if reboot:
+            if record.provider != "digitalocean" or not record.droplet_id:
+                raise OperationError("only a DigitalOcean droplet can be rebooted from here")
+            await _droplets(engine).reboot(record.droplet_id, progress)
+            await _wait_for_ssh(engine, course, config, record, progress)
+        step = Step(
+            "restart",
+            "restart the hub",
+            tljh.script("systemctl restart jupyterhub", *tljh.wait_for_hub()),
+            timeout=300.0,
+        )
+        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+    except (OperationError, SSHError, DropletError) as exc:
+        return _result("failure", "Could not restart", str(exc))
+    if not result.ok:
+        return _result("failure", "The hub did not come back", f"```\n{result.output_tail}\n```")
+    return _result(
+        "success",
+        "Hub restarted",
+        "The hub restarted and answers again.",
+        url=hub_url(config, record),
+    )
+
+
+def snapshot_name(config: CourseConfig, name: str | None) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    return (name or f"{config.server.name}-{stamp}")[:SNAPSHOT_NAME_LIMIT]
+
+
+async def snapshot(
+    engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
+) -> OperationResult:
+    try:
+        record = await _known_server(engine, course, config)
+        if config.server.provider != "digitalocean":
+            raise OperationError(
+                "`provider: ssh` servers cannot be snapshotted from here; "
+                "use your provider's backups"
+            )
+        if record is None or not record.droplet_id:
+            raise OperationError("there is no droplet yet: push to the default branch first")
+        title = snapshot_name(config, name)
+        await _droplets(engine).snapshot(record.droplet_id, title, progress)
+    except (OperationError, DropletError) as exc:
+        return _result("failure", "Could not snapshot", str(exc))
+    return _result(
+        "success",
+        f"Snapshot {title} taken",
+        f"Snapshot `{escape(title)}` of droplet {record.droplet_id} is in your "
+        "DigitalOcean account.",
+    )
+
+
+async def resize(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    wanted: str,
+    *,
+    disk: bool = False,
+    progress: Progress,
+) -> OperationResult:
+    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub."""
+    try:
+        if config.server.provider != "digitalocean":
+            raise OperationError(
+                "`provider: ssh` servers cannot be resized from here; resize it with your provider"
+            )
+        record = await _known_server(engine, course, config)
+        if record is None or not record.droplet_id:
+            raise OperationError("there is no droplet yet: push to the default branch first")
+        droplets = _droplets(engine)
+        region = record.region or config.server.region
+        choice = choose_size(wanted, await droplets.list_sizes(), region)
+        if choice.chosen is None:
+            return _result("neutral", f"No size matches {wanted}", choice.message, choice=None)
+        slug = choice.chosen.slug
+        if record.size == slug:
+            return _result("neutral", f"Already {slug}", f"The droplet is already `{slug}`.")
+        info = await droplets.resize(record.droplet_id, slug, disk=disk, progress=progress)
+        record = replace(record, size=info.size, address=info.ipv4 or record.address)
+        await engine.records.save_server(course, record)
+        await _wait_for_ssh(engine, course, config, record, progress)
+        check = Step(
+            "verify",
+            "check the hub answers",
+            tljh.script(*tljh.wait_for_hub()),
+            changes_server=False,
+        )
+        verified = await engine.ssh.run_step(_target(engine, config, record), check, progress)
+    except (OperationError, SSHError, DropletError) as exc:
+        return _result("failure", "Resize failed", str(exc))
+    note = choice.message
+    if not verified.ok:
+        return _result("failure", f"Resized to {slug}; the hub did not answer", note)
+    return _result("success", f"Resized to {slug}", note, url=hub_url(config, record), size=slug)
+
+
+def _remembered_target(engine: Engine, record: ServerRecord) -> Target:
+    assert record.address is not None
+    return Target(
+        record.address, record.port, record.user, record.host_key, engine.service_key.private
+    )
+
+
+def server_lines(record: ServerRecord, droplet: DropletInfo | None) -> str:
+    """The server half of /status, as Markdown lines."""
+    lines = [f"- provider: {record.provider}", f"- address: {escape(record.address or 'unknown')}"]
+    if droplet is not None:
+        lines += [
+            f"- droplet: {escape(droplet.name)} ({droplet.id}), {escape(droplet.size)} in "
+            f"{escape(droplet.region)}, power: {escape(droplet.status)}",
+            f"- {droplet.vcpus} vCPU, {droplet.memory} MB RAM, {droplet.disk} GB disk",
+        ]
+    return "\n".join(lines) + "\n\n"
+
+
+async def look(engine: Engine, course: str) -> dict[str, object]:
+    """For the monitor: services, disk and memory, from the remembered server."""
+    record = await engine.records.get_server(course)
+    if record is None or not record.address:
+        return {}
+    target = Target(
+        record.address, record.port, record.user, record.host_key, engine.service_key.private
+    )
+    result = await engine.ssh.run_script(target, observe_script())
+    observed = parse_observation(result.stdout)
+    return {
+        "services": observed.services,
+        "disk_used_percent": observed.disk_used_percent,
+        "memory_available_bytes": observed.memory_available_bytes,
+    }
+
+
+async def restart_hub_service(engine: Engine, course: str) -> None:
+    record = await engine.records.get_server(course)
+    if record is None or not record.address:
+        raise OperationError("no server is known for this course")
+    target = Target(
+        record.address, record.port, record.user, record.host_key, engine.service_key.private
+    )
+    status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
+    if status != 0:
+        raise OperationError(f"systemctl restart jupyterhub exited {status}")

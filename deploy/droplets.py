@@ -1,0 +1,650 @@
+"""Drive DigitalOcean droplets: find or create, resize, snapshot, reboot, DNS, and sizes.
+
+Every call goes through python-digitalocean, which blocks, so each one runs in a worker
+thread and the event loop never waits on the network. Rate limits (429), server errors
+(5xx) and timeouts are retried here, with the waits bounded. By design nothing in this
+module can rebuild, restore or destroy a droplet (safety invariant 1): students' work
+lives on the droplet's disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import digitalocean
+import requests
+from digitalocean.baseapi import POST, PUT, BaseAPI
+
+from deploy.model import DROPLET_TAG, Progress
+from deploy.redact import add_secrets, redact
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[Any]]
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# DigitalOcean's own pattern for droplet names, with its length limit.
+DROPLET_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9]?[a-zA-Z0-9.\-]*[a-zA-Z0-9]$")
+SNAPSHOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+HOSTNAME_PATTERN = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
+PUBLIC_KEY_PATTERN = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) ([A-Za-z0-9+/]+={0,3})(?: .*)?$"
+)
+CPU_VENDOR_SUFFIXES = ("-amd", "-intel")
+
+# How long a 429 may make us wait, and how many tries a call gets before we give up.
+MAX_RATE_LIMIT_WAIT = 120.0
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 30.0
+POWER_ON_ATTEMPTS = 3
+
+
+class DropletError(RuntimeError):
+    """Something DigitalOcean refused or never finished, said so a person understands it."""
+
+
+@dataclass(frozen=True)
+class DropletInfo:
+    id: int
+    name: str
+    size: str
+    region: str
+    status: str
+    ipv4: str | None
+    vcpus: int
+    memory: int  # MB
+    disk: int  # GB
+
+
+@dataclass(frozen=True)
+class SizeInfo:
+    slug: str
+    vcpus: int
+    memory: int  # MB
+    disk: int  # GB
+    price_monthly: float
+    regions: tuple[str, ...]
+    available: bool
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    slug: str
+    name: str
+    available: bool
+    sizes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """What ``/resize SIZE`` resolves to: the size chosen, or why none was."""
+
+    wanted: str
+    chosen: SizeInfo | None
+    others: tuple[SizeInfo, ...] = ()  # the other sizes that also matched
+    valid: tuple[str, ...] = ()  # every size one may ask for in the region
+    message: str = ""
+
+
+# ---- pure helpers ------------------------------------------------------------------------
+
+
+def has_vendor_suffix(slug: str) -> bool:
+    return slug.endswith(CPU_VENDOR_SUFFIXES)
+
+
+def choose_size(wanted: str, sizes: list[SizeInfo], region: str) -> SizeChoice:
+    """Resolve what a person typed after ``/resize`` to one of DigitalOcean's sizes.
+
+    An exact slug wins. Otherwise a prefix such as ``s-4vcpu`` picks the cheapest size
+    available in ``region`` that starts with it, leaving out the CPU-vendor variants
+    (``-amd``, ``-intel``), which must be asked for by their full slug.
+    """
+    usable = sorted(
+        (s for s in sizes if s.available and region in s.regions),
+        key=lambda s: (s.price_monthly, s.slug),
+    )
+    valid = tuple(s.slug for s in usable)
+    if len(wanted) > 64 or not SLUG_PATTERN.fullmatch(wanted):
+        return SizeChoice(
+            wanted,
+            None,
+            valid=valid,
+            message=(
+                f"{wanted[:64]!r} is not a size: a size is lower-case letters, digits and "
+                "single hyphens, such as s-2vcpu-4gb"
+            ),
+        )
+    exact = next((s for s in sizes if s.slug == wanted), None)
+    if exact is not None:
+        if exact in usable:
+            return SizeChoice(wanted, exact, valid=valid, message=f"{wanted} chosen")
+        return SizeChoice(
+            wanted,
+            None,
+            valid=valid,
+            message=f"{wanted} is not available in {region}",
+        )
+    matches = [s for s in usable if s.slug.startswith(wanted) and not has_vendor_suffix(s.slug)]
+    if not matches:
+        return SizeChoice(
+            wanted,
+            None,
+            valid=valid,
+            message=f"no size available in {region} matches {wanted}",
+        )
+    chosen, others = matches[0], tuple(matches[1:])
+    return SizeChoice(
+        wanted,
+        chosen,
+        others=others,
+        valid=valid,
+        message=(
+            f"{chosen.slug} chosen for {wanted}, the cheapest match "
+            f"(${chosen.price_monthly:g}/month)"
+        ),
+    )
+
+
+def retry_delay(
+    status: int | None,
+    headers: Mapping[str, str],
+    attempt: int,
+    now: float,
+    *,
+    max_wait: float = MAX_RATE_LIMIT_WAIT,
+) -> float:
+    """How long to wait before try number ``attempt + 1`` after a failed one.
+
+    A 429 says when the limit resets (``ratelimit-reset``, epoch seconds) or how long to
+    wait (``retry-after``); anything else backs off exponentially. Never above the bounds.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if status == 429:
+        for name, absolute in (("retry-after", False), ("ratelimit-reset", True)):
+            value = lowered.get(name)
+            if value is None:
+                continue
+            try:
+                seconds = float(value) - (now if absolute else 0.0)
+            except ValueError:
+                continue
+            return min(max(seconds, 0.0), max_wait)
+        return min(BACKOFF_BASE * 2**attempt, max_wait)
+    return min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+
+
+def public_key_fingerprint(public_key: str) -> str:
+    """DigitalOcean's fingerprint of an OpenSSH public key (MD5 of the blob, colon hex)."""
+    match = PUBLIC_KEY_PATTERN.fullmatch(public_key.strip())
+    if not match:
+        raise DropletError("the service's SSH public key is not an OpenSSH public key line")
+    try:
+        blob = base64.b64decode(match.group(2), validate=True)
+    except binascii.Error as exc:
+        raise DropletError("the service's SSH public key is not valid base64") from exc
+    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def record_name(hostname: str, domain: str) -> str:
+    """The record name DigitalOcean uses for ``hostname`` inside ``domain`` ("@" for the apex)."""
+    return "@" if hostname == domain else hostname[: -len(domain) - 1]
+
+
+def owning_domain(hostname: str, domains: list[str]) -> str | None:
+    """The most specific of ``domains`` that ``hostname`` is, or lies under."""
+    candidates = [d for d in domains if hostname == d or hostname.endswith("." + d)]
+    return max(candidates, key=len) if candidates else None
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str:
+    if not isinstance(value, str) or len(value) > 255 or not pattern.fullmatch(value):
+        raise DropletError(f"{what} {str(value)[:80]!r} is not allowed; expected e.g. {example}")
+    return value
+
+
+# ---- the I/O layer -----------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """A failure worth retrying: 429, 5xx, or no answer."""
+
+    def __init__(self, status: int | None, headers: Mapping[str, str], message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers)
+        self.message = message
+
+
+class _Watched:
+    """Mixed into python-digitalocean's classes to see each response before it parses it.
+
+    The library turns a 429 or 500 into a bare message and drops the headers; this
+    raises ``_Transient`` carrying the status and headers instead, so the caller can wait
+    as DigitalOcean asks. It also applies our request timeout, which the library would
+    otherwise take only from an environment variable.
+    """
+
+    request_timeout: float = 30.0
+
+    def get_timeout(self) -> float:
+        return self.request_timeout
+
+    # BaseAPI calls its private ``__perform_request`` for every request, by this mangled
+    # name; overriding it is the one place every response passes through.
+    def _BaseAPI__perform_request(
+        self, url: str, method: str = "GET", params: dict | None = None
+    ) -> requests.Response:
+        perform = BaseAPI._BaseAPI__perform_request  # type: ignore[attr-defined]
+        try:
+            response = perform(self, url, method, params)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            reason = type(exc).__name__
+            raise _Transient(None, {}, f"no answer from DigitalOcean ({reason})") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Transient(
+                response.status_code,
+                response.headers,
+                f"DigitalOcean answered {response.status_code} {response.reason}",
+            )
+        return response
+
+
+class _ActionTimeout(DropletError):
+    """An action still in progress when our patience ran out."""
+
+
+class _Manager(_Watched, digitalocean.Manager):
+    pass
+
+
+class _Droplet(_Watched, digitalocean.Droplet):
+    pass
+
+
+class _Action(_Watched, digitalocean.Action):
+    pass
+
+
+class _SSHKey(_Watched, digitalocean.SSHKey):
+    pass
+
+
+class _Domain(_Watched, digitalocean.Domain):
+    pass
+
+
+class DropletDriver:
+    """Everything the service asks of DigitalOcean, as async methods."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        poll_interval: float = 5.0,
+        timeout: float = 600.0,
+        sleep: Sleep = asyncio.sleep,
+        shutdown_timeout: float = 120.0,
+        request_timeout: float = 30.0,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        if not token:
+            raise DropletError("no DigitalOcean token is configured (DIGITALOCEAN_ACCESS_TOKEN)")
+        add_secrets([token])
+        self._token = token
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.request_timeout = request_timeout
+        self.max_attempts = max_attempts
+        self._sleep = sleep
+
+    # ---- plumbing ----
+
+    def _new(self, cls: type[T], **attributes: Any) -> T:
+        obj = cls(token=self._token, **attributes)  # type: ignore[call-arg]
+        obj.request_timeout = self.request_timeout  # type: ignore[attr-defined]
+        return obj
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one blocking library call in a thread, retrying what is worth retrying."""
+        for attempt in range(self.max_attempts):
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except _Transient as exc:
+                if attempt + 1 >= self.max_attempts:
+                    raise DropletError(
+                        f"DigitalOcean did not {what} after {self.max_attempts} tries: "
+                        f"{exc.message}"
+                    ) from None
+                delay = retry_delay(exc.status, exc.headers, attempt, time.time())
+                logger.warning("%s: %s; retrying in %.1fs", what, exc.message, delay)
+                await self._sleep(delay)
+            except digitalocean.NotFoundError:
+                raise DropletError(f"DigitalOcean could not {what}: not found") from None
+            except digitalocean.Error as exc:
+                raise DropletError(f"DigitalOcean could not {what}: {redact(str(exc))}") from None
+        raise AssertionError("unreachable")
+
+    def _polls(self, timeout: float) -> int:
+        # Counted in polls, not clock time, so a test's instant sleep still ends the wait.
+        return max(1, math.ceil(timeout / self.poll_interval)) if self.poll_interval else 1000
+
+    async def _wait_action(
+        self, droplet_id: int, action_id: int, what: str, timeout: float
+    ) -> None:
+        """Poll one action until it completes; DropletError if it errors or outlasts ``timeout``."""
+        action = self._new(_Action, id=action_id, droplet_id=droplet_id)
+        for _ in range(self._polls(timeout)):
+            await self._call(f"report on the {what}", action.load)
+            if action.status == "completed":
+                return
+            if action.status == "errored":
+                raise DropletError(f"the {what} action failed on DigitalOcean's side")
+            await self._sleep(self.poll_interval)
+        raise _ActionTimeout(f"the {what} action did not finish within {timeout:g} s")
+
+    async def _action(
+        self, droplet_id: int, what: str, timeout: float, method: str, *args: Any, **kwargs: Any
+    ) -> None:
+        droplet = self._new(_Droplet, id=droplet_id)
+        action = await self._call(
+            f"start the {what}", getattr(droplet, method), *args, return_dict=False, **kwargs
+        )
+        await self._wait_action(droplet_id, action.id, what, timeout)
+
+    async def _load(self, droplet_id: int) -> _Droplet:
+        droplet = self._new(_Droplet, id=int(droplet_id))
+        await self._call(f"find droplet {int(droplet_id)}", droplet.load)
+        return droplet
+
+    # ---- reading ----
+
+    async def get(self, droplet_id: int) -> DropletInfo:
+        return _info(await self._load(droplet_id))
+
+    async def list_sizes(self) -> list[SizeInfo]:
+        manager = self._new(_Manager)
+        sizes = await self._call("list droplet sizes", manager.get_all_sizes)
+        return [
+            SizeInfo(
+                slug=s.slug,
+                vcpus=int(s.vcpus),
+                memory=int(s.memory),
+                disk=int(s.disk),
+                price_monthly=float(s.price_monthly),
+                regions=tuple(s.regions or ()),
+                available=bool(getattr(s, "available", True)),
+            )
+            for s in sizes
+        ]
+
+    async def list_regions(self) -> list[RegionInfo]:
+        manager = self._new(_Manager)
+        regions = await self._call("list regions", manager.get_all_regions)
+        return [
+            RegionInfo(
+                slug=r.slug, name=r.name, available=bool(r.available), sizes=tuple(r.sizes or ())
+            )
+            for r in regions
+        ]
+
+    # ---- creating ----
+
+    async def ensure_droplet(
+        self,
+        name: str,
+        region: str,
+        size: str,
+        image: str,
+        ssh_public_key: str,
+        progress: Progress,
+    ) -> DropletInfo:
+        """The course's droplet, created if no droplet has this name and our tag; running."""
+        _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
+        _check(SLUG_PATTERN, region, "region", "syd1")
+        _check(SLUG_PATTERN, size, "size", "s-2vcpu-4gb")
+        _check(SLUG_PATTERN, image, "image", "ubuntu-24-04-x64")
+        key_fingerprint = public_key_fingerprint(ssh_public_key)
+
+        for attempt in range(self.max_attempts):
+            existing = await self._find(name)
+            if existing is not None:
+                await _say(progress, f"Found droplet {name} (id {existing.id}, {existing.status})")
+                if existing.status == "off":
+                    await _say(progress, "It is powered off; powering it on")
+                    await self._power_on(existing.id, progress)
+                return await self._wait_running(existing.id, progress)
+            key_id = await self._ensure_key(ssh_public_key, key_fingerprint, progress)
+            await _say(progress, f"Creating droplet {name} ({size}, {image}) in {region}")
+            # Droplet.create would send "vpc_uuid": null, which the API's description does
+            # not allow; the same request through the library's transport leaves it out.
+            request = {
+                "name": name,
+                "region": region,
+                "size": size,
+                "image": image,
+                "ssh_keys": [key_id],
+                "tags": [DROPLET_TAG],
+                "monitoring": True,
+                "backups": False,
+                "ipv6": False,
+            }
+            client = self._new(_Manager)
+            try:
+                # Not retried blindly: a create that timed out may have happened, so the
+                # loop looks for the droplet again before asking a second time.
+                created = await asyncio.to_thread(
+                    client.get_data, "droplets/", type=POST, params=request
+                )
+            except _Transient as exc:
+                if attempt + 1 >= self.max_attempts:
+                    raise DropletError(
+                        f"DigitalOcean did not create {name}: {exc.message}"
+                    ) from None
+                await self._sleep(retry_delay(exc.status, exc.headers, attempt, time.time()))
+                continue
+            except digitalocean.Error as exc:
+                raise DropletError(
+                    f"DigitalOcean refused to create {name}: {redact(str(exc))}"
+                ) from None
+            return await self._wait_running(int(created["droplet"]["id"]), progress)
+        raise DropletError(f"DigitalOcean did not create {name}")
+
+    async def _find(self, name: str) -> Any | None:
+        manager = self._new(_Manager)
+        tagged = await self._call(
+            "list the service's droplets", manager.get_all_droplets, tag_name=DROPLET_TAG
+        )
+        named = [d for d in tagged if d.name == name]
+        if len(named) > 1:
+            ids = ", ".join(str(d.id) for d in named)
+            raise DropletError(
+                f"{len(named)} droplets are named {name} and tagged {DROPLET_TAG} "
+                f"(ids {ids}); rename or untag all but one"
+            )
+        return named[0] if named else None
+
+    async def _ensure_key(self, public_key: str, key_fingerprint: str, progress: Progress) -> int:
+        manager = self._new(_Manager)
+        keys = await self._call("list the account's SSH keys", manager.get_all_sshkeys)
+        wanted = public_key.split()[:2]
+        for key in keys:
+            if key.fingerprint == key_fingerprint or (key.public_key or "").split()[:2] == wanted:
+                return int(key.id)
+        await _say(progress, f"Adding the service's SSH key ({key_fingerprint}) to the account")
+        key = self._new(_SSHKey, name=DROPLET_TAG, public_key=public_key.strip())
+        await self._call("add the service's SSH key", key.create)
+        return int(key.id)
+
+    async def _wait_running(self, droplet_id: int, progress: Progress) -> DropletInfo:
+        for _ in range(self._polls(self.timeout)):
+            info = _info(await self._load(droplet_id))
+            if info.status == "active" and info.ipv4:
+                await _say(progress, f"Droplet {info.name} is running at {info.ipv4}")
+                return info
+            await self._sleep(self.poll_interval)
+        raise DropletError(
+            f"droplet {droplet_id} was not running with a public IPv4 address "
+            f"within {self.timeout:g} s"
+        )
+
+    # ---- changing ----
+
+    async def resize(
+        self, droplet_id: int, size: str, *, disk: bool, progress: Progress
+    ) -> DropletInfo:
+        """Resize CPU and RAM (and the disk only when ``disk``); the droplet ends powered on."""
+        _check(SLUG_PATTERN, size, "size", "s-4vcpu-8gb")
+        droplet_id = int(droplet_id)
+        failure: DropletError | None = None
+        try:
+            await self._power_down(droplet_id, progress)
+            what = "resize (CPU, RAM and disk)" if disk else "resize (CPU and RAM only)"
+            await _say(progress, f"Resizing to {size}; {'disk too' if disk else 'disk unchanged'}")
+            # python-digitalocean resizes the disk unless told not to: always say which.
+            await self._action(droplet_id, what, self.timeout, "resize", size, disk=bool(disk))
+        except DropletError as exc:
+            failure = exc
+        finally:
+            # Whatever happened above, students need their hub back.
+            await self._power_on(droplet_id, progress, after=failure)
+        if failure is not None:
+            raise DropletError(f"DigitalOcean refused the resize to {size}: {failure}") from failure
+        info = await self.get(droplet_id)
+        await _say(progress, f"Droplet is now {info.size} ({info.vcpus} vCPU, {info.memory} MB)")
+        return info
+
+    async def _power_down(self, droplet_id: int, progress: Progress) -> None:
+        if (await self._load(droplet_id)).status == "off":
+            return
+        await _say(progress, "Shutting the droplet down")
+        try:
+            await self._action(droplet_id, "shutdown", self.shutdown_timeout, "shutdown")
+        except DropletError as exc:
+            await _say(progress, f"Graceful shutdown did not finish ({exc}); powering off")
+        if (await self._load(droplet_id)).status == "off":
+            return
+        try:
+            await self._action(droplet_id, "power-off", self.timeout, "power_off")
+        except DropletError as exc:
+            raise DropletError(f"could not power the droplet off before resizing: {exc}") from exc
+
+    async def _power_on(
+        self, droplet_id: int, progress: Progress, *, after: DropletError | None = None
+    ) -> None:
+        last: Exception | None = None
+        for attempt in range(POWER_ON_ATTEMPTS):
+            try:
+                if (await self._load(droplet_id)).status == "active":
+                    return
+                await _say(progress, "Powering the droplet on")
+                await self._action(droplet_id, "power-on", self.timeout, "power_on")
+                return
+            except DropletError as exc:
+                last = exc
+                if attempt + 1 < POWER_ON_ATTEMPTS:
+                    await _say(progress, f"Power-on failed ({exc}); trying again")
+                    await self._sleep(retry_delay(None, {}, attempt, time.time()))
+        earlier = f" after: {after}" if after else ""
+        raise DropletError(
+            f"could not power droplet {droplet_id} back on ({last}){earlier}; "
+            "power it on from DigitalOcean's control panel"
+        )
+
+    async def snapshot(self, droplet_id: int, name: str, progress: Progress) -> None:
+        """Take a snapshot of the running droplet (DigitalOcean allows it while on)."""
+        _check(SNAPSHOT_NAME_PATTERN, name, "snapshot name", "physics101-2024-05-01")
+        await _say(progress, f"Taking snapshot {name}")
+        await self._action(int(droplet_id), "snapshot", self.timeout, "take_snapshot", name)
+        await _say(progress, f"Snapshot {name} is done")
+
+    async def reboot(self, droplet_id: int, progress: Progress) -> None:
+        await _say(progress, "Rebooting the droplet")
+        await self._action(int(droplet_id), "reboot", self.timeout, "reboot")
+        await self._wait_running(int(droplet_id), progress)
+
+    # ---- DNS ----
+
+    async def ensure_dns_a_record(self, hostname: str, ipv4: str) -> bool:
+        """Point ``hostname`` at ``ipv4`` when its domain is on this account; False if it isn't."""
+        hostname = hostname.lower().rstrip(".")
+        _check(HOSTNAME_PATTERN, hostname, "hostname", "hub.example.edu")
+        try:
+            address = ipaddress.IPv4Address(ipv4)
+        except ValueError:
+            raise DropletError(f"{ipv4[:40]!r} is not an IPv4 address") from None
+        manager = self._new(_Manager)
+        domains = await self._call("list the account's domains", manager.get_all_domains)
+        domain_name = owning_domain(hostname, [d.name for d in domains])
+        if domain_name is None:
+            return False
+        name = record_name(hostname, domain_name)
+        domain = self._new(_Domain, name=domain_name)
+        records = await self._call(
+            f"list the DNS records of {domain_name}",
+            domain.get_records,
+            params={"type": "A", "name": hostname},
+        )
+        matching = [r for r in records if r.type == "A" and r.name == name]
+        if any(r.data == str(address) for r in matching):
+            return True
+        if matching:
+            # Domain.update_domain_record would also send the read-only id; send only
+            # what changes.
+            await self._call(
+                f"update the A record of {hostname}",
+                domain.get_data,
+                f"domains/{domain_name}/records/{int(matching[0].id)}",
+                type=PUT,
+                params={"type": "A", "name": name, "data": str(address)},
+            )
+            return True
+        await self._call(
+            f"create an A record for {hostname}",
+            domain.create_new_domain_record,
+            type="A",
+            name=name,
+            data=str(address),
+            ttl=300,
+        )
+        return True
+
+
+def _info(droplet: Any) -> DropletInfo:
+    region = droplet.region.get("slug", "") if isinstance(droplet.region, dict) else droplet.region
+    ipv4 = None
+    for net in (droplet.networks or {}).get("v4", []):
+        if net.get("type") == "public":
+            ipv4 = net.get("ip_address")
+    return DropletInfo(
+        id=int(droplet.id),
+        name=droplet.name,
+        size=droplet.size_slug,
+        region=str(region),
+        status=droplet.status,
+        ipv4=ipv4,
+        vcpus=int(droplet.vcpus or 0),
+        memory=int(droplet.memory or 0),
+        disk=int(droplet.disk or 0),
+    )
+
+
+async def _say(progress: Progress, line: str) -> None:
+    await progress(redact(line))

@@ -1,0 +1,642 @@
+"""Plan: compare the desired state of a course's hub with what its server reports.
+
+Pure: no I/O. ``plan`` returns the ordered steps that bring the server to the desired
+state, each with the sentence that explains it, and nothing when the two already agree,
+so applying a plan and planning again gives an empty plan.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from deploy import tljh
+from deploy.model import STATE_FILE, CourseConfig, Observed, Plan, Reload, Step
+
+ENGINE = "littlest-classroom"
+ENGINE_VERSION = "0.1.0"
+
+NATIVE_AUTHENTICATOR = "nativeauthenticator.NativeAuthenticator"
+ADMIN_KEY = "users.admin"
+DOMAINS_KEY = "https.letsencrypt.domains"
+
+# Step timeouts, in seconds: the installer and package managers download a lot; a config
+# change is quick.
+INSTALL_TIMEOUT = 1800.0
+PACKAGES_TIMEOUT = 1800.0
+CONFIG_TIMEOUT = 120.0
+ENGINE_TIMEOUT = 900.0
+VERIFY_TIMEOUT = 180.0
+
+_MISSING = object()
+
+
+# --- package specs ------------------------------------------------------------------------
+
+
+def _versions_equal(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def apt_name(spec: str) -> str:
+    return spec.partition("=")[0]
+
+
+def apt_satisfied(spec: str, installed: dict[str, str]) -> bool:
+    """``graphviz`` wants it installed; ``graphviz=2.42`` wants exactly that version."""
+    name, pinned, version = spec.partition("=")
+    if name not in installed:
+        return False
+    return not pinned or installed[name] == version
+
+
+@dataclass(frozen=True)
+class CondaSpec:
+    name: str
+    constraint: str  # the version part, operators included ("" for any version)
+
+
+_CONDA_SPLIT = re.compile(r"(?P<name>[^=<>!~ ]+)(?P<rest>.*)")
+
+
+def parse_conda_spec(spec: str) -> CondaSpec:
+    """Split ``channel::name=1.26=build`` into its name and version constraint."""
+    bare = spec.split("::", 1)[-1]
+    match = _CONDA_SPLIT.fullmatch(bare)
+    if not match:
+        return CondaSpec(bare.lower(), "")
+    rest = match["rest"].strip()
+    if rest.startswith("==") or rest.startswith("="):
+        # A build string may follow the version: "=1.26=py311_0" or "==1.26 py311_0".
+        operator = "==" if rest.startswith("==") else "="
+        version = re.split(r"[= ]", rest[len(operator) :], maxsplit=1)[0]
+        return CondaSpec(match["name"].lower(), operator + version)
+    # "name 1.26 build": the version is the first word, the build string the second.
+    return CondaSpec(match["name"].lower(), rest.split(" ", 1)[0] if rest else "")
+
+
+def _conda_prefix_match(pattern: str, installed: str) -> bool:
+    prefix = pattern.rstrip("*").rstrip(".")
+    return _versions_equal(installed, prefix) or installed.startswith(prefix + ".")
+
+
+def conda_satisfied(spec: str, installed: dict[str, str]) -> bool:
+    """Whether what conda lists meets ``spec``, by conda's own reading of its version part.
+
+    ``=1.26`` is conda's fuzzy pin (any 1.26.x); ``==1.26`` and a bare ``1.26`` are exact;
+    a range is checked with PEP 440 specifiers when it parses as one, and otherwise the
+    package being there is taken as enough rather than reinstalling it on every push.
+    """
+    parsed = parse_conda_spec(spec)
+    have = {name.lower(): version for name, version in installed.items()}
+    if parsed.name not in have:
+        return False
+    version, constraint = have[parsed.name], parsed.constraint
+    if not constraint:
+        return True
+    if constraint.startswith("=="):
+        wanted = constraint[2:]
+        return (
+            _conda_prefix_match(wanted, version)
+            if "*" in wanted
+            else _versions_equal(version, wanted)
+        )
+    if constraint.startswith("="):
+        return _conda_prefix_match(constraint[1:], version)
+    if not re.match(r"[<>!~]", constraint):
+        return (
+            _conda_prefix_match(constraint, version)
+            if "*" in constraint
+            else _versions_equal(version, constraint)
+        )
+    try:
+        return SpecifierSet(constraint).contains(version, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
+
+
+def pip_name(spec: str) -> str:
+    try:
+        return canonicalize_name(Requirement(spec).name)
+    except InvalidRequirement:
+        return canonicalize_name(re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0])
+
+
+def pip_satisfied(spec: str, installed: dict[str, str]) -> bool:
+    """Whether an installed distribution (PEP 503 name) meets the requirement's specifier."""
+    have = {canonicalize_name(name): version for name, version in installed.items()}
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement:
+        return pip_name(spec) in have
+    version = have.get(canonicalize_name(requirement.name))
+    if version is None:
+        return False
+    if not requirement.specifier:
+        return True
+    try:
+        return requirement.specifier.contains(version, prereleases=True)
+    except InvalidVersion:
+        return True
+
+
+# --- tljh-config values -------------------------------------------------------------------
+
+
+def config_get(config: dict, key: str) -> object:
+    """The value at a dotted key of the observed tljh config, or ``_MISSING``."""
+    node: object = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _canonical(value: object) -> str:
+    """The form tljh-config would store, so ``1``, ``1.0`` and ``"1"`` compare equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format(float(value), "g")
+    text = str(value)
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return format(float(text), "g")
+    except ValueError:
+        return text
+
+
+def _same(observed: object, desired: object) -> bool:
+    if observed is _MISSING or observed is None:
+        return False
+    return _canonical(observed) == _canonical(desired)
+
+
+def _config_list(config: dict, key: str) -> list[str]:
+    value = config_get(config, key)
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
+
+
+def desired_settings(desired: CourseConfig) -> dict[str, object]:
+    """Every single-valued tljh-config key the course sets, in the order they are applied."""
+    hub = desired.hub
+    settings: dict[str, object] = {
+        "auth.type": NATIVE_AUTHENTICATOR,
+        "auth.NativeAuthenticator.open_signup": hub.signup == "open",
+        "auth.NativeAuthenticator.enable_signup": hub.signup != "closed",
+        "auth.NativeAuthenticator.allow_all": True,
+    }
+    if hub.hostname:
+        settings["https.enabled"] = True
+        if hub.letsencrypt_email:
+            settings["https.letsencrypt.email"] = hub.letsencrypt_email
+    settings["user_environment.default_app"] = hub.default_app
+    settings["limits.memory"] = hub.memory_limit
+    settings["limits.cpu"] = hub.cpu_limit
+    settings["services.cull.timeout"] = hub.idle_timeout
+    return settings
+
+
+def _settings_changes(
+    keys: Iterable[str], settings: dict[str, object], config: dict
+) -> tuple[list[str], list[str]]:
+    """Commands and reason fragments for the keys whose observed value differs."""
+    commands: list[str] = []
+    reasons: list[str] = []
+    for key in keys:
+        wanted = settings.get(key)
+        have = config_get(config, key)
+        if wanted is None:
+            # The course no longer sets it (e.g. limits removed): TLJH's default applies.
+            if have is not _MISSING:
+                commands.append(tljh.config_unset(key))
+                reasons.append(f"{key} unset")
+            continue
+        if not _same(have, wanted):
+            commands.append(tljh.config_set(key, wanted))
+            reasons.append(f"{key} {tljh.config_value(wanted)}")
+    return commands, reasons
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def _source(desired: CourseConfig, kind: str, fallback: str) -> str:
+    return desired.packages.sources.get(kind) or fallback
+
+
+def _listing(names: Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def _package_reason(source: str, missing: list[str], changed: list[tuple[str, str]]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"{source} adds {_listing(missing)}")
+    if changed:
+        pinned = _listing(f"{spec} (installed {version})" for spec, version in changed)
+        parts.append(f"{source} wants {pinned}")
+    return "; ".join(parts)
+
+
+def _version_differs(observed_version: str | None, wanted: str) -> bool:
+    if observed_version is None:
+        return True
+    return not _versions_equal(observed_version, wanted)
+
+
+def _previous(state: dict, kind: str) -> list[str]:
+    value = state.get(kind)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def plan(
+    desired: CourseConfig,
+    observed: Observed | None,
+    *,
+    rebuild: bool = False,
+    droplet_needed: bool = False,
+    droplet_exists: bool = True,
+    applied_at: str | None = None,
+) -> Plan:
+    """The ordered, explained steps that bring the server from ``observed`` to ``desired``.
+
+    ``observed`` is None (or unreachable) for a server not yet seen: everything is planned
+    as for a fresh one. ``applied_at`` is the time recorded in the state file (now, UTC,
+    when not given; tests pass it to stay deterministic).
+    """
+    hub = desired.hub
+    known = observed is not None and observed.reachable
+    seen = observed if observed is not None and observed.reachable else Observed()
+    steps: list[Step] = []
+
+    # 1. The server itself.
+    provisioning = desired.server.provider == "digitalocean" and (
+        droplet_needed or not droplet_exists
+    )
+    if provisioning:
+        steps.append(
+            Step(
+                "provision",
+                f"no droplet yet: create {desired.server.name or 'one'} "
+                f"({desired.server.size} in {desired.server.region})",
+                "",
+                timeout=ENGINE_TIMEOUT,
+            )
+        )
+    if provisioning or not known:
+        steps.append(
+            Step(
+                "wait-ssh",
+                "wait until the server answers over SSH",
+                "",
+                timeout=ENGINE_TIMEOUT,
+                changes_server=False,
+            )
+        )
+
+    # 2. TLJH itself. After a fresh install the installer has set users.admin to the
+    # admins it was given, so the rest of the plan starts from that config.
+    config = seen.tljh_config
+    if not seen.tljh_installed:
+        steps.append(
+            Step(
+                "tljh-install",
+                f"TLJH is not installed: install TLJH {hub.tljh_version}",
+                tljh.script(
+                    f"mkdir -p {tljh.STATE_DIR}", tljh.bootstrap(hub.tljh_version, hub.admins)
+                ),
+                timeout=INSTALL_TIMEOUT,
+            )
+        )
+        config = {"users": {"admin": list(hub.admins)}} if hub.admins else {}
+    elif rebuild or _version_differs(seen.tljh_version, hub.tljh_version):
+        why = (
+            "rebuild asked for"
+            if rebuild and not _version_differs(seen.tljh_version, hub.tljh_version)
+            else f"hub.tljh_version is {hub.tljh_version}, the server runs "
+            f"{seen.tljh_version or 'an unknown version'}"
+        )
+        steps.append(
+            Step(
+                "tljh-upgrade",
+                f"{why}: upgrade TLJH in place to {hub.tljh_version} (home folders stay)",
+                tljh.script(f"mkdir -p {tljh.STATE_DIR}", tljh.bootstrap(hub.tljh_version)),
+                timeout=INSTALL_TIMEOUT,
+            )
+        )
+
+    settings = desired_settings(desired)
+
+    # 3. Authentication.
+    auth_keys = [k for k in settings if k.startswith("auth.")]
+    commands, reasons = _settings_changes(auth_keys, settings, config)
+    if commands:
+        steps.append(
+            Step(
+                "auth",
+                f"hub.signup is {hub.signup}: " + ", ".join(reasons),
+                tljh.script(*commands),
+                reload=Reload.HUB,
+                timeout=CONFIG_TIMEOUT,
+            )
+        )
+
+    # 4. Admins: users.admin made equal to hub.admins, each name exactly once.
+    steps.extend(_admin_steps(hub.admins, _config_list(config, ADMIN_KEY)))
+
+    # 5. HTTPS, and the DNS record it needs first.
+    if hub.hostname:
+        domains = _config_list(config, DOMAINS_KEY)
+        if desired.server.provider == "digitalocean" and (
+            provisioning or hub.hostname not in domains
+        ):
+            steps.append(
+                Step(
+                    "dns",
+                    f"hub.hostname is {hub.hostname}: point its DNS A record at the droplet",
+                    "",
+                    timeout=CONFIG_TIMEOUT,
+                )
+            )
+        https_keys = [k for k in settings if k.startswith("https.")]
+        commands, reasons = _settings_changes(https_keys, settings, config)
+        if hub.hostname not in domains:
+            commands.append(tljh.config_add_item(DOMAINS_KEY, hub.hostname))
+            reasons.append(f"{DOMAINS_KEY} adds {hub.hostname}")
+        if commands:
+            steps.append(
+                Step(
+                    "https",
+                    f"hub.hostname is {hub.hostname}: " + ", ".join(reasons),
+                    tljh.script(*commands),
+                    reload=Reload.PROXY,
+                    timeout=CONFIG_TIMEOUT,
+                )
+            )
+
+    # 6. Hub settings.
+    hub_keys = [k for k in settings if not k.startswith(("auth.", "https."))]
+    commands, reasons = _settings_changes(hub_keys, settings, config)
+    if commands:
+        steps.append(
+            Step(
+                "hub-settings",
+                ", ".join(reasons),
+                tljh.script(*commands),
+                reload=Reload.HUB,
+                timeout=CONFIG_TIMEOUT,
+            )
+        )
+
+    # 7-9. Packages.
+    packages = desired.packages
+    steps.extend(
+        _package_step(
+            "apt",
+            _source(desired, "apt", "apt.txt"),
+            packages.apt,
+            seen.apt,
+            apt_satisfied,
+            apt_name,
+            lambda specs: tljh.script(*tljh.apt_install(specs)),
+        )
+    )
+    steps.extend(
+        _package_step(
+            "conda",
+            _source(desired, "conda", "environment.yml"),
+            packages.conda,
+            seen.conda,
+            conda_satisfied,
+            lambda spec: parse_conda_spec(spec).name,
+            lambda specs: tljh.script(tljh.conda_install(specs, packages.conda_channels)),
+        )
+    )
+    steps.extend(
+        _package_step(
+            "pip",
+            _source(desired, "pip", "requirements.txt"),
+            packages.pip,
+            seen.pip,
+            pip_satisfied,
+            pip_name,
+            lambda specs: tljh.script(tljh.pip_install(specs)),
+        )
+    )
+
+    # 10. What the files dropped: removed when prune is on, otherwise kept and reported.
+    prune_steps, kept, kept_specs = _prune(desired, seen)
+    steps.extend(prune_steps)
+
+    # 11-12. One reload, then verify and record, only when something changed.
+    if any(s.changes_server for s in steps):
+        needs = Reload.NONE
+        for step in steps:
+            needs |= step.reload
+        reloads = [
+            tljh.config_reload(name)
+            for flag, name in ((Reload.HUB, "hub"), (Reload.PROXY, "proxy"))
+            if flag in needs
+        ]
+        if reloads:
+            what = " and ".join(
+                name
+                for flag, name in ((Reload.HUB, "hub"), (Reload.PROXY, "proxy"))
+                if flag in needs
+            )
+            steps.append(
+                Step(
+                    "reload",
+                    f"reload the {what} so the new settings take effect",
+                    tljh.script(*reloads),
+                    timeout=CONFIG_TIMEOUT,
+                )
+            )
+        steps.append(
+            Step(
+                "verify",
+                "check that the hub answers on http://127.0.0.1/hub/api",
+                tljh.script(*tljh.wait_for_hub()),
+                timeout=VERIFY_TIMEOUT,
+                changes_server=False,
+            )
+        )
+        state = state_record(desired, settings, kept_specs, applied_at)
+        steps.append(
+            Step(
+                "state",
+                f"record what was applied in {STATE_FILE}",
+                tljh.script(*tljh.write_state(state, STATE_FILE)),
+                timeout=CONFIG_TIMEOUT,
+            )
+        )
+    return Plan(steps=tuple(steps), kept=tuple(kept))
+
+
+def _admin_steps(admins: tuple[str, ...], observed_admins: list[str]) -> list[Step]:
+    # Names compare as tljh-config stores them: it reads "007" as the number 7.
+    counts = Counter(_canonical(name) for name in observed_admins)
+    spelled = {_canonical(name): name for name in observed_admins}
+    wanted = {_canonical(name): name for name in admins}
+    commands: list[str] = []
+    added, removed, deduplicated = [], [], []
+    for key, name in spelled.items():
+        if key not in wanted:
+            # remove-item takes out one occurrence, so once per copy.
+            commands.extend(tljh.config_remove_item(ADMIN_KEY, name) for _ in range(counts[key]))
+            removed.append(name)
+        elif counts[key] > 1:
+            commands.extend(tljh.config_remove_item(ADMIN_KEY, name) for _ in range(counts[key]))
+            commands.append(tljh.config_add_item(ADMIN_KEY, wanted[key]))
+            deduplicated.append(name)
+    for key, name in wanted.items():
+        if key not in counts:
+            commands.append(tljh.config_add_item(ADMIN_KEY, name))
+            added.append(name)
+    if not commands:
+        return []
+    reasons = []
+    if added:
+        reasons.append(f"hub.admins adds {_listing(added)}")
+    if removed:
+        reasons.append(f"hub.admins no longer lists {_listing(removed)}")
+    if deduplicated:
+        reasons.append(f"{ADMIN_KEY} lists {_listing(deduplicated)} more than once")
+    return [
+        Step(
+            "admins",
+            "; ".join(reasons),
+            tljh.script(*commands),
+            reload=Reload.HUB,
+            timeout=CONFIG_TIMEOUT,
+        )
+    ]
+
+
+def _package_step(
+    kind: str,
+    source: str,
+    specs: tuple[str, ...],
+    installed: dict[str, str],
+    satisfied: Callable[[str, dict[str, str]], bool],
+    name_of: Callable[[str], str],
+    build_script: Callable[[list[str]], str],
+) -> list[Step]:
+    needed = [spec for spec in dict.fromkeys(specs) if not satisfied(spec, installed)]
+    if not needed:
+        return []
+    have = {_normal(kind, name): version for name, version in installed.items()}
+    missing = [spec for spec in needed if _normal(kind, name_of(spec)) not in have]
+    changed = [
+        (spec, have[_normal(kind, name_of(spec))])
+        for spec in needed
+        if _normal(kind, name_of(spec)) in have
+    ]
+    return [
+        Step(
+            kind,
+            _package_reason(source, missing, changed),
+            build_script(needed),
+            timeout=PACKAGES_TIMEOUT,
+        )
+    ]
+
+
+def _normal(kind: str, name: str) -> str:
+    if kind == "pip":
+        return canonicalize_name(name)
+    return name.lower()
+
+
+_NAME_OF = {
+    "apt": apt_name,
+    "conda": lambda spec: parse_conda_spec(spec).name,
+    "pip": pip_name,
+}
+
+
+def _prune(desired: CourseConfig, seen: Observed) -> tuple[list[Step], list[str], dict]:
+    """Steps removing what the files dropped (prune on), or the list of what stays."""
+    packages = desired.packages
+    wanted = {"apt": packages.apt, "conda": packages.conda, "pip": packages.pip}
+    installed = {"apt": seen.apt, "conda": seen.conda, "pip": seen.pip}
+    steps: list[Step] = []
+    kept: list[str] = []
+    kept_specs: dict[str, list[str]] = {}
+    for kind in ("apt", "conda", "pip"):
+        name_of = _NAME_OF[kind]
+        still_wanted = {_normal(kind, name_of(spec)) for spec in wanted[kind]}
+        present = {_normal(kind, name) for name in installed[kind]}
+        dropped: dict[str, str] = {}
+        for spec in _previous(seen.state, kind):
+            name = _normal(kind, name_of(spec))
+            if name not in still_wanted and name in present:
+                dropped.setdefault(name, spec)
+        if not dropped:
+            continue
+        names = list(dropped)
+        if desired.prune:
+            source = _source(
+                desired,
+                kind,
+                {"apt": "apt.txt", "conda": "environment.yml", "pip": "requirements.txt"}[kind],
+            )
+            remove = {
+                "apt": tljh.apt_remove,
+                "conda": tljh.conda_remove,
+                "pip": tljh.pip_uninstall,
+            }[kind]
+            steps.append(
+                Step(
+                    f"prune-{kind}",
+                    f"{source} no longer lists {_listing(names)} and prune is on: remove",
+                    tljh.script(remove(names)),
+                    timeout=PACKAGES_TIMEOUT,
+                )
+            )
+        else:
+            kept.extend(f"{name} ({kind})" for name in names)
+            # Remembered in the state file so turning prune on later still removes them.
+            kept_specs[kind] = list(dropped.values())
+    return steps, kept, kept_specs
+
+
+def state_record(
+    desired: CourseConfig,
+    settings: dict[str, object],
+    kept_specs: dict,
+    applied_at: str | None = None,
+) -> dict:
+    """What the state file says was applied; prune compares the next push against it."""
+    config: dict[str, object] = {k: v for k, v in settings.items() if v is not None}
+    config[ADMIN_KEY] = list(dict.fromkeys(desired.hub.admins))
+    if desired.hub.hostname:
+        config[DOMAINS_KEY] = [desired.hub.hostname]
+    packages = desired.packages
+    return {
+        "engine": ENGINE,
+        "engine_version": ENGINE_VERSION,
+        "tljh_version": desired.hub.tljh_version,
+        "config": config,
+        "apt": list(packages.apt) + kept_specs.get("apt", []),
+        "conda": list(packages.conda) + kept_specs.get("conda", []),
+        "pip": list(packages.pip) + kept_specs.get("pip", []),
+        "applied_at": applied_at
+        or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    }

@@ -89,6 +89,9 @@ class Packages:
     conda: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)  # kind -> file it came from
+    # Package files present but not read, e.g. requirements.txt beside environment.yml
+    # (as on Binder), so a plan can say why they have no effect.
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,302 @@
+"""A course's desired state, read and checked from its repository's files.
+
+``load_course`` turns ``.github/classroom.yml`` and the package files into a
+``CourseConfig``, or raises ``ConfigErrors`` with every problem found, each naming the
+file, the line, the key and what is allowed.  Every key is optional; a missing file
+means every default.  ``is_course_file`` says which repository paths this reads, so the
+service can pick them out of a tarball.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from deploy.model import (
+    CONFIG_PATH,
+    ConfigError,
+    ConfigErrors,
+    ContentSpec,
+    CourseConfig,
+    HubSpec,
+    MonitorSpec,
+    Packages,
+    ServerSpec,
+)
+from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
+from deploy.validate import (
+    MAX_ADMINS,
+    YamlReader,
+    check_branch,
+    check_content_path,
+    check_cpu,
+    check_droplet_name,
+    check_email,
+    check_host,
+    check_host_key,
+    check_hostname,
+    check_hub_username,
+    check_memory,
+    check_port,
+    check_slug,
+    check_tljh_version,
+    check_unix_username,
+    droplet_name_for,
+    parse_duration,
+    parse_yaml,
+)
+
+README_PATH = "README.md"
+CONFIG_FILES: frozenset[str] = frozenset(
+    {
+        CONFIG_PATH,
+        README_PATH,
+        *(folder + name for folder in ("", *PACKAGE_FOLDERS) for name in PACKAGE_FILE_NAMES),
+    }
+)
+
+TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune")
+SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
+HUB_KEYS = (
+    "hostname",
+    "letsencrypt_email",
+    "admins",
+    "signup",
+    "default_app",
+    "limits",
+    "idle_timeout",
+    "tljh_version",
+)
+LIMIT_KEYS = ("memory", "cpu")
+CONTENT_KEYS = ("branch", "open")
+MONITOR_KEYS = ("every", "issue")
+
+IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
+
+
+def is_course_file(path: str) -> bool:
+    """Whether the engine reads ``path``: config, package files, README, notebooks.
+
+    Anything directly inside ``binder/`` or ``.binder/`` counts too: repo2docker reads
+    only that folder when it exists, even if it holds none of the package files.
+    """
+    if path in CONFIG_FILES or path.endswith(".ipynb"):
+        return True
+    return any(
+        path.startswith(folder) and "/" not in path[len(folder) :] for folder in PACKAGE_FOLDERS
+    )
+
+
+def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConfig:
+    """The course's validated desired state; raises ``ConfigErrors`` listing every problem."""
+    errors: list[ConfigError] = []
+    try:
+        settings = read_settings(files.get(CONFIG_PATH), owner, repo)
+    except ConfigErrors as found:
+        errors += found.errors
+    try:
+        packages = read_packages(files)
+    except ConfigErrors as found:
+        errors += found.errors
+    if errors:
+        raise ConfigErrors(errors)
+    return CourseConfig(
+        owner=owner,
+        repo=repo,
+        server=settings.server,
+        hub=settings.hub,
+        content=settings.content,
+        monitor=settings.monitor,
+        packages=packages,
+        badges=settings.badges,
+        prune=settings.prune,
+    )
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """What ``.github/classroom.yml`` says, before the package files are added."""
+
+    server: ServerSpec
+    hub: HubSpec
+    content: ContentSpec = field(default_factory=ContentSpec)
+    monitor: MonitorSpec = field(default_factory=MonitorSpec)
+    badges: bool = True
+    prune: bool = False
+
+
+def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
+    """``.github/classroom.yml`` read and checked; ``None`` (no file) means all defaults."""
+    default_name = droplet_name_for(owner, repo)
+    if content is None:
+        return CourseSettings(server=ServerSpec(name=default_name), hub=HubSpec())
+    root = parse_yaml(content, CONFIG_PATH)
+    reader = YamlReader(CONFIG_PATH)
+    top = reader.mapping(root, "", TOP_KEYS)
+    server = _server(reader, top.get("server"), default_name)
+    hub = _hub(reader, top.get("hub"))
+    content_spec = _content(reader, top.get("content"))
+    monitor = _monitor(reader, top.get("monitor"))
+    flags: dict[str, Any] = {}
+    for key in ("badges", "prune"):
+        if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
+            flags[key] = flag
+    if reader.errors:
+        raise ConfigErrors(sorted(reader.errors, key=lambda error: error.line or 0))
+    return CourseSettings(server=server, hub=hub, content=content_spec, monitor=monitor, **flags)
+
+
+Entry = tuple[yaml.Node, yaml.Node]
+
+
+def _section(
+    reader: YamlReader, entry: Entry | None, key: str, allowed: tuple[str, ...]
+) -> dict[str, Entry]:
+    return reader.mapping(entry[1], key, allowed) if entry else {}
+
+
+def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> ServerSpec:
+    keys = _section(reader, entry, "server", SERVER_KEYS)
+    values: dict[str, Any] = {"name": default_name}
+
+    def read(key: str, checker: Any) -> None:
+        if key in keys and (value := reader.checked_text(keys[key][1], f"server.{key}", checker)):
+            values[key] = value
+
+    if "provider" in keys:
+        provider = reader.choice(keys["provider"][1], "server.provider", ("digitalocean", "ssh"))
+        if provider:
+            values["provider"] = provider
+    read("name", check_droplet_name)
+    for slug in ("region", "size", "image"):
+        read(slug, lambda value, what=slug: check_slug(value, what))
+    read("host", check_host)
+    read("user", check_unix_username)
+    read("host_key", check_host_key)
+    if "port" in keys:
+        port = reader.integer(keys["port"][1], "server.port")
+        if port is not None and (
+            port := reader.check(keys["port"][1], "server.port", check_port, port)
+        ):
+            values["port"] = port
+    server = ServerSpec(**values)
+    provider_line = keys["provider"][0] if "provider" in keys else entry[0] if entry else 1
+    if server.provider == "ssh" and "host" not in keys:
+        reader.error(
+            provider_line, "server.host", "is required with provider: ssh (the server's address)"
+        )
+    if server.provider == "digitalocean" and "host" in keys:
+        reader.error(
+            keys["host"][0],
+            "server.host",
+            "is only used with provider: ssh; a droplet's address comes from DigitalOcean",
+        )
+    return server
+
+
+def _hub(reader: YamlReader, entry: Entry | None) -> HubSpec:
+    keys = _section(reader, entry, "hub", HUB_KEYS)
+    values: dict[str, Any] = {}
+    if "hostname" in keys:
+        values["hostname"] = reader.checked_text(
+            keys["hostname"][1], "hub.hostname", check_hostname
+        )
+    if "letsencrypt_email" in keys:
+        values["letsencrypt_email"] = reader.checked_text(
+            keys["letsencrypt_email"][1], "hub.letsencrypt_email", check_email
+        )
+    if "admins" in keys:
+        admins = []
+        items = reader.sequence(keys["admins"][1], "hub.admins", MAX_ADMINS)
+        for index, node in enumerate(items):
+            admin = reader.checked_text(node, f"hub.admins[{index}]", check_hub_username)
+            if admin:
+                admins.append(admin)
+        values["admins"] = tuple(dict.fromkeys(admins))
+    for key, allowed in (
+        ("signup", ("approval", "open", "closed")),
+        ("default_app", ("jupyterlab", "classic")),
+    ):
+        if key in keys and (choice := reader.choice(keys[key][1], f"hub.{key}", allowed)):
+            values[key] = choice
+    limits = _section(reader, keys.get("limits"), "hub.limits", LIMIT_KEYS)
+    if "memory" in limits:
+        values["memory_limit"] = reader.checked_text(
+            limits["memory"][1], "hub.limits.memory", check_memory
+        )
+    if "cpu" in limits:
+        node = limits["cpu"][1]
+        cpu = reader.number(node, "hub.limits.cpu")
+        if cpu is not None:
+            values["cpu_limit"] = reader.check(node, "hub.limits.cpu", check_cpu, cpu)
+    if "idle_timeout" in keys:
+        node = keys["idle_timeout"][1]
+        seconds = reader.integer(node, "hub.idle_timeout")
+        low, high = IDLE_TIMEOUT_RANGE
+        if seconds is not None and not low <= seconds <= high:
+            reader.error(
+                node, "hub.idle_timeout", f"{seconds} is out of range; use {low} to {high} seconds"
+            )
+        elif seconds is not None:
+            values["idle_timeout"] = seconds
+    if "tljh_version" in keys:
+        version = reader.checked_text(
+            keys["tljh_version"][1], "hub.tljh_version", check_tljh_version
+        )
+        if version:
+            values["tljh_version"] = version
+    hub = HubSpec(**values)
+    if hub.hostname and not hub.letsencrypt_email and "letsencrypt_email" not in keys:
+        reader.error(
+            keys["hostname"][0],
+            "hub.letsencrypt_email",
+            "is required when hub.hostname is set (Let's Encrypt sends expiry notices there)",
+        )
+    if "letsencrypt_email" in keys and "hostname" not in keys:
+        reader.error(
+            keys["letsencrypt_email"][0],
+            "hub.letsencrypt_email",
+            "is only used with hub.hostname (https through Let's Encrypt); set both or neither",
+        )
+    return hub
+
+
+def _content(reader: YamlReader, entry: Entry | None) -> ContentSpec:
+    keys = _section(reader, entry, "content", CONTENT_KEYS)
+    branch = open_path = None
+    if "branch" in keys:
+        branch = reader.checked_text(keys["branch"][1], "content.branch", check_branch)
+    if "open" in keys:
+        open_path = reader.checked_text(keys["open"][1], "content.open", check_content_path)
+    return ContentSpec(branch=branch, open=open_path)
+
+
+def _monitor(reader: YamlReader, entry: Entry | None) -> MonitorSpec:
+    keys = _section(reader, entry, "monitor", MONITOR_KEYS)
+    values: dict[str, Any] = {}
+    if "every" in keys:
+        node = keys["every"][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int":
+            every: str | int | None = reader.integer(node, "monitor.every")
+        else:
+            every = reader.text(node, "monitor.every")
+        if every is not None and (
+            seconds := reader.check(node, "monitor.every", parse_duration, every)
+        ):
+            values["every_seconds"] = seconds
+    if "issue" in keys and (issue := reader.boolean(keys["issue"][1], "monitor.issue")) is not None:
+        values["issue"] = issue
+    return MonitorSpec(**values)
+
+
+__all__ = [
+    "CONFIG_FILES",
+    "CourseSettings",
+    "Packages",
+    "is_course_file",
+    "load_course",
+    "read_settings",
+]

@@ -1,0 +1,853 @@
+"""A fake GitHub, API and web side, served on loopback for the service's tests.
+
+It keeps just enough state to answer the operations the bot uses the way GitHub does
+(App JWTs, installation tokens, ETags and 304s, the tarball redirect, 409 on a stale
+file sha, the manifest flow) and checks every API request against GitHub's published
+OpenAPI description (``tests/data/github-openapi-subset.json``): an unknown operation is
+answered 404 and an invalid request 422, and both are recorded in ``validation_errors``
+so a test can never pass by accident on a request GitHub would refuse.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import hmac
+import io
+import itertools
+import json
+import secrets
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.openapi_check import OpenAPIChecker, OpenAPICheckError
+
+SUBSET = Path(__file__).resolve().parent.parent / "data" / "github-openapi-subset.json"
+SECONDARY_RATE_LIMIT_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
+DOCS = "https://docs.github.com/rest"
+# Operations that authenticate as the App (a JWT), or not at all; the rest take a token.
+APP_OPERATIONS = {"apps/get-authenticated", "apps/create-installation-access-token"}
+UNAUTHENTICATED_OPERATIONS = {"apps/create-from-manifest"}
+# GitHub's role names, and the legacy permission the permission endpoint reports for each.
+ROLE_PERMISSION = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+}
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def blob_sha(data: bytes) -> str:
+    """Git's object id for a file's contents, which GitHub reports as the file's ``sha``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response(
+        {"message": message, "documentation_url": DOCS, "status": str(status)},
+        status=status,
+        headers=headers,
+    )
+
+
+@dataclass
+class App:
+    id: int
+    slug: str
+    name: str
+    private_key_pem: str
+    public_key_pem: str
+    webhook_secret: str
+    client_id: str
+    client_secret: str
+    owner: str = "octo-org"
+
+
+@dataclass
+class Installation:
+    id: int
+    account: str
+    repositories: set[str] = field(default_factory=set)  # "owner/repo"
+
+
+@dataclass
+class Token:
+    value: str
+    installation_id: int
+    expires_at: datetime
+
+
+@dataclass
+class Repository:
+    owner: str
+    name: str
+    id: int
+    default_branch: str = "main"
+    branches: dict[str, str] = field(default_factory=dict)  # branch -> commit sha
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> path -> bytes
+    collaborators: dict[str, str] = field(default_factory=dict)  # username -> role
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def resolve(self, ref: str | None) -> str | None:
+        """The commit sha a branch name, full sha or unambiguous short sha names."""
+        ref = ref or self.default_branch
+        if ref in self.branches:
+            return self.branches[ref]
+        if ref in self.commits:
+            return ref
+        matches = [sha for sha in self.commits if len(ref) >= 7 and sha.startswith(ref)]
+        return matches[0] if len(matches) == 1 else None
+
+
+@dataclass
+class CheckRun:
+    id: int
+    repository: str
+    current: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)  # every create/update body
+
+
+@dataclass
+class Issue:
+    number: int
+    repository: str
+    title: str
+    body: str | None = None
+    state: str = "open"
+    labels: list[str] = field(default_factory=list)
+    user: str = "littlest-classroom[bot]"
+    comments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    operation_id: str | None
+    headers: dict[str, str]
+    json: Any
+    status: int = 0
+
+
+@dataclass
+class QueuedResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def _generate_key() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+class FakeGitHub:
+    """State and handlers of the fake; ``await start()`` serves it on 127.0.0.1."""
+
+    def __init__(self, description: Path = SUBSET) -> None:
+        self.checker = OpenAPIChecker(description)
+        private, public = _generate_key()
+        self.app = App(
+            id=4242,
+            slug="littlest-classroom",
+            name="Littlest Classroom",
+            private_key_pem=private,
+            public_key_pem=public,
+            webhook_secret=secrets.token_hex(20),
+            client_id="Iv1." + secrets.token_hex(8),
+            client_secret=secrets.token_hex(20),
+        )
+        self.url = ""
+        self.installations: dict[int, Installation] = {}
+        self.repositories: dict[str, Repository] = {}
+        self.tokens: dict[str, Token] = {}
+        self.token_lifetime = timedelta(hours=1)
+        self.check_runs: dict[int, CheckRun] = {}
+        self.deployments: dict[int, dict[str, Any]] = {}
+        self.deployment_statuses: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+        self.issues: dict[tuple[str, int], Issue] = {}
+        self.comments: dict[int, dict[str, Any]] = {}
+        self.reactions: list[dict[str, Any]] = []
+        self.manifests: list[dict[str, Any]] = []
+        self.conversions: dict[str, dict[str, Any]] = {}
+        self.requests: list[RecordedRequest] = []
+        self.validation_errors: list[str] = []
+        self.not_modified = 0
+        self.rate_limit_remaining = 5000
+        self._queued: dict[str, collections.deque[QueuedResponse]] = collections.defaultdict(
+            collections.deque
+        )
+        self._ids = itertools.count(1000)
+        self._codeload: dict[str, tuple[str, str]] = {}  # one-time key -> (repo, sha)
+        self._runner: web.AppRunner | None = None
+
+    # ----- set-up helpers for tests -------------------------------------------------------
+
+    def add_installation(self, installation_id: int, account: str) -> Installation:
+        installation = Installation(installation_id, account)
+        self.installations[installation_id] = installation
+        return installation
+
+    def add_repository(
+        self,
+        full_name: str,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        installation_id: int | None = None,
+        default_branch: str = "main",
+        collaborators: Mapping[str, str] | None = None,
+    ) -> Repository:
+        """A repository whose default branch holds ``files`` in one commit."""
+        owner, name = full_name.split("/")
+        repository = Repository(owner, name, next(self._ids), default_branch)
+        repository.collaborators.update(collaborators or {})
+        self.repositories[full_name] = repository
+        if installation_id is not None:
+            self.installations[installation_id].repositories.add(full_name)
+        self.put_commit(full_name, dict(files or {}), branch=default_branch)
+        return repository
+
+    def put_commit(
+        self,
+        full_name: str,
+        files: Mapping[str, bytes],
+        *,
+        sha: str | None = None,
+        branch: str | None = None,
+    ) -> str:
+        """Store a commit's files (path -> bytes); move ``branch`` to it if given."""
+        repository = self.repositories[full_name]
+        if sha is None:
+            digest = hashlib.sha1(usedforsecurity=False)
+            digest.update(str(len(repository.commits)).encode())
+            for path in sorted(files):
+                digest.update(path.encode() + b"\0" + files[path])
+            sha = digest.hexdigest()
+        repository.commits[sha] = dict(files)
+        if branch is not None:
+            repository.branches[branch] = sha
+        return sha
+
+    def files(self, full_name: str, ref: str | None = None) -> dict[str, bytes]:
+        repository = self.repositories[full_name]
+        return repository.commits[repository.resolve(ref) or ""]
+
+    def invalidate_token(self, token: str) -> None:
+        """The next request with ``token`` gets 401, as after a revocation."""
+        if token in self.tokens:
+            self.tokens[token].expires_at = datetime.fromtimestamp(0, UTC)
+
+    def queue(
+        self,
+        operation_id: str,
+        status: int,
+        *,
+        times: int = 1,
+        message: str = "Injected failure",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests for ``operation_id`` get this answer instead."""
+        for _ in range(times):
+            self._queued[operation_id].append(
+                QueuedResponse(
+                    status, {"message": message, "documentation_url": DOCS}, dict(headers or {})
+                )
+            )
+
+    def queue_secondary_rate_limit(
+        self, operation_id: str, *, times: int = 1, retry_after: int = 1, status: int = 403
+    ) -> None:
+        self.queue(
+            operation_id,
+            status,
+            times=times,
+            message=SECONDARY_RATE_LIMIT_MESSAGE,
+            headers={"retry-after": str(retry_after)},
+        )
+
+    def count(self, operation_id: str) -> int:
+        """How many requests for ``operation_id`` arrived (whatever their answer)."""
+        return sum(1 for r in self.requests if r.operation_id == operation_id)
+
+    def installation_tokens(self) -> list[str]:
+        return list(self.tokens)
+
+    def check_run_history(self, check_run_id: int) -> list[dict[str, Any]]:
+        return self.check_runs[check_run_id].history
+
+    # ----- serving -----------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        application = web.Application(client_max_size=64 * 1024**2)
+        application.router.add_route("*", "/settings/apps/new", self._manifest_form)
+        application.router.add_route(
+            "*", "/organizations/{org}/settings/apps/new", self._manifest_form
+        )
+        application.router.add_get("/_codeload/{key}/{name}", self._codeload_tarball)
+        application.router.add_route("*", "/{tail:.*}", self._api)
+        return application
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            operation_id=None,
+            headers=dict(request.headers),
+            json=payload,
+        )
+        self.requests.append(record)
+        response = await self._answer(request, record, body)
+        record.status = response.status
+        return response
+
+    async def _answer(
+        self, request: web.Request, record: RecordedRequest, body: bytes
+    ) -> web.StreamResponse:
+        try:
+            record.operation_id = self.checker.check(
+                request.method,
+                request.raw_path.split("?")[0],
+                query=list(request.query.items()),
+                headers=dict(request.headers),
+                body=body or None,
+                content_type=request.content_type if body else "application/json",
+            )
+        except OpenAPICheckError as exc:
+            record.operation_id = exc.operation_id
+            self.validation_errors.append(str(exc))
+            return _error(exc.status, str(exc))
+        if body and not isinstance(record.json, dict):
+            self.validation_errors.append(f"{request.method} {request.path}: body is not JSON")
+            return _error(400, "Problems parsing JSON")
+        operation_id = record.operation_id
+        params = self.checker.match(request.method, request.raw_path.split("?")[0]).path_parameters
+        denied = self._authenticate(request, operation_id, params)
+        if denied is not None:
+            return denied
+        queued = self._queued.get(operation_id)
+        if queued:
+            answer = queued.popleft()
+            return web.json_response(
+                answer.body, status=answer.status, headers=self._rate_headers(answer.headers)
+            )
+        handler = getattr(self, "_op_" + operation_id.replace("/", "_").replace("-", "_"))
+        response: web.StreamResponse = await handler(request, params, record.json or {})
+        if (
+            request.method == "GET"
+            and isinstance(response, web.Response)
+            and response.status == 200
+        ):
+            response = self._conditional(request, response)
+        response.headers.update(self._rate_headers({}))
+        return response
+
+    def _rate_headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        self.rate_limit_remaining = max(0, self.rate_limit_remaining - 1)
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(self.rate_limit_remaining),
+            "x-ratelimit-reset": str(int(time.time()) + 3600),
+            "x-ratelimit-used": str(5000 - self.rate_limit_remaining),
+        }
+        headers.update(extra)
+        return headers
+
+    def _conditional(self, request: web.Request, response: web.Response) -> web.Response:
+        # GitHub's ETags depend on the credentials too; the body alone is enough here.
+        etag = '"' + hashlib.sha256(response.body or b"").hexdigest()[:32] + '"'
+        if request.headers.get("If-None-Match") == etag:
+            self.not_modified += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        response.headers["ETag"] = etag
+        response.headers["Cache-Control"] = "private, max-age=60, s-maxage=60"
+        return response
+
+    def _authenticate(
+        self, request: web.Request, operation_id: str, params: Mapping[str, str]
+    ) -> web.Response | None:
+        if operation_id in UNAUTHENTICATED_OPERATIONS:
+            return None
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        scheme = scheme.lower()
+        if operation_id in APP_OPERATIONS:
+            if scheme != "bearer":
+                return _error(401, "A JSON web token could not be decoded")
+            try:
+                claims = jwt.decode(
+                    credential,
+                    self.app.public_key_pem,
+                    algorithms=["RS256"],
+                    options={"require": ["iat", "exp", "iss"]},
+                )
+            except jwt.PyJWTError as exc:
+                return _error(401, f"A JSON web token could not be decoded ({exc})")
+            if str(claims["iss"]) != str(self.app.id):
+                return _error(401, "'Issuer' claim ('iss') must be an Integer")
+            if claims["exp"] - claims["iat"] > 600:
+                return _error(401, "'Expiration time' claim ('exp') is too far in the future")
+            return None
+        if scheme not in ("token", "bearer"):
+            return _error(401, "Requires authentication")
+        token = self.tokens.get(credential)
+        if token is None or token.expires_at <= _now():
+            return _error(401, "Bad credentials")
+        full_name = f"{params.get('owner')}/{params.get('repo')}"
+        if "owner" in params and full_name not in self.repositories:
+            return _error(404, "Not Found")
+        installation = self.installations[token.installation_id]
+        if "owner" in params and full_name not in installation.repositories:
+            return _error(404, "Not Found")
+        return None
+
+    # ----- the App ----------------------------------------------------------------------
+
+    def _app_json(self) -> dict[str, Any]:
+        return {
+            "id": self.app.id,
+            "slug": self.app.slug,
+            "name": self.app.name,
+            "node_id": f"A_{self.app.id}",
+            "client_id": self.app.client_id,
+            "owner": {"login": self.app.owner, "id": 1, "type": "Organization"},
+            "description": "",
+            "external_url": "",
+            "html_url": f"{self.url}/apps/{self.app.slug}",
+            "created_at": "2025-01-01T00:00:00Z",
+            "updated_at": "2025-01-01T00:00:00Z",
+            "permissions": {"checks": "write", "contents": "write"},
+            "events": ["push"],
+        }
+
+    async def _op_apps_get_authenticated(self, request, params, body) -> web.Response:
+        return web.json_response(self._app_json())
+
+    async def _op_apps_create_installation_access_token(
+        self, request, params, body
+    ) -> web.Response:
+        installation = self.installations.get(int(params["installation_id"]))
+        if installation is None:
+            return _error(404, "Not Found")
+        token = Token("ghs_" + secrets.token_hex(18), installation.id, _now() + self.token_lifetime)
+        self.tokens[token.value] = token
+        return web.json_response(
+            {
+                "token": token.value,
+                "expires_at": _iso(token.expires_at),
+                "permissions": {"checks": "write", "contents": "write"},
+                "repository_selection": "selected",
+            },
+            status=201,
+        )
+
+    async def _manifest_form(self, request: web.Request) -> web.Response:
+        form = await request.post() if request.method == "POST" else request.query
+        raw = form.get("manifest")
+        if not isinstance(raw, str):
+            return web.Response(status=400, text="The manifest form field is missing.")
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            return web.Response(status=400, text="The manifest is not JSON.")
+        redirect = manifest.get("redirect_url") if isinstance(manifest, dict) else None
+        if not isinstance(redirect, str) or urlsplit(redirect).scheme not in ("http", "https"):
+            return web.Response(status=400, text="The manifest has no redirect_url.")
+        organization = request.match_info.get("org")
+        manifest_record = {"manifest": manifest, "organization": organization}
+        self.manifests.append(manifest_record)
+        code = secrets.token_hex(10)
+        self.conversions[code] = manifest_record
+        query = {"code": code}
+        if "state" in request.query:
+            query["state"] = request.query["state"]
+        separator = "&" if "?" in redirect else "?"
+        return web.Response(
+            status=302, headers={"Location": redirect + separator + urlencode(query)}
+        )
+
+    async def _op_apps_create_from_manifest(self, request, params, body) -> web.Response:
+        record = self.conversions.pop(params["code"], None)
+        if record is None:
+            return _error(404, "Not Found")
+        manifest = record["manifest"]
+        if isinstance(manifest.get("name"), str):
+            self.app.name = manifest["name"]
+        if record["organization"]:
+            self.app.owner = record["organization"]
+        answer = self._app_json()
+        answer.update(
+            {
+                "client_secret": self.app.client_secret,
+                "webhook_secret": self.app.webhook_secret,
+                "pem": self.app.private_key_pem,
+            }
+        )
+        return web.json_response(answer, status=201)
+
+    # ----- repositories and contents ------------------------------------------------------
+
+    def _repository(self, params: Mapping[str, str]) -> Repository:
+        return self.repositories[f"{params['owner']}/{params['repo']}"]
+
+    async def _op_repos_get(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        return web.json_response(
+            {
+                "id": repository.id,
+                "node_id": f"R_{repository.id}",
+                "name": repository.name,
+                "full_name": repository.full_name,
+                "private": False,
+                "owner": {"login": repository.owner, "id": 1, "type": "Organization"},
+                "html_url": f"{self.url}/{repository.full_name}",
+                "clone_url": f"{self.url}/{repository.full_name}.git",
+                "default_branch": repository.default_branch,
+                "archived": False,
+            }
+        )
+
+    async def _op_repos_download_tarball_archive(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        sha = repository.resolve(params["ref"])
+        if sha is None:
+            return _error(404, "Not Found")
+        key = secrets.token_urlsafe(16)
+        self._codeload[key] = (repository.full_name, sha)
+        location = f"{self.url}/_codeload/{key}/{repository.name}.tar.gz"
+        return web.Response(status=302, headers={"Location": location})
+
+    async def _codeload_tarball(self, request: web.Request) -> web.Response:
+        found = self._codeload.pop(request.match_info["key"], None)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        full_name, sha = found
+        repository = self.repositories[full_name]
+        top = f"{repository.owner}-{repository.name}-{sha[:7]}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+            archive.pax_headers = {"comment": sha}
+            folder = tarfile.TarInfo(top)
+            folder.type = tarfile.DIRTYPE
+            folder.mode = 0o755
+            archive.addfile(folder)
+            for path, data in sorted(repository.commits[sha].items()):
+                info = tarfile.TarInfo(f"{top}/{path}")
+                info.size = len(data)
+                info.mode = 0o644
+                archive.addfile(info, io.BytesIO(data))
+        return web.Response(
+            body=buffer.getvalue(),
+            content_type="application/x-gzip",
+            headers={"Content-Disposition": f"attachment; filename={top}.tar.gz"},
+        )
+
+    def _content_json(self, repository: Repository, path: str, data: bytes) -> dict[str, Any]:
+        return {
+            "type": "file",
+            "encoding": "base64",
+            "size": len(data),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "content": base64.encodebytes(data).decode(),
+            "sha": blob_sha(data),
+            "url": f"{self.url}/repos/{repository.full_name}/contents/{path}",
+            "git_url": None,
+            "html_url": None,
+            "download_url": None,
+            "_links": {"self": "", "git": None, "html": None},
+        }
+
+    async def _op_repos_get_content(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        sha = repository.resolve(request.query.get("ref"))
+        if sha is None:
+            return _error(404, "No commit found for the ref")
+        files = repository.commits[sha]
+        path = params["path"].strip("/")
+        if path in files:
+            return web.json_response(self._content_json(repository, path, files[path]))
+        prefix = path + "/" if path else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for name, data in files.items():
+            if not name.startswith(prefix):
+                continue
+            child, _, rest = name[len(prefix) :].partition("/")
+            entry_path = prefix + child
+            if rest:
+                entries[child] = {"type": "dir", "name": child, "path": entry_path, "size": 0}
+            else:
+                entries[child] = {
+                    "type": "file",
+                    "name": child,
+                    "path": entry_path,
+                    "size": len(data),
+                    "sha": blob_sha(data),
+                }
+        if not entries:
+            return _error(404, "Not Found")
+        return web.json_response([entries[name] for name in sorted(entries)])
+
+    async def _op_repos_create_or_update_file_contents(self, request, params, body):
+        repository = self._repository(params)
+        branch = body.get("branch") or repository.default_branch
+        if branch not in repository.branches:
+            return _error(404, f"Branch {branch} not found")
+        files = dict(repository.commits[repository.branches[branch]])
+        path = params["path"].strip("/")
+        current = files.get(path)
+        if current is not None and "sha" not in body:
+            return _error(422, 'Invalid request.\n\n"sha" wasn\'t supplied.')
+        if current is not None and body["sha"] != blob_sha(current):
+            return _error(409, f"{path} does not match {body['sha']}")
+        try:
+            data = base64.b64decode(body["content"], validate=True)
+        except ValueError:
+            return _error(422, "content is not valid Base64")
+        files[path] = data
+        commit = self.put_commit(repository.full_name, files, branch=branch)
+        return web.json_response(
+            {
+                "content": self._content_json(repository, path, data),
+                "commit": {"sha": commit, "message": body["message"]},
+            },
+            status=200 if current is not None else 201,
+        )
+
+    async def _op_repos_get_collaborator_permission_level(self, request, params, body):
+        repository = self._repository(params)
+        role = repository.collaborators.get(params["username"])
+        if role is None:
+            return _error(404, f"{params['username']} is not a user")
+        return web.json_response(
+            {
+                "permission": ROLE_PERMISSION.get(role, "none"),
+                "role_name": role,
+                "user": {"login": params["username"], "id": 7, "type": "User"},
+            }
+        )
+
+    # ----- check runs and deployments ---------------------------------------------------------
+
+    async def _op_checks_create(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        run_id = next(self._ids)
+        current = {
+            "id": run_id,
+            "head_sha": body["head_sha"],
+            "name": body["name"],
+            "status": body.get("status", "queued"),
+            "conclusion": body.get("conclusion"),
+            "details_url": body.get("details_url"),
+            "external_id": body.get("external_id"),
+            "started_at": body.get("started_at", _iso(_now())),
+            "completed_at": body.get("completed_at"),
+            "output": {"annotations_count": 0, **body.get("output", {})},
+            "html_url": f"{self.url}/{repository.full_name}/runs/{run_id}",
+            "app": {"id": self.app.id, "slug": self.app.slug},
+        }
+        if current["conclusion"] is not None:
+            current["status"] = "completed"
+        run = CheckRun(run_id, repository.full_name, current, [dict(body)])
+        self.check_runs[run_id] = run
+        return web.json_response(current, status=201)
+
+    def _check_run(self, params: Mapping[str, str]) -> CheckRun | None:
+        run = self.check_runs.get(int(params["check_run_id"]))
+        if run is None or run.repository != self._repository(params).full_name:
+            return None
+        return run
+
+    async def _op_checks_update(self, request, params, body) -> web.Response:
+        run = self._check_run(params)
+        if run is None:
+            return _error(404, "Not Found")
+        run.history.append(dict(body))
+        for key, value in body.items():
+            if key == "output":
+                run.current["output"] = {**run.current["output"], **value}
+            else:
+                run.current[key] = value
+        if body.get("conclusion") is not None:
+            run.current["status"] = "completed"
+            run.current.setdefault("completed_at", _iso(_now()))
+        return web.json_response(run.current)
+
+    async def _op_checks_get(self, request, params, body) -> web.Response:
+        run = self._check_run(params)
+        if run is None:
+            return _error(404, "Not Found")
+        return web.json_response(run.current)
+
+    async def _op_repos_create_deployment(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        sha = repository.resolve(body["ref"])
+        if sha is None:
+            return _error(422, f"No ref found for: {body['ref']}")
+        deployment_id = next(self._ids)
+        deployment = {
+            "id": deployment_id,
+            "sha": sha,
+            "ref": body["ref"],
+            "task": body.get("task", "deploy"),
+            "environment": body.get("environment", "production"),
+            "description": body.get("description"),
+            "payload": body.get("payload", {}),
+            "repository": repository.full_name,
+            "created_at": _iso(_now()),
+        }
+        self.deployments[deployment_id] = deployment
+        return web.json_response(deployment, status=201)
+
+    async def _op_repos_create_deployment_status(self, request, params, body) -> web.Response:
+        deployment_id = int(params["deployment_id"])
+        if deployment_id not in self.deployments:
+            return _error(404, "Not Found")
+        status = {"id": next(self._ids), "deployment_id": deployment_id, **body}
+        self.deployment_statuses[deployment_id].append(status)
+        return web.json_response(status, status=201)
+
+    # ----- issues, comments, reactions ----------------------------------------------------
+
+    def _issue_json(self, issue: Issue) -> dict[str, Any]:
+        return {
+            "id": issue.number + 500000,
+            "number": issue.number,
+            "title": issue.title,
+            "body": issue.body,
+            "state": issue.state,
+            "labels": [{"name": name} for name in issue.labels],
+            "user": {"login": issue.user, "type": "Bot"},
+            "html_url": f"{self.url}/{issue.repository}/issues/{issue.number}",
+            "comments": len(issue.comments),
+        }
+
+    def add_issue(self, full_name: str, title: str, **fields: Any) -> Issue:
+        number = 1 + max((n for (r, n) in self.issues if r == full_name), default=0)
+        issue = Issue(number, full_name, title, **fields)
+        self.issues[(full_name, number)] = issue
+        return issue
+
+    async def _op_issues_create(self, request, params, body) -> web.Response:
+        labels = [
+            label if isinstance(label, str) else label["name"] for label in body.get("labels", [])
+        ]
+        issue = self.add_issue(
+            self._repository(params).full_name, body["title"], body=body.get("body"), labels=labels
+        )
+        return web.json_response(self._issue_json(issue), status=201)
+
+    async def _op_issues_update(self, request, params, body) -> web.Response:
+        issue = self.issues.get((self._repository(params).full_name, int(params["issue_number"])))
+        if issue is None:
+            return _error(404, "Not Found")
+        for key in ("title", "body", "state"):
+            if key in body:
+                setattr(issue, key, body[key])
+        if "labels" in body:
+            issue.labels = [x if isinstance(x, str) else x["name"] for x in body["labels"]]
+        return web.json_response(self._issue_json(issue))
+
+    async def _op_issues_list_for_repo(self, request, params, body) -> web.Response:
+        full_name = self._repository(params).full_name
+        state = request.query.get("state", "open")
+        wanted_labels = {x for x in request.query.get("labels", "").split(",") if x}
+        creator = request.query.get("creator")
+        found = [
+            self._issue_json(issue)
+            for (repo, _), issue in sorted(self.issues.items(), key=lambda kv: -kv[0][1])
+            if repo == full_name
+            and state in ("all", issue.state)
+            and wanted_labels <= set(issue.labels)
+            and creator in (None, issue.user)
+        ]
+        return web.json_response(found)
+
+    async def _op_issues_create_comment(self, request, params, body) -> web.Response:
+        full_name = self._repository(params).full_name
+        issue = self.issues.get((full_name, int(params["issue_number"])))
+        if issue is None:
+            return _error(404, "Not Found")
+        comment_id = next(self._ids)
+        comment = {
+            "id": comment_id,
+            "body": body["body"],
+            "user": {"login": f"{self.app.slug}[bot]", "type": "Bot"},
+            "html_url": f"{self.url}/{full_name}/issues/{issue.number}#issuecomment-{comment_id}",
+            "issue_number": issue.number,
+        }
+        issue.comments.append(comment)
+        self.comments[comment_id] = comment
+        return web.json_response(comment, status=201)
+
+    async def _op_reactions_create_for_issue_comment(self, request, params, body):
+        comment_id = int(params["comment_id"])
+        reaction = {
+            "id": next(self._ids),
+            "comment_id": comment_id,
+            "repository": self._repository(params).full_name,
+            "content": body["content"],
+            "user": {"login": f"{self.app.slug}[bot]"},
+        }
+        self.reactions.append(reaction)
+        return web.json_response(reaction, status=201)

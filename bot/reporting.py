@@ -8,6 +8,7 @@ newer job supersedes it, and at start-up for whatever a crash left open.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -65,6 +66,8 @@ class Reporter:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._last_progress: dict[int, float] = {}
+        # The job's creation and its start both make sure its run exists: one at a time.
+        self._opening: dict[int, asyncio.Lock] = {}
 
     async def api(self, installation_id: int):
         return await self.services.github.installation_api(installation_id)
@@ -76,6 +79,16 @@ class Reporter:
         head_sha = job.payload.get("head_sha")
         if not head_sha or not job.payload.get("check_run") or job.installation_id is None:
             return None
+        lock = self._opening.setdefault(job.id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._open_check_run(job, head_sha)
+        finally:
+            if not lock.locked():
+                self._opening.pop(job.id, None)
+
+    async def _open_check_run(self, job: st.Job, head_sha: str) -> int:
+        assert job.installation_id is not None
         existing = await self.services.store.check_runs(job_id=job.id)
         if existing:
             return existing[0].id
@@ -111,6 +124,7 @@ class Reporter:
         )
 
     async def job_started(self, job: st.Job) -> None:
+        await self.open_check_run(job)
         for run in await self.services.store.check_runs(job_id=job.id, open_only=True):
             await self._update(
                 run,

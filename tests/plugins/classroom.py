@@ -1,0 +1,130 @@
+"""The whole product wired together for tests: the service in-process, the fake GitHub, the
+fake DigitalOcean and the loopback SSH server, with a course repository to deploy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.app import make_app
+from bot.services import SERVICES, Services
+from tests.fakes.github import FakeGitHub
+from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
+from tests.plugins.service import deliver
+
+README_WITH_MARKERS = (
+    b"# Physics 101\n\n<!-- classroom-badges:start -->\n<!-- classroom-badges:end -->\n\nWelcome.\n"
+)
+NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+def ssh_course_files(target, *, apt: str = "graphviz\n", extra: str = "") -> dict[str, bytes]:
+    config = (
+        "server:\n"
+        "  provider: ssh\n"
+        f"  host: {target.host}\n"
+        f"  port: {target.port}\n"
+        "hub:\n"
+        "  admins: [alice]\n"
+        "content:\n"
+        "  open: StartHere.ipynb\n"
+        f"{extra}"
+    )
+    return {
+        ".github/classroom.yml": config.encode(),
+        "apt.txt": apt.encode(),
+        "README.md": README_WITH_MARKERS,
+        "StartHere.ipynb": NOTEBOOK,
+    }
+
+
+@dataclass
+class Classroom:
+    """A running service and the fakes around it, with helpers to act as GitHub would."""
+
+    client: Any
+    github: FakeGitHub
+    target: Any
+
+    @property
+    def services(self) -> Services:
+        return self.client.app[SERVICES]
+
+    async def settle(self) -> None:
+        """Wait until every job and every follow-up report is done."""
+        for _ in range(3):
+            await self.services.drain()
+            await self.services.runner.idle()
+        await self.services.drain()
+
+    def commit(self, files: dict[str, bytes], branch: str | None = "main") -> str:
+        return self.github.put_commit(COURSE_REPO, files, branch=branch)
+
+    def repository_payload(self, example: dict[str, Any]) -> dict[str, Any]:
+        repository = dict(example.get("repository") or {})
+        owner, name = COURSE_REPO.split("/")
+        repository.update(
+            full_name=COURSE_REPO,
+            name=name,
+            default_branch="main",
+            owner={**(repository.get("owner") or {}), "login": owner},
+        )
+        return repository
+
+    async def push(self, example, sha: str, branch: str = "main", **changes: Any):
+        payload = example("push")
+        payload.update(
+            ref=f"refs/heads/{branch}",
+            after=sha,
+            deleted=False,
+            repository=self.repository_payload(payload),
+            installation={"id": INSTALLATION_ID, "node_id": "x"},
+            **changes,
+        )
+        return await deliver(self.client, "push", payload)
+
+    async def comment(self, example, body: str, user: str = "alice", **changes: Any):
+        payload = example("issue_comment", "created")
+        payload["comment"] = {
+            **payload["comment"],
+            "body": body,
+            "id": 555000 + len(self.github.comments),
+            "user": {**payload["comment"]["user"], "login": user, "type": "User"},
+            "performed_via_github_app": None,
+        }
+        payload["sender"] = {**payload["sender"], "login": user, "type": "User"}
+        payload.update(
+            repository=self.repository_payload(payload),
+            installation={"id": INSTALLATION_ID, "node_id": "x"},
+            **changes,
+        )
+        return await deliver(self.client, "issue_comment", payload)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [run.current for run in self.github.check_runs.values()]
+
+
+@pytest.fixture
+async def classroom(aiohttp_client, make_settings, github_fake, ssh_target, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    # The service's own key is the one the loopback server authorises.
+    key_file = data_dir / "ssh_ed25519"
+    key_file.write_bytes(ssh_target.client_key.export_private_key("openssh"))
+    key_file.chmod(0o600)
+    github_fake.put_commit(COURSE_REPO, ssh_course_files(ssh_target), branch="main")
+    settings = make_settings(
+        GITHUB_APP_ID=str(github_fake.app.id),
+        GITHUB_PRIVATE_KEY=github_fake.app.private_key_pem,
+        GITHUB_API_URL=github_fake.url,
+        GITHUB_URL=github_fake.url,
+        BOT_DATA_DIR=str(data_dir),
+    )
+    client = await aiohttp_client(make_app(settings, monitoring=False))
+    client.app[SERVICES].app_slug = github_fake.app.slug
+    room = Classroom(client, github_fake, ssh_target)
+    yield room
+    await room.settle()

@@ -1,0 +1,52 @@
+"""Issue 4's workflows through /webhook with the fake GitHub and the loopback SSH server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugins.classroom import ssh_course_files
+from tests.plugins.github_fake import COURSE_REPO
+
+pytestmark = pytest.mark.sshd
+
+
+async def test_push_to_default_branch_deploys_with_a_check_run_and_deployment(classroom, example):
+    sha = classroom.commit(ssh_course_files(classroom.target))
+    response = await classroom.push(example, sha)
+    assert response.status == 202
+    await classroom.settle()
+
+    runs = [r for r in classroom.runs() if r["head_sha"] == sha]
+    assert len(runs) == 1
+    run = runs[0]
+    history = classroom.github.check_run_history(run["id"])
+    assert history[0]["status"] == "queued"
+    assert any(h.get("status") == "in_progress" for h in history)
+    assert run["status"] == "completed" and run["conclusion"] == "success", run["output"]
+    assert "http://127.0.0.1" in run["output"]["summary"]
+    assert "git-pull?repo=" in run["output"]["summary"]
+
+    deployments = [d for d in classroom.github.deployments.values() if d["sha"] == sha]
+    assert len(deployments) == 1 and deployments[0]["environment"] == "classroom"
+    statuses = classroom.github.deployment_statuses[deployments[0]["id"]]
+    assert [s["state"] for s in statuses] == ["in_progress", "success"]
+    assert statuses[-1]["environment_url"] == "http://127.0.0.1"
+    assert classroom.target.canary.intact()
+
+
+async def test_branch_push_and_pull_request_only_plan(classroom, example):
+    files = ssh_course_files(classroom.target, apt="graphviz\njq\n")
+    sha = classroom.commit(files, branch="feature")
+    await classroom.push(example, sha, branch="feature")
+    await classroom.settle()
+    runs = [r for r in classroom.runs() if r["head_sha"] == sha]
+    assert len(runs) == 1 and runs[0]["conclusion"] == "success"
+    assert "jq" in runs[0]["output"]["summary"]
+    changing = [
+        c
+        for c in classroom.target.calls()
+        if c["program"] in ("apt-get", "bootstrap")
+        or (c["program"] == "tljh-config" and c["argv"][:1] != ["show"])
+    ]
+    assert changing == []
+    assert classroom.github.deployments == {}

@@ -1,0 +1,41 @@
+#!/bin/sh
+# ForceCommand of the loopback SSH target: run the client's command where it cannot
+# touch the real machine.
+#
+# Usage: sandbox.sh SANDBOX. Re-executes itself under `unshare --mount` and, in that
+# private mount namespace, lays the sandbox over the paths the engine writes (/opt, /home,
+# /tmp), a test /etc/os-release over the real one, and the stand-ins over apt-get,
+# dpkg-query, systemctl and curl. The sandbox itself is mounted at /srv, so the stand-ins
+# find their state even when the sandbox lives under the /tmp that gets covered.
+set -eu
+
+sandbox=$1
+
+if [ "${SSHTARGET_INSIDE:-}" != 1 ]; then
+    SSHTARGET_INSIDE=1 exec unshare --mount --propagation private /bin/sh "$0" "$@"
+fi
+unset SSHTARGET_INSIDE
+
+if [ -z "${SSH_ORIGINAL_COMMAND:-}" ]; then
+    echo "sshtarget: only commands are served, not interactive shells" >&2
+    exit 1
+fi
+
+# /tmp last: the sandbox may itself live under /tmp.
+mount --bind "$sandbox" /srv
+mount --bind "$sandbox/opt" /opt
+mount --bind "$sandbox/home" /home
+mount --bind "$sandbox/etc/os-release" /etc/os-release
+for program in apt-get dpkg-query systemctl curl; do
+    if [ -e "/usr/bin/$program" ]; then
+        mount --bind "$sandbox/bin/$program" "/usr/bin/$program"
+    fi
+done
+mount --bind "$sandbox/tmp" /tmp
+
+# Where a real program is missing there is nothing to cover; PATH finds the stand-in.
+PATH=/srv/bin:$PATH
+HOME=/srv/root
+export PATH HOME
+cd /srv/root
+exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"

@@ -1,0 +1,618 @@
+"""Stand-ins for the programs the engine drives on a server, for the loopback SSH target.
+
+One program, dispatched on its first two arguments (the sandbox root and the name it
+stands in for): curl, TLJH's bootstrap, tljh-config, apt-get, dpkg-query, conda, pip and
+systemctl. Each call is recorded as one JSON line in ``<root>/log/calls.jsonl`` and each
+keeps its state in files under the sandbox, so a second call sees what the first did.
+
+It runs under the server's own ``/usr/bin/python3 -I`` inside the sandbox's mount
+namespace, where the project's virtualenv may be hidden (it can live under /opt or
+/home), so it uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(sys.argv[1])
+PROGRAM = sys.argv[2]
+ARGS = sys.argv[3:]
+STATE = ROOT / "state"
+CONTROL = ROOT / "control"
+TLJH = Path("/opt/tljh")
+TLJH_CONFIG_YAML = TLJH / "config" / "config.yaml"
+HUB_API_URLS = ("http://127.0.0.1/hub/api", "http://localhost/hub/api")
+BOOTSTRAP_URL = "https://tljh.jupyter.org/bootstrap.py"
+CUT_MARKER = "\x00SSHTARGET-CUT\x00"
+
+
+class Refused(Exception):
+    """The stand-in refuses the call as the real program would, with its exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- state ------------------------------------------------------------------------------
+
+
+def load(name: str, default: object) -> object:
+    path = STATE / f"{name}.json"
+    if not path.exists():
+        return default
+    return json.loads(path.read_text())
+
+
+def save(name: str, value: object) -> None:
+    path = STATE / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def record(extra: dict | None = None) -> None:
+    entry = {"program": PROGRAM, "argv": ARGS, "pid": os.getpid(), "time": time.time()}
+    entry.update(extra or {})
+    with open(ROOT / "log" / "calls.jsonl", "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def injected_trouble() -> None:
+    """Honour the one-shot hooks the fixture leaves in ``control/``: fail, hang or cut."""
+    fail = CONTROL / f"{PROGRAM}.fail"
+    if fail.exists():
+        message = fail.read_text()
+        fail.unlink()
+        raise Refused(message or f"{PROGRAM}: injected failure", 1)
+    hang = CONTROL / f"{PROGRAM}.hang"
+    if hang.exists():
+        hang.unlink()
+        (CONTROL / f"hanging-{os.getpid()}").write_text("")
+        time.sleep(3600)
+    cut = CONTROL / f"{PROGRAM}.cut"
+    if cut.exists():
+        cut.unlink()
+        cut_connection()
+
+
+def cut_connection() -> None:
+    """Drop this SSH session as a network failure would.
+
+    Under OpenSSH the session's own sshd processes are killed (every sshd ancestor whose
+    parent is also sshd, so the listener lives on); the asyncssh fallback server watches
+    stderr for a marker instead.
+    """
+    sys.stderr.write(CUT_MARKER + "\n")
+    sys.stderr.flush()
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        try:
+            pstat = Path(f"/proc/{parent}/stat").read_text()
+            parent_comm = pstat[pstat.index("(") + 1 : pstat.rindex(")")]
+        except OSError:
+            parent_comm = ""
+        if comm.startswith("sshd") and parent_comm.startswith("sshd"):
+            os.kill(pid, signal.SIGKILL)
+        pid = parent
+    time.sleep(0.5)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+# -- a small YAML writer, as TLJH writes config.yaml (block style) -------------------------
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}
+
+
+def yaml_scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)
+
+
+def yaml_dump(value: object, indent: int = 0) -> str:
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            return pad + "{}\n"
+        out = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                out.append(f"{pad}{yaml_scalar(key)}:\n{yaml_dump(item, indent + 2)}")
+            else:
+                empty = "{}" if isinstance(item, dict) else "[]"
+                shown = empty if isinstance(item, (dict, list)) else yaml_scalar(item)
+                out.append(f"{pad}{yaml_scalar(key)}: {shown}\n")
+        return "".join(out)
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                body = yaml_dump(item, indent + 2)
+                out.append(f"{pad}- {body.lstrip()}")
+            else:
+                out.append(f"{pad}- {yaml_scalar(item)}\n")
+        return "".join(out)
+    return pad + yaml_scalar(value) + "\n"
+
+
+# -- TLJH -------------------------------------------------------------------------------
+
+
+def tljh_config_load() -> dict:
+    return load("tljh-config", {})  # type: ignore[return-value]
+
+
+def tljh_config_save(config: dict) -> None:
+    save("tljh-config", config)
+    TLJH_CONFIG_YAML.parent.mkdir(parents=True, exist_ok=True)
+    TLJH_CONFIG_YAML.write_text(yaml_dump(config) if config else "{}\n")
+
+
+def parse_value(text: str) -> object:
+    """Turn a command-line value into a config value the way tljh-config does."""
+    if text.isdigit():
+        return int(text)
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    if text.lower() == "true":
+        return True
+    if text.lower() == "false":
+        return False
+    return text
+
+
+def shim(program: str, path: Path) -> None:
+    """Make ``path`` an executable that runs this stand-in as ``program``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'#!/bin/sh\nexec /usr/bin/python3 -I {ROOT}/standins.py {ROOT} {program} "$@"\n'
+    )
+    path.chmod(0o755)
+
+
+def bootstrap() -> int:
+    """TLJH's installer: install or upgrade in place, keep config and the user env."""
+    version = "2.0.0"
+    admins: list[str] = []
+    args = list(ARGS)
+    while args:
+        arg = args.pop(0)
+        if arg == "--version" and args:
+            version = args.pop(0)
+        elif arg.startswith("--version="):
+            version = arg.split("=", 1)[1]
+        elif arg == "--admin" and args:
+            admins.append(args.pop(0).split(":", 1)[0])
+        elif arg in ("--show-progress-page",):
+            continue
+        elif arg in ("--plugin", "--user-requirements-txt-url") and args:
+            args.pop(0)
+        else:
+            raise Refused(f"bootstrap.py: error: unrecognized arguments: {arg}", 2)
+    print("Checking if TLJH is already installed...", flush=True)
+    upgrade = (TLJH / "hub" / "bin" / "tljh-config").exists()
+    print("TLJH already installed, upgrading..." if upgrade else "Setting up hub environment...")
+    shim("tljh-config", TLJH / "hub" / "bin" / "tljh-config")
+    shim("pip-hub", TLJH / "hub" / "bin" / "pip")
+    shim("conda", TLJH / "user" / "bin" / "conda")
+    shim("conda", TLJH / "user" / "bin" / "mamba")
+    shim("pip-user", TLJH / "user" / "bin" / "pip")
+    hub = load("pip-hub", {})
+    assert isinstance(hub, dict)
+    hub.update(
+        {
+            "the-littlest-jupyterhub": version,
+            "jupyterhub": "5.1.0",
+            "jupyterhub-nativeauthenticator": "1.3.0",
+        }
+    )
+    save("pip-hub", hub)
+    if not upgrade:
+        save("conda", [{"name": "python", "version": "3.12.7", "channel": "conda-forge"}])
+        save(
+            "pip-user",
+            {"jupyterhub": "5.1.0", "jupyterlab": "4.2.5", "notebook": "7.2.2"},
+        )
+    config = tljh_config_load()
+    users = config.setdefault("users", {})
+    existing = users.setdefault("admin", [])
+    existing.extend(a for a in admins if a not in existing)
+    tljh_config_save(config)
+    services = load("services", {})
+    assert isinstance(services, dict)
+    services.update({"jupyterhub": "active", "traefik": "active"})
+    save("services", services)
+    print("Done!")
+    return 0
+
+
+def get_path(config: dict, key: str) -> tuple[dict, str]:
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise Refused(f"{key}: {part} is not a mapping", 1)
+    return node, last
+
+
+def tljh_config() -> int:
+    if not ARGS:
+        raise Refused("usage: tljh-config {show,set,unset,add-item,remove-item,reload}", 2)
+    action, rest = ARGS[0], ARGS[1:]
+    config = tljh_config_load()
+    if action == "show" and not rest:
+        sys.stdout.write(yaml_dump(config) if config else "{}\n")
+        return 0
+    if action == "set" and len(rest) == 2:
+        node, last = get_path(config, rest[0])
+        node[last] = parse_value(rest[1])
+    elif action == "unset" and len(rest) == 1:
+        node, last = get_path(config, rest[0])
+        if last not in node:
+            raise Refused(f"{rest[0]} does not exist", 1)
+        del node[last]
+    elif action == "add-item" and len(rest) == 2:
+        node, last = get_path(config, rest[0])
+        node.setdefault(last, []).append(parse_value(rest[1]))
+    elif action == "remove-item" and len(rest) == 2:
+        node, last = get_path(config, rest[0])
+        items = node.get(last, [])
+        value = parse_value(rest[1])
+        if value not in items:
+            raise Refused(f"{rest[1]} is not in {rest[0]}", 1)
+        items.remove(value)
+    elif action == "reload" and len(rest) <= 1 and (not rest or rest[0] in ("hub", "proxy")):
+        which = rest[0] if rest else "hub"
+        services = load("services", {})
+        assert isinstance(services, dict)
+        services["jupyterhub" if which == "hub" else "traefik"] = "active"
+        save("services", services)
+        reloads = load("reloads", [])
+        assert isinstance(reloads, list)
+        reloads.append(which)
+        save("reloads", reloads)
+        print(f"{'Hub' if which == 'hub' else 'Proxy'} reload with new configuration complete")
+        return 0
+    else:
+        raise Refused(f"tljh-config: error: invalid arguments: {' '.join(ARGS)}", 2)
+    tljh_config_save(config)
+    return 0
+
+
+# -- curl -------------------------------------------------------------------------------
+
+BOOTSTRAP_SCRIPT = """\
+# Fake TLJH bootstrap served by the loopback SSH target's curl stand-in.
+import os
+import sys
+
+os.execv(
+    "/usr/bin/python3",
+    ["/usr/bin/python3", "-I", "{root}/standins.py", "{root}", "bootstrap", *sys.argv[1:]],
+)
+"""
+
+
+def curl() -> int:
+    fail_on_http_error = False
+    output: str | None = None
+    urls = []
+    args = list(ARGS)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-o", "--output", "-m", "--max-time", "-H", "--header", "--retry"):
+            value = args.pop(0)
+            if arg in ("-o", "--output"):
+                output = value
+        elif arg == "--fail":
+            fail_on_http_error = True
+        elif arg.startswith("--"):
+            continue
+        elif arg.startswith("-"):
+            fail_on_http_error |= "f" in arg
+        else:
+            urls.append(arg)
+    if len(urls) != 1:
+        raise Refused("curl: (2) expected exactly one URL", 2)
+    url = urls[0]
+    if url == BOOTSTRAP_URL:
+        body = BOOTSTRAP_SCRIPT.format(root=ROOT)
+    elif url.rstrip("/") in HUB_API_URLS:
+        services = load("services", {})
+        assert isinstance(services, dict)
+        if services.get("jupyterhub") != "active":
+            raise Refused(f"curl: (7) Failed to connect to {url.split('/')[2]} port 80", 7)
+        body = json.dumps({"version": "5.1.0"}) + "\n"
+    else:
+        host = url.split("/")[2] if "//" in url else url
+        if fail_on_http_error:
+            raise Refused(f"curl: (6) Could not resolve host: {host}", 6)
+        raise Refused(f"curl: (6) Could not resolve host: {host}", 6)
+    if output:
+        Path(output).write_text(body)
+    else:
+        sys.stdout.write(body)
+    return 0
+
+
+# -- apt and dpkg -----------------------------------------------------------------------
+
+APT_SEED = {"python3": "3.12.3-0ubuntu2", "curl": "8.5.0-2ubuntu10.6", "git": "1:2.43.0-1ubuntu7"}
+APT_OPTIONS = {"-y", "--yes", "-q", "-qq", "--quiet", "--no-install-recommends"}
+
+
+def apt_get() -> int:
+    options = [a for a in ARGS if a.startswith("-")]
+    words = [a for a in ARGS if not a.startswith("-")]
+    for option in options:
+        if option not in APT_OPTIONS:
+            raise Refused(f"E: Command line option {option!r} is not understood", 100)
+    if not words:
+        raise Refused("E: No command given", 100)
+    command, packages = words[0], words[1:]
+    installed = load("apt", dict(APT_SEED))
+    assert isinstance(installed, dict)
+    if command == "update" and not packages:
+        print("Reading package lists... Done")
+        save("apt-updated", time.time())
+        return 0
+    if command in ("install", "remove", "purge") and not ({"-y", "--yes"} & set(options)):
+        raise Refused("E: Refusing to ask a question without -y (stand-in has no terminal)", 1)
+    if command == "install":
+        for spec in packages:
+            name, _, version = spec.partition("=")
+            if name.startswith("no-such-"):
+                raise Refused(f"E: Unable to locate package {name}", 100)
+            installed[name] = version or installed.get(name) or "1.0-1"
+    elif command in ("remove", "purge"):
+        for name in packages:
+            installed.pop(name, None)
+    else:
+        raise Refused(f"E: Invalid operation {command}", 100)
+    save("apt", installed)
+    print("Reading package lists... Done")
+    return 0
+
+
+def dpkg_query() -> int:
+    fmt = "${Package}\t${Version}\n"
+    packages: list[str] = []
+    listing = False
+    args = list(ARGS)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-W", "--show"):
+            listing = True
+        elif arg.startswith(("-f=", "--showformat=")):
+            fmt = arg.split("=", 1)[1]
+        elif arg in ("-f", "--showformat"):
+            fmt = args.pop(0)
+        elif arg.startswith("-"):
+            raise Refused(f"dpkg-query: error: unknown option {arg}", 2)
+        else:
+            packages.append(arg)
+    if not listing:
+        raise Refused("dpkg-query: error: need an action option", 2)
+    fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    installed = load("apt", dict(APT_SEED))
+    assert isinstance(installed, dict)
+    names = packages or sorted(installed)
+    missing = [n for n in names if n not in installed]
+    for name in names:
+        if name not in installed:
+            continue
+        fields = {
+            "Package": name,
+            "binary:Package": name,
+            "Version": installed[name],
+            "db:Status-Status": "installed",
+            "db:Status-Abbrev": "ii ",
+            "Status": "install ok installed",
+        }
+        sys.stdout.write(re.sub(r"\$\{([^}]+)\}", lambda m, f=fields: f.get(m.group(1), ""), fmt))
+    if missing:
+        for name in missing:
+            sys.stderr.write(f"dpkg-query: no packages found matching {name}\n")
+        return 1
+    return 0
+
+
+# -- conda and pip ----------------------------------------------------------------------
+
+
+def made_up_version(spec: str) -> str:
+    """A version satisfying a simple requirement specifier (==, >=, >, ~=, <=, <)."""
+    clauses = [c.strip() for c in spec.split(",") if c.strip()]
+    for op in ("===", "==", "~=", ">=", "<="):
+        for clause in clauses:
+            if clause.startswith(op) and "*" not in clause:
+                return clause[len(op) :].strip()
+    for clause in clauses:
+        if clause.startswith(">"):
+            parts = clause[1:].strip().split(".")
+            parts[-1] = str(int(re.sub(r"\D.*", "", parts[-1]) or 0) + 1)
+            return ".".join(parts)
+    return "1.0.0"
+
+
+_REQ = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(.*)$")
+
+
+def conda() -> int:
+    if not ARGS:
+        raise Refused("usage: conda [-h] [-V] command ...", 2)
+    command, rest = ARGS[0], ARGS[1:]
+    packages = load("conda", [])
+    assert isinstance(packages, list)
+    by_name = {p["name"]: p for p in packages}
+    if command == "list":
+        if "--json" not in rest:
+            for p in packages:
+                print(f"{p['name']:<30}{p['version']:<15}{p['channel']}")
+            return 0
+        print(json.dumps(packages, indent=1))
+        return 0
+    channels: list[str] = []
+    specs: list[str] = []
+    args = list(rest)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-c", "--channel"):
+            channels.append(args.pop(0))
+        elif arg in ("-y", "--yes", "-q", "--quiet", "--override-channels"):
+            continue
+        elif arg.startswith("-"):
+            raise Refused(f"conda: error: unrecognized arguments: {arg}", 2)
+        else:
+            specs.append(arg)
+    if command == "install":
+        channel = channels[0] if channels else "conda-forge"
+        for spec in specs:
+            match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", spec)
+            if not match:
+                raise Refused(f"InvalidMatchSpec: Invalid spec: {spec}", 1)
+            name, constraint = match.groups()
+            if constraint.startswith("=") and not constraint.startswith("=="):
+                constraint = "=" + constraint
+            version = made_up_version(constraint) if constraint else "1.0.0"
+            by_name[name] = {"name": name, "version": version, "channel": channel}
+    elif command in ("remove", "uninstall"):
+        for name in specs:
+            if name not in by_name:
+                raise Refused(f"PackagesNotFoundError: {name}", 1)
+            del by_name[name]
+    else:
+        raise Refused(f"conda: error: invalid choice: {command!r}", 2)
+    save("conda", sorted(by_name.values(), key=lambda p: p["name"]))
+    return 0
+
+
+def pip(env: str) -> int:
+    if not ARGS:
+        raise Refused("Usage: pip <command> [options]", 2)
+    command, rest = ARGS[0], ARGS[1:]
+    installed = load(env, {})
+    assert isinstance(installed, dict)
+    flags = {"-q", "--quiet", "--no-input", "-y", "--yes", "--no-cache-dir", "-U", "--upgrade"}
+    bad = [a for a in rest if a.startswith("-") and a not in flags and a != "--format=json"]
+    if bad:
+        raise Refused(f"no such option: {bad[0]}", 2)
+    words = [a for a in rest if not a.startswith("-")]
+    if command == "list":
+        if "--format=json" in rest:
+            print(json.dumps([{"name": n, "version": v} for n, v in sorted(installed.items())]))
+        else:
+            for name, version in sorted(installed.items()):
+                print(f"{name:<30}{version}")
+        return 0
+    if command == "show":
+        found = [w for w in words if w in installed]
+        if not found:
+            sys.stderr.write(f"WARNING: Package(s) not found: {', '.join(words)}\n")
+            return 1
+        for name in found:
+            print(f"Name: {name}\nVersion: {installed[name]}")
+        return 0
+    if command == "install":
+        for requirement in words:
+            match = _REQ.match(requirement)
+            if not match:
+                raise Refused(f"ERROR: Invalid requirement: {requirement!r}", 1)
+            name, specifier = match.groups()
+            installed[name.lower()] = made_up_version(specifier) if specifier else "1.0.0"
+    elif command == "uninstall":
+        for name in words:
+            installed.pop(name.lower(), None)
+    else:
+        raise Refused(f'ERROR: unknown command "{command}"', 1)
+    save(env, installed)
+    return 0
+
+
+# -- systemctl --------------------------------------------------------------------------
+
+
+def systemctl() -> int:
+    if not ARGS:
+        raise Refused("systemctl: missing command", 1)
+    command, units = ARGS[0], [u.removesuffix(".service") for u in ARGS[1:]]
+    services = load("services", {})
+    assert isinstance(services, dict)
+    if command == "daemon-reload":
+        return 0
+    if not units:
+        raise Refused(f"Too few arguments for {command}.", 1)
+    if command == "is-active":
+        states = [services.get(u, "inactive") for u in units]
+        print("\n".join(states))
+        return 0 if all(s == "active" for s in states) else 3
+    for unit in units:
+        if unit not in services:
+            raise Refused(f"Failed to {command} {unit}.service: Unit {unit}.service not found.", 5)
+    if command in ("start", "restart", "reload", "try-restart", "enable"):
+        for unit in units:
+            services[unit] = "active"
+    elif command == "stop":
+        for unit in units:
+            services[unit] = "inactive"
+    else:
+        raise Refused(f"Unknown command verb {command}.", 1)
+    save("services", services)
+    return 0
+
+
+PROGRAMS = {
+    "bootstrap": bootstrap,
+    "tljh-config": tljh_config,
+    "curl": curl,
+    "apt-get": apt_get,
+    "dpkg-query": dpkg_query,
+    "conda": conda,
+    "pip-user": lambda: pip("pip-user"),
+    "pip-hub": lambda: pip("pip-hub"),
+    "systemctl": systemctl,
+}
+
+
+def main() -> int:
+    record()
+    injected_trouble()
+    # One stand-in at a time, as dpkg's and conda's own locks would have it.
+    with open(STATE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return PROGRAMS[PROGRAM]()
+        except Refused as refusal:
+            sys.stderr.write(f"{refusal}\n")
+            return refusal.status
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Refused as refusal:
+        sys.stderr.write(f"{refusal}\n")
+        sys.exit(refusal.status)

@@ -1,0 +1,256 @@
+"""A real SSH server on loopback whose commands run in a sandbox of stand-ins.
+
+``SSHTarget`` prepares a sandbox directory (private /opt, /home, /tmp, a Ubuntu 24.04
+/etc/os-release and the stand-in programs), starts OpenSSH's ``sshd`` on 127.0.0.1 with
+``ForceCommand`` set to ``sandbox.sh`` and offers the hooks tests need: read the recorded
+calls, make the next call of a stand-in fail, hang or cut the connection, and swap the
+host key. Where ``/usr/sbin/sshd`` is absent an asyncssh server (``fallback_sshd.py``, its
+own process) takes its place and runs each command through the same wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import asyncssh
+
+HERE = Path(__file__).resolve().parent
+SANDBOX_WRAPPER = HERE / "sandbox.sh"
+STANDINS = HERE / "standins" / "standins.py"
+SSHD = Path("/usr/sbin/sshd")
+COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
+FALLBACK_SSHD = HERE / "fallback_sshd.py"
+OS_RELEASE = """\
+PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.1 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+UBUNTU_CODENAME=noble
+"""
+
+Backend = Literal["sshd", "asyncssh"]
+
+
+def generate_key(path: Path) -> asyncssh.SSHKey:
+    """Write a fresh ed25519 private key (OpenSSH format, mode 0600) to ``path``."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.write_bytes(key.export_private_key("openssh"))
+    path.chmod(0o600)
+    return key
+
+
+def public_line(key: asyncssh.SSHKey) -> str:
+    """``ssh-ed25519 AAAA…`` without a comment, as a server's host key is pinned."""
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_banner(
+    port: int, deadline: float, server: subprocess.Popen[bytes] | None = None
+) -> None:
+    while True:
+        if server is not None and server.poll() is not None:
+            raise TimeoutError(f"the server for port {port} exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no SSH banner on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A student's file in the sandbox's /home that nothing may touch."""
+
+    path: Path
+    original: bytes
+
+    def intact(self) -> bool:
+        return self.path.is_file() and self.path.read_bytes() == self.original
+
+
+class SSHTarget:
+    """One sandboxed loopback SSH server; ``start()`` then ``stop()``."""
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        base: Path,
+        host_key_path: Path,
+        client_key: asyncssh.SSHKey,
+        backend: Backend | None = None,
+    ) -> None:
+        self.base = base
+        self.sandbox = base / "sandbox"
+        self.sshd_dir = base / "sshd"
+        self.client_key = client_key
+        self.backend: Backend = backend or ("sshd" if SSHD.exists() else "asyncssh")
+        self.port = free_port()
+        self._host_key_path = host_key_path
+        self._sshd: subprocess.Popen[bytes] | None = None
+        self._build_sandbox()
+        self.canary = self._plant_canary()
+
+    # -- what tests read ------------------------------------------------------------
+
+    @property
+    def host_key(self) -> str:
+        return public_line(asyncssh.read_private_key(self._host_key_path))
+
+    def calls(self, program: str | None = None) -> list[dict]:
+        """Every recorded stand-in call, oldest first (optionally of one program only)."""
+        log = self.sandbox / "log" / "calls.jsonl"
+        found = [json.loads(line) for line in log.read_text().splitlines() if line]
+        return [c for c in found if program is None or c["program"] == program]
+
+    def state(self, name: str) -> object:
+        """A stand-in's state file (``apt``, ``conda``, ``pip-user``, ``services``, …)."""
+        path = self.sandbox / "state" / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    # -- trouble on demand ------------------------------------------------------------
+
+    def fail_next(self, program: str, message: str = "") -> None:
+        """The next call of ``program`` prints ``message`` to stderr and exits 1."""
+        (self.sandbox / "control" / f"{program}.fail").write_text(
+            message or f"{program}: injected failure"
+        )
+
+    def hang_next(self, program: str) -> None:
+        """The next call of ``program`` sleeps until it is killed."""
+        (self.sandbox / "control" / f"{program}.hang").write_text("")
+
+    def cut_next(self, program: str) -> None:
+        """The next call of ``program`` drops the SSH connection it runs in."""
+        (self.sandbox / "control" / f"{program}.cut").write_text("")
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        # The free port may be taken between asking and binding: then try another.
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+
+    def _start_once(self) -> None:
+        if self.backend == "sshd":
+            # sshd refuses to start without its privilege-separation directory.
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+            command = [str(SSHD), "-D", "-e", "-f", str(self._write_sshd_config())]
+        else:
+            command = [
+                sys.executable,
+                str(FALLBACK_SSHD),
+                str(self.port),
+                str(self._host_key_path),
+                str(self.sshd_dir / "authorized_keys"),
+                str(self.sandbox),
+            ]
+        with open(self.sshd_dir / "sshd.log", "ab") as log:
+            self._sshd = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_banner(self.port, time.monotonic() + 15, self._sshd)
+        except TimeoutError:
+            self._sshd.kill()
+            self._sshd.wait()
+            self._sshd = None
+            text = (self.sshd_dir / "sshd.log").read_text()
+            raise RuntimeError(f"{command[0]} did not start on port {self.port}:\n{text}") from None
+
+    def stop(self) -> None:
+        if self._sshd is not None:
+            self._sshd.terminate()
+            try:
+                self._sshd.wait(10)
+            except subprocess.TimeoutExpired:
+                self._sshd.kill()
+                self._sshd.wait()
+            self._sshd = None
+        self._kill_hanging()
+
+    def regenerate_host_key(self) -> str:
+        """Restart the server on the same port with a new host key; return its line."""
+        self.stop()
+        self._host_key_path = self.sshd_dir / f"host_ed25519_{secrets.token_hex(4)}"
+        generate_key(self._host_key_path)
+        self.start()
+        return self.host_key
+
+    # -- internals --------------------------------------------------------------------
+
+    def _build_sandbox(self) -> None:
+        for sub in ("opt", "home", "tmp", "root", "log", "state", "control", "bin", "etc"):
+            (self.sandbox / sub).mkdir(parents=True, exist_ok=True)
+        (self.sandbox / "tmp").chmod(0o1777)
+        (self.sandbox / "etc" / "os-release").write_text(OS_RELEASE)
+        (self.sandbox / "log" / "calls.jsonl").write_text("")
+        shutil.copyfile(STANDINS, self.sandbox / "standins.py")
+        for program in COVERED_PROGRAMS:
+            shim = self.sandbox / "bin" / program
+            # Inside the namespace the sandbox is at /srv (see sandbox.sh).
+            shim.write_text(
+                f'#!/bin/sh\nexec /usr/bin/python3 -I /srv/standins.py /srv {program} "$@"\n'
+            )
+            shim.chmod(0o755)
+        self.sshd_dir.mkdir(parents=True, exist_ok=True)
+        authorized = self.sshd_dir / "authorized_keys"
+        authorized.write_text(self.client_key.export_public_key("openssh").decode())
+        authorized.chmod(0o600)
+
+    def _plant_canary(self) -> Canary:
+        student = self.sandbox / "home" / "jupyter-student"
+        student.mkdir(parents=True)
+        path = student / "work.ipynb"
+        original = secrets.token_bytes(4096)
+        path.write_bytes(original)
+        return Canary(path, original)
+
+    def _write_sshd_config(self) -> Path:
+        template = string.Template((HERE / "sshd_config.template").read_text())
+        config = self.sshd_dir / "sshd_config"
+        config.write_text(
+            template.substitute(
+                port=self.port,
+                host_key=self._host_key_path,
+                pid_file=self.sshd_dir / "sshd.pid",
+                authorized_keys=self.sshd_dir / "authorized_keys",
+                force_command=f"/bin/sh {SANDBOX_WRAPPER} {self.sandbox}",
+            )
+        )
+        return config
+
+    def _kill_hanging(self) -> None:
+        for marker in (self.sandbox / "control").glob("hanging-*"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(marker.name.removeprefix("hanging-")), signal.SIGKILL)
+            marker.unlink()

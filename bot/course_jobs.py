@@ -252,8 +252,7 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
     services: Services = ctx.services
     job = ctx.job
     progress = ProgressLog(services.reporter, job, f"/{name}")
-    gh_default = job.payload.get("default_branch")
-    ref = job.payload.get("head_sha") or gh_default or "HEAD"
+    ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
     try:
         config, _ = await load_config(services, job, ref)
     except ConfigErrors as errors:

@@ -518,8 +518,15 @@ class DropletDriver:
             await self._power_down(droplet_id, progress)
             what = "resize (CPU, RAM and disk)" if disk else "resize (CPU and RAM only)"
             await _say(progress, f"Resizing to {size}; {'disk too' if disk else 'disk unchanged'}")
-            # python-digitalocean resizes the disk unless told not to: always say which.
-            await self._action(droplet_id, what, self.timeout, "resize", size, disk=bool(disk))
+            # python-digitalocean's resize() defaults to disk=True and, for False, leaves the
+            # field out; send the API's own boolean so the request says what it means.
+            await self._action(
+                droplet_id,
+                what,
+                self.timeout,
+                "_perform_action",
+                {"type": "resize", "size": size, "disk": bool(disk)},
+            )
         except DropletError as exc:
             failure = exc
         finally:

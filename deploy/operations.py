@@ -417,7 +417,8 @@ async def resize(
         if record.size == slug:
             return _result("neutral", f"Already {slug}", f"The droplet is already `{slug}`.")
         info = await droplets.resize(record.droplet_id, slug, disk=disk, progress=progress)
-        record = replace(record, size=info.size, address=info.ipv4 or record.address)
+        # A resize keeps the droplet and its address; only the size is new.
+        record = replace(record, size=info.size)
         await engine.records.save_server(course, record)
         await _wait_for_ssh(engine, course, config, record, progress)
         check = Step(

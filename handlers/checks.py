@@ -6,7 +6,7 @@ from gidgethub import routing, sansio
 
 from bot.intake import Intake
 from bot.reporting import CHECK_ACTIONS, CHECK_NAME
-from handlers.common import course_of, enqueue_for_commit
+from handlers.common import course_of, default_branch, enqueue_for_commit
 
 router = routing.Router()
 
@@ -66,6 +66,7 @@ async def requested_action(event: sansio.Event, intake: Intake) -> None:
             "head_sha": run.get("head_sha"),
             "check_run": True,
             "source": "button",
+            "default_branch": default_branch(event),
         },
         installation_id=installation_id,
         coalesce_key=f"command:{identifier}",

@@ -10,7 +10,7 @@ from gidgethub import routing, sansio
 
 from bot.commands import CommandError, parse_command
 from bot.intake import Intake
-from handlers.common import course_of
+from handlers.common import course_of, default_branch
 
 router = routing.Router()
 
@@ -47,6 +47,7 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
             "issue_number": issue.get("number"),
             "pull_request": bool(issue.get("pull_request")),
             "source": "comment",
+            "default_branch": default_branch(event),
         },
         installation_id=installation_id,
         coalesce_key=f"command:{name}",

@@ -322,7 +322,7 @@ async def test_resize_shuts_down_resizes_cpu_and_ram_then_powers_on(do_fake, rec
     [resize] = [
         r for r in do_fake.calls("POST", "/v2/droplets/") if (r.body or {}).get("type") == "resize"
     ]
-    assert resize.body == {"type": "resize", "size": "s-4vcpu-8gb"}  # no disk resize
+    assert resize.body == {"type": "resize", "size": "s-4vcpu-8gb", "disk": False}
     assert (info.size, info.vcpus, info.memory, info.status) == ("s-4vcpu-8gb", 4, 8192, "active")
     assert info.disk == 80  # the disk was left as it was, so the resize can be undone
 
@@ -333,7 +333,7 @@ async def test_resize_with_disk_asks_for_it_and_grows_the_disk(do_fake, rec) -> 
         droplet.id, "s-4vcpu-8gb", disk=True, progress=rec.progress
     )
 
-    assert do_fake.actions[1].params == {"type": "resize", "size": "s-4vcpu-8gb", "disk": "true"}
+    assert do_fake.actions[1].params == {"type": "resize", "size": "s-4vcpu-8gb", "disk": True}
     assert info.disk == 160
 
 

@@ -3,6 +3,7 @@ fake DigitalOcean and the loopback SSH server, with a course repository to deplo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -55,10 +56,18 @@ class Classroom:
 
     async def settle(self) -> None:
         """Wait until every job and every follow-up report is done."""
-        for _ in range(3):
+
+        async def quiet() -> None:
+            for _ in range(3):
+                await self.services.drain()
+                await self.services.runner.idle()
             await self.services.drain()
-            await self.services.runner.idle()
-        await self.services.drain()
+
+        try:
+            await asyncio.wait_for(quiet(), 60)
+        except TimeoutError:
+            jobs = await self.services.store.jobs()
+            raise AssertionError(f"jobs did not settle: {jobs}") from None
 
     def commit(self, files: dict[str, bytes], branch: str | None = "main") -> str:
         return self.github.put_commit(COURSE_REPO, files, branch=branch)

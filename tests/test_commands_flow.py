@@ -1,0 +1,103 @@
+"""Slash commands through /webhook: permissions, reactions, one reply, and /resize's order of
+DigitalOcean actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.droplets import DropletDriver
+from deploy.model import ServerRecord
+from tests.plugins.classroom import ssh_course_files
+from tests.plugins.github_fake import COURSE_REPO
+
+pytestmark = pytest.mark.sshd
+
+DO_CONFIG = "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
+
+
+async def droplet_classroom(classroom, do_fake, example) -> tuple[int, str]:
+    """A course on a DigitalOcean droplet, deployed once; the droplet answers SSH on loopback."""
+    droplet = do_fake.add_droplet("physics101-hub", tags=["littlest-classroom"])
+    classroom.services.engine.droplets = DropletDriver(
+        do_fake.token, poll_interval=0.01, shutdown_timeout=1.0
+    )
+    await classroom.services.store.save_server(
+        COURSE_REPO,
+        ServerRecord(
+            provider="digitalocean",
+            address=classroom.target.host,
+            port=classroom.target.port,
+            droplet_id=droplet.id,
+            size=droplet.size,
+            region=droplet.region,
+        ),
+    )
+    files = ssh_course_files(classroom.target)
+    files[".github/classroom.yml"] = DO_CONFIG.encode()
+    sha = classroom.commit(files)
+    await classroom.push(example, sha)
+    await classroom.settle()
+    run = next(r for r in classroom.runs() if r["head_sha"] == sha)
+    assert run["conclusion"] == "success", run["output"]
+    issue = classroom.github.add_issue(COURSE_REPO, "Running the course hub")
+    return droplet.id, issue.number
+
+
+def issue_payload(example, number: int) -> dict:
+    issue = example("issue_comment", "created")["issue"]
+    return {**issue, "number": number, "pull_request": None}
+
+
+async def test_resize_by_a_writer(classroom, do_fake, example):
+    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    classroom.github.repositories[COURSE_REPO].collaborators["carol"] = "write"
+    response = await classroom.comment(
+        example, "/resize s-4vcpu-8gb", user="carol", issue=issue_payload(example, number)
+    )
+    assert response.status == 202
+    await classroom.settle()
+
+    actions = do_fake.action_types(droplet_id)
+    assert actions[-3:] == ["shutdown", "resize", "power_on"] or actions[-4:] == [
+        "shutdown",
+        "power_off",
+        "resize",
+        "power_on",
+    ]
+    resize = [r for r in do_fake.requests if r.body and r.body.get("type") == "resize"]
+    assert len(resize) == 1 and resize[0].body["disk"] is False
+    assert do_fake.droplets[droplet_id].status == "active"
+
+    issue = classroom.github.issues[(COURSE_REPO, number)]
+    assert len(issue.comments) == 1
+    assert issue.comments[0]["body"].startswith("@carol ")
+    assert "s-4vcpu-8gb" in issue.comments[0]["body"]
+    contents = [r["content"] for r in classroom.github.reactions]
+    assert contents == ["eyes", "rocket"]
+
+
+async def test_resize_by_a_reader_is_refused_and_touches_nothing(classroom, do_fake, example):
+    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    before = list(do_fake.actions)
+    await classroom.comment(
+        example, "/resize s-4vcpu-8gb", user="bob", issue=issue_payload(example, number)
+    )
+    await classroom.settle()
+    assert do_fake.actions == before
+    issue = classroom.github.issues[(COURSE_REPO, number)]
+    assert len(issue.comments) == 1 and "Nothing was done" in issue.comments[0]["body"]
+    assert [r["content"] for r in classroom.github.reactions] == ["eyes", "confused"]
+
+
+async def test_a_comment_by_the_app_itself_does_nothing(classroom, do_fake, example):
+    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    before = list(do_fake.actions)
+    payload_user = f"{classroom.github.app.slug}[bot]"
+    response = await classroom.comment(
+        example, "/resize s-4vcpu-8gb", user=payload_user, issue=issue_payload(example, number)
+    )
+    assert response.status == 200
+    await classroom.settle()
+    assert do_fake.actions == before
+    assert classroom.github.issues[(COURSE_REPO, number)].comments == []
+    assert classroom.github.reactions == []

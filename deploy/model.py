@@ -6,8 +6,8 @@ Pure data; every other module of ``deploy`` speaks in these types.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Provider = Literal["digitalocean", "ssh"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.plugins.classroom import ssh_course_files
-from tests.plugins.github_fake import COURSE_REPO
 
 pytestmark = pytest.mark.sshd
 

@@ -12,7 +12,10 @@ from tests.plugins.github_fake import COURSE_REPO
 
 pytestmark = pytest.mark.sshd
 
-DO_CONFIG = "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
+DO_CONFIG = (
+    "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
+    "  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
+)
 
 
 async def droplet_classroom(classroom, do_fake, example) -> tuple[int, str]:
@@ -77,7 +80,7 @@ async def test_resize_by_a_writer(classroom, do_fake, example):
 
 
 async def test_resize_by_a_reader_is_refused_and_touches_nothing(classroom, do_fake, example):
-    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    _, number = await droplet_classroom(classroom, do_fake, example)
     before = list(do_fake.actions)
     await classroom.comment(
         example, "/resize s-4vcpu-8gb", user="bob", issue=issue_payload(example, number)
@@ -90,7 +93,7 @@ async def test_resize_by_a_reader_is_refused_and_touches_nothing(classroom, do_f
 
 
 async def test_a_comment_by_the_app_itself_does_nothing(classroom, do_fake, example):
-    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    _, number = await droplet_classroom(classroom, do_fake, example)
     before = list(do_fake.actions)
     payload_user = f"{classroom.github.app.slug}[bot]"
     response = await classroom.comment(

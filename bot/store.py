@@ -404,9 +404,12 @@ class Store:
     ) -> tuple[int, list[Job]] | None:
         superseded: list[Job] = []
         now = time.time()
-        if job.dedupe_key is not None and db.execute(
-            "SELECT 1 FROM jobs WHERE course=? AND dedupe_key=?", (job.course, job.dedupe_key)
-        ).fetchone():
+        if (
+            job.dedupe_key is not None
+            and db.execute(
+                "SELECT 1 FROM jobs WHERE course=? AND dedupe_key=?", (job.course, job.dedupe_key)
+            ).fetchone()
+        ):
             return None
         if job.coalesce_key is not None:
             rows = db.execute(

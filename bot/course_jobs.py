@@ -4,9 +4,13 @@ reports through ``bot.reporting``."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
 from typing import Any
+
+import gidgethub
 
 from bot import operations_text as texts
 from bot.commands import help_text, may_run
@@ -56,6 +60,11 @@ async def course_files(services: Services, job: Job, ref: str) -> dict[str, byte
     assert job.installation_id is not None
     data = await services.github.download_tarball(job.installation_id, owner, repo, ref)
     return files_from_tarball(data, is_course_file)
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The blob id git (and the contents API) gives ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def repo_url(services: Services, course: str) -> str:
@@ -118,23 +127,24 @@ async def keep_badges_current(
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
     gh = await services.reporter.api(job.installation_id)
-    current = await gh.getitem(
-        "/repos/{owner}/{repo}/contents/{path}{?ref}",
-        {"owner": owner, "repo": repo, "path": README, "ref": branch},
-    )
-    import base64
-
-    await gh.put(
-        "/repos/{owner}/{repo}/contents/{path}",
-        {"owner": owner, "repo": repo, "path": README},
-        data={
-            "message": "Update the classroom badges in README.md\n\n"
-            "Written by Littlest Classroom: the hub's launch link and status changed.",
-            "content": base64.b64encode(new_text.encode()).decode(),
-            "sha": current["sha"],
-            "branch": branch,
-        },
-    )
+    try:
+        await gh.put(
+            "/repos/{owner}/{repo}/contents/{path}",
+            {"owner": owner, "repo": repo, "path": README},
+            data={
+                "message": "Update the classroom badges in README.md\n\n"
+                "Written by Littlest Classroom: the hub's launch link and status badge.",
+                "content": base64.b64encode(new_text.encode()).decode(),
+                # The blob we read is the one we replace: GitHub refuses (409) if the README
+                # moved on meanwhile, and the next run writes the block into the newer one.
+                "sha": git_blob_sha(readme),
+                "branch": branch,
+            },
+        )
+    except gidgethub.BadRequest as exc:
+        if exc.status_code.value not in (409, 422):
+            raise
+        return "README badges not written: README.md changed meanwhile; the next run retries."
     return "README badges updated."
 
 
@@ -189,6 +199,16 @@ async def run_commit(ctx: JobContext) -> dict[str, Any]:
         checkpoint=ctx.checkpoint,
     )
     extra = []
+    if mode == "apply" and result.hub_url:
+        # What the monitor needs between deploys, without reading the repository again.
+        await services.store.save_course_facts(
+            job.course,
+            {
+                "hub_url": result.hub_url,
+                "monitor_every": config.monitor.every_seconds,
+                "monitor_issue": config.monitor.issue,
+            },
+        )
     if result.hub_url:
         branch = payload.get("default_branch") or payload.get("branch") or "main"
         extra.append(

@@ -51,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)
+    import uvloop
+
     from bot.app import make_app
 
     web.run_app(
         make_app(settings),
+        # uvloop: the same asyncio API, with a faster event loop under webhook load.
+        loop=uvloop.new_event_loop(),
         host=settings.host,
         port=settings.port,
         print=None,

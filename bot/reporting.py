@@ -223,8 +223,13 @@ class Reporter:
     # -- deployments ----------------------------------------------------------------
 
     async def start_deployment(self, job: st.Job, description: str) -> int | None:
+        """The job's deployment, created once: a job re-run after a crash reuses the one its
+        first attempt made, so the commit never keeps a second deployment stuck in_progress."""
         if job.installation_id is None or not job.payload.get("head_sha"):
             return None
+        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
+        if recorded is not None:
+            return int(recorded)
         owner, repo = split_course(job.course)
         gh = await self.api(job.installation_id)
         deployment = await gh.post(
@@ -242,6 +247,7 @@ class Reporter:
         deployment_id = deployment.get("id")
         if deployment_id is None:
             return None
+        await self.services.store.set_meta(f"deployment:job:{job.id}", str(deployment_id))
         await self.deployment_status(job, deployment_id, "in_progress")
         return int(deployment_id)
 

@@ -200,6 +200,48 @@ def _job(row: sqlite3.Row) -> Job:
     return Job(**data)
 
 
+# A change to the store that a webhook handler asks for; it runs inside the transaction
+# that records the delivery, so a delivery and its effects are committed together or not at all.
+Change = Callable[[sqlite3.Connection], object]
+
+
+def upsert_installation(installation_id: int, account: str, suspended: bool) -> Change:
+    return lambda db: db.execute(
+        "INSERT INTO installations VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "account=excluded.account, suspended=excluded.suspended, updated_at=excluded.updated_at",
+        (installation_id, account, int(suspended), time.time()),
+    )
+
+
+def remove_installation(installation_id: int) -> Change:
+    def run(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM installations WHERE id=?", (installation_id,))
+        db.execute(
+            "UPDATE courses SET active=0, updated_at=? WHERE installation_id=?",
+            (time.time(), installation_id),
+        )
+
+    return run
+
+
+def add_courses(installation_id: int, repositories: Iterable[tuple[str, int | None]]) -> Change:
+    now = time.time()
+    rows = [(name, installation_id, repo_id, now) for name, repo_id in repositories]
+    return lambda db: db.executemany(
+        "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
+        "installation_id=excluded.installation_id, repo_id=excluded.repo_id, active=1, "
+        "updated_at=excluded.updated_at",
+        rows,
+    )
+
+
+def remove_courses(full_names: Iterable[str]) -> Change:
+    rows = [(time.time(), name) for name in full_names]
+    return lambda db: db.executemany(
+        "UPDATE courses SET active=0, updated_at=? WHERE full_name=?", rows
+    )
+
+
 class Store:
     """Async facade over one SQLite connection owned by one thread."""
 
@@ -207,6 +249,10 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
+        self._pending: list[
+            tuple[Delivery, list[NewJob], list[Change], asyncio.Future[Recorded]]
+        ] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
@@ -268,33 +314,93 @@ class Store:
 
     # -- deliveries ---------------------------------------------------------------
 
-    async def record_delivery(self, delivery: Delivery, jobs: list[NewJob]) -> Recorded:
-        """Record a delivery and its jobs in one transaction; a known id records nothing."""
+    async def record_delivery(
+        self, delivery: Delivery, jobs: list[NewJob], changes: Iterable[Change] = ()
+    ) -> Recorded:
+        """Record a delivery, its changes and its jobs atomically; a known id records nothing.
 
-        def run(db: sqlite3.Connection) -> Recorded:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-                (
-                    delivery.id,
-                    delivery.event,
-                    delivery.action,
-                    delivery.repository,
-                    delivery.installation_id,
-                    delivery.received_at,
-                    delivery.outcome,
-                ),
-            )
-            if cursor.rowcount == 0:
-                return Recorded(duplicate=True)
-            recorded = Recorded(duplicate=False)
-            for job in jobs:
-                inserted = self._insert_job(db, job, delivery.id)
-                if inserted is not None:
-                    recorded.job_ids.append(inserted[0])
-                    recorded.superseded.extend(inserted[1])
-            return recorded
+        Deliveries that arrive while a commit is under way share the next one (group
+        commit), each in its own savepoint; each caller returns only once its row is
+        committed.
+        """
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._pending.append((delivery, jobs, list(changes), future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_deliveries())
+        return await future
 
-        return await self._transaction(run)
+    async def _flush_deliveries(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcomes = await self._call(
+                        self._record_batch, [(d, j, c) for d, j, c, _ in batch]
+                    )
+                except BaseException as exc:
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (*_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._flusher = None
+
+    def _record_batch(
+        self, batch: list[tuple[Delivery, list[NewJob], list[Change]]]
+    ) -> list[Recorded | Exception]:
+        db = self._db
+        outcomes: list[Recorded | Exception] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for delivery, jobs, changes in batch:
+                db.execute("SAVEPOINT delivery")
+                try:
+                    outcomes.append(self._record_one(db, delivery, jobs, changes))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO delivery")
+                    outcomes.append(exc)
+                db.execute("RELEASE delivery")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return outcomes
+
+    def _record_one(
+        self, db: sqlite3.Connection, delivery: Delivery, jobs: list[NewJob], changes: list[Change]
+    ) -> Recorded:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
+            (
+                delivery.id,
+                delivery.event,
+                delivery.action,
+                delivery.repository,
+                delivery.installation_id,
+                delivery.received_at,
+                delivery.outcome,
+            ),
+        )
+        if cursor.rowcount == 0:
+            return Recorded(duplicate=True)
+        for change in changes:
+            change(db)
+        recorded = Recorded(duplicate=False)
+        for job in jobs:
+            inserted = self._insert_job(db, job, delivery.id)
+            if inserted is not None:
+                recorded.job_ids.append(inserted[0])
+                recorded.superseded.extend(inserted[1])
+        return recorded
 
     async def has_delivery(self, delivery_id: str) -> bool:
         rows = await self._fetch("SELECT 1 FROM deliveries WHERE id=?", (delivery_id,))
@@ -317,24 +423,10 @@ class Store:
     async def upsert_installation(
         self, installation_id: int, account: str, suspended: bool
     ) -> None:
-        await self._transaction(
-            lambda db: db.execute(
-                "INSERT INTO installations VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "account=excluded.account, suspended=excluded.suspended, "
-                "updated_at=excluded.updated_at",
-                (installation_id, account, int(suspended), time.time()),
-            )
-        )
+        await self._transaction(upsert_installation(installation_id, account, suspended))
 
     async def remove_installation(self, installation_id: int) -> None:
-        def run(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM installations WHERE id=?", (installation_id,))
-            db.execute(
-                "UPDATE courses SET active=0, updated_at=? WHERE installation_id=?",
-                (time.time(), installation_id),
-            )
-
-        await self._transaction(run)
+        await self._transaction(remove_installation(installation_id))
 
     async def installation_suspended(self, installation_id: int) -> bool:
         rows = await self._fetch(
@@ -345,25 +437,10 @@ class Store:
     async def add_courses(
         self, installation_id: int, repositories: Iterable[tuple[str, int | None]]
     ) -> None:
-        now = time.time()
-        rows = [(name, installation_id, repo_id, now) for name, repo_id in repositories]
-        await self._transaction(
-            lambda db: db.executemany(
-                "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
-                "installation_id=excluded.installation_id, repo_id=excluded.repo_id, active=1, "
-                "updated_at=excluded.updated_at",
-                rows,
-            )
-        )
+        await self._transaction(add_courses(installation_id, repositories))
 
     async def remove_courses(self, full_names: Iterable[str]) -> None:
-        now = time.time()
-        rows = [(now, name) for name in full_names]
-        await self._transaction(
-            lambda db: db.executemany(
-                "UPDATE courses SET active=0, updated_at=? WHERE full_name=?", rows
-            )
-        )
+        await self._transaction(remove_courses(full_names))
 
     async def course(self, full_name: str) -> Course | None:
         rows = await self._fetch(

@@ -6,6 +6,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
+from bot import store
 from bot.intake import Intake
 
 router = routing.Router()
@@ -30,36 +31,42 @@ def _installation(event: sansio.Event) -> tuple[int, str]:
 @router.register("installation", action="unsuspend")
 async def installation_active(event: sansio.Event, intake: Intake) -> None:
     installation_id, account = _installation(event)
-    await intake.store.upsert_installation(installation_id, account, suspended=False)
     repositories = _repositories(event.data.get("repositories"))
-    if repositories:
-        await intake.store.add_courses(installation_id, repositories)
-    intake.notes.append(f"installation {installation_id} active, {len(repositories)} course(s)")
+    intake.change(
+        store.upsert_installation(installation_id, account, suspended=False),
+        f"installation {installation_id} active",
+    )
+    intake.change(
+        store.add_courses(installation_id, repositories), f"{len(repositories)} course(s) added"
+    )
 
 
 @router.register("installation", action="suspend")
 async def installation_suspended(event: sansio.Event, intake: Intake) -> None:
     installation_id, account = _installation(event)
-    await intake.store.upsert_installation(installation_id, account, suspended=True)
-    intake.notes.append(f"installation {installation_id} suspended")
+    intake.change(
+        store.upsert_installation(installation_id, account, suspended=True),
+        f"installation {installation_id} suspended",
+    )
 
 
 @router.register("installation", action="deleted")
 async def installation_deleted(event: sansio.Event, intake: Intake) -> None:
     installation_id, _ = _installation(event)
-    await intake.store.remove_installation(installation_id)
-    intake.notes.append(f"installation {installation_id} removed")
+    intake.change(
+        store.remove_installation(installation_id), f"installation {installation_id} removed"
+    )
 
 
 @router.register("installation_repositories", action="added")
 @router.register("installation_repositories", action="removed")
 async def repositories_changed(event: sansio.Event, intake: Intake) -> None:
     installation_id, account = _installation(event)
-    await intake.store.upsert_installation(installation_id, account, suspended=False)
     added = _repositories(event.data.get("repositories_added"))
     removed = [name for name, _ in _repositories(event.data.get("repositories_removed"))]
-    if added:
-        await intake.store.add_courses(installation_id, added)
-    if removed:
-        await intake.store.remove_courses(removed)
-    intake.notes.append(f"{len(added)} course(s) added, {len(removed)} removed")
+    intake.change(
+        store.upsert_installation(installation_id, account, suspended=False),
+        f"installation {installation_id} active",
+    )
+    intake.change(store.add_courses(installation_id, added), f"{len(added)} course(s) added")
+    intake.change(store.remove_courses(removed), f"{len(removed)} course(s) removed")

@@ -237,3 +237,31 @@ async def test_store_migrations_are_versioned_and_reopen_cleanly(tmp_path):
     mode = await again._call(lambda: again._db.execute("PRAGMA journal_mode").fetchone()[0])
     assert mode == "wal"
     await again.close()
+
+
+async def test_concurrent_deliveries_share_commits_and_fail_alone(store):
+    def broken(db):
+        raise RuntimeError("a change that fails")
+
+    async def record(index: int):
+        changes = [broken] if index == 7 else []
+        delivery = st.Delivery(f"d{index}", "push", None, "o/r", 1, "accepted")
+        return await store.record_delivery(delivery, [st.NewJob("o/r", "test")], changes)
+
+    outcomes = await asyncio.gather(*(record(i) for i in range(20)), return_exceptions=True)
+    assert isinstance(outcomes[7], RuntimeError)
+    assert all(
+        not isinstance(o, Exception) and not o.duplicate for i, o in enumerate(outcomes) if i != 7
+    )
+    assert not await store.has_delivery("d7")  # its savepoint was rolled back alone
+    assert all([await store.has_delivery(f"d{i}") for i in range(20) if i != 7])
+    assert len(await store.jobs()) == 19
+    again = await store.record_delivery(st.Delivery("d3", "push", None, "o/r", 1, "x"), [])
+    assert again.duplicate
+
+
+async def test_a_new_job_with_a_known_dedupe_key_is_dropped(store):
+    first = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:abc"))
+    second = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:abc"))
+    other = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:def"))
+    assert first is not None and second is None and other is not None

@@ -272,14 +272,18 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
     services: Services = ctx.services
     job = ctx.job
     progress = ProgressLog(services.reporter, job, f"/{name}")
+    engine = services.engine
+    if name == "status":
+        # What the last deploy remembered is enough: no need to read the repository.
+        facts = await services.store.course_facts(job.course)
+        return await operations.status(
+            engine, job.course, None, progress=progress.line, hub=facts.get("hub_url")
+        )
     ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
     try:
         config, _ = await load_config(services, job, ref)
     except ConfigErrors as errors:
         return OperationResult("failure", "The course configuration has errors", str(errors))
-    engine = services.engine
-    if name == "status":
-        return await operations.status(engine, job.course, config, progress=progress.line)
     if name in ("plan", "rebuild"):
         return await operations.deploy(
             engine,

@@ -140,9 +140,13 @@ async def _observe(
     """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
     target = _target(engine, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
+    remembered = replace(record, host_key=target.pinned_key)
     if not target.pinned_key:
         _, seen = await engine.ssh.connect(target)  # the pooled connection: no new round trip
-        await engine.records.save_server(course, replace(record, host_key=seen))
+        remembered = replace(record, host_key=seen)
+    # Remembered for the monitor and /status, which work without the repository's config.
+    if remembered != await engine.records.get_server(course):
+        await engine.records.save_server(course, remembered)
     return parse_observation(stdout)
 
 
@@ -296,28 +300,45 @@ async def _engine_step(
 
 
 async def status(
-    engine: Engine, course: str, config: CourseConfig, *, progress: Progress
+    engine: Engine,
+    course: str,
+    config: CourseConfig | None,
+    *,
+    progress: Progress,
+    hub: str | None = None,
 ) -> OperationResult:
-    """Provider, size, region, address and power; hub version and health; disk and memory."""
+    """Provider, size, region, address and power; hub version and health; disk and memory.
+
+    Without ``config`` it works from what the last deploy remembered, so answering
+    ``/status`` needs nothing from the repository.
+    """
     try:
-        record = await _known_server(engine, course, config)
-        if record is None:
+        if config is not None:
+            record = await _known_server(engine, course, config)
+        else:
+            record = await engine.records.get_server(course)
+        if record is None or not record.address:
             return _result(
                 "neutral",
                 "No server yet",
                 "No server yet: push to the default branch to create it.",
             )
+        url = hub_url(config, record) if config is not None else hub or f"http://{record.address}"
         droplet = None
         if record.provider == "digitalocean" and record.droplet_id and engine.droplets:
             droplet = await engine.droplets.get(record.droplet_id)
+        target = (
+            _target(engine, config, record)
+            if config is not None
+            else _remembered_target(engine, record)
+        )
         try:
-            observed = await _observe(engine, course, config, record)
+            _, stdout, _ = await engine.ssh.run_script(target, observe_script())
+            observed = parse_observation(stdout)
         except UNREACHABLE as exc:
             observed = Observed(reachable=False)
             await progress(f"SSH failed: {type(exc).__name__}")
-        summary = server_lines(record, droplet) + render_status(
-            observed, hub_url=hub_url(config, record)
-        )
+        summary = server_lines(record, droplet) + render_status(observed, hub_url=url)
     except (OperationError, SSHError, DropletError) as exc:
         return _result("failure", "Status unavailable", str(exc))
     healthy = observed.reachable and observed.services.get("jupyterhub") == "active"
@@ -325,7 +346,7 @@ async def status(
         "success" if healthy else "failure",
         "Hub is running" if healthy else "Hub is not healthy",
         summary,
-        url=hub_url(config, record),
+        url=url,
     )
 
 

@@ -1,0 +1,167 @@
+"""GitHub API requests per event, with tokens and conditional requests cached.
+
+Runs the service in-process against the spec-checked fake GitHub and the loopback SSH
+target, deploys a course once (which also caches the installation token), then counts
+the API requests that each of these events causes:
+
+- a push that changes nothing on a healthy server;
+- a ``/status`` comment.
+
+    .venv/bin/python bench/github_requests.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.app import make_app
+from bot.services import SERVICES
+from bot.settings import load_settings
+from tests.fakes.github import FakeGitHub
+from tests.plugins.classroom import ssh_course_files
+from tests.plugins.service import EXAMPLES, WEBHOOK_SECRET, signed_headers
+from tests.sshtarget.target import SSHTarget, generate_key
+
+COURSE = "octo-org/physics101"
+INSTALLATION = 1001
+
+
+def example(event: str, action: str | None = None) -> dict:
+    for entry in json.loads(EXAMPLES.read_text()):
+        if entry["name"] == event:
+            for payload in entry["examples"]:
+                if action is None or payload.get("action") == action:
+                    return json.loads(json.dumps(payload))
+    raise LookupError(event)
+
+
+def repository(payload: dict) -> dict:
+    return {
+        **payload["repository"],
+        "full_name": COURSE,
+        "name": "physics101",
+        "default_branch": "main",
+        "owner": {**payload["repository"]["owner"], "login": "octo-org"},
+    }
+
+
+async def settle(client: TestClient) -> None:
+    services = client.server.app[SERVICES]
+    for _ in range(3):
+        await services.drain()
+        await services.runner.idle()
+    await services.drain()
+
+
+async def deliver(client: TestClient, event: str, payload: dict) -> int:
+    body = json.dumps(payload).encode()
+    response = await client.post(
+        "/webhook", data=body, headers=signed_headers(body, event, str(uuid.uuid4()))
+    )
+    return response.status
+
+
+async def counted(github: FakeGitHub, client: TestClient, event: str, payload: dict):
+    before = len(github.requests)
+    status = await deliver(client, event, payload)
+    await settle(client)
+    requests = github.requests[before:]
+    api = [r for r in requests if r.operation_id]
+    return status, collections.Counter(r.operation_id for r in api), len(requests) - len(api)
+
+
+async def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        host_key = base / "host"
+        generate_key(host_key)
+        client_key = generate_key(base / "client")
+        target = SSHTarget(base / "target", host_key, client_key)
+        target.start()
+        github = FakeGitHub()
+        github.add_installation(INSTALLATION, "octo-org")
+        github.add_repository(
+            COURSE,
+            ssh_course_files(target),
+            installation_id=INSTALLATION,
+            collaborators={"alice": "admin"},
+        )
+        await github.start()
+        data = base / "data"
+        data.mkdir(mode=0o700)
+        (data / "ssh_ed25519").write_bytes(client_key.export_private_key("openssh"))
+        (data / "ssh_ed25519").chmod(0o600)
+        settings = load_settings(
+            {
+                "BOT_DATA_DIR": str(data),
+                "GITHUB_APP_ID": str(github.app.id),
+                "GITHUB_PRIVATE_KEY": github.app.private_key_pem,
+                "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "GITHUB_API_URL": github.url,
+                "GITHUB_URL": github.url,
+            },
+            env_file=base / ".env",
+        )
+        client = TestClient(TestServer(make_app(settings, monitoring=False)))
+        await client.start_server()
+        client.server.app[SERVICES].app_slug = github.app.slug
+        try:
+            push = example("push")
+            push.update(
+                ref="refs/heads/main",
+                deleted=False,
+                repository=repository(push),
+                installation={"id": INSTALLATION},
+            )
+            push["after"] = github.repositories[COURSE].branches["main"]
+            await counted(github, client, "push", push)  # first deploy: token, README, …
+            files = dict(github.files(COURSE, "main"))
+            files["notes.md"] = b"A change that needs nothing on the server.\n"
+            push = {**push, "after": github.put_commit(COURSE, files, branch="main")}
+            status, noop, other = await counted(github, client, "push", push)
+            issue = github.add_issue(COURSE, "Hub")
+            comment = example("issue_comment", "created")
+            comment["comment"] = {
+                **comment["comment"],
+                "body": "/status",
+                "id": 777,
+                "user": {**comment["comment"]["user"], "login": "alice", "type": "User"},
+                "performed_via_github_app": None,
+            }
+            comment["issue"] = {**comment["issue"], "number": issue.number, "pull_request": None}
+            comment.update(
+                sender={**comment["sender"], "login": "alice", "type": "User"},
+                repository=repository(comment),
+                installation={"id": INSTALLATION},
+            )
+            status2, slash, other2 = await counted(github, client, "issue_comment", comment)
+        finally:
+            await client.close()
+            await github.close()
+            target.stop()
+    for name, answer, counts, extra, goal in (
+        ("push, nothing to change", status, noop, other, 6),
+        ("/status comment", status2, slash, other2, 4),
+    ):
+        total = sum(counts.values())
+        print(
+            f"{name}: webhook {answer}; {total} API requests (goal <= {goal})"
+            + (f" + {extra} tarball download(s) off the API" if extra else "")
+        )
+        for operation, count in sorted(counts.items()):
+            print(f"    {count} x {operation}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -120,6 +120,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
+        self._paused = False
         self.finished_count = 0
 
     async def start(self) -> list[int]:
@@ -131,6 +132,14 @@ class JobRunner:
         return requeued
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Take no new jobs (running ones go on) until ``resume``; queued jobs wait."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
         self._wake.set()
 
     @property
@@ -159,7 +168,7 @@ class JobRunner:
     async def _loop(self) -> None:
         while not self._stopping:
             free = self.concurrency - len(self._running)
-            if free > 0:
+            if free > 0 and not self._paused:
                 for job in await self.store.claim_runnable(self.busy_courses, free):
                     self._launch(job)
             due = await self.store.next_due_at()

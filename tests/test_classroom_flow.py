@@ -49,3 +49,31 @@ async def test_branch_push_and_pull_request_only_plan(classroom, example):
     ]
     assert changing == []
     assert classroom.github.deployments == {}
+
+
+async def test_a_pull_request_from_a_fork_only_plans(classroom, example):
+    files = ssh_course_files(classroom.target, apt="graphviz\njq\n")
+    sha = classroom.commit(files, branch=None)  # the fork's commit, reachable from the PR
+    payload = example("pull_request", "opened")
+    pr = payload["pull_request"]
+    payload["pull_request"] = {
+        **pr,
+        "head": {
+            **pr["head"],
+            "sha": sha,
+            "repo": {**pr["head"]["repo"], "full_name": "someone/fork"},
+        },
+        "base": {**pr["base"], "repo": {**pr["base"]["repo"], "full_name": "octo-org/physics101"}},
+    }
+    payload.update(
+        repository=classroom.repository_payload(payload),
+        installation={"id": 1001, "node_id": "x"},
+    )
+    from tests.plugins.service import deliver
+
+    assert (await deliver(classroom.client, "pull_request", payload)).status == 202
+    await classroom.settle()
+    [run] = [r for r in classroom.runs() if r["head_sha"] == sha]
+    assert run["conclusion"] == "success" and "jq" in run["output"]["summary"]
+    assert classroom.github.deployments == {}
+    assert [c for c in classroom.target.calls() if c["program"] in ("apt-get", "bootstrap")] == []

@@ -481,11 +481,8 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         return {}
-    target = Target(
-        record.address, record.port, record.user, record.host_key, engine.service_key.private
-    )
-    result = await engine.ssh.run_script(target, observe_script())
-    observed = parse_observation(result.stdout)
+    _, stdout, _ = await engine.ssh.run_script(_remembered_target(engine, record), observe_script())
+    observed = parse_observation(stdout)
     return {
         "services": observed.services,
         "disk_used_percent": observed.disk_used_percent,
@@ -497,9 +494,7 @@ async def restart_hub_service(engine: Engine, course: str) -> None:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         raise OperationError("no server is known for this course")
-    target = Target(
-        record.address, record.port, record.user, record.host_key, engine.service_key.private
-    )
+    target = _remembered_target(engine, record)
     status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
     if status != 0:
         raise OperationError(f"systemctl restart jupyterhub exited {status}")

@@ -212,3 +212,43 @@ async def test_monitor_opens_one_issue_after_two_failures_and_closes_it(classroo
     finally:
         await runner.cleanup()
         await asyncio.sleep(0)
+
+
+async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, example):
+    sha = classroom.commit(ssh_course_files(classroom.target))
+    await classroom.push(example, sha)
+    await classroom.settle()
+    engine = classroom.services.engine
+    record = await classroom.services.store.get_server(COURSE_REPO)
+    from deploy.operations import _remembered_target
+
+    await engine.ssh.run_script(_remembered_target(engine, record), "systemctl stop jupyterhub")
+
+    async def down(request: web.Request) -> web.Response:
+        return web.Response(status=502)
+
+    hub = web.Application()
+    hub.router.add_get("/hub/api", down)
+    runner = web.AppRunner(hub)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        await classroom.services.store.save_course_facts(
+            COURSE_REPO, {"hub_url": f"http://127.0.0.1:{port}", "monitor_issue": True}
+        )
+        monitor = Monitor(classroom.services, http_timeout=2)
+        before = len(classroom.target.calls("systemctl"))
+        for _ in range(3):
+            await monitor.run_round(force=True)
+        restarts = [
+            c for c in classroom.target.calls("systemctl")[before:] if c["argv"][:1] == ["restart"]
+        ]
+        state = await classroom.services.store.monitor_state(COURSE_REPO)
+        assert len(restarts) == 1, state.detail
+        [issue] = [i for i in classroom.github.issues.values() if i.title == ISSUE_TITLE]
+        assert "automatic restart" in issue.body
+        assert "jupyterhub: inactive" in issue.body
+    finally:
+        await runner.cleanup()

@@ -99,6 +99,7 @@ class Monitor:
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task | None = None
         self._next_due: dict[str, float] = {}
+        self._states: dict[str, st.MonitorState] | None = None
         self.rounds = 0
 
     def start(self) -> None:
@@ -116,19 +117,28 @@ class Monitor:
                 await self.run_round()
             except Exception:
                 logger.exception("monitoring round failed")
-            await asyncio.sleep(self.tick)
+            # Wake for the next course due (so probes stay spread out, not batched per
+            # tick), and at least every tick to notice new courses.
+            soonest = min(self._next_due.values(), default=time.time() + self.tick)
+            await asyncio.sleep(max(0.5, min(self.tick, soonest - time.time())))
 
     async def run_round(self, *, force: bool = False) -> int:
         """Probe every course that is due; returns how many were probed."""
+        if self._states is None:
+            self._states = await self.services.store.monitor_states()
         now = time.time()
         due = []
-        for course in await self.services.store.courses():
-            facts = await self.services.store.course_facts(course.full_name)
+        for course, facts in await self.services.store.monitored_courses():
             if not facts.get("hub_url") or not facts.get("monitor", True):
                 continue
-            if force or self._next_due.get(course.full_name, 0) <= now:
-                every = float(facts.get("monitor_every", 300))
-                # Jitter spreads a thousand courses over the interval instead of one burst.
+            every = float(facts.get("monitor_every", 300))
+            if course.full_name not in self._next_due:
+                # A course seen for the first time (a start, a new course) gets a random
+                # place in its interval, so a thousand courses are spread over it instead of
+                # probed in one burst that would compete with webhook intake.
+                self._next_due[course.full_name] = now + random.uniform(0, every)
+            if force or self._next_due[course.full_name] <= now:
+                # Jitter keeps them spread from one round to the next.
                 self._next_due[course.full_name] = now + every * random.uniform(0.9, 1.1)
                 due.append((course, facts))
         await asyncio.gather(*(self._guarded(c, f) for c, f in due))
@@ -143,8 +153,10 @@ class Monitor:
                 logger.exception("probe failed", extra={"course": course.full_name})
 
     async def probe_course(self, course: st.Course, facts: dict[str, Any]) -> st.MonitorState:
-        store = self.services.store
-        state = await store.monitor_state(course.full_name)
+        if self._states is None:
+            self._states = await self.services.store.monitor_states()
+        state = self._states.setdefault(course.full_name, st.MonitorState(course.full_name))
+        recorded = (state.state, state.failures, state.issue_number)
         probe = await probe_hub(self.services.session, facts["hub_url"], self.http_timeout)
         now = time.time()
         state.checked_at = now
@@ -184,7 +196,9 @@ class Monitor:
                     state.issue_number = await self.services.reporter.open_issue(
                         course.installation_id, course.full_name, ISSUE_TITLE, body
                     )
-        await store.save_monitor_state(state)
+        # Only changes are written: a thousand healthy hubs cost no disk writes per round.
+        if (state.state, state.failures, state.issue_number) != recorded:
+            await self.services.store.save_monitor_state(state)
         return state
 
     async def _look(self, course: str) -> dict[str, Any]:

@@ -193,6 +193,12 @@ class Recorded:
     superseded: list[Job] = field(default_factory=list)
 
 
+def _monitor_state(row: sqlite3.Row) -> MonitorState:
+    data = dict(row)
+    data["detail"] = json.loads(data["detail"]) if data["detail"] else {}
+    return MonitorState(**data)
+
+
 def _job(row: sqlite3.Row) -> Job:
     data = dict(row)
     data["payload"] = json.loads(data["payload"])
@@ -660,11 +666,20 @@ class Store:
 
     async def monitor_state(self, course: str) -> MonitorState:
         rows = await self._fetch("SELECT * FROM monitor WHERE course=?", (course,))
-        if not rows:
-            return MonitorState(course)
-        row = dict(rows[0])
-        row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
-        return MonitorState(**row)
+        return _monitor_state(rows[0]) if rows else MonitorState(course)
+
+    async def monitor_states(self) -> dict[str, MonitorState]:
+        rows = await self._fetch("SELECT * FROM monitor")
+        return {row["course"]: _monitor_state(row) for row in rows}
+
+    async def monitored_courses(self) -> list[tuple[Course, dict[str, Any]]]:
+        """Every active course with what its last deploy remembered, in one query."""
+        rows = await self._fetch(
+            "SELECT c.full_name, c.installation_id, c.repo_id, c.active, m.value "
+            "FROM courses c JOIN meta m ON m.key = 'course:' || c.full_name "
+            "WHERE c.active=1 ORDER BY c.full_name"
+        )
+        return [(Course(r[0], r[1], r[2], bool(r[3])), json.loads(r[4])) for r in rows]
 
     async def save_monitor_state(self, state: MonitorState) -> None:
         await self._transaction(

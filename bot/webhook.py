@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 25 * 1024 * 1024
 REQUIRED_HEADERS = ("x-github-event", "x-github-delivery")
+# GitHub's event names and delivery ids are visible ASCII; anything else (obs-text bytes
+# arrive as lone surrogates) could not even be stored or rendered in the metrics.
+HEADER_VALUE = re.compile(r"[!-~]{1,200}")
 
 
 def _answer(status: int, message: str) -> web.Response:
@@ -48,10 +52,21 @@ def ignore_reason(event: sansio.Event, app_slug: str | None, app_id: int | None)
     return None
 
 
+def _storable(value: Any) -> str | None:
+    """``value`` if it is text UTF-8 can hold; JSON's lone surrogates (``"\\udcdd"``) escaped."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
 def _context(data: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
-    action = data.get("action") if isinstance(data.get("action"), str) else None
+    action = _storable(data.get("action"))
     repository = data.get("repository")
-    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    full_name = _storable(repository.get("full_name")) if isinstance(repository, dict) else None
     installation = data.get("installation")
     installation_id = installation.get("id") if isinstance(installation, dict) else None
     if not isinstance(installation_id, int):
@@ -64,6 +79,10 @@ async def receive(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     event_name = request.headers.get("X-GitHub-Event", "unknown")[:64]
     response = await _receive(request, services)
+    if response.status not in (200, 202) or not HEADER_VALUE.fullmatch(event_name):
+        # Only a verified delivery names its event: otherwise every client could add
+        # label values to the metrics without bound.
+        event_name = "unverified"
     services.metrics.deliveries.labels(event=event_name, outcome=str(response.status)).inc()
     services.metrics.intake_seconds.observe(time.perf_counter() - started)
     return response
@@ -82,6 +101,9 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
     missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
     if missing:
         return _answer(400, f"missing header(s): {', '.join(missing)}")
+    malformed = [h for h in REQUIRED_HEADERS if not HEADER_VALUE.fullmatch(headers[h])]
+    if malformed:
+        return _answer(400, f"header(s) not visible ASCII: {', '.join(malformed)}")
     if "x-hub-signature-256" not in headers:
         return _answer(401, "missing X-Hub-Signature-256")
     headers.pop("x-hub-signature", None)  # only the SHA-256 signature is trusted
@@ -93,9 +115,9 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         event = sansio.Event.from_http(headers, body, secret=settings.webhook_secret)
     except ValidationFailure:
         return _answer(401, "signature does not match")
-    except (BadRequest, KeyError, ValueError, UnicodeDecodeError):
+    except (BadRequest, KeyError, ValueError, UnicodeDecodeError, RecursionError):
         # The content type was checked above, so gidgethub's BadRequest here means the
-        # body did not decode as JSON.
+        # body did not decode as JSON (RecursionError: nested deeper than json can read).
         return _answer(400, "body is not valid JSON")
     if not isinstance(event.data, dict):
         return _answer(400, "body is not a JSON object")
@@ -108,6 +130,9 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         outcome, status = "ping", 200
     elif reason := ignore_reason(event, services.app_slug, settings.app_id):
         outcome, status = f"ignored: {reason}", 200
+    elif not isinstance(event.data.get("action", ""), str):
+        # gidgethub's router looks the action up in a dict: a list there would raise.
+        outcome, status = "ignored: action is not text", 200
     elif not router.fetch(event):
         outcome, status = "ignored: no handler", 200
     else:

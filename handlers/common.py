@@ -3,6 +3,7 @@ commit gets (deploy on the default branch, plan everywhere else)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gidgethub import sansio
@@ -10,6 +11,9 @@ from gidgethub import sansio
 from bot.intake import Intake
 
 ZERO_SHA = "0" * 40
+# What GitHub allows in an owner and a repository name; a course name becomes API paths,
+# database keys and log fields, so nothing else is taken for one.
+FULL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}")
 
 
 def course_of(event: sansio.Event) -> tuple[str, int] | None:
@@ -19,6 +23,8 @@ def course_of(event: sansio.Event) -> tuple[str, int] | None:
     name = repository.get("full_name")
     installation_id = installation.get("id")
     if not isinstance(name, str) or not isinstance(installation_id, int):
+        return None
+    if not FULL_NAME.fullmatch(name):
         return None
     return name, installation_id
 

@@ -1,0 +1,1 @@
+"""Security tests: webhook fuzzing, permissions, injection, host keys and the secret scan."""

@@ -14,6 +14,7 @@ import base64
 import collections
 import hashlib
 import hmac
+import html
 import io
 import itertools
 import json
@@ -326,6 +327,9 @@ class FakeGitHub:
             "*", "/organizations/{org}/settings/apps/new", self._manifest_form
         )
         application.router.add_get("/_codeload/{key}/{name}", self._codeload_tarball)
+        application.router.add_get("/apps/{slug}/installations/new", self._install_page)
+        # Browsers ask every site for its icon; it is the web side, not an API request.
+        application.router.add_get("/favicon.ico", self._no_icon)
         application.router.add_route("*", "/{tail:.*}", self._api)
         return application
 
@@ -524,6 +528,20 @@ class FakeGitHub:
         separator = "&" if "?" in redirect else "?"
         return web.Response(
             status=302, headers={"Location": redirect + separator + urlencode(query)}
+        )
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=404, text="Not Found")
+
+    async def _install_page(self, request: web.Request) -> web.Response:
+        """The web page GitHub sends a person to after registering an App: install it."""
+        if request.match_info["slug"] != self.app.slug:
+            return web.Response(status=404, text="Not Found")
+        name = html.escape(self.app.name)
+        return web.Response(
+            text=f"<!doctype html><title>Install {name}</title>"
+            f"<h1>Install {name}</h1><p>The GitHub App {name} is registered.</p>",
+            content_type="text/html",
         )
 
     async def _op_apps_create_from_manifest(self, request, params, body) -> web.Response:

@@ -423,6 +423,7 @@ class DropletDriver:
         _check(SLUG_PATTERN, image, "image", "ubuntu-24-04-x64")
         key_fingerprint = public_key_fingerprint(ssh_public_key)
 
+        unanswered = False  # a create went out and no answer came back
         for attempt in range(self.max_attempts):
             existing = await self._find(name)
             if existing is not None:
@@ -431,6 +432,17 @@ class DropletDriver:
                     await _say(progress, "It is powered off; powering it on")
                     await self._power_on(existing.id, progress)
                 return await self._wait_running(existing.id, progress)
+            if unanswered:
+                # The create we got no answer to may still be under way at DigitalOcean;
+                # asking again could make a second droplet, so only look for the first.
+                if attempt + 1 >= self.max_attempts:
+                    raise DropletError(
+                        f"DigitalOcean did not answer the request to create {name}, and it "
+                        "has not appeared yet; the next deploy adopts it if it does, "
+                        "rather than creating another"
+                    )
+                await self._sleep(retry_delay(None, {}, attempt, time.time()))
+                continue
             key_id = await self._ensure_key(ssh_public_key, key_fingerprint, progress)
             await _say(progress, f"Creating droplet {name} ({size}, {image}) in {region}")
             # Droplet.create would send "vpc_uuid": null, which the API's description does
@@ -458,6 +470,7 @@ class DropletDriver:
                     raise DropletError(
                         f"DigitalOcean did not create {name}: {exc.message}"
                     ) from None
+                unanswered = exc.status is None
                 await self._sleep(retry_delay(exc.status, exc.headers, attempt, time.time()))
                 continue
             except digitalocean.Error as exc:
@@ -513,6 +526,13 @@ class DropletDriver:
         """Resize CPU and RAM (and the disk only when ``disk``); the droplet ends powered on."""
         _check(SLUG_PATTERN, size, "size", "s-4vcpu-8gb")
         droplet_id = int(droplet_id)
+        current = await self.get(droplet_id)
+        if current.size == size:
+            # A resize that finished before the service was stopped (it may have been
+            # killed before powering on): resizing again would only add downtime.
+            await _say(progress, f"Droplet is already {size}")
+            await self._power_on(droplet_id, progress)
+            return await self.get(droplet_id)
         failure: DropletError | None = None
         try:
             await self._power_down(droplet_id, progress)
@@ -604,34 +624,56 @@ class DropletDriver:
             return False
         name = record_name(hostname, domain_name)
         domain = self._new(_Domain, name=domain_name)
-        records = await self._call(
-            f"list the DNS records of {domain_name}",
-            domain.get_records,
-            params={"type": "A", "name": hostname},
-        )
-        matching = [r for r in records if r.type == "A" and r.name == name]
-        if any(r.data == str(address) for r in matching):
-            return True
-        if matching:
-            # Domain.update_domain_record would also send the read-only id; send only
-            # what changes.
-            await self._call(
-                f"update the A record of {hostname}",
-                domain.get_data,
-                f"domains/{domain_name}/records/{int(matching[0].id)}",
-                type=PUT,
-                params={"type": "A", "name": name, "data": str(address)},
+        unanswered = False  # a create went out and no answer came back
+        for attempt in range(self.max_attempts):
+            records = await self._call(
+                f"list the DNS records of {domain_name}",
+                domain.get_records,
+                params={"type": "A", "name": hostname},
             )
-            return True
-        await self._call(
-            f"create an A record for {hostname}",
-            domain.create_new_domain_record,
-            type="A",
-            name=name,
-            data=str(address),
-            ttl=300,
+            matching = [r for r in records if r.type == "A" and r.name == name]
+            if any(r.data == str(address) for r in matching):
+                return True
+            if matching:
+                # Domain.update_domain_record would also send the read-only id; send only
+                # what changes. A PUT may be repeated safely, so it is retried as usual.
+                await self._call(
+                    f"update the A record of {hostname}",
+                    domain.get_data,
+                    f"domains/{domain_name}/records/{int(matching[0].id)}",
+                    type=PUT,
+                    params={"type": "A", "name": name, "data": str(address)},
+                )
+                return True
+            if unanswered:
+                # The create we got no answer to may still land; asking again could make a
+                # second record, so only look for the first.
+                if attempt + 1 >= self.max_attempts:
+                    break
+                await self._sleep(retry_delay(None, {}, attempt, time.time()))
+                continue
+            try:
+                await asyncio.to_thread(
+                    domain.create_new_domain_record, type="A", name=name, data=str(address), ttl=300
+                )
+                return True
+            except _Transient as exc:
+                if attempt + 1 >= self.max_attempts:
+                    raise DropletError(
+                        f"DigitalOcean did not create an A record for {hostname} after "
+                        f"{self.max_attempts} tries: {exc.message}"
+                    ) from None
+                unanswered = exc.status is None
+                await self._sleep(retry_delay(exc.status, exc.headers, attempt, time.time()))
+            except digitalocean.Error as exc:
+                raise DropletError(
+                    f"DigitalOcean could not create an A record for {hostname}: {redact(str(exc))}"
+                ) from None
+        raise DropletError(
+            f"DigitalOcean did not answer the request to create an A record for {hostname}, "
+            "and it has not appeared yet; the next deploy finds it if it does, rather than "
+            "creating another"
         )
-        return True
 
 
 def _info(droplet: Any) -> DropletInfo:

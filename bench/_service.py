@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parents[1]
-PROBOT_START = Path("/work/shared/peers/probot/start.sh")
+PROBOT_START = Path(__file__).resolve().parents[2] / "shared/peers/probot/start.sh"
 LOOPBACK = "127.0.0.1"
 # Our service's path and Probot's default webhook path.
 OUR_WEBHOOK_PATH = "/webhook"

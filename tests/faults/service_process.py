@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 
 from tests.fakes.github import FakeGitHub
-from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
+from tests.plugins.classroom import repository_payload
+from tests.plugins.github_fake import INSTALLATION_ID
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
 from tests.sshtarget.target import free_port
 
@@ -155,18 +156,6 @@ class ServiceProcess:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"not settled: jobs {self.jobs()}\n{self.log()}")
-
-
-def repository_payload(example: dict[str, Any]) -> dict[str, Any]:
-    repository = dict(example.get("repository") or {})
-    owner, name = COURSE_REPO.split("/")
-    repository.update(
-        full_name=COURSE_REPO,
-        name=name,
-        default_branch="main",
-        owner={**(repository.get("owner") or {}), "login": owner},
-    )
-    return repository
 
 
 def push_payload(example, sha: str) -> dict[str, Any]:

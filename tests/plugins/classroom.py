@@ -42,6 +42,19 @@ def ssh_course_files(target, *, apt: str = "graphviz\n", extra: str = "") -> dic
     }
 
 
+def repository_payload(example: dict[str, Any]) -> dict[str, Any]:
+    """A published example's ``repository``, made the course's (default branch ``main``)."""
+    repository = dict(example.get("repository") or {})
+    owner, name = COURSE_REPO.split("/")
+    repository.update(
+        full_name=COURSE_REPO,
+        name=name,
+        default_branch="main",
+        owner={**(repository.get("owner") or {}), "login": owner},
+    )
+    return repository
+
+
 @dataclass
 class Classroom:
     """A running service and the fakes around it, with helpers to act as GitHub would."""
@@ -73,15 +86,7 @@ class Classroom:
         return self.github.put_commit(COURSE_REPO, files, branch=branch)
 
     def repository_payload(self, example: dict[str, Any]) -> dict[str, Any]:
-        repository = dict(example.get("repository") or {})
-        owner, name = COURSE_REPO.split("/")
-        repository.update(
-            full_name=COURSE_REPO,
-            name=name,
-            default_branch="main",
-            owner={**(repository.get("owner") or {}), "login": owner},
-        )
-        return repository
+        return repository_payload(example)
 
     async def push(self, example, sha: str, branch: str = "main", **changes: Any):
         payload = example("push")

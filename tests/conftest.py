@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+# Plugins import each other; rewrite their asserts whichever of them is imported first.
+pytest.register_assert_rewrite("tests.plugins", "tests.fakes", "tests.support")
+
 pytest_plugins = sorted(
     f"tests.plugins.{p.stem}"
     for p in (Path(__file__).parent / "plugins").glob("*.py")

@@ -100,6 +100,8 @@ class Monitor:
         self._task: asyncio.Task | None = None
         self._next_due: dict[str, float] = {}
         self._states: dict[str, st.MonitorState] | None = None
+        self._courses: list[tuple[st.Course, dict[str, Any]]] = []
+        self._courses_read_at = 0.0
         self.rounds = 0
 
     def start(self) -> None:
@@ -127,8 +129,12 @@ class Monitor:
         if self._states is None:
             self._states = await self.services.store.monitor_states()
         now = time.time()
+        if force or now - self._courses_read_at >= self.tick:
+            # Re-read the courses once a tick; between reads the loop only compares times.
+            self._courses = await self.services.store.monitored_courses()
+            self._courses_read_at = now
         due = []
-        for course, facts in await self.services.store.monitored_courses():
+        for course, facts in self._courses:
             if not facts.get("hub_url") or not facts.get("monitor", True):
                 continue
             every = float(facts.get("monitor_every", 300))

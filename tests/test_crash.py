@@ -228,3 +228,33 @@ async def test_job_accepted_but_not_started_runs_after_restart(
     # A plan changes nothing: jq was never installed, only planned.
     assert "jq" not in json.dumps(ssh_target.state("apt"))
     assert ssh_target.canary.intact()
+
+
+async def test_sigterm_stops_cleanly_and_the_accepted_job_finishes_after_restart(
+    github_fake: FakeGitHub, ssh_target, course_service, example
+) -> None:
+    sha = github_fake.put_commit(COURSE_REPO, ssh_course_files(ssh_target), branch="main")
+    ssh_target.hang_next("apt-get")
+    service = course_service()
+    await service.wait_until_serving("/readyz")
+    assert await deliver_push(service, push_payload(example, sha)) == 202
+    await eventually(lambda: bool(hanging(ssh_target)), "the deploy is mid-step")
+
+    # A supervisor's stop: the service stops taking deliveries, gives the running job
+    # its grace period, closes the store and exits 0 — it is not killed.
+    assert service.stop(grace=60) == 0
+    assert "stopped" in service.log()
+    assert [r["status"] for r in runs_for(github_fake, sha)] == ["in_progress"]
+
+    service.start()
+    await service.wait_until_serving("/readyz")
+    await eventually(
+        lambda: all(r["status"] == "completed" for r in runs_for(github_fake, sha)),
+        "the commit's check run is completed after the restart",
+        SETTLE_SECONDS,
+    )
+    [run] = runs_for(github_fake, sha)
+    assert run["conclusion"] == "success", run["output"]
+    assert open_runs(github_fake) == []
+    assert "graphviz" in json.dumps(ssh_target.state("apt"))
+    assert ssh_target.canary.intact()

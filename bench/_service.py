@@ -18,8 +18,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -186,3 +188,19 @@ def start_probot(secret: str, workdir: Path) -> Server:
         pid,
         log_path=workdir / "probot.log",
     )
+
+
+def start_ssh_targets(base: Path, names: Sequence[str] = ("target",)) -> list[Any]:
+    """Loopback SSH targets (the tests' sandboxed sshd) sharing one host and client key."""
+    sys.path.insert(0, str(REPO))
+    from tests.sshtarget.target import SSHTarget, generate_key
+
+    host_key = base / "host"
+    generate_key(host_key)
+    client_key = generate_key(base / "client")
+    targets = []
+    for name in names:
+        target = SSHTarget(base / name, host_key, client_key)
+        target.start()
+        targets.append(target)
+    return targets

@@ -24,12 +24,14 @@ import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _service
+
 from bot.store import Store
 from deploy import operations
 from deploy.config import load_course
 from deploy.keys import ServiceKey
 from deploy.ssh import SSHPool
-from tests.sshtarget.target import SSHTarget, generate_key
+from tests.sshtarget.target import SSHTarget
 
 APT = ["graphviz", "jq"]
 EXTRA = ["ffmpeg", "htop", "tree", "zip", "unzip", "rsync", "tmux", "nano", "less", "bc"]
@@ -146,15 +148,10 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        host_key = base / "host"
-        generate_key(host_key)
-        client_key = generate_key(base / "client")
-        target = SSHTarget(base / "target", host_key, client_key)
-        target.start()
         # The template's way runs on a server of its own: it adds admins again on every
         # push, which would otherwise show up as work in our next plan.
-        old = SSHTarget(base / "template", host_key, client_key)
-        old.start()
+        target, old = _service.start_ssh_targets(base, ("target", "template"))
+        client_key = target.client_key
         store = await Store.open(base / "data")
         engine = operations.Engine(
             records=store,

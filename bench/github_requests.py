@@ -24,13 +24,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _service
+
 from bot.app import make_app
 from bot.services import SERVICES
 from bot.settings import load_settings
 from tests.fakes.github import FakeGitHub
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.service import EXAMPLES, WEBHOOK_SECRET, signed_headers
-from tests.sshtarget.target import SSHTarget, generate_key
 
 COURSE = "octo-org/physics101"
 INSTALLATION = 1001
@@ -83,11 +84,8 @@ async def counted(github: FakeGitHub, client: TestClient, event: str, payload: d
 async def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        host_key = base / "host"
-        generate_key(host_key)
-        client_key = generate_key(base / "client")
-        target = SSHTarget(base / "target", host_key, client_key)
-        target.start()
+        [target] = _service.start_ssh_targets(base)
+        client_key = target.client_key
         github = FakeGitHub()
         github.add_installation(INSTALLATION, "octo-org")
         github.add_repository(

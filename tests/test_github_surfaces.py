@@ -3,7 +3,8 @@ output limits and the monitor's outage issue."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,22 @@ from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver
 
 pytestmark = pytest.mark.sshd
+
+
+@contextlib.asynccontextmanager
+async def fake_hub(handler) -> AsyncIterator[str]:
+    """A hub API on loopback answering with ``handler``; yields the hub's URL."""
+    hub = web.Application()
+    hub.router.add_get("/hub/api", handler)
+    runner = web.AppRunner(hub)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def readme_puts(github) -> list:
@@ -166,19 +183,12 @@ async def test_monitor_opens_one_issue_after_two_failures_and_closes_it(classroo
             return web.json_response({"version": "5.1.0"})
         return web.Response(status=502, text="Bad Gateway")
 
-    hub = web.Application()
-    hub.router.add_get("/hub/api", hub_api)
-    runner = web.AppRunner(hub)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with fake_hub(hub_api) as hub_url:
         store = classroom.services.store
         await store.add_courses(INSTALLATION_ID, [(COURSE_REPO, None)])
         await store.save_course_facts(
             COURSE_REPO,
-            {"hub_url": f"http://127.0.0.1:{port}", "monitor_every": 60, "monitor_issue": True},
+            {"hub_url": hub_url, "monitor_every": 60, "monitor_issue": True},
         )
         monitor = Monitor(classroom.services, http_timeout=2)
         client = classroom.client
@@ -209,9 +219,6 @@ async def test_monitor_opens_one_issue_after_two_failures_and_closes_it(classroo
         assert issues[0].state == "closed"
         assert issues[0].comments and "answers again" in issues[0].comments[-1]["body"]
         assert ">up<" in await (await client.get(badge)).text()
-    finally:
-        await runner.cleanup()
-        await asyncio.sleep(0)
 
 
 async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, example):
@@ -227,16 +234,9 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
     async def down(request: web.Request) -> web.Response:
         return web.Response(status=502)
 
-    hub = web.Application()
-    hub.router.add_get("/hub/api", down)
-    runner = web.AppRunner(hub)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with fake_hub(down) as hub_url:
         await classroom.services.store.save_course_facts(
-            COURSE_REPO, {"hub_url": f"http://127.0.0.1:{port}", "monitor_issue": True}
+            COURSE_REPO, {"hub_url": hub_url, "monitor_issue": True}
         )
         monitor = Monitor(classroom.services, http_timeout=2)
         before = len(classroom.target.calls("systemctl"))
@@ -250,5 +250,3 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
         [issue] = [i for i in classroom.github.issues.values() if i.title == ISSUE_TITLE]
         assert "automatic restart" in issue.body
         assert "jupyterhub: inactive" in issue.body
-    finally:
-        await runner.cleanup()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import time
 from typing import Any
 
 import gidgethub
 
 from bot import operations_text as texts
 from bot.commands import help_text, may_run
+from bot.github import files_from_tarball
 from bot.jobs import REGISTRY, JobContext
 from bot.readme import has_markers, hub_links, markers_reason, render_badge_block, update_readme
 from bot.reporting import Reporter, split_course
@@ -54,8 +54,6 @@ class ProgressLog:
 
 async def course_files(services: Services, job: Job, ref: str) -> dict[str, bytes]:
     """The files the engine reads, from the repository at ``ref``, in one request."""
-    from bot.github import files_from_tarball
-
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
     data = await services.github.download_tarball(job.installation_id, owner, repo, ref)
@@ -248,7 +246,6 @@ async def run_command(ctx: JobContext) -> dict[str, Any]:
             "summary": texts.refusal(user, permission),
         }
     name = payload["name"]
-    started = time.monotonic()
     if name == "invalid":
         reply, ok = payload.get("problem") or "Comment `/help` for the commands.", False
         result = None
@@ -258,7 +255,7 @@ async def run_command(ctx: JobContext) -> dict[str, Any]:
         result = await run_operation(ctx, name, payload.get("args", []))
         ok = result.conclusion in ("success", "neutral")
         reply = texts.command_reply(name, payload.get("args", []), result)
-    await finish_command(services, job, reply, ok=ok, seconds=time.monotonic() - started)
+    await finish_command(services, job, reply, ok=ok)
     if result is None:
         return {
             "conclusion": "neutral" if not ok else "success",
@@ -307,9 +304,7 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
     return OperationResult("neutral", f"/{name}", f"`/{name}` is not a command. Comment `/help`.")
 
 
-async def finish_command(
-    services: Services, job: Job, reply: str, *, ok: bool, seconds: float | None = None
-) -> None:
+async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:
     payload = job.payload
     assert job.installation_id is not None
     reporter = services.reporter

@@ -9,19 +9,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bot import (
-    course_jobs,  # noqa: F401  (registers the course's job kinds)
-    webhook,
-)
-from bot import web as pages
-from bot.jobs import REGISTRY, JobRegistry, JobRunner
+from bot.github.reporting import Reporter
+from bot.github.texts import coalesced
+from bot.intake import webhook
+from bot.jobs import course  # noqa: F401  (registers the course's job kinds)
+from bot.jobs.runner import REGISTRY, JobRegistry, JobRunner
 from bot.metrics import Metrics
 from bot.monitor import Monitor
-from bot.operations_text import coalesced
-from bot.reporting import Reporter
 from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.store import Job, Store
+from bot.web import pages
 from deploy.droplets import DropletDriver
 from deploy.keys import ensure_service_key
 from deploy.operations import Engine

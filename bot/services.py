@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.jobs import JobRegistry, JobRunner
+from bot.jobs.runner import JobRegistry, JobRunner
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
@@ -58,7 +58,7 @@ class Services:
             self.app_slug = app_slug
             await self.store.set_meta("app_slug", app_slug)
         if settings.registered:
-            from bot.github import GitHubApp
+            from bot.github.client import GitHubApp
 
             assert settings.app_id is not None and settings.private_key is not None
             self.github = GitHubApp(

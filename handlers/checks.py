@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from bot.intake import Intake
-from bot.reporting import CHECK_ACTIONS, CHECK_NAME
+from bot.github.reporting import CHECK_ACTIONS, CHECK_NAME
+from bot.intake.delivery import Intake
 from handlers.common import course_of, default_branch, enqueue_for_commit
 
 router = routing.Router()

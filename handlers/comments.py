@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from bot.commands import CommandError, parse_command
-from bot.intake import Intake
+from bot.intake.delivery import Intake
+from bot.jobs.commands import CommandError, parse_command
 from handlers.common import course_of, default_branch
 
 router = routing.Router()

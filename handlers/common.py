@@ -8,7 +8,7 @@ from typing import Any
 
 from gidgethub import sansio
 
-from bot.intake import Intake
+from bot.intake.delivery import Intake
 
 ZERO_SHA = "0" * 40
 # What GitHub allows in an owner and a repository name; a course name becomes API paths,

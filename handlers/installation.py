@@ -7,7 +7,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot import store
-from bot.intake import Intake
+from bot.intake.delivery import Intake
 
 router = routing.Router()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from bot.intake import Intake
+from bot.intake.delivery import Intake
 from handlers.common import enqueue_for_commit
 
 router = routing.Router()

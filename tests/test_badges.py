@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.badges import COLOURS, badge, etag_for, status_badge, text_width
+from bot.web.badges import COLOURS, badge, etag_for, status_badge, text_width
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -22,7 +22,7 @@ from bot.check import (
     read_course_files,
     run_check,
 )
-from bot.readme import END_MARKER, START_MARKER
+from bot.github.readme import END_MARKER, START_MARKER
 from deploy.config import (
     CONTENT_KEYS,
     HUB_KEYS,

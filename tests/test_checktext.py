@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.checktext import CHECK_RUN_LIMIT, cut_marker, fit_bytes, log_tail
+from bot.github.checktext import CHECK_RUN_LIMIT, cut_marker, fit_bytes, log_tail
 
 _MARKER = re.compile(r"… (\d+) bytes cut …")
 

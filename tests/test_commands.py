@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.commands import (
+from bot.jobs.commands import (
     COMMANDS,
     MAY_RUN,
     Command,

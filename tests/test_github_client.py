@@ -13,7 +13,7 @@ import aiohttp
 import gidgethub
 import pytest
 
-from bot.github import (
+from bot.github.client import (
     GitHubApp,
     GitHubError,
     TarballError,

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from bot.github.readme import END_MARKER, START_MARKER
+from bot.github.reporting import check_output
 from bot.monitor import ISSUE_TITLE, Monitor
-from bot.readme import END_MARKER, START_MARKER
-from bot.reporting import check_output
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver

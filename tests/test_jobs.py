@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot import store as st
-from bot.jobs import JobContext, JobRegistry, JobRunner, TransientError
+from bot.jobs.runner import JobContext, JobRegistry, JobRunner, TransientError
 
 
 @pytest.fixture

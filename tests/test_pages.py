@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.app import make_app
-from bot.jobs import JobRegistry
+from bot.jobs.runner import JobRegistry
 from tests.plugins.service import deliver
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from bot.readme import (
+from bot.github.readme import (
     END_MARKER,
     START_MARKER,
     has_markers,

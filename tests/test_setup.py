@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 
 from bot.app import make_app
 from bot.services import SERVICES
-from bot.setup import APP_MANIFEST, build_manifest
+from bot.web.setup import APP_MANIFEST, build_manifest
 from tests.fakes.github import FakeGitHub
 from tests.plugins.github_fake import INSTALLATION_ID
 from tests.plugins.service import WEBHOOK_SECRET, deliver

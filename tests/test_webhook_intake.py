@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.app import make_app
-from bot.jobs import JobRegistry
+from bot.jobs.runner import JobRegistry
 from bot.services import SERVICES
 from tests.plugins.service import WEBHOOK_SECRET, deliver, signed_headers
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import make_app
-from bot.jobs import JobRegistry
+from bot.jobs.runner import JobRegistry
 from bot.services import SERVICES
 from tests.plugins.service import EXAMPLES, WEBHOOK_SECRET, deliver
 

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from gidgethub import BadRequest, ValidationFailure, sansio
 
-from bot.intake import Intake
+from bot.intake.delivery import Intake
 from bot.services import SERVICES, Services
 from bot.store import Delivery
 from handlers import router

@@ -6,10 +6,10 @@ import html
 
 from aiohttp import web
 
-from bot import badges, setup
 from bot.metrics import CONTENT_TYPE
 from bot.monitor import badge_state
 from bot.services import SERVICES, Services
+from bot.web import badges, setup
 
 
 async def index(request: web.Request) -> web.Response:

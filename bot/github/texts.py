@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.commands import MAY_RUN
+from bot.jobs.commands import MAY_RUN
 from deploy.model import ConfigErrors, OperationResult
 
 

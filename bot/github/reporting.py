@@ -17,7 +17,7 @@ from typing import Any
 import gidgethub
 
 from bot import store as st
-from bot.checktext import fit_bytes
+from bot.github.checktext import fit_bytes
 from bot.services import Services
 from deploy.redact import redact
 

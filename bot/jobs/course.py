@@ -1,6 +1,6 @@
 """The course's job kinds: deploy or plan a commit, and run a slash command or a check-run
 button. Each reads the course's files at the commit, calls an engine operation, and
-reports through ``bot.reporting``."""
+reports through ``bot.github.reporting``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from typing import Any
 
 import gidgethub
 
-from bot import operations_text as texts
-from bot.commands import help_text, may_run
-from bot.github import files_from_tarball
-from bot.jobs import REGISTRY, JobContext
-from bot.readme import has_markers, hub_links, markers_reason, render_badge_block, update_readme
-from bot.reporting import Reporter, split_course
+from bot.github import texts
+from bot.github.client import files_from_tarball
+from bot.github.readme import (
+    has_markers,
+    hub_links,
+    markers_reason,
+    render_badge_block,
+    update_readme,
+)
+from bot.github.reporting import Reporter, split_course
+from bot.jobs.commands import help_text, may_run
+from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
 from deploy import operations

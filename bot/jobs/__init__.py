@@ -1,0 +1,1 @@
+"""Durable jobs: the runner, the slash-command grammar and the course's job kinds."""

@@ -1,0 +1,65 @@
+"""The service's durable state in SQLite, one module per group of tables.
+
+SQLite runs on one dedicated thread so the event loop never blocks on disk; every public
+method is a coroutine. The schema is versioned: ``MIGRATIONS`` only ever grows.
+"""
+
+from __future__ import annotations
+
+from bot.store.courses import CourseTables
+from bot.store.database import MIGRATIONS, Database
+from bot.store.deliveries import (
+    DeliveryTables,
+    add_courses,
+    remove_courses,
+    remove_installation,
+    upsert_installation,
+)
+from bot.store.jobs import JobTables
+from bot.store.records import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    RUNNING,
+    SUPERSEDED,
+    Change,
+    CheckRunRecord,
+    Course,
+    Delivery,
+    Job,
+    MonitorState,
+    NewJob,
+    Recorded,
+)
+
+
+class Store(DeliveryTables, JobTables, CourseTables):
+    """Async facade over one SQLite connection owned by one thread."""
+
+
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "FINAL_STATES",
+    "MIGRATIONS",
+    "QUEUED",
+    "RUNNING",
+    "SUPERSEDED",
+    "Change",
+    "CheckRunRecord",
+    "Course",
+    "Database",
+    "Delivery",
+    "Job",
+    "MonitorState",
+    "NewJob",
+    "Recorded",
+    "Store",
+    "add_courses",
+    "remove_courses",
+    "remove_installation",
+    "upsert_installation",
+]

@@ -1,0 +1,81 @@
+"""What the service remembers of each course's server and monitoring."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from bot.store.database import Database
+from bot.store.records import (
+    Course,
+    MonitorState,
+    monitor_state_from_row,
+)
+from deploy.model import ServerRecord
+
+
+class CourseTables(Database):
+    """Server records, monitor state and course facts."""
+
+    # -- servers (deploy.model.ServerRecords) --------------------------------------
+
+    async def get_server(self, course: str) -> ServerRecord | None:
+        rows = await self._fetch("SELECT record FROM servers WHERE course=?", (course,))
+        return ServerRecord(**json.loads(rows[0][0])) if rows else None
+
+    async def save_server(self, course: str, record: ServerRecord) -> None:
+        await self._transaction(
+            lambda db: db.execute(
+                "INSERT INTO servers VALUES (?,?,?) ON CONFLICT(course) DO UPDATE SET "
+                "record=excluded.record, updated_at=excluded.updated_at",
+                (course, json.dumps(asdict(record)), time.time()),
+            )
+        )
+
+    # -- monitoring -------------------------------------------------------------------
+
+    async def monitor_state(self, course: str) -> MonitorState:
+        rows = await self._fetch("SELECT * FROM monitor WHERE course=?", (course,))
+        return monitor_state_from_row(rows[0]) if rows else MonitorState(course)
+
+    async def monitor_states(self) -> dict[str, MonitorState]:
+        rows = await self._fetch("SELECT * FROM monitor")
+        return {row["course"]: monitor_state_from_row(row) for row in rows}
+
+    async def monitored_courses(self) -> list[tuple[Course, dict[str, Any]]]:
+        """Every active course with what its last deploy remembered, in one query."""
+        rows = await self._fetch(
+            "SELECT c.full_name, c.installation_id, c.repo_id, c.active, m.value "
+            "FROM courses c JOIN meta m ON m.key = 'course:' || c.full_name "
+            "WHERE c.active=1 ORDER BY c.full_name"
+        )
+        return [(Course(r[0], r[1], r[2], bool(r[3])), json.loads(r[4])) for r in rows]
+
+    async def savemonitor_state_from_row(self, state: MonitorState) -> None:
+        await self._transaction(
+            lambda db: db.execute(
+                "INSERT INTO monitor VALUES (?,?,?,?,?,?,?) ON CONFLICT(course) DO UPDATE SET "
+                "state=excluded.state, failures=excluded.failures, "
+                "issue_number=excluded.issue_number, detail=excluded.detail, "
+                "checked_at=excluded.checked_at, changed_at=excluded.changed_at",
+                (
+                    state.course,
+                    state.state,
+                    state.failures,
+                    state.issue_number,
+                    json.dumps(state.detail),
+                    state.checked_at,
+                    state.changed_at,
+                ),
+            )
+        )
+
+    async def course_facts(self, course: str) -> dict[str, Any]:
+        """What the last deploy learnt of a course (hub URL, monitor schedule)."""
+        raw = await self.get_meta(f"course:{course}")
+        return json.loads(raw) if raw else {}
+
+    async def save_course_facts(self, course: str, facts: dict[str, Any]) -> None:
+        await self.set_meta(f"course:{course}", json.dumps(facts))

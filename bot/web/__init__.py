@@ -1,0 +1,1 @@
+"""The service's own pages: setup, landing, health, metrics and badges."""

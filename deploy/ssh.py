@@ -7,8 +7,12 @@ single command runs.
 
 Scripts travel on stdin to ``bash -s`` (never in argv, where a server's process list or
 logs would show them), wrapped in ``{ … }`` so bash reads the whole script before it
-runs any of it and a command that reads stdin cannot swallow the rest. The server's own
-``timeout`` bounds each step, so a hung step is killed there rather than left behind.
+runs any of it and a command that reads stdin cannot swallow the rest. Data a script
+needs and no command line may show (a password's hash) follows the script on the same
+stdin: bash reads a pipe one byte at a time, so the script's commands read exactly the
+data, and the script ends in ``exit`` so data left unread can never run as commands.
+The server's own ``timeout`` bounds each step, so a hung step is killed there rather
+than left behind.
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ def wrap_script(script: str, merge_stderr: bool = False) -> str:
     in the order they were written.
     """
     return "{\n" + script.rstrip("\n") + ("\n} 2>&1\n" if merge_stderr else "\n}\n")
+
+
+def script_with_input(script: str, data: str) -> str:
+    """``script`` followed by ``data`` on one stdin: the script reads the data, never runs it."""
+    return wrap_script(script.rstrip("\n") + "\nexit $?\n") + data
 
 
 def step_command(timeout: float) -> str:
@@ -365,20 +374,23 @@ class SSHPool:
         return StepResult(step, ok=False, seconds=seconds, output_tail="\n".join([*tail, message]))
 
     async def run_script(
-        self, target: Target, script: str, timeout: float = 120.0
+        self, target: Target, script: str, timeout: float = 120.0, *, stdin: str | None = None
     ) -> tuple[int, str, str]:
-        """Run a read-only script in one round trip: ``(exit_status, stdout, stderr)``.
+        """Run a script in one round trip: ``(exit_status, stdout, stderr)``.
 
-        Output is returned as it came, for parsing; redact it before showing it to anyone.
-        A dropped connection is retried once (observing changes nothing).
+        ``stdin`` is data for the script to read (see ``script_with_input``). Output is
+        returned as it came, for parsing; redact it before showing it to anyone. A dropped
+        connection is retried once, so the script must be idempotent (observing is; so is
+        each accounts action, one transaction each).
         """
+        text = wrap_script(script) if stdin is None else script_with_input(script, stdin)
         for attempt in range(2):
             try:
                 async with self._borrow(target) as connection:
                     self.commands_run += 1
                     result = await connection.run(
                         step_command(timeout),
-                        input=wrap_script(script),
+                        input=text,
                         encoding="utf-8",
                         errors="replace",
                         timeout=timeout + 15,

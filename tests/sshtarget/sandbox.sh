@@ -21,6 +21,9 @@ if [ -z "${SSH_ORIGINAL_COMMAND:-}" ]; then
     exit 1
 fi
 
+# Every command the server was asked to run, as tests check that no secret was on one.
+printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> "$sandbox/log/commands.log"
+
 # /tmp last: the sandbox may itself live under /tmp.
 mount --bind "$sandbox" /srv
 mount --bind "$sandbox/opt" /opt

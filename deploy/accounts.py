@@ -1,0 +1,380 @@
+"""Hub accounts: NativeAuthenticator's ``users_info`` rows in the hub's own database.
+
+NativeAuthenticator keeps each account as a row of ``users_info`` in JupyterHub's SQLite
+database (``/opt/tljh/state/jupyterhub.sqlite`` on TLJH), and the running hub honours a
+row written there at once. So seeding an admin, approving a sign-up, discarding one and
+setting a password are each one small SQL transaction on the server.
+
+Pure parts here: the program the server runs (a constant, standard library only), the
+requests it reads (built and validated here), bcrypt hashes (computed by the service, so
+a password never leaves it, only its hash does) and the parsers of what comes back. The
+thin executor at the end sends one request per SSH round trip through ``deploy.ssh``:
+the program travels as a fixed command, every value (names, hashes) as JSON on stdin,
+never on a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import bcrypt
+
+from deploy import tljh
+from deploy.ssh import SSHError, SSHPool, Target
+
+HUB_DATABASE = f"{tljh.STATE_DIR}/jupyterhub.sqlite"
+# Names the service itself created as admin rows: a row under an admin name that is not
+# listed here was made by somebody's sign-up, and is reported instead of touched.
+SEEDED_FILE = f"{tljh.STATE_DIR}/classroom-accounts.json"
+HUB_PYTHON = f"{tljh.HUB_PREFIX}/bin/python3"
+# How long seeding waits for the hub's first start to create its database.
+SEED_WAIT_SECONDS = 120
+
+# NativeAuthenticator refuses ",", " " and "/" in a name, JupyterHub an empty one; the
+# service refuses every other blank or control character too and keeps names short
+# (the column holds 128).
+_HUB_NAME = re.compile(r"[^\s,/\x00-\x1f\x7f]{1,128}")
+
+
+class AccountError(ValueError):
+    """A name or password the service refuses; the message says what is allowed."""
+
+
+class AccountsUnavailable(SSHError):
+    """The server answered, but its hub database could not be read or written."""
+
+
+def hub_name(name: str) -> str:
+    """``name`` as the hub stores it (lower-cased, as NativeAuthenticator normalises)."""
+    normal = name.strip().lower()
+    if not _HUB_NAME.fullmatch(normal):
+        raise AccountError(
+            f"{name!r} is not a hub user name: 1 to 128 characters, without spaces, "
+            "commas, slashes or control characters"
+        )
+    return normal
+
+
+def hub_names(names: Iterable[str]) -> list[str]:
+    """Every name normalised, each once, in the order given."""
+    return list(dict.fromkeys(hub_name(n) for n in names))
+
+
+def password_hash(password: str) -> str:
+    """The bcrypt hash NativeAuthenticator checks a login against (salt and cost inside)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode("ascii")
+
+
+def unusable_password_hash() -> str:
+    """A hash of random bytes that are then forgotten: no password matches it."""
+    return bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt()).decode("ascii")
+
+
+# --- the program the server runs ------------------------------------------------------
+
+# Standard library only: it runs under TLJH's hub Python (or any python3). One action per
+# run, named in argv; its data comes as one JSON object on stdin; it prints one JSON
+# object. Every change is one transaction, so a cut connection leaves all or nothing.
+SERVER_PROGRAM = r"""
+import base64, json, os, sqlite3, sys, time
+DATABASE = @DATABASE@
+SEEDED = @SEEDED@
+action = sys.argv[1]
+request = json.loads(sys.stdin.read() or "{}")
+
+def table_ready():
+    if not os.path.exists(DATABASE):
+        return False
+    db = sqlite3.connect("file:" + DATABASE + "?mode=ro", uri=True, timeout=30)
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='users_info'"
+        ).fetchone()
+        return found is not None
+    finally:
+        db.close()
+
+def seeded():
+    try:
+        with open(SEEDED) as f:
+            return list(json.load(f))
+    except (OSError, ValueError):
+        return []
+
+def remember(names):
+    tmp = SEEDED + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(sorted(set(names)), f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, SEEDED)
+
+def rows(db, names):
+    # One course has at most a few thousand rows: read them all rather than build SQL.
+    wanted = set(names)
+    return {
+        name: bool(authorized)
+        for name, authorized in db.execute("SELECT username, is_authorized FROM users_info")
+        if name in wanted
+    }
+
+deadline = time.time() + float(request.get("wait", 0))
+while not table_ready():
+    if time.time() >= deadline:
+        print(json.dumps({"database": False}))
+        sys.exit(0)
+    time.sleep(1)
+
+db = sqlite3.connect(DATABASE, timeout=30, isolation_level=None)
+out = {"database": True}
+if action == "list":
+    out["rows"] = [
+        {"name": n, "authorized": bool(a), "email": e or ""}
+        for n, a, e in db.execute(
+            "SELECT username, is_authorized, email FROM users_info ORDER BY id"
+        )
+    ]
+    out["seeded"] = seeded()
+    print(json.dumps(out))
+    sys.exit(0)
+
+db.execute("BEGIN IMMEDIATE")
+if action == "seed":
+    mine = seeded()
+    accounts = request["accounts"]
+    have = rows(db, [a["name"] for a in accounts])
+    out.update(created=[], present=[], taken=[])
+    for account in accounts:
+        name = account["name"]
+        if name not in have:
+            db.execute(
+                "INSERT INTO users_info (username, password, is_authorized, login_email_sent,"
+                " has_2fa, otp_secret) VALUES (?, ?, 1, 0, 0, ?)",
+                (name, account["hash"].encode(), base64.b32encode(os.urandom(10)).decode()),
+            )
+            mine.append(name)
+            out["created"].append(name)
+        elif name in mine:
+            out["present"].append(name)
+        else:
+            out["taken"].append(name)
+    if out["created"]:
+        remember(mine)
+elif action == "approve":
+    names = request["names"]
+    have = rows(db, names)
+    out.update(approved=[], already=[], unknown=[])
+    for name in names:
+        if name not in have:
+            out["unknown"].append(name)
+        elif have[name]:
+            out["already"].append(name)
+        else:
+            db.execute("UPDATE users_info SET is_authorized=1 WHERE username=?", (name,))
+            out["approved"].append(name)
+elif action == "discard":
+    names = request["names"]
+    have = rows(db, names)
+    out.update(discarded=[], approved=[], unknown=[])
+    for name in names:
+        if name not in have:
+            out["unknown"].append(name)
+        elif have[name]:
+            out["approved"].append(name)
+        else:
+            db.execute(
+                "DELETE FROM users_info WHERE username=? AND is_authorized=0", (name,)
+            )
+            out["discarded"].append(name)
+elif action == "set-password":
+    changed = db.execute(
+        "UPDATE users_info SET password=? WHERE username=?",
+        (request["hash"].encode(), request["name"]),
+    ).rowcount
+    out["updated"] = changed > 0
+else:
+    db.execute("ROLLBACK")
+    sys.stderr.write("unknown action " + action + "\n")
+    sys.exit(2)
+db.execute("COMMIT")
+print(json.dumps(out))
+""".replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
+
+ACTIONS = ("list", "seed", "approve", "discard", "set-password")
+
+
+def command(action: str) -> str:
+    """The shell command that runs one action; it holds no value from anyone."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown accounts action {action!r}")
+    python = shlex.quote(HUB_PYTHON)
+    # TLJH's hub Python, or the system's before TLJH exists (it has sqlite3 as well).
+    return (
+        f"if [ -x {python} ]; then python={python}; else python=python3; fi\n"
+        f'"$python" -I -c {shlex.quote(SERVER_PROGRAM)} {action}'
+    )
+
+
+# --- requests ------------------------------------------------------------------------
+
+
+def seed_request(admins: Iterable[str], wait: float = SEED_WAIT_SECONDS) -> dict:
+    """Rows for the admins, each with a fresh unusable password (used only if created)."""
+    return {
+        "wait": wait,
+        "accounts": [{"name": n, "hash": unusable_password_hash()} for n in hub_names(admins)],
+    }
+
+
+def names_request(names: Iterable[str]) -> dict:
+    return {"names": hub_names(names)}
+
+
+def password_request(name: str, password: str) -> dict:
+    return {"name": hub_name(name), "hash": password_hash(password)}
+
+
+# --- answers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubAccount:
+    name: str
+    authorized: bool
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class HubAccounts:
+    """The ``users_info`` rows, and which of them the service created as admin rows."""
+
+    database: bool = False  # False: the hub has not created its database yet
+    rows: tuple[HubAccount, ...] = ()
+    seeded: frozenset[str] = frozenset()
+
+    @property
+    def waiting(self) -> tuple[HubAccount, ...]:
+        return tuple(r for r in self.rows if not r.authorized)
+
+    @property
+    def approved(self) -> tuple[HubAccount, ...]:
+        return tuple(r for r in self.rows if r.authorized)
+
+    def names(self) -> set[str]:
+        return {r.name for r in self.rows}
+
+
+def parse_answer(stdout: str) -> dict:
+    """The JSON object the program printed last; ``{}`` when there is none."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                loaded = json.loads(line)
+            except ValueError:
+                return {}
+            return loaded if isinstance(loaded, dict) else {}
+    return {}
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def parse_accounts(stdout: str) -> HubAccounts:
+    answer = parse_answer(stdout)
+    if not answer.get("database"):
+        return HubAccounts()
+    rows = []
+    for row in answer.get("rows") or []:
+        if isinstance(row, dict) and isinstance(row.get("name"), str):
+            email = row.get("email")
+            email = email if isinstance(email, str) else ""
+            rows.append(HubAccount(row["name"], bool(row.get("authorized")), email))
+    return HubAccounts(True, tuple(rows), frozenset(_strings(answer.get("seeded"))))
+
+
+@dataclass(frozen=True)
+class NamesOutcome:
+    """What one approve or discard did with each name asked for."""
+
+    done: tuple[str, ...]  # approved, or discarded
+    already: tuple[str, ...]  # already approved (approve), or approved hence kept (discard)
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    created: tuple[str, ...]
+    present: tuple[str, ...]
+    taken: tuple[str, ...]  # an admin name that somebody's sign-up holds: left alone
+
+
+# --- the executor ---------------------------------------------------------------------
+
+
+async def run(pool: SSHPool, target: Target, action: str, request: dict | None = None) -> dict:
+    """One action in one SSH round trip; its answer, or ``AccountsUnavailable``."""
+    status, stdout, _stderr = await pool.run_script(
+        target, tljh.script(command(action)), stdin=json.dumps(request or {})
+    )
+    answer = parse_answer(stdout)
+    if status != 0 or not answer:
+        # stderr may echo a request line back; it is not passed on.
+        raise AccountsUnavailable(
+            f"the hub's accounts on {target.address} could not be read ({action} exited {status})"
+        )
+    if not answer.get("database"):
+        raise AccountsUnavailable(
+            f"the hub on {target.address} has no account database yet ({HUB_DATABASE}); "
+            "deploy first"
+        )
+    return answer
+
+
+async def list_accounts(pool: SSHPool, target: Target) -> HubAccounts:
+    status, stdout, _ = await pool.run_script(target, tljh.script(command("list")))
+    if status != 0:
+        raise AccountsUnavailable(f"the hub's accounts on {target.address} could not be read")
+    return parse_accounts(stdout)
+
+
+async def seed_admins(
+    pool: SSHPool, target: Target, admins: Iterable[str], wait: float = SEED_WAIT_SECONDS
+) -> SeedOutcome:
+    answer = await run(pool, target, "seed", seed_request(admins, wait))
+    return SeedOutcome(
+        tuple(_strings(answer.get("created"))),
+        tuple(_strings(answer.get("present"))),
+        tuple(_strings(answer.get("taken"))),
+    )
+
+
+async def approve(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
+    """Authorise waiting sign-ups, all in one round trip; approving twice changes nothing."""
+    answer = await run(pool, target, "approve", names_request(names))
+    return NamesOutcome(
+        tuple(_strings(answer.get("approved"))),
+        tuple(_strings(answer.get("already"))),
+        tuple(_strings(answer.get("unknown"))),
+    )
+
+
+async def discard(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
+    """Delete waiting sign-ups; an approved account is never deleted (it is in ``already``)."""
+    answer = await run(pool, target, "discard", names_request(names))
+    return NamesOutcome(
+        tuple(_strings(answer.get("discarded"))),
+        tuple(_strings(answer.get("approved"))),
+        tuple(_strings(answer.get("unknown"))),
+    )
+
+
+async def set_password(pool: SSHPool, target: Target, name: str, password: str) -> bool:
+    """Give an existing account a new password; False when there is no such account."""
+    answer = await run(pool, target, "set-password", password_request(name, password))
+    return bool(answer.get("updated"))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import bcrypt
 
 from deploy import tljh
+from deploy.model import HubAccount, HubAccounts
 from deploy.ssh import SSHError, SSHPool, Target
 
 HUB_DATABASE = f"{tljh.STATE_DIR}/jupyterhub.sqlite"
@@ -131,17 +132,6 @@ while not table_ready():
 
 db = sqlite3.connect(DATABASE, timeout=30, isolation_level=None)
 out = {"database": True}
-if action == "list":
-    out["rows"] = [
-        {"name": n, "authorized": bool(a), "email": e or ""}
-        for n, a, e in db.execute(
-            "SELECT username, is_authorized, email FROM users_info ORDER BY id"
-        )
-    ]
-    out["seeded"] = seeded()
-    print(json.dumps(out))
-    sys.exit(0)
-
 db.execute("BEGIN IMMEDIATE")
 if action == "seed":
     mine = seeded()
@@ -204,6 +194,31 @@ db.execute("COMMIT")
 print(json.dumps(out))
 """.replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
 
+# The listing, read-only (the database opened so), for the observe script as well.
+LIST_PROGRAM = r"""
+import json, os, sqlite3
+DATABASE = @DATABASE@
+SEEDED = @SEEDED@
+out = {"database": False}
+if os.path.exists(DATABASE):
+    db = sqlite3.connect("file:" + DATABASE + "?mode=ro", uri=True, timeout=30)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    if "users_info" in tables:
+        out["database"] = True
+        out["rows"] = [
+            {"name": n, "authorized": bool(a), "email": e or ""}
+            for n, a, e in db.execute(
+                "SELECT username, is_authorized, email FROM users_info ORDER BY id"
+            )
+        ]
+        try:
+            with open(SEEDED) as f:
+                out["seeded"] = json.load(f)
+        except (OSError, ValueError):
+            out["seeded"] = []
+print(json.dumps(out))
+""".replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
+
 ACTIONS = ("list", "seed", "approve", "discard", "set-password")
 
 
@@ -213,9 +228,10 @@ def command(action: str) -> str:
         raise ValueError(f"unknown accounts action {action!r}")
     python = shlex.quote(HUB_PYTHON)
     # TLJH's hub Python, or the system's before TLJH exists (it has sqlite3 as well).
+    program = LIST_PROGRAM if action == "list" else SERVER_PROGRAM
     return (
         f"if [ -x {python} ]; then python={python}; else python=python3; fi\n"
-        f'"$python" -I -c {shlex.quote(SERVER_PROGRAM)} {action}'
+        f'"$python" -I -c {shlex.quote(program)} {action}'
     )
 
 
@@ -239,33 +255,6 @@ def password_request(name: str, password: str) -> dict:
 
 
 # --- answers --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HubAccount:
-    name: str
-    authorized: bool
-    email: str = ""
-
-
-@dataclass(frozen=True)
-class HubAccounts:
-    """The ``users_info`` rows, and which of them the service created as admin rows."""
-
-    database: bool = False  # False: the hub has not created its database yet
-    rows: tuple[HubAccount, ...] = ()
-    seeded: frozenset[str] = frozenset()
-
-    @property
-    def waiting(self) -> tuple[HubAccount, ...]:
-        return tuple(r for r in self.rows if not r.authorized)
-
-    @property
-    def approved(self) -> tuple[HubAccount, ...]:
-        return tuple(r for r in self.rows if r.authorized)
-
-    def names(self) -> set[str]:
-        return {r.name for r in self.rows}
 
 
 def parse_answer(stdout: str) -> dict:

@@ -110,6 +110,35 @@ class CourseConfig:
 
 
 @dataclass(frozen=True)
+class HubAccount:
+    """One NativeAuthenticator account (a ``users_info`` row) on the hub."""
+
+    name: str
+    authorized: bool
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class HubAccounts:
+    """The hub's ``users_info`` rows, and which of them the service made as admin rows."""
+
+    database: bool = False  # False: the hub has not created its database yet
+    rows: tuple[HubAccount, ...] = ()
+    seeded: frozenset[str] = frozenset()
+
+    @property
+    def waiting(self) -> tuple[HubAccount, ...]:
+        return tuple(r for r in self.rows if not r.authorized)
+
+    @property
+    def approved(self) -> tuple[HubAccount, ...]:
+        return tuple(r for r in self.rows if r.authorized)
+
+    def names(self) -> set[str]:
+        return {r.name for r in self.rows}
+
+
+@dataclass(frozen=True)
 class Observed:
     """What the server reported in one SSH round trip."""
 
@@ -128,6 +157,7 @@ class Observed:
     memory_total_bytes: int | None = None
     memory_available_bytes: int | None = None
     state: dict = field(default_factory=dict)  # contents of STATE_FILE
+    accounts: HubAccounts = field(default_factory=HubAccounts)
 
 
 class Reload(enum.Flag):
@@ -146,12 +176,14 @@ class Step:
     reload: Reload = Reload.NONE
     timeout: float = 600.0
     changes_server: bool = True
+    names: tuple[str, ...] = ()  # the hub accounts an "accounts" step creates
 
 
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
     kept: tuple[str, ...] = ()  # packages dropped from the files but left installed
+    notes: tuple[str, ...] = ()  # what the plan leaves for a person to decide
 
     @property
     def empty(self) -> bool:

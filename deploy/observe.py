@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from deploy import tljh
+from deploy import accounts, tljh
 from deploy.model import STATE_FILE, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
@@ -32,6 +32,8 @@ _COMMANDS: dict[str, str] = {
     "disk": "df -B1 --output=size,used,avail /home",
     "meminfo": "cat /proc/meminfo",
     "state": f"cat {shlex.quote(STATE_FILE)}",
+    # Nothing on stdin: the listing reads no request.
+    "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
 }
 
 _MARKER = re.compile(r"=== ([a-z-]+) ===")
@@ -191,4 +193,5 @@ def parse_observation(stdout: str) -> Observed:
         memory_total_bytes=memory.get("MemTotal"),
         memory_available_bytes=memory.get("MemAvailable"),
         state=_state(sections.get("state", "")),
+        accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import planner, tljh
+from deploy import accounts, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -32,9 +32,9 @@ from deploy.model import (
 from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
-from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
+from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, stamp
 
-ENGINE_STEPS = ("provision", "wait-ssh", "dns")
+ENGINE_STEPS = ("provision", "wait-ssh", "dns", "accounts")
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -243,6 +243,19 @@ async def _deploy(
             checkpoint()
         started = time.monotonic()
         await progress(f"step {step.name}: {step.reason}")
+        if step.name == "accounts":
+            assert record is not None
+            result = await _seed_accounts(engine, config, record, step, progress)
+            results.append(result)
+            if not result.ok:
+                return _result(
+                    "failure",
+                    "Admin accounts not created",
+                    render_plan(plan, results=results),
+                    steps=results,
+                    url=hub_url(config, record),
+                )
+            continue
         if step.name in ENGINE_STEPS:
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
@@ -279,6 +292,27 @@ async def _deploy(
         steps=results,
         url=url,
     )
+
+
+async def _seed_accounts(
+    engine: Engine, config: CourseConfig, record: ServerRecord, step: Step, progress: Progress
+) -> StepResult:
+    """Create the admins' hub accounts; a name a sign-up took meanwhile stops the deploy."""
+    started = time.monotonic()
+    try:
+        seeded = await accounts.seed_admins(engine.ssh, _target(engine, config, record), step.names)
+    except SSHError as exc:
+        return StepResult(step, False, time.monotonic() - started, redact(str(exc)))
+    if seeded.created:
+        await progress(stamp(f"created hub accounts: {', '.join(seeded.created)}"))
+    if seeded.taken:
+        message = (
+            f"{', '.join(seeded.taken)} signed up on the hub before the account could be made; "
+            "it is left alone and not made an admin: check who it is on the hub"
+        )
+        await progress(stamp(message))
+        return StepResult(step, False, time.monotonic() - started, message)
+    return StepResult(step, True, time.monotonic() - started)
 
 
 async def _engine_step(

@@ -7,7 +7,9 @@ so applying a plan and planning again gives an empty plan.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,13 +21,15 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from deploy import tljh
-from deploy.model import STATE_FILE, CourseConfig, Observed, Plan, Reload, Step
+from deploy.model import STATE_FILE, CourseConfig, HubAccounts, Observed, Plan, Reload, Step
 
 ENGINE = "littlest-classroom"
 ENGINE_VERSION = "0.1.0"
 
 NATIVE_AUTHENTICATOR = "nativeauthenticator.NativeAuthenticator"
 ADMIN_KEY = "users.admin"
+SIGNUP_KEY = "auth.NativeAuthenticator.enable_signup"
+TLJH_CONFIG_FILE = "/opt/tljh/config/config.yaml"
 DOMAINS_KEY = "https.letsencrypt.domains"
 
 # Step timeouts, in seconds: the installer and package managers download a lot; a config
@@ -314,17 +318,23 @@ def plan(
     # admins it was given, so the rest of the plan starts from that config.
     config = seen.tljh_config
     if not seen.tljh_installed:
+        first_config = closed_signup_config(desired)
         steps.append(
             Step(
                 "tljh-install",
-                f"TLJH is not installed: install TLJH {hub.tljh_version}",
+                f"TLJH is not installed: install TLJH {hub.tljh_version}, its hub first "
+                "started with sign-up closed",
                 tljh.script(
-                    f"mkdir -p {tljh.STATE_DIR}", tljh.bootstrap(hub.tljh_version, hub.admins)
+                    f"mkdir -p {tljh.STATE_DIR}",
+                    *write_first_config(first_config),
+                    tljh.bootstrap(hub.tljh_version, hub.admins),
                 ),
                 timeout=INSTALL_TIMEOUT,
             )
         )
-        config = {"users": {"admin": list(hub.admins)}} if hub.admins else {}
+        config = first_config
+        if hub.admins:
+            config = {**config, "users": {"admin": list(hub.admins)}}
     elif rebuild or _version_differs(seen.tljh_version, hub.tljh_version):
         why = (
             "rebuild asked for"
@@ -343,8 +353,8 @@ def plan(
 
     settings = desired_settings(desired)
 
-    # 3. Authentication.
-    auth_keys = [k for k in settings if k.startswith("auth.")]
+    # 3. Authentication; sign-up itself opens only once every admin has an account (5).
+    auth_keys = [k for k in settings if k.startswith("auth.") and k != SIGNUP_KEY]
     commands, reasons = _settings_changes(auth_keys, settings, config)
     if commands:
         steps.append(
@@ -357,10 +367,52 @@ def plan(
             )
         )
 
-    # 4. Admins: users.admin made equal to hub.admins, each name exactly once.
-    steps.extend(_admin_steps(hub.admins, _config_list(config, ADMIN_KEY)))
+    # 4. Admin accounts, before any name becomes an admin: a name is an admin only once
+    # its account is the service's, never a stranger's sign-up.
+    accounts = seen.accounts if seen.tljh_installed else HubAccounts()
+    existing = accounts.names()
+    taken = [n for n in hub.admins if n in existing and n not in accounts.seeded]
+    missing = [n for n in hub.admins if n not in existing]
+    if missing:
+        steps.append(
+            Step(
+                "accounts",
+                f"hub.admins: create the hub account{'s' if len(missing) > 1 else ''} "
+                f"{_listing(missing)} before sign-up opens (no password works until its "
+                "owner sets one on the console)",
+                "",
+                timeout=CONFIG_TIMEOUT,
+                names=tuple(missing),
+            )
+        )
+    notes = tuple(
+        f"hub.admins lists {name}, but {name} is an account somebody made by signing up; "
+        "it is left alone: check who it is, then approve, remove or rename it on the hub"
+        for name in taken
+    )
 
-    # 5. HTTPS, and the DNS record it needs first.
+    # Admins: users.admin made equal to hub.admins, each name exactly once; a name a
+    # sign-up holds is not made an admin here.
+    observed_admins = _config_list(config, ADMIN_KEY)
+    granted = tuple(
+        n for n in hub.admins if n not in taken or _canonical(n) in map(_canonical, observed_admins)
+    )
+    steps.extend(_admin_steps(granted, observed_admins))
+
+    # 5. Sign-up, now that every admin name is claimed.
+    commands, reasons = _settings_changes([SIGNUP_KEY], settings, config)
+    if commands:
+        steps.append(
+            Step(
+                "signup",
+                f"hub.signup is {hub.signup}: " + ", ".join(reasons),
+                tljh.script(*commands),
+                reload=Reload.HUB,
+                timeout=CONFIG_TIMEOUT,
+            )
+        )
+
+    # 6. HTTPS, and the DNS record it needs first.
     if hub.hostname:
         domains = _config_list(config, DOMAINS_KEY)
         if desired.server.provider == "digitalocean" and (
@@ -390,7 +442,7 @@ def plan(
                 )
             )
 
-    # 6. Hub settings.
+    # 7. Hub settings.
     hub_keys = [k for k in settings if not k.startswith(("auth.", "https."))]
     commands, reasons = _settings_changes(hub_keys, settings, config)
     if commands:
@@ -486,7 +538,29 @@ def plan(
                 timeout=CONFIG_TIMEOUT,
             )
         )
-    return Plan(steps=tuple(steps), kept=tuple(kept))
+    return Plan(steps=tuple(steps), kept=tuple(kept), notes=notes)
+
+
+def closed_signup_config(desired: CourseConfig) -> dict:
+    """What TLJH's installer finds before it first starts the hub: sign-up closed."""
+    native = {
+        key.rsplit(".", 1)[1]: value
+        for key, value in desired_settings(desired).items()
+        if key.startswith("auth.NativeAuthenticator.")
+    }
+    native["enable_signup"] = False
+    return {"auth": {"type": NATIVE_AUTHENTICATOR, "NativeAuthenticator": native}}
+
+
+def write_first_config(config: dict) -> list[str]:
+    """Write TLJH's config file unless one exists; JSON is YAML, which TLJH reads."""
+    path = shlex.quote(TLJH_CONFIG_FILE)
+    return [
+        f"if [ ! -e {path} ]; then",
+        f"  mkdir -p {shlex.quote(TLJH_CONFIG_FILE.rsplit('/', 1)[0])}",
+        f"  printf '%s\\n' {shlex.quote(json.dumps(config, sort_keys=True))} > {path}",
+        "fi",
+    ]
 
 
 def _admin_steps(admins: tuple[str, ...], observed_admins: list[str]) -> list[Step]:

@@ -90,6 +90,8 @@ def render_plan(plan: Plan, *, results: list[StepResult] | None = None) -> str:
                 ]
     if plan.kept:
         lines += ["", _kept_line(plan)]
+    for note in plan.notes:
+        lines += ["", f"⚠️ {escape(note)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy import tljh
-from deploy.model import STATE_FILE, Observed, Plan, Reload
-from deploy.planner import conda_satisfied, parse_conda_spec, pip_name, pip_satisfied, plan
+from deploy.model import STATE_FILE, HubAccount, HubAccounts, Observed, Plan, Reload
+from deploy.planner import (
+    TLJH_CONFIG_FILE,
+    conda_satisfied,
+    parse_conda_spec,
+    pip_name,
+    pip_satisfied,
+    plan,
+)
+from deploy.render import render_plan
 from tests.plugins.planner import make_course, pip_version_meeting, server_matching
 
 NOW = "2025-03-01T12:00:00Z"
@@ -72,7 +80,12 @@ def run_on_server(observed: Observed, result: Plan) -> Observed:
     config = json.loads(json.dumps(observed.tljh_config))
     apt, conda, pip = dict(observed.apt), dict(observed.conda), dict(observed.pip)
     state, installed, version = dict(observed.state), observed.tljh_installed, observed.tljh_version
+    accounts = observed.accounts
     for planned in result.steps:
+        if planned.name == "accounts":
+            # The engine step: the hub's first start made the database; admins get rows.
+            rows = accounts.rows + tuple(HubAccount(n, True) for n in planned.names)
+            accounts = HubAccounts(True, rows, accounts.seeded | set(planned.names))
         lines = planned.script[len(tljh.PREAMBLE) :].splitlines() if planned.script else []
         for line in lines:
             if "bootstrap.py" in line:
@@ -82,6 +95,10 @@ def run_on_server(observed: Observed, result: Plan) -> Observed:
                 if not installed:
                     config.setdefault("users", {})["admin"] = admins
                 installed = True
+                continue
+            if line.strip().startswith("printf") and TLJH_CONFIG_FILE in line:
+                if not installed and not config:
+                    config = json.loads(shlex.split(line)[2])
                 continue
             if line.startswith("printf"):
                 state = json.loads(shlex.split(line)[2])
@@ -133,6 +150,7 @@ def run_on_server(observed: Observed, result: Plan) -> Observed:
         conda=conda,
         pip=pip,
         state=state,
+        accounts=accounts,
     )
 
 
@@ -151,7 +169,8 @@ def test_fresh_server_installs_tljh_with_each_admin_and_the_version() -> None:
     result = plan(desired, Observed(), applied_at=NOW)
     assert names(result) == [
         "tljh-install",
-        "auth",
+        "accounts",
+        "signup",
         "hub-settings",
         "apt",
         "reload",
@@ -165,6 +184,22 @@ def test_fresh_server_installs_tljh_with_each_admin_and_the_version() -> None:
         "--admin alice --admin bob"
     ) in install
     assert install.index("mkdir -p /opt/tljh/state") < install.index("bootstrap.py")
+    # TLJH's installer starts the hub with the config it finds: sign-up closed.
+    assert install.index(TLJH_CONFIG_FILE) < install.index("bootstrap.py")
+    first = first_config_written(install)
+    assert first["auth"]["NativeAuthenticator"]["enable_signup"] is False
+    assert first["auth"]["type"] == "nativeauthenticator.NativeAuthenticator"
+    assert step(result, "accounts").names == ("alice", "bob")
+    assert config_calls(step(result, "signup").script) == [
+        ["set", "auth.NativeAuthenticator.enable_signup", "true"]
+    ]
+
+
+def first_config_written(script: str) -> dict:
+    (line,) = [
+        x for x in script.splitlines() if x.strip().startswith("printf") and TLJH_CONFIG_FILE in x
+    ]
+    return json.loads(shlex.split(line)[2])
 
 
 def test_fresh_install_does_not_add_the_admins_a_second_time() -> None:
@@ -346,13 +381,17 @@ def test_rebuild_upgrades_in_place_even_when_versions_match() -> None:
 )
 def test_signup_modes(signup: str, open_signup: str, enable_signup: str) -> None:
     desired = make_course(signup=signup)
-    result = plan(desired, Observed(), applied_at=NOW)
+    result = plan(desired, with_config(server_matching(desired), tljh_config={}), applied_at=NOW)
     assert config_calls(step(result, "auth").script) == [
         ["set", "auth.type", "nativeauthenticator.NativeAuthenticator"],
         ["set", "auth.NativeAuthenticator.open_signup", open_signup],
-        ["set", "auth.NativeAuthenticator.enable_signup", enable_signup],
         ["set", "auth.NativeAuthenticator.allow_all", "true"],
     ]
+    # Sign-up is set apart, after the admins' accounts and admin rights.
+    assert config_calls(step(result, "signup").script) == [
+        ["set", "auth.NativeAuthenticator.enable_signup", enable_signup]
+    ]
+    assert names(result).index("signup") > names(result).index("admins")
 
 
 def test_changing_signup_sets_only_the_keys_that_differ() -> None:
@@ -575,7 +614,7 @@ def test_every_step_has_a_reason_and_a_timeout() -> None:
     result = plan(desired, None, droplet_exists=False, applied_at=NOW)
     for planned in result.steps:
         assert planned.reason and planned.timeout > 0
-        if planned.name not in ("provision", "wait-ssh", "dns"):
+        if planned.name not in ("provision", "wait-ssh", "dns", "accounts"):
             assert planned.script.startswith(tljh.PREAMBLE)
 
 
@@ -664,3 +703,71 @@ def test_property_server_matching_desired_needs_no_plan(desired, observed: Obser
     # And applying the plan computed from any observed state reaches that point too.
     after = run_on_server(observed, plan(desired, observed, applied_at=NOW))
     assert plan(desired, after, applied_at=NOW).steps == ()
+
+
+# --- hub accounts: admins exist before sign-up opens ---------------------------------------
+
+
+def with_accounts(observed: Observed, rows: dict[str, bool], seeded: set[str]) -> Observed:
+    listed = tuple(HubAccount(name, authorized) for name, authorized in rows.items())
+    return with_config(observed, accounts=HubAccounts(True, listed, frozenset(seeded)))
+
+
+def test_a_new_admin_gets_an_account_before_admin_rights() -> None:
+    desired = make_course(admins=("alice", "bob"))
+    observed = with_accounts(
+        server_matching(make_course(admins=("alice",))), {"alice": True}, {"alice"}
+    )
+    result = plan(desired, observed, applied_at=NOW)
+    assert step(result, "accounts").names == ("bob",)
+    assert names(result).index("accounts") < names(result).index("admins")
+    assert "bob" in step(result, "accounts").reason
+    assert result.notes == ()
+
+
+def test_an_admin_name_a_sign_up_holds_is_reported_and_not_made_admin() -> None:
+    desired = make_course(admins=("alice", "mallory"))
+    observed = with_accounts(
+        server_matching(make_course(admins=("alice",))),
+        {"alice": True, "mallory": False},
+        {"alice"},
+    )
+    result = plan(desired, observed, applied_at=NOW)
+    assert "accounts" not in names(result)
+    assert "admins" not in names(result)  # mallory is not added to users.admin
+    (note,) = result.notes
+    assert "mallory" in note and "left alone" in note
+    assert "mallory" in render_plan(result)
+
+
+def test_an_admin_already_listed_keeps_admin_rights_even_on_a_signed_up_account() -> None:
+    desired = make_course(admins=("alice",))
+    observed = with_accounts(server_matching(desired), {"alice": True}, set())
+    result = plan(desired, observed, applied_at=NOW)
+    assert result.steps == ()
+    assert len(result.notes) == 1
+
+
+def test_a_removed_admin_loses_admin_rights_and_keeps_the_account() -> None:
+    desired = make_course(admins=("alice",))
+    observed = with_accounts(
+        server_matching(make_course(admins=("alice", "bob"))),
+        {"alice": True, "bob": True},
+        {"alice", "bob"},
+    )
+    result = plan(desired, observed, applied_at=NOW)
+    assert config_calls(step(result, "admins").script) == [["remove-item", "users.admin", "bob"]]
+    assert "accounts" not in names(result)
+    assert not any("users_info" in s.script or "sqlite" in s.script for s in result.steps)
+
+
+def test_sign_up_opens_only_after_every_admin_account_is_made() -> None:
+    desired = make_course(admins=("alice",), signup="open")
+    observed = with_accounts(
+        with_config(server_matching(make_course(admins=("alice",), signup="closed"))),
+        {},
+        set(),
+    )
+    result = plan(desired, observed, applied_at=NOW)
+    order = names(result)
+    assert order.index("accounts") < order.index("signup") < order.index("reload")

@@ -11,6 +11,8 @@ from packaging.requirements import Requirement
 from deploy.model import (
     ContentSpec,
     CourseConfig,
+    HubAccount,
+    HubAccounts,
     HubSpec,
     MonitorSpec,
     Observed,
@@ -112,6 +114,11 @@ def server_matching(desired: CourseConfig, *, extra_installed: bool = True) -> O
         pip=pip,
         services={"jupyterhub": "active", "traefik": "active"},
         state=state_record(desired, desired_settings(desired), {}, "2025-01-01T00:00:00Z"),
+        accounts=HubAccounts(
+            True,
+            tuple(HubAccount(name, True) for name in desired.hub.admins),
+            frozenset(desired.hub.admins),
+        ),
     )
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,14 @@ STATE = ROOT / "state"
 CONTROL = ROOT / "control"
 TLJH = Path("/opt/tljh")
 TLJH_CONFIG_YAML = TLJH / "config" / "config.yaml"
+HUB_DATABASE = TLJH / "state" / "jupyterhub.sqlite"
+# NativeAuthenticator's table, as JupyterHub creates it at the hub's first start.
+USERS_INFO_TABLE = (
+    "CREATE TABLE users_info (id INTEGER NOT NULL PRIMARY KEY, username VARCHAR(128) NOT NULL,"
+    " password BLOB NOT NULL, is_authorized BOOLEAN, login_email_sent BOOLEAN,"
+    " email VARCHAR(128), has_2fa BOOLEAN, otp_secret VARCHAR(16))"
+)
+REAL_HUB_WAIT_SECONDS = 120
 HUB_API_URLS = ("http://127.0.0.1/hub/api", "http://localhost/hub/api")
 BOOTSTRAP_URL = "https://tljh.jupyter.org/bootstrap.py"
 CUT_MARKER = "\x00SSHTARGET-CUT\x00"
@@ -236,6 +245,14 @@ def bootstrap() -> int:
             {"jupyterhub": "5.1.0", "jupyterlab": "4.2.5", "notebook": "7.2.2"},
         )
     config = tljh_config_load()
+    if not config and TLJH_CONFIG_YAML.exists():
+        # A config file written before the first install is what TLJH starts from (JSON
+        # is YAML; the stand-in reads no other form).
+        try:
+            written = json.loads(TLJH_CONFIG_YAML.read_text())
+        except ValueError:
+            written = {}
+        config = written if isinstance(written, dict) else {}
     users = config.setdefault("users", {})
     existing = users.setdefault("admin", [])
     existing.extend(a for a in admins if a not in existing)
@@ -244,8 +261,55 @@ def bootstrap() -> int:
     assert isinstance(services, dict)
     services.update({"jupyterhub": "active", "traefik": "active"})
     save("services", services)
+    start_hub()
     print("Done!")
     return 0
+
+
+def hub_rows() -> list[list]:
+    if not HUB_DATABASE.exists():
+        return []
+    with sqlite3.connect(HUB_DATABASE) as db:
+        return [
+            [name, bool(authorized)]
+            for name, authorized in db.execute("SELECT username, is_authorized FROM users_info")
+        ]
+
+
+def start_hub() -> None:
+    """The hub (re)starts with tljh-config's settings as they are now.
+
+    Each start is recorded with whether sign-up was open and which accounts existed. Where
+    a test runs a real JupyterHub beside the sandbox (``control/real-hub``), the start is
+    handed to it and waited for; otherwise the hub's first start makes its database.
+    """
+    python = TLJH / "hub" / "bin" / "python3"
+    if not python.exists():
+        python.parent.mkdir(parents=True, exist_ok=True)
+        python.symlink_to("/usr/bin/python3")
+    config = tljh_config_load()
+    native = config.get("auth", {}).get("NativeAuthenticator", {})
+    starts = load("hub-starts", [])
+    assert isinstance(starts, list)
+    starts.append(
+        {"enable_signup": native.get("enable_signup", True), "rows": hub_rows(), "at": time.time()}
+    )
+    save("hub-starts", starts)
+    if (CONTROL / "real-hub").exists():
+        number = len(starts)
+        request = CONTROL / f"hub-start-{number}.json"
+        request.with_suffix(".tmp").write_text(json.dumps(config))
+        request.with_suffix(".tmp").replace(request)
+        deadline = time.time() + REAL_HUB_WAIT_SECONDS
+        while not (CONTROL / f"hub-started-{number}").exists():
+            if time.time() > deadline:
+                raise Refused("Job for jupyterhub.service failed: the hub did not start", 1)
+            time.sleep(0.1)
+        return
+    if not HUB_DATABASE.exists():
+        HUB_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(HUB_DATABASE) as db:
+            db.execute(USERS_INFO_TABLE)
 
 
 def get_path(config: dict, key: str) -> tuple[dict, str]:
@@ -294,6 +358,8 @@ def tljh_config() -> int:
         assert isinstance(reloads, list)
         reloads.append(which)
         save("reloads", reloads)
+        if which == "hub":
+            start_hub()
         print(f"{'Hub' if which == 'hub' else 'Proxy'} reload with new configuration complete")
         return 0
     else:

@@ -14,12 +14,14 @@ and logs in through the hub's own pages, ``_xsrf`` cookie and field included.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +203,8 @@ class Browser:
         if answer.status_code == 404:
             return "closed"
         found = re.search(r'<div class="alert[^"]*"[^>]*>\s*(.*?)\s*</div>', answer.text, re.S)
-        return found[1] if found else answer.text[-500:]
+        text = found[1] if found else answer.text[-500:]
+        return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
     def login(self, name: str, password: str) -> bool:
         """Whether the hub's login page let this person in."""
@@ -219,3 +222,69 @@ class Browser:
         """Whether the signed-in person may open the hub's admin page."""
         page = self.session.get(f"{self.hub.url}/hub/admin", allow_redirects=False, timeout=10)
         return page.status_code == 200
+
+
+class HubSupervisor:
+    """Plays systemd for the real hub: starts it whenever the sandbox's TLJH would.
+
+    The stand-ins hand each hub start (TLJH's installer, ``tljh-config reload hub``) to
+    ``control/hub-start-N.json`` with tljh-config's settings; this thread (re)starts the
+    real hub with them and answers ``control/hub-started-N``.
+    """
+
+    def __init__(self, hub: RealHub, control: Path) -> None:
+        self.hub = hub
+        self.control = control
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hub-supervisor", daemon=True)
+
+    def __enter__(self) -> HubSupervisor:
+        (self.control / "real-hub").write_text("")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        number = 1
+        while not self._stop.is_set():
+            request = self.control / f"hub-start-{number}.json"
+            if not request.exists():
+                time.sleep(0.05)
+                continue
+            try:
+                self.hub.start(settings_from_tljh_config(json.loads(request.read_text())))
+            except Exception as exc:  # reported by the test, which reads .errors
+                self.errors.append(f"start {number}: {exc}")
+            (self.control / f"hub-started-{number}").write_text("")
+            number += 1
+
+
+class Stranger:
+    """Somebody who keeps signing up under one name while the hub answers, and logs it."""
+
+    def __init__(self, hub: RealHub, name: str, password: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.password = password
+        self.answers: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stranger", daemon=True)
+
+    def __enter__(self) -> Stranger:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(Browser(self.hub).signup(self.name, self.password))
+            except requests.RequestException:
+                time.sleep(0.05)  # the hub is down or restarting

@@ -532,3 +532,57 @@ async def restart_hub_service(engine: Engine, course: str) -> None:
     status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
     if status != 0:
         raise OperationError(f"systemctl restart jupyterhub exited {status}")
+
+
+APPROVE_LIMIT = 100
+
+
+async def approve_students(
+    engine: Engine, course: str, names: list[str], *, progress: Progress
+) -> OperationResult:
+    """``/approve NAME…``: authorise those waiting sign-ups, in one SSH round trip.
+
+    Works from the remembered server (no repository read). The summary names only the
+    names asked for, sorted into approved, already approved and unknown: nothing else
+    about the hub's students is posted, as the repository may be public.
+    """
+    try:
+        if not names:
+            raise OperationError("name at least one student to approve: `/approve NAME…`")
+        if len(names) > APPROVE_LIMIT:
+            raise OperationError(
+                f"at most {APPROVE_LIMIT} names at once ({len(names)} given); "
+                "approve the rest on the console"
+            )
+        try:
+            wanted = accounts.hub_names(names)
+        except accounts.AccountError as exc:
+            raise OperationError(str(exc)) from None
+        record = await engine.records.get_server(course)
+        if record is None or not record.address:
+            raise OperationError("there is no server yet: push to the default branch first")
+        outcome = await accounts.approve(engine.ssh, _remembered_target(engine, record), wanted)
+    except (OperationError, SSHError) as exc:
+        return _result("failure", "Could not approve", str(exc))
+    await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))
+    lines = []
+    for label, group in (
+        ("Approved; they can log in now", outcome.done),
+        ("Already approved", outcome.already),
+        ("Unknown: nobody signed up under these names", outcome.unknown),
+    ):
+        if group:
+            lines.append(f"- {label}: {', '.join(escape(n) for n in group)}")
+    title = (
+        f"Approved {len(outcome.done)} student{'s' if len(outcome.done) != 1 else ''}"
+        if outcome.done
+        else "Nobody new approved"
+    )
+    return _result(
+        "success" if outcome.done or not outcome.unknown else "neutral",
+        title,
+        "\n".join(lines),
+        approved=list(outcome.done),
+        already=list(outcome.already),
+        unknown=list(outcome.unknown),
+    )

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import accounts
+from bot.store import Store
+from deploy import accounts, operations
+from deploy.keys import ServiceKey
+from deploy.model import ServerRecord
 from deploy.ssh import SSHPool, Target
 from tests.sshtarget.target import SSHTarget
 from tests.support.hub import Browser, HubSettings, RealHub
@@ -140,3 +143,49 @@ async def test_before_the_hub_made_its_database_nothing_is_written(
         await accounts.seed_admins(pool, target_of(ssh), ["alice"], wait=0)
     assert not hub.database.exists()  # the hub must create it (it refuses one made by us)
     assert await accounts.list_accounts(pool, target_of(ssh)) == accounts.HubAccounts()
+
+
+async def test_approve_command_approves_waiting_students_and_says_which(
+    hub_target: tuple[SSHTarget, RealHub], tmp_path: Path
+) -> None:
+    ssh, hub = hub_target
+    hub.start(HubSettings(enable_signup=True))
+    for name in ("erin", "<img>"):
+        assert "sent to the admin" in Browser(hub).signup(name, STUDENT_PASSWORD)
+    assert "sent to the admin" in Browser(hub).signup("quiet-student", STUDENT_PASSWORD)
+    store = await Store.open(tmp_path / "data")
+    engine = operations.Engine(
+        records=store,
+        ssh=SSHPool(),
+        service_key=ServiceKey(ssh.client_key, "", "", "", tmp_path / "key"),
+    )
+    await store.save_server(
+        "octo-org/physics101",
+        ServerRecord("ssh", ssh.host, ssh.port, host_key=ssh.host_key),
+    )
+
+    async def progress(line: str) -> None:
+        pass
+
+    try:
+        result = await operations.approve_students(
+            engine, "octo-org/physics101", ["Erin", "<IMG>", "nobody"], progress=progress
+        )
+        again = await operations.approve_students(
+            engine, "octo-org/physics101", ["erin"], progress=progress
+        )
+    finally:
+        await engine.close()
+        await store.close()
+    assert result.conclusion == "success" and result.title == "Approved 2 students"
+    assert result.details["approved"] == ["erin", "<img>"]
+    assert result.details["unknown"] == ["nobody"]
+    assert "- Approved; they can log in now: erin, &lt;img&gt;" in result.summary
+    assert "- Unknown: nobody signed up under these names: nobody" in result.summary
+    assert "<img>" not in result.summary
+    assert "quiet-student" not in result.summary  # nothing else about students is posted
+    assert Browser(hub).login("erin", STUDENT_PASSWORD)
+    assert Browser(hub).login("<img>", STUDENT_PASSWORD)
+    assert not Browser(hub).login("quiet-student", STUDENT_PASSWORD)
+    assert again.title == "Nobody new approved"
+    assert "Already approved: erin" in again.summary

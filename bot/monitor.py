@@ -25,6 +25,7 @@ from deploy import operations
 logger = logging.getLogger(__name__)
 
 ISSUE_TITLE = "Classroom server is down"
+SIGNUPS_TITLE = "Students waiting for approval"
 FAILURES_BEFORE_ISSUE = 2
 DISK_WARNING_PERCENT = 90.0
 
@@ -82,6 +83,17 @@ def issue_body(hub_url: str, probes: list[str], look: dict[str, Any], restarted:
         "details or `/restart` to restart the hub.",
     ]
     return "\n".join(lines)
+
+
+def signups_issue_body(waiting: int, console_url: str) -> str:
+    """How many students wait, and where to approve them; no names (the repo may be public)."""
+    people = "1 student is" if waiting == 1 else f"{waiting} students are"
+    return (
+        f"{people} waiting for approval on the hub.\n\n"
+        f"Approve or discard them on the console: {console_url}\n\n"
+        "This issue follows the number and closes by itself when nobody is waiting. "
+        "Names are shown only on the console, to people with write access."
+    )
 
 
 class Monitor:
@@ -162,7 +174,13 @@ class Monitor:
         if self._states is None:
             self._states = await self.services.store.monitor_states()
         state = self._states.setdefault(course.full_name, st.MonitorState(course.full_name))
-        recorded = (state.state, state.failures, state.issue_number)
+        recorded = (
+            state.state,
+            state.failures,
+            state.issue_number,
+            state.detail.get("signups_issue"),
+            state.detail.get("waiting"),
+        )
         probe = await probe_hub(self.services.session, facts["hub_url"], self.http_timeout)
         now = time.time()
         state.checked_at = now
@@ -178,6 +196,8 @@ class Monitor:
             was_down = state.state == "down"
             state.state, state.failures = "up", 0
             state.detail["restart_tried"] = False
+            if facts.get("monitor_signups", True):
+                await self._follow_signups(course, state, look.get("waiting"))
             if state.issue_number is not None:
                 await self._close_issue(course, state, probe.detail)
             elif was_down:
@@ -203,9 +223,44 @@ class Monitor:
                         course.installation_id, course.full_name, ISSUE_TITLE, body
                     )
         # Only changes are written: a thousand healthy hubs cost no disk writes per round.
-        if (state.state, state.failures, state.issue_number) != recorded:
+        if (
+            state.state,
+            state.failures,
+            state.issue_number,
+            state.detail.get("signups_issue"),
+            state.detail.get("waiting"),
+        ) != recorded:
             await self.services.store.save_monitor_state(state)
         return state
+
+    async def _follow_signups(
+        self, course: st.Course, state: st.MonitorState, waiting: object
+    ) -> None:
+        """One issue while students wait: opened, its number kept current, closed at 0."""
+        if not isinstance(waiting, int):
+            return  # the look failed or the hub has no database: nothing known
+        number = state.detail.get("signups_issue")
+        if waiting == state.detail.get("waiting") and (number is not None) == (waiting > 0):
+            return
+        reporter = self.services.reporter
+        owner, repo = course.full_name.split("/", 1)
+        console = f"{self.services.settings.public_url}/courses/{owner}/{repo}"
+        body = signups_issue_body(waiting, console)
+        if waiting > 0 and number is None:
+            state.detail["signups_issue"] = await reporter.open_issue(
+                course.installation_id, course.full_name, SIGNUPS_TITLE, body
+            )
+        elif waiting > 0:
+            await reporter.update_issue(course.installation_id, course.full_name, number, body)
+        elif number is not None:
+            await reporter.close_issue(
+                course.installation_id,
+                course.full_name,
+                number,
+                "Nobody is waiting for approval any more. Closing.",
+            )
+            state.detail["signups_issue"] = None
+        state.detail["waiting"] = waiting
 
     async def _look(self, course: str) -> dict[str, Any]:
         engine = self.services.engine

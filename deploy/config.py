@@ -72,7 +72,7 @@ HUB_KEYS = (
 )
 LIMIT_KEYS = ("memory", "cpu")
 CONTENT_KEYS = ("branch", "open")
-MONITOR_KEYS = ("every", "issue")
+MONITOR_KEYS = ("every", "issue", "signups")
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 
@@ -289,6 +289,11 @@ def _monitor(reader: YamlReader, entry: Entry | None) -> MonitorSpec:
             values["every_seconds"] = seconds
     if "issue" in keys and (issue := reader.boolean(keys["issue"][1], "monitor.issue")) is not None:
         values["issue"] = issue
+    if (
+        "signups" in keys
+        and (signups := reader.boolean(keys["signups"][1], "monitor.signups")) is not None
+    ):
+        values["signups"] = signups
     return MonitorSpec(**values)
 
 

@@ -78,6 +78,7 @@ class ContentSpec:
 class MonitorSpec:
     every_seconds: int = 300
     issue: bool = True
+    signups: bool = True  # keep one issue saying how many students wait for approval
 
 
 @dataclass(frozen=True)

@@ -521,6 +521,8 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
         "services": observed.services,
         "disk_used_percent": observed.disk_used_percent,
         "memory_available_bytes": observed.memory_available_bytes,
+        # How many sign-ups wait for approval (None: the hub has no database yet).
+        "waiting": len(observed.accounts.waiting) if observed.accounts.database else None,
     }
 
 

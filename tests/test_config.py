@@ -131,6 +131,11 @@ def test_monitor_every_takes_seconds_as_a_number():
     assert load(b"monitor: {every: 3600}\n").monitor.every_seconds == 3600
 
 
+def test_monitor_signups_is_on_unless_turned_off():
+    assert load(b"monitor: {every: 3600}\n").monitor.signups is True
+    assert load(b"monitor: {signups: false}\n").monitor.signups is False
+
+
 def test_packages_come_with_the_config():
     course = load(b"prune: true\n", {"binder/apt.txt": b"graphviz\n", "apt.txt": b"vim\n"})
     assert course.packages.apt == ("graphviz",)
@@ -142,6 +147,7 @@ BAD = [
     (b"colour: blue\n", 1, "colour"),
     (b"server:\n  regoin: syd1\n", 2, "server.regoin"),
     (b"server:\n  provider: aws\n", 2, "server.provider"),
+    (b"monitor:\n  signups: maybe\n", 2, "monitor.signups"),
     (b"server:\n  name: Physics_Hub\n", 2, "server.name"),
     (b"server:\n  region: SYD1\n", 2, "server.region"),
     (b"server:\n  size: s-2vcpu 4gb\n", 2, "server.size"),

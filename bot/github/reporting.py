@@ -307,6 +307,15 @@ class Reporter:
         )
         return int(data["number"])
 
+    async def update_issue(self, installation_id: int, course: str, number: int, body: str) -> None:
+        owner, repo = split_course(course)
+        gh = await self.api(installation_id)
+        await gh.patch(
+            "/repos/{owner}/{repo}/issues/{issue_number}",
+            {"owner": owner, "repo": repo, "issue_number": number},
+            data={"body": fit_bytes(redact(body), SUMMARY_LIMIT, keep="head")},
+        )
+
     async def close_issue(
         self, installation_id: int, course: str, number: int, comment: str
     ) -> None:

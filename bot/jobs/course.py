@@ -211,6 +211,7 @@ async def run_commit(ctx: JobContext) -> dict[str, Any]:
                 "hub_url": result.hub_url,
                 "monitor_every": config.monitor.every_seconds,
                 "monitor_issue": config.monitor.issue,
+                "monitor_signups": config.monitor.signups,
             },
         )
     if result.hub_url:

@@ -159,6 +159,7 @@ class Observed:
     memory_available_bytes: int | None = None
     state: dict = field(default_factory=dict)  # contents of STATE_FILE
     accounts: HubAccounts = field(default_factory=HubAccounts)
+    api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
 
 
 class Reload(enum.Flag):

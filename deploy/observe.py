@@ -32,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "disk": "df -B1 --output=size,used,avail /home",
     "meminfo": "cat /proc/meminfo",
     "state": f"cat {shlex.quote(STATE_FILE)}",
+    "api-service": f"cat {shlex.quote(tljh.API_SERVICE_FILE)}",
     # Nothing on stdin: the listing reads no request.
     "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
 }
@@ -194,4 +195,5 @@ def parse_observation(stdout: str) -> Observed:
         memory_available_bytes=memory.get("MemAvailable"),
         state=_state(sections.get("state", "")),
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
+        api_service=sections.get("api-service", ""),
     )

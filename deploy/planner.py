@@ -412,6 +412,19 @@ def plan(
             )
         )
 
+    # The service's API access to the hub, for the console's list of students.
+    if seen.api_service.strip() != tljh.API_SERVICE_CONFIG.strip():
+        steps.append(
+            Step(
+                "api-service",
+                f"the console reads students' last activity through a hub service: write "
+                f"{tljh.API_SERVICE_FILE} and its token (made on the server, kept there)",
+                tljh.script(*tljh.install_api_service()),
+                reload=Reload.HUB,
+                timeout=CONFIG_TIMEOUT,
+            )
+        )
+
     # 6. HTTPS, and the DNS record it needs first.
     if hub.hostname:
         domains = _config_list(config, DOMAINS_KEY)

@@ -8,6 +8,7 @@ lock on the same door.
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 from collections.abc import Iterable
@@ -123,6 +124,52 @@ def wait_for_hub(attempts: int = 30, pause_seconds: int = 2) -> list[str]:
         f"  echo 'the hub did not answer at {HUB_API_URL}' >&2",
         "  exit 1",
         "fi",
+    ]
+
+
+# The service's own JupyterHub service: its API token lets the console list students and
+# their last activity. TLJH sets c.JupyterHub.services itself and then loads
+# jupyterhub_config.d, so the file appends to what TLJH set. The token is made on the
+# server and stays there (root-only file): it is never sent, printed or logged.
+CONFIG_D = "/opt/tljh/config/jupyterhub_config.d"
+API_SERVICE_NAME = "littlest-classroom"
+API_SERVICE_FILE = f"{CONFIG_D}/littlest-classroom.py"
+API_TOKEN_FILE = f"{STATE_DIR}/classroom-api-token"
+API_SERVICE_SCOPES = ("list:users", "read:users:name", "read:users:activity")
+API_SERVICE_CONFIG = f"""\
+# Written by Littlest Classroom: the course console lists students and their last
+# activity through this service. Its token never leaves this server.
+import os
+
+_token_file = {API_TOKEN_FILE!r}
+if os.path.exists(_token_file):
+    with open(_token_file) as _f:
+        _token = _f.read().strip()
+    c.JupyterHub.services.append({{"name": {API_SERVICE_NAME!r}, "api_token": _token}})
+    c.JupyterHub.load_roles.append(
+        {{
+            "name": {API_SERVICE_NAME!r},
+            "scopes": {list(API_SERVICE_SCOPES)!r},
+            "services": [{API_SERVICE_NAME!r}],
+        }}
+    )
+"""
+
+
+def install_api_service() -> list[str]:
+    """Make the token once (kept if present), then write the service's config file."""
+    token = shlex.quote(API_TOKEN_FILE)
+    config = shlex.quote(API_SERVICE_FILE)
+    return [
+        f"mkdir -p {shlex.quote(STATE_DIR)} {shlex.quote(CONFIG_D)}",
+        f"if [ ! -s {token} ]; then",
+        f"  (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > {token}.tmp)",
+        f"  mv {token}.tmp {token}",
+        "fi",
+        # One line: base64 keeps the file's lines and quotes out of the script's syntax.
+        f"printf '%s' {base64.b64encode(API_SERVICE_CONFIG.encode()).decode()} "
+        f"| base64 -d > {config}.tmp",
+        f"mv {config}.tmp {config}",
     ]
 
 

@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 
 import pytest
+import requests
 
 from bot.store import Store
 from deploy import accounts, operations
@@ -95,6 +96,19 @@ async def test_a_stranger_signing_up_as_the_admin_during_the_first_deploy_never_
         alice = Browser(hub)
         assert alice.login("alice", ADMIN_PASSWORD)
         assert alice.is_admin()
+
+        # The console's hub service: its token (made on the server) lists students and
+        # their last activity through the hub's REST API, and appears in no report.
+        token = (ssh.sandbox / "opt" / "tljh" / "state" / "classroom-api-token").read_text()
+        users = requests.get(
+            f"{hub.url}/hub/api/users",
+            headers={"Authorization": f"token {token.strip()}"},
+            timeout=10,
+        )
+        assert users.status_code == 200, users.text
+        assert [(u["name"], "last_activity" in u) for u in users.json()] == [("alice", True)]
+        assert token.strip() not in result.summary + result.log
+        assert token.strip() not in (ssh.sandbox / "log" / "commands.log").read_text()
 
         # Deploying again changes nothing: the account is seen, sign-up stays open.
         again = await operations.deploy(

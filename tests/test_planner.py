@@ -80,8 +80,12 @@ def run_on_server(observed: Observed, result: Plan) -> Observed:
     config = json.loads(json.dumps(observed.tljh_config))
     apt, conda, pip = dict(observed.apt), dict(observed.conda), dict(observed.pip)
     state, installed, version = dict(observed.state), observed.tljh_installed, observed.tljh_version
-    accounts = observed.accounts
+    accounts, api_service = observed.accounts, observed.api_service
     for planned in result.steps:
+        if planned.name == "api-service":
+            # Writes the service's config file (base64 in the script) and its token.
+            api_service = tljh.API_SERVICE_CONFIG
+            continue
         if planned.name == "accounts":
             # The engine step: the hub's first start made the database; admins get rows.
             rows = accounts.rows + tuple(HubAccount(n, True) for n in planned.names)
@@ -151,6 +155,7 @@ def run_on_server(observed: Observed, result: Plan) -> Observed:
         pip=pip,
         state=state,
         accounts=accounts,
+        api_service=api_service,
     )
 
 
@@ -171,6 +176,7 @@ def test_fresh_server_installs_tljh_with_each_admin_and_the_version() -> None:
         "tljh-install",
         "accounts",
         "signup",
+        "api-service",
         "hub-settings",
         "apt",
         "reload",

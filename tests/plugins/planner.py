@@ -28,6 +28,7 @@ from deploy.planner import (
     pip_name,
     state_record,
 )
+from deploy.tljh import API_SERVICE_CONFIG
 
 
 def make_course(
@@ -114,6 +115,7 @@ def server_matching(desired: CourseConfig, *, extra_installed: bool = True) -> O
         pip=pip,
         services={"jupyterhub": "active", "traefik": "active"},
         state=state_record(desired, desired_settings(desired), {}, "2025-01-01T00:00:00Z"),
+        api_service=API_SERVICE_CONFIG,
         accounts=HubAccounts(
             True,
             tuple(HubAccount(name, True) for name in desired.hub.admins),

@@ -32,7 +32,8 @@ def hub_target(
 ) -> Iterator[tuple[SSHTarget, RealHub]]:
     target = make_ssh_target()
     prepare_hub_python(target)
-    hub = RealHub(tmp_path / "hub", target.sandbox / "opt" / "tljh" / "state" / "jupyterhub.sqlite")
+    tljh_root = target.sandbox / "opt" / "tljh"
+    hub = RealHub(tmp_path / "hub", tljh_root / "state" / "jupyterhub.sqlite", tljh_root)
     try:
         yield target, hub
     finally:

@@ -72,7 +72,7 @@ def missing_parts() -> list[str]:
 class RealHub:
     """One JupyterHub process at a time; ``start(settings)``, ``stop()``, again."""
 
-    def __init__(self, workdir: Path, database: Path) -> None:
+    def __init__(self, workdir: Path, database: Path, tljh_root: Path | None = None) -> None:
         missing = missing_parts()
         if missing:
             raise RuntimeError(
@@ -81,6 +81,7 @@ class RealHub:
             )
         self.workdir = workdir
         self.database = database
+        self.tljh_root = tljh_root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.starts = 0
@@ -162,9 +163,26 @@ class RealHub:
                 f"c.NativeAuthenticator.allow_all = {settings.allow_all!r}",
                 f"c.Authenticator.admin_users = {set(settings.admins)!r}",
                 "c.JupyterHub.cleanup_servers = True",
+                *self._config_d(),
                 "",
             ]
         )
+
+    def _config_d(self) -> list[str]:
+        """Load ``jupyterhub_config.d`` as TLJH does, after its own settings, with TLJH's
+        paths read inside the sandbox."""
+        if self.tljh_root is None:
+            return []
+        return [
+            "import glob, os",
+            f"_root = {str(self.tljh_root)!r}",
+            "c.JupyterHub.services = []",
+            "c.JupyterHub.load_roles = []",
+            "for _path in sorted(glob.glob(os.path.join(_root, 'config', "
+            "'jupyterhub_config.d', '*.py'))):",
+            "    _text = open(_path).read().replace('/opt/tljh', _root)",
+            "    exec(compile(_text, _path, 'exec'), {'c': c})",
+        ]
 
 
 _XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')

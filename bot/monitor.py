@@ -243,9 +243,7 @@ class Monitor:
         if waiting == state.detail.get("waiting") and (number is not None) == (waiting > 0):
             return
         reporter = self.services.reporter
-        owner, repo = course.full_name.split("/", 1)
-        console = f"{self.services.settings.public_url}/courses/{owner}/{repo}"
-        body = signups_issue_body(waiting, console)
+        body = signups_issue_body(waiting, self.services.settings.course_page_url(course.full_name))
         if waiting > 0 and number is None:
             state.detail["signups_issue"] = await reporter.open_issue(
                 course.installation_id, course.full_name, SIGNUPS_TITLE, body

@@ -54,6 +54,10 @@ class Settings:
         """True once the App's credentials are known: the setup routes then close."""
         return self.app_id is not None and self.private_key is not None
 
+    def course_page_url(self, course: str) -> str:
+        """The console's page of one course (``owner/repo``): approvals, passwords."""
+        return f"{self.public_url.rstrip('/')}/courses/{course}"
+
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(

@@ -53,7 +53,9 @@ async def test_readme_block_is_written_once_with_the_right_links(classroom, exam
     )
     assert launch in block
     assert "http://127.0.0.1/hub/signup" in block
-    assert "http://127.0.0.1/hub/authorize" in block
+    # Students are approved on the console's course page, never on /hub/authorize.
+    assert f"{classroom.services.settings.public_url}/courses/{COURSE_REPO}" in block
+    assert "/hub/authorize" not in block
     assert f"/badges/{COURSE_REPO}/status.svg" in block
     assert readme.startswith("# Physics 101\n\n") and readme.endswith("\n\nWelcome.\n")
 

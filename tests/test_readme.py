@@ -26,7 +26,7 @@ HUB = "https://hub.example.edu"
 REPO = "https://github.com/physics/physics101"
 LAUNCH = launch_link(HUB, REPO, "main", "StartHere.ipynb")
 STATUS = "https://bot.example.edu/badges/physics/physics101/status.svg"
-SIGNUP, AUTHORIZE = hub_links(HUB)
+SIGNUP, AUTHORIZE = hub_links(HUB, "https://classroom.example.edu/courses/physics/physics101")
 
 
 class _Links(HTMLParser):
@@ -72,9 +72,10 @@ def rendered(markdown: str) -> _Links:
 
 
 def test_hub_links() -> None:
-    assert hub_links("https://hub.example.edu/") == (
+    console = "https://classroom.example.edu/courses/physics/physics101"
+    assert hub_links("https://hub.example.edu/", console) == (
         "https://hub.example.edu/hub/signup",
-        "https://hub.example.edu/hub/authorize",
+        console,
     )
 
 

@@ -26,10 +26,11 @@ _NEEDS_ANGLE_BRACKETS = re.compile(r"[()\\]")
 _NOT_IN_DESTINATION = re.compile(r"[\s<>]")
 
 
-def hub_links(hub_url: str) -> tuple[str, str]:
-    """The hub's NativeAuthenticator pages: (sign-up URL, authorize-students URL)."""
-    base = hub_url.rstrip("/")
-    return f"{base}/hub/signup", f"{base}/hub/authorize"
+def hub_links(hub_url: str, course_page_url: str) -> tuple[str, str]:
+    """(sign-up URL, authorize-students URL): students sign up on the hub's own page;
+    instructors approve them on the console's course page, not on NativeAuthenticator's
+    ``/hub/authorize``, whose links change state on a GET and toggle when clicked twice."""
+    return f"{hub_url.rstrip('/')}/hub/signup", course_page_url
 
 
 def markdown_text(text: str) -> str:

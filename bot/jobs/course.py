@@ -90,7 +90,7 @@ def launch_url(
 def badge_block(
     services: Services, course: str, config: CourseConfig, hub_url: str, branch: str, files: dict
 ) -> str:
-    signup, authorize = hub_links(hub_url)
+    signup, authorize = hub_links(hub_url, services.settings.course_page_url(course))
     notebooks = sorted(p for p in files if p.endswith(".ipynb") and not p.startswith("."))
     table = [
         (

@@ -15,12 +15,14 @@ never on a command line.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import bcrypt
 
@@ -64,6 +66,32 @@ def hub_name(name: str) -> str:
 def hub_names(names: Iterable[str]) -> list[str]:
     """Every name normalised, each once, in the order given."""
     return list(dict.fromkeys(hub_name(n) for n in names))
+
+
+MIN_PASSWORD_LENGTH = 10
+# The list NativeAuthenticator's own sign-up refuses (see deploy/data/README.md).
+COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-credentials.txt"
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    return frozenset(COMMON_PASSWORDS_FILE.read_text().splitlines())
+
+
+def check_new_password(password: str, again: str) -> None:
+    """Refuse a new hub password that is mistyped, short or common; say which rule failed.
+
+    The message never repeats the password.
+    """
+    if password != again:
+        raise AccountError("the two passwords differ: type the same password twice")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters")
+    if password in common_passwords():
+        raise AccountError(
+            "the password is one of the 10,000 most common ones NativeAuthenticator refuses: "
+            "choose another"
+        )
 
 
 def password_hash(password: str) -> str:

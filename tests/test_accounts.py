@@ -94,3 +94,32 @@ def test_data_after_a_script_is_read_by_it_and_never_run() -> None:
         ["bash", "-s"], input=script_with_input("true", data), capture_output=True, text=True
     )
     assert "SHOULD-NOT-RUN" not in ran.stdout and ran.returncode == 0
+
+
+def test_the_common_passwords_are_nativeauthenticators_own_list() -> None:
+    from tests.support.hub import HUB_VENV
+
+    (installed,) = HUB_VENV.glob("lib/python3*/site-packages/nativeauthenticator/common-*.txt")
+    assert accounts.COMMON_PASSWORDS_FILE.read_bytes() == installed.read_bytes()
+    assert len(accounts.common_passwords()) > 9000
+
+
+@pytest.mark.parametrize(
+    ("password", "again", "why"),
+    [
+        ("pale-otter-87-lantern", "pale-otter-87-lanterm", "the two passwords differ"),
+        ("short-pw1", "short-pw1", "shorter than 10 characters"),
+        ("1234567890", "1234567890", "most common"),
+        ("qwertyuiop", "qwertyuiop", "most common"),
+    ],
+)
+def test_new_passwords_are_refused_with_the_rule_they_break(
+    password: str, again: str, why: str
+) -> None:
+    with pytest.raises(accounts.AccountError, match=why) as refused:
+        accounts.check_new_password(password, again)
+    assert password not in str(refused.value)
+
+
+def test_a_good_new_password_passes() -> None:
+    accounts.check_new_password("pale-otter-87-lantern", "pale-otter-87-lantern")

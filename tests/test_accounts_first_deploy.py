@@ -108,6 +108,10 @@ async def test_a_stranger_signing_up_as_the_admin_during_the_first_deploy_never_
         assert users.status_code == 200, users.text
         assert [(u["name"], "last_activity" in u) for u in users.json()] == [("alice", True)]
         assert token.strip() not in result.summary + result.log
+        with sqlite3.connect(hub.database) as db:
+            (stored,) = db.execute("SELECT password FROM users_info").fetchone()
+        seen = result.summary + result.log + (ssh.sandbox / "log" / "commands.log").read_text()
+        assert stored.decode() not in seen and ADMIN_PASSWORD not in seen
         assert token.strip() not in (ssh.sandbox / "log" / "commands.log").read_text()
 
         # Deploying again changes nothing: the account is seen, sign-up stays open.

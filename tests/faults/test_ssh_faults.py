@@ -22,12 +22,14 @@ HOSTNAME = "hub.example.edu"
 
 # What a fresh deploy of COURSE_FILES runs, step by step (the plan's step names), and the
 # stand-in programs each step calls. "observe" is the look at the server before planning.
+# (The installer starts the hub with the authenticator already set, sign-up closed; sign-up
+# opens in its own step once the admins have accounts.)
 STEP_PROGRAMS: list[tuple[str, str]] = [
     ("observe", "dpkg-query"),
     ("observe", "systemctl"),
     ("tljh-install", "curl"),
     ("tljh-install", "bootstrap"),
-    ("auth", "tljh-config"),
+    ("signup", "tljh-config"),
     ("https", "tljh-config"),
     ("hub-settings", "tljh-config"),
     ("apt", "apt-get"),

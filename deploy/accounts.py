@@ -233,8 +233,12 @@ if os.path.exists(DATABASE):
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     if "users_info" in tables:
         out["database"] = True
+        # JupyterHub's own users table: when each account was last active (UTC).
+        active = {}
+        if "users" in tables:
+            active = dict(db.execute("SELECT name, last_activity FROM users"))
         out["rows"] = [
-            {"name": n, "authorized": bool(a), "email": e or ""}
+            {"name": n, "authorized": bool(a), "email": e or "", "last_activity": active.get(n)}
             for n, a, e in db.execute(
                 "SELECT username, is_authorized, email FROM users_info ORDER BY id"
             )
@@ -311,7 +315,9 @@ def parse_accounts(stdout: str) -> HubAccounts:
         if isinstance(row, dict) and isinstance(row.get("name"), str):
             email = row.get("email")
             email = email if isinstance(email, str) else ""
-            rows.append(HubAccount(row["name"], bool(row.get("authorized")), email))
+            active = row.get("last_activity")
+            active = active if isinstance(active, str) else ""
+            rows.append(HubAccount(row["name"], bool(row.get("authorized")), email, active))
     return HubAccounts(True, tuple(rows), frozenset(_strings(answer.get("seeded"))))
 
 

@@ -117,6 +117,7 @@ class HubAccount:
     name: str
     authorized: bool
     email: str = ""
+    last_activity: str = ""  # JupyterHub's record, UTC ("" before the first login)
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,12 @@ async def test_students_are_approved_and_discarded_through_the_database(
     outcome = await accounts.approve(pool, target, ["erin", "Frank", "nobody"])
     assert pool.commands_run == before + 1  # many names, one round trip
     assert outcome == accounts.NamesOutcome(("erin", "frank"), (), ("nobody",))
-    assert Browser(hub).login("erin", STUDENT_PASSWORD)
-    assert Browser(hub).login("frank", STUDENT_PASSWORD)
+    for name in ("erin", "frank"):
+        student = Browser(hub)
+        assert student.login(name, STUDENT_PASSWORD)
+        student.home()  # the hub records activity on a signed-in request
+    active = {r.name: r.last_activity for r in (await accounts.list_accounts(pool, target)).rows}
+    assert active["erin"] and active["frank"] and active["grace"] == ""
     again = await accounts.approve(pool, target, ["erin"])
     assert again == accounts.NamesOutcome((), ("erin",), ())
     assert Browser(hub).login("erin", STUDENT_PASSWORD)  # approving twice does not toggle

@@ -236,6 +236,10 @@ class Browser:
         )
         return answer.status_code == 302 and "jupyterhub-hub-login" in self.session.cookies
 
+    def home(self) -> int:
+        """Open the hub's home page, as a signed-in person does after logging in."""
+        return self.session.get(f"{self.hub.url}/hub/home", timeout=10).status_code
+
     def is_admin(self) -> bool:
         """Whether the signed-in person may open the hub's admin page."""
         page = self.session.get(f"{self.hub.url}/hub/admin", allow_redirects=False, timeout=10)

@@ -14,6 +14,7 @@ from bot.github.commit_files import (
     FileTooLarge,
     files_in_listing,
     folders_of,
+    git_blob_sha,
     read_commit_files,
 )
 from tests.fakes.github import FakeGitHub, Symlink, VirtualFile, blob_sha
@@ -66,6 +67,12 @@ def test_folders_of_lists_parents_first() -> None:
         "a",
         "a/b",
     )
+
+
+@pytest.mark.parametrize("data", [b"", b"# Physics\n", bytes(range(256)) * 5])
+def test_git_blob_sha_is_gits(data: bytes) -> None:
+    assert git_blob_sha(data) == blob_sha(data)
+    assert git_blob_sha(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
 
 
 @pytest.fixture

@@ -67,6 +67,9 @@ async def test_a_push_that_changes_nothing_reads_the_tree_and_no_blob(classroom,
     await classroom.push(example, classroom.commit(files))
     await classroom.settle()
     before = len(classroom.github.requests)
+    # The next commit carries the README the service wrote: its blob is known already.
+    files = dict(classroom.github.files(COURSE_REPO, "main"))
+    assert files["README.md"] != ssh_course_files(classroom.target)["README.md"]
     second = classroom.commit({**files, "notes.md": b"Nothing the server needs.\n"})
     await classroom.push(example, second)
     await classroom.settle()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -124,6 +125,19 @@ def folders_of(paths: Iterable[str]) -> tuple[str, ...]:
         parts = path.split("/")[:-1]
         folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
     return tuple(sorted(folders, key=lambda folder: (folder.count("/") + bool(folder), folder)))
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The blob id git (and so the tree and the contents API) gives ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def remember_blob(app: GitHubApp, data: bytes) -> str:
+    """Cache a blob the service wrote itself (the README), so no push fetches it; its sha."""
+    sha = git_blob_sha(data)
+    if len(data) <= app.blobs.maxsize:
+        app.blobs[sha] = data
+    return sha
 
 
 async def _tree(gh: InstallationAPI, owner: str, repo: str, ref: str, recursive: bool) -> dict:

@@ -11,7 +11,13 @@ from typing import Any
 import gidgethub
 
 from bot.github import texts
-from bot.github.commit_files import CommitFiles, FileTooLarge, folders_of, read_commit_files
+from bot.github.commit_files import (
+    CommitFiles,
+    FileTooLarge,
+    folders_of,
+    read_commit_files,
+    remember_blob,
+)
 from bot.github.readme import (
     has_markers,
     hub_links,
@@ -160,6 +166,7 @@ async def keep_badges_current(
         return "README badges are current."
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
+    new_content = new_text.encode()
     gh = await services.reporter.api(job.installation_id)
     try:
         await gh.put(
@@ -168,7 +175,7 @@ async def keep_badges_current(
             data={
                 "message": "Update the classroom badges in README.md\n\n"
                 "Written by Littlest Classroom: the hub's launch link and status badge.",
-                "content": base64.b64encode(new_text.encode()).decode(),
+                "content": base64.b64encode(new_content).decode(),
                 # The blob we read is the one we replace: GitHub refuses (409) if the README
                 # moved on meanwhile, and the next run writes the block into the newer one.
                 "sha": files.shas[README],
@@ -179,6 +186,8 @@ async def keep_badges_current(
         if exc.status_code.value not in (409, 422):
             raise
         return "README badges not written: README.md changed meanwhile; the next run retries."
+    # The next push reads this README: its blob is known already, so it is not fetched.
+    remember_blob(services.github, new_content)
     return "README badges updated."
 
 

@@ -11,7 +11,7 @@ served from there after. A wanted file over ``max_file_bytes`` is refused, by it
 the tree, before anything is fetched (``FileTooLarge`` names it). Above 100,000 entries or
 7 MB GitHub truncates a recursive listing and says so; then the ``folders`` the wanted
 files can be in are read one level at a time. Links and submodules are never read: a
-link's blob is a path that could point anywhere, as the tarball gave the service none.
+link's blob is a path that could point anywhere (``python -m bot check`` skips them too).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ crash or a cut connection converges instead of repeating side effects.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_siz
 from deploy.keys import ServiceKey
 from deploy.model import (
     CourseConfig,
+    HubAccounts,
     Observed,
     OperationResult,
     Plan,
@@ -537,6 +539,68 @@ async def restart_hub_service(engine: Engine, course: str) -> None:
 
 
 APPROVE_LIMIT = 100
+# A password the console makes for a locked-out student: shown once, never stored.
+RESET_PASSWORD_BYTES = 12
+
+
+async def _hub_target(engine: Engine, course: str) -> Target:
+    """The course's server as remembered: account work needs no repository read."""
+    record = await engine.records.get_server(course)
+    if record is None or not record.address:
+        raise OperationError("there is no server yet: push to the default branch first")
+    return _remembered_target(engine, record)
+
+
+# --- the console's account operations: each raises OperationError with the reason -----
+
+
+async def hub_accounts(engine: Engine, course: str) -> HubAccounts:
+    """Waiting sign-ups and students with their last activity, in one round trip."""
+    try:
+        return await accounts.list_accounts(engine.ssh, await _hub_target(engine, course))
+    except SSHError as exc:
+        raise OperationError(str(exc)) from None
+
+
+async def discard_students(engine: Engine, course: str, names: list[str]) -> accounts.NamesOutcome:
+    """Delete waiting sign-ups; approved accounts are kept (reported as ``already``)."""
+    try:
+        wanted = accounts.hub_names(names)
+        return await accounts.discard(engine.ssh, await _hub_target(engine, course), wanted)
+    except (accounts.AccountError, SSHError) as exc:
+        raise OperationError(str(exc)) from None
+
+
+async def set_hub_password(
+    engine: Engine, course: str, name: str, password: str, again: str
+) -> None:
+    """An admin sets their own hub password (typed twice, the hub's own rules)."""
+    try:
+        accounts.check_new_password(password, again)
+        changed = await accounts.set_password(
+            engine.ssh, await _hub_target(engine, course), name, password
+        )
+    except (accounts.AccountError, SSHError) as exc:
+        raise OperationError(str(exc)) from None
+    if not changed:
+        raise OperationError(f"the hub has no account {name!r}: deploy first")
+
+
+async def reset_student_password(engine: Engine, course: str, name: str) -> str:
+    """A new password for a locked-out student, to show once; admins set their own."""
+    try:
+        target = await _hub_target(engine, course)
+        wanted = accounts.hub_name(name)
+        listed = await accounts.list_accounts(engine.ssh, target)
+        if wanted in listed.seeded:
+            raise OperationError(f"{wanted} is a hub admin: admins set their own password")
+        if wanted not in {r.name for r in listed.approved}:
+            raise OperationError(f"{wanted} is not an approved student on the hub")
+        password = secrets.token_urlsafe(RESET_PASSWORD_BYTES)
+        await accounts.set_password(engine.ssh, target, wanted, password)
+    except (accounts.AccountError, SSHError) as exc:
+        raise OperationError(str(exc)) from None
+    return password
 
 
 async def approve_students(
@@ -560,10 +624,7 @@ async def approve_students(
             wanted = accounts.hub_names(names)
         except accounts.AccountError as exc:
             raise OperationError(str(exc)) from None
-        record = await engine.records.get_server(course)
-        if record is None or not record.address:
-            raise OperationError("there is no server yet: push to the default branch first")
-        outcome = await accounts.approve(engine.ssh, _remembered_target(engine, record), wanted)
+        outcome = await accounts.approve(engine.ssh, await _hub_target(engine, course), wanted)
     except (OperationError, SSHError) as exc:
         return _result("failure", "Could not approve", str(exc))
     await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))

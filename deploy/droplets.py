@@ -225,7 +225,7 @@ def _check_size(size: str) -> str:
     try:
         return check_size_slug(size)
     except Invalid as exc:
-        raise DropletError(str(exc)) from None
+        raise DropletError(f"size {str(size)[:80]!r} is not allowed: {exc}") from None
 
 
 # ---- the I/O layer -----------------------------------------------------------------------

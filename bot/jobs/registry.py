@@ -272,7 +272,8 @@ def parse_arguments(op: Operation, words: Sequence[str]) -> Any:
     while index < len(words):
         word = words[index]
         index += 1
-        if not word.startswith("-"):
+        # Options are spelled with two dashes; "-x" is a (bad) value for the parser to name.
+        if not word.startswith("--"):
             loose.append(word)
             continue
         spec = flags.get(word)
@@ -285,7 +286,7 @@ def parse_arguments(op: Operation, words: Sequence[str]) -> Any:
         if isinstance(spec, Flag):
             values[spec.name] = True
             continue
-        if index >= len(words) or words[index].startswith("-"):
+        if index >= len(words) or words[index].startswith("--"):
             raise CommandError(f"`{word}` needs {spec.parse.what}. {hint}")
         values[spec.name] = _apply(spec.parse, words[index], hint)
         index += 1

@@ -79,6 +79,21 @@ async def test_resize_by_a_writer(classroom, do_fake, example):
     assert contents == ["eyes", "rocket"]
 
 
+async def test_resize_to_a_slug_with_an_underscore_reaches_digitalocean_as_written(
+    classroom, do_fake, example
+):
+    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    await classroom.comment(
+        example, "/resize so1_5-2vcpu-16gb", user="alice", issue=issue_payload(example, number)
+    )
+    await classroom.settle()
+    resize = [r for r in do_fake.requests if r.body and r.body.get("type") == "resize"]
+    assert [(r.body["size"], r.body["disk"]) for r in resize] == [("so1_5-2vcpu-16gb", False)]
+    assert do_fake.droplets[droplet_id].size == "so1_5-2vcpu-16gb"
+    [reply] = classroom.github.issues[(COURSE_REPO, number)].comments
+    assert reply["body"].startswith("@alice `/resize so1_5-2vcpu-16gb` done")
+
+
 async def test_resize_by_a_reader_is_refused_and_touches_nothing(classroom, do_fake, example):
     _, number = await droplet_classroom(classroom, do_fake, example)
     before = list(do_fake.actions)

@@ -224,6 +224,13 @@ def test_operation_job_is_the_job_a_comment_asks_for():
         "source": "console",
     }
     assert job.coalesce_key == "command:resize"
+    # The monitor's own restarts coalesce with each other, never with a person's /restart.
+    assert (
+        operation_job(
+            COURSE, "restart", installation_id=7, user=None, source="monitor"
+        ).coalesce_key
+        == "monitor:restart"
+    )
 
 
 @pytest.mark.parametrize(

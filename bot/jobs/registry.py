@@ -495,8 +495,11 @@ def operation_job(
         "user": user,
         "source": source,
     }
-    # A newer request for the same operation replaces one still waiting: they run once.
-    return NewJob(course, "command", body, installation_id, coalesce_key=f"command:{op.name}")
+    # A newer request for the same operation replaces one still waiting: they run once. The
+    # service's own requests coalesce only with each other, so a person's request (and the
+    # reply it is owed) is never replaced by the monitor's.
+    key = f"{source}:{op.name}" if source in SERVICE_SOURCES else f"command:{op.name}"
+    return NewJob(course, "command", body, installation_id, coalesce_key=key)
 
 
 def invalid_command_job(

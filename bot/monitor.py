@@ -253,6 +253,13 @@ class Monitor:
             payload=payload,
         )
 
+    async def note_up(self, course: str, detail: str) -> None:
+        """The hub was seen answering outside a probe; keeps the monitor's own copy true."""
+        if self._states is None:
+            self._states = await self.services.store.monitor_states()
+        state = self._states.setdefault(course, st.MonitorState(course))
+        await _mark_up(self.services, state, detail)
+
     async def _close_issue(self, course: st.Course, state: st.MonitorState, detail: str) -> None:
         assert state.issue_number is not None
         await self.services.reporter.close_issue(
@@ -266,15 +273,16 @@ class Monitor:
 
 async def note_hub_up(services: Services, course: str, detail: str) -> None:
     """Someone else saw the hub answer (a deploy's own check): the badge says up at once
-    instead of waiting for the next probe. An open outage issue stays for the monitor's
-    next probe to close, with its evidence."""
+    instead of waiting for the next probe."""
     monitor = services.extras.get("monitor")
-    states = monitor._states if isinstance(monitor, Monitor) else None
-    state = states.get(course) if states is not None else None
-    if state is None:
-        state = await services.store.monitor_state(course)
-        if states is not None:
-            states[course] = state
+    if isinstance(monitor, Monitor):
+        await monitor.note_up(course, detail)
+    else:
+        await _mark_up(services, await services.store.monitor_state(course), detail)
+
+
+async def _mark_up(services: Services, state: st.MonitorState, detail: str) -> None:
+    # An open outage issue stays for the monitor's next probe to close, with its evidence.
     now = time.time()
     if state.state != "up":
         state.changed_at = now

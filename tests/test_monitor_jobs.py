@@ -104,3 +104,39 @@ async def test_a_deploy_under_way_holds_the_monitors_restart_and_its_outage_issu
         await monitor.run_round(force=True)
         [issue] = outage_issues(classroom)
         assert "502" in issue.body
+
+
+async def test_a_passing_deploy_resets_the_monitors_count_of_failures(classroom, example):
+    files = ssh_course_files(classroom.target)
+    await classroom.push(example, classroom.commit(files))
+    await classroom.settle()
+    store = classroom.services.store
+    monitor = classroom.services.extras["monitor"]  # the service's own, with its cache
+    answering = {"up": False}
+
+    async def hub_api(request: web.Request) -> web.Response:
+        if answering["up"]:
+            return web.json_response({"version": "5.1.0"})
+        return web.Response(status=502)
+
+    async with fake_hub(hub_api) as hub_url:
+        facts = {"hub_url": hub_url, "monitor_every": 60, "monitor_issue": True}
+        await store.save_course_facts(COURSE_REPO, facts)
+        await monitor.run_round(force=True)
+        await monitor.run_round(force=True)
+        [issue] = outage_issues(classroom)
+        assert ">down<" in await (await classroom.client.get(BADGE)).text()
+
+        await classroom.push(example, classroom.commit({**files, "apt.txt": b"graphviz\njq\n"}))
+        await classroom.settle()
+        assert ">up<" in await (await classroom.client.get(BADGE)).text()
+
+        # One failure after the deploy is one, not the third of an outage.
+        await store.save_course_facts(COURSE_REPO, facts)
+        await monitor.run_round(force=True)
+        assert ">up<" in await (await classroom.client.get(BADGE)).text()
+        assert (await store.monitor_state(COURSE_REPO)).failures == 1
+
+        answering["up"] = True
+        await monitor.run_round(force=True)
+        assert issue.state == "closed"

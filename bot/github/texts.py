@@ -46,14 +46,8 @@ def refusal(user: str, permission: dict | None, required: str = "write") -> str:
     )
 
 
-COMMAND_NOTES = {
-    "rebuild": "Students' files in /home are kept: a rebuild re-applies the software in place.",
-    "resize": "The hub restarted during the resize; students' files are kept.",
-    "restart": "The hub restarted; students may need to reload their page.",
-}
-
-
-def command_reply(name: str, args: list[str], result: JobResult) -> str:
+def command_reply(name: str, args: list[str], result: JobResult, note: str = "") -> str:
+    """The reply to a command: what ran, how it ended, and the entry's note on success."""
     outcome = {"success": "done", "neutral": "done", "failure": "failed", "cancelled": "cancelled"}
     parts = [
         f"`/{' '.join([name, *args])}` {outcome.get(result.conclusion, result.conclusion)}: "
@@ -61,8 +55,8 @@ def command_reply(name: str, args: list[str], result: JobResult) -> str:
         "",
         result.summary,
     ]
-    if name in COMMAND_NOTES and result.conclusion == "success":
-        parts += ["", COMMAND_NOTES[name]]
+    if note and result.conclusion == "success":
+        parts += ["", note]
     return "\n".join(parts)
 
 

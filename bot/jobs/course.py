@@ -257,7 +257,8 @@ async def run_command(ctx: JobContext) -> JobResult:
         await finish_command(services, job, reply, ok=False)
         return JobResult("neutral", f"/{registry.code(name)}", reply)
     result = await run_entry(ctx, op, args, user=user or None, source=source, title=f"/{name}")
-    await finish_command(services, job, texts.command_reply(name, words, result), ok=result.ok)
+    reply = texts.command_reply(name, words, result, op.note)
+    await finish_command(services, job, reply, ok=result.ok)
     return result
 
 

@@ -136,6 +136,7 @@ async def plan(op: OperationContext, args: NoArgs) -> OperationResult:
     "rebuild",
     summary="Re-apply TLJH and the packages in place; students' files stay.",
     button=Button("Rebuild", "Re-apply everything; files kept"),
+    note="Students' files in /home are kept: a rebuild re-applies the software in place.",
 )
 async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
     assert op.config is not None
@@ -165,6 +166,7 @@ class ResizeArgs:
     grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
     args=ResizeArgs,
     permission=WRITE,
+    note="The hub restarted during the resize; students' files are kept.",
 )
 async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
     assert op.config is not None
@@ -177,6 +179,7 @@ async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
     "restart",
     summary="Restart JupyterHub and its proxy.",
     button=Button("Restart hub", "Restart JupyterHub"),
+    note="The hub restarted; students may need to reload their page.",
 )
 async def restart(op: OperationContext, args: NoArgs) -> OperationResult:
     assert op.config is not None

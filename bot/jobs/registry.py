@@ -224,6 +224,7 @@ class Operation:
     button: Button | None
     needs_config: bool
     command: bool  # a slash command; deploy is not, a push asks for it
+    note: str  # added to the reply when it succeeded
 
     @property
     def usage_hint(self) -> str:
@@ -332,6 +333,7 @@ def operation(
     button: Button | None = None,
     needs_config: bool = True,
     command: bool = True,
+    note: str = "",
 ) -> Callable[[OperationFunction], OperationFunction]:
     """Register the decorated function as the operation ``name`` (see the module docstring)."""
     if not _NAME.fullmatch(name):
@@ -364,6 +366,7 @@ def operation(
             button=button,
             needs_config=needs_config,
             command=command,
+            note=note,
         )
         return function
 

@@ -174,6 +174,11 @@ def test_flags_options_and_a_permission_that_depends_on_the_arguments(scratch_re
         op.parse(["a", "b"])
 
 
+@dataclass(frozen=True)
+class SizeArgs:
+    size: str
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -195,6 +200,23 @@ def test_entries_github_cannot_show_are_refused(scratch_registry, change, messag
 
     with pytest.raises((ValueError, TypeError), match=message):
         operation(name, **spec)(run)
+
+
+def test_a_button_must_run_without_words(scratch_registry):
+    del registry.OPERATIONS["snapshot"]  # room for a third button
+
+    async def run(op, args) -> OperationResult:
+        return OperationResult("success", "", "")
+
+    with pytest.raises(ValueError, match="a button needs no arguments"):
+        operation(
+            "grow",
+            summary="Grow.",
+            grammar=(Positional("size", parse=registry.parse_size_slug),),
+            args=SizeArgs,
+            button=Button("Grow", "Grow the droplet"),
+        )(run)
+    assert "grow" not in registry.OPERATIONS
 
 
 def test_no_argument_commands_refuse_words_and_options():

@@ -194,7 +194,7 @@ async def run_entry(
         user=user,
         source=source,
         files=files,
-        _checkpoint=ctx.checkpoint,
+        on_checkpoint=ctx.checkpoint,
     )
     result = await op.run(context, args)
     return JobResult.of(result, log=progress.text)

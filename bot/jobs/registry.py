@@ -200,11 +200,11 @@ class OperationContext:
     user: str | None
     source: str
     files: dict[str, bytes] = field(default_factory=dict)  # the course files read, if any
-    _checkpoint: Callable[[], None] = lambda: None
+    on_checkpoint: Callable[[], None] = lambda: None  # the job's; raises to stop
 
     def checkpoint(self) -> None:
         """Stop here if the job was cancelled or the service is stopping."""
-        self._checkpoint()
+        self.on_checkpoint()
 
 
 OperationFunction = Callable[[OperationContext, Any], Awaitable[OperationResult]]
@@ -354,7 +354,7 @@ def operation(
             raise ValueError(f"operation {name!r} is registered twice")
         if button is not None and len(buttons()) >= MAX_BUTTONS:
             raise ValueError(f"operation {name!r}: GitHub shows at most {MAX_BUTTONS} buttons")
-        OPERATIONS[name] = Operation(
+        entry = Operation(
             name=name,
             run=function,
             usage=usage or f"/{name}",
@@ -368,6 +368,13 @@ def operation(
             command=command,
             note=note,
         )
+        if button is not None:
+            # A button press carries no words: the entry must run without any.
+            try:
+                entry.parse([])
+            except CommandError:
+                raise ValueError(f"operation {name!r}: a button needs no arguments") from None
+        OPERATIONS[name] = entry
         return function
 
     return register

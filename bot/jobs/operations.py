@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from bot.github import texts
+from bot.github.commit_files import CommitFiles
 from bot.jobs.course import keep_badges_current, launch_url
 from bot.jobs.registry import (
     WRITE,
@@ -84,8 +85,10 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
             )
         )
         if args.mode == "apply" and config.badges and result.conclusion in ("success", "neutral"):
+            files = op.files
+            assert isinstance(files, CommitFiles)
             extra.append(
-                await keep_badges_current(services, job, config, result.hub_url, branch, op.files)
+                await keep_badges_current(services, job, config, result.hub_url, branch, files)
             )
     if "id" in deployment:
         await reporter.deployment_status(

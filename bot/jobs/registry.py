@@ -199,7 +199,8 @@ class OperationContext:
     progress: Callable[[str], Awaitable[None]]  # a line to the check run's live log
     user: str | None
     source: str
-    files: dict[str, bytes] = field(default_factory=dict)  # the course files read, if any
+    # The course files read at the job's commit (a bot.github.commit_files.CommitFiles).
+    files: Mapping[str, bytes] = field(default_factory=dict)
     on_checkpoint: Callable[[], None] = lambda: None  # the job's; raises to stop
 
     def checkpoint(self) -> None:

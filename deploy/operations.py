@@ -528,16 +528,6 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
     }
 
 
-async def restart_hub_service(engine: Engine, course: str) -> None:
-    record = await engine.records.get_server(course)
-    if record is None or not record.address:
-        raise OperationError("no server is known for this course")
-    target = _remembered_target(engine, record)
-    status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
-    if status != 0:
-        raise OperationError(f"systemctl restart jupyterhub exited {status}")
-
-
 APPROVE_LIMIT = 100
 # A password the console makes for a locked-out student: shown once, never stored.
 RESET_PASSWORD_BYTES = 12

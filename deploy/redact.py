@@ -1,8 +1,8 @@
 """Redaction of secrets from any text that leaves the service (logs, check runs, comments).
 
 Two layers: the exact values the service knows are secret, and anything shaped like a
-GitHub token, a DigitalOcean token or a private key, so that a secret the service does
-not know of is still caught.
+GitHub token, a DigitalOcean token, a private key or a bcrypt password hash, so that a
+secret the service does not know of is still caught.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ _SHAPES = re.compile(
     r"|\bgithub_pat_[A-Za-z0-9_]{20,255}\b"
     r"|\bv1\.[0-9a-f]{40}\b"
     r"|\bdo[pro]_v1_[a-f0-9]{64}\b"
-    r"|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",
+    r"|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"
+    # A bcrypt hash (a hub password's): never a secret to show, even hashed.
+    r"|\$2[abxy]\$[0-9]{2}\$[./A-Za-z0-9]{53}",
     re.DOTALL,
 )
 

@@ -123,3 +123,10 @@ def test_new_passwords_are_refused_with_the_rule_they_break(
 
 def test_a_good_new_password_passes() -> None:
     accounts.check_new_password("pale-otter-87-lantern", "pale-otter-87-lantern")
+
+
+def test_a_password_hash_is_redacted_wherever_it_would_be_shown() -> None:
+    from deploy.redact import REDACTED, redact
+
+    hashed = accounts.password_hash("pale-otter-87-lantern")
+    assert redact(f"row: {hashed} end") == f"row: {REDACTED} end"

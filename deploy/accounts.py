@@ -129,18 +129,24 @@ def table_ready():
         db.close()
 
 def seeded():
+    # name -> the row's otp_secret when the service made it: a row of that name with
+    # another secret was made by somebody else (after ours was deleted, say).
     try:
         with open(SEEDED) as f:
-            return list(json.load(f))
+            found = json.load(f)
     except (OSError, ValueError):
-        return []
+        return {}
+    return found if isinstance(found, dict) else {}
 
-def remember(names):
+def remember(mine):
     tmp = SEEDED + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(sorted(set(names)), f)
-    os.chmod(tmp, 0o600)
+        os.chmod(tmp, 0o600)
+        json.dump(mine, f, sort_keys=True)
     os.replace(tmp, SEEDED)
+
+def secrets_of(db):
+    return dict(db.execute("SELECT username, otp_secret FROM users_info"))
 
 def rows(db, names):
     # One course has at most a few thousand rows: read them all rather than build SQL.
@@ -165,18 +171,20 @@ if action == "seed":
     mine = seeded()
     accounts = request["accounts"]
     have = rows(db, [a["name"] for a in accounts])
+    otp = secrets_of(db)
     out.update(created=[], present=[], taken=[])
     for account in accounts:
         name = account["name"]
         if name not in have:
+            secret = base64.b32encode(os.urandom(10)).decode()
             db.execute(
                 "INSERT INTO users_info (username, password, is_authorized, login_email_sent,"
                 " has_2fa, otp_secret) VALUES (?, ?, 1, 0, 0, ?)",
-                (name, account["hash"].encode(), base64.b32encode(os.urandom(10)).decode()),
+                (name, account["hash"].encode(), secret),
             )
-            mine.append(name)
+            mine[name] = secret
             out["created"].append(name)
-        elif name in mine:
+        elif mine.get(name) is not None and mine.get(name) == otp.get(name):
             out["present"].append(name)
         else:
             out["taken"].append(name)
@@ -245,9 +253,15 @@ if os.path.exists(DATABASE):
         ]
         try:
             with open(SEEDED) as f:
-                out["seeded"] = json.load(f)
+                mine = json.load(f)
         except (OSError, ValueError):
-            out["seeded"] = []
+            mine = {}
+        otp = dict(db.execute("SELECT username, otp_secret FROM users_info"))
+        # Only rows still the ones the service made (same secret) count as its own.
+        out["seeded"] = [
+            name for name, secret in (mine.items() if isinstance(mine, dict) else ())
+            if secret is not None and otp.get(name) == secret
+        ]
 print(json.dumps(out))
 """.replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
 

@@ -193,3 +193,24 @@ async def test_approve_command_approves_waiting_students_and_says_which(
     assert not Browser(hub).login("quiet-student", STUDENT_PASSWORD)
     assert again.title == "Nobody new approved"
     assert "Already approved: erin" in again.summary
+
+
+async def test_a_name_reclaimed_after_the_admin_row_was_deleted_is_not_taken_for_ours(
+    hub_target: tuple[SSHTarget, RealHub], pool: SSHPool
+) -> None:
+    import sqlite3
+
+    ssh, hub = hub_target
+    target = target_of(ssh)
+    hub.start(HubSettings(enable_signup=True, admins=()))
+    await accounts.seed_admins(pool, target, ["alice"], wait=0)
+    assert (await accounts.list_accounts(pool, target)).seeded == {"alice"}
+    # Somebody removed the row by hand (NativeAuthenticator's pages can): the name is free.
+    with sqlite3.connect(hub.database) as db:
+        db.execute("DELETE FROM users_info WHERE username='alice'")
+    assert "sent to the admin" in Browser(hub).signup("alice", "stranger-password-1")
+
+    listed = await accounts.list_accounts(pool, target)
+    assert listed.seeded == frozenset() and "alice" in listed.names()
+    seeded = await accounts.seed_admins(pool, target, ["alice"], wait=0)
+    assert seeded.taken == ("alice",) and seeded.present == ()

@@ -19,7 +19,7 @@ from bot.monitor import Monitor
 from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.store import Job, Store
-from bot.web import pages
+from bot.web import pages, sessions
 from deploy.droplets import DropletDriver
 from deploy.keys import ensure_service_key
 from deploy.operations import Engine
@@ -77,6 +77,8 @@ def make_app(
     monitoring: bool = True,
 ) -> web.Application:
     app = web.Application(client_max_size=webhook.MAX_BODY)
+    sessions.setup_sessions(app, settings.data_dir, settings.public_url)
+    app.middlewares.append(sessions.csrf_middleware)
     app.router.add_post("/webhook", webhook.receive)
     pages.add_routes(app)
 

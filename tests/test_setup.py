@@ -131,6 +131,8 @@ def test_manifest_is_app_yml_plus_the_services_own_urls() -> None:
         "url": PUBLIC_URL,
         "hook_attributes": {"url": f"{PUBLIC_URL}/webhook", "active": True},
         "redirect_url": f"{PUBLIC_URL}/setup/callback",
+        "callback_urls": [f"{PUBLIC_URL}/login/callback"],
+        "request_oauth_on_install": False,
     }
 
 
@@ -148,6 +150,8 @@ async def test_setup_page_posts_the_manifest_to_github(setup_client, github_fake
         "url": PUBLIC_URL,
         "hook_attributes": {"url": f"{PUBLIC_URL}/webhook", "active": True},
         "redirect_url": f"{PUBLIC_URL}/setup/callback",
+        "callback_urls": [f"{PUBLIC_URL}/login/callback"],
+        "request_oauth_on_install": False,
     }
     assert form["button"] == "register"
 

@@ -87,6 +87,16 @@ MIGRATIONS: tuple[str, ...] = (
         changed_at REAL
     );
     """,
+    """
+    CREATE TABLE course_tokens (
+        course TEXT PRIMARY KEY,
+        ciphertext BLOB NOT NULL,
+        last_four TEXT NOT NULL,
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
 
 

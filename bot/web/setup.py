@@ -27,7 +27,7 @@ from bot.settings import SettingsError, write_env
 
 logger = logging.getLogger(__name__)
 
-APP_MANIFEST = Path(__file__).resolve().parent.parent / "app.yml"
+APP_MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
 ORG_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 STATE_LIFETIME = 3600
@@ -42,6 +42,9 @@ def build_manifest(public_url: str, manifest_path: Path = APP_MANIFEST) -> dict[
     manifest["url"] = public_url
     manifest["hook_attributes"] = {"url": f"{public_url}/webhook", "active": True}
     manifest["redirect_url"] = f"{public_url}/setup/callback"
+    # Signing in to the console (the OAuth web flow) returns here; no OAuth during install.
+    manifest["callback_urls"] = [f"{public_url}/login/callback"]
+    manifest["request_oauth_on_install"] = False
     return manifest
 
 

@@ -1,0 +1,512 @@
+"""The instructor console: sign in with GitHub, see your courses, run their operations.
+
+Routes: ``GET /login``, ``GET /login/callback``, ``POST /logout``, ``GET /courses``,
+``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, and POSTs for
+the operation buttons and the course's own DigitalOcean token).
+
+Who sees what: a course page (and every POST under it) is served only to people GitHub's
+collaborator-permission API says are admin, maintain or write on the repository, asked
+with the App's installation token and cached briefly. Everyone else gets the same 404 as
+for an unknown course, and their POSTs change nothing. Buttons ask for the same
+``command`` job a slash command asks for; the job checks the permission again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
+from aiohttp import web
+from cachetools import TTLCache
+
+from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
+from bot.github.reporting import CHECK_ACTIONS
+from bot.jobs.commands import SIZE_PATTERN, may_run
+from bot.services import SERVICES, Services
+from bot.store import FINAL_STATES, Course, Job, NewJob
+from bot.web import sessions
+from deploy.redact import redact
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+PERMISSION_TTL = 60.0  # a removed collaborator loses the console within a minute
+REPOSITORIES_TTL = 60.0
+USER_CHECK_TTL = 300.0  # how often a signed-in person's token is shown to GitHub again
+SIZES_TTL = 600.0
+CODE_LENGTH = 200
+RECENT_JOBS = 10
+NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A console button: runs the ``command`` job of the slash command of the same name."""
+
+    name: str
+    label: str
+    description: str
+
+
+BUTTONS: dict[str, Operation] = {
+    **{
+        action["identifier"]: Operation(
+            action["identifier"], action["label"], action["description"]
+        )
+        for action in CHECK_ACTIONS
+    },
+    "resize": Operation("resize", "Resize", "Change CPU and memory; the disk stays"),
+}
+
+
+@dataclass
+class SignedIn:
+    login: str
+    token: UserToken
+    csrf: str
+
+
+class ConsoleState:
+    """The console's short-lived caches, kept per application."""
+
+    def __init__(self) -> None:
+        self.permissions: TTLCache[tuple[str, str], bool] = TTLCache(10_000, PERMISSION_TTL)
+        self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
+        self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
+        self.sizes: TTLCache[str, list[Any]] = TTLCache(100, SIZES_TTL)
+        self.default_branches: dict[str, str] = {}
+        self.oauth: GitHubOAuth | None = None
+
+    def clear(self) -> None:
+        for cache in (self.permissions, self.repositories, self.verified, self.sizes):
+            cache.clear()
+
+
+CONSOLE = web.AppKey("console", ConsoleState)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def oauth_client(request: web.Request) -> GitHubOAuth | None:
+    services = services_of(request)
+    settings = services.settings
+    if not (settings.client_id and settings.client_secret):
+        return None
+    state = request.app[CONSOLE]
+    if state.oauth is None or state.oauth.client_id != settings.client_id:
+        state.oauth = GitHubOAuth(
+            services.session,
+            settings.client_id,
+            settings.client_secret,
+            settings.github_url,
+            settings.github_api_url,
+        )
+    return state.oauth
+
+
+def page_headers(response: web.StreamResponse, github_url: str) -> web.StreamResponse:
+    response.headers["Content-Security-Policy"] = sessions.content_security_policy(github_url)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    services = services_of(request)
+    context = {"app_slug": services.app_slug or "littlest-classroom", **context}
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    page_headers(response, services.settings.github_url)
+    return response
+
+
+def message(request: web.Request, title: str, text: str, status: int) -> web.Response:
+    return render(request, "message.html", {"title": title, "text": text}, status)
+
+
+def not_found(request: web.Request) -> web.Response:
+    # The same answer for an unknown course and for one the person may not see.
+    return message(request, "Not found", "There is no course here that you can open.", 404)
+
+
+# -- who is signed in --------------------------------------------------------------------------
+
+
+async def signed_in(request: web.Request) -> SignedIn | None:
+    """The person this browser's session belongs to, with a token GitHub still accepts.
+
+    An expired token is refreshed (once) with its refresh token; a token or refresh token
+    GitHub refuses ends the session.
+    """
+    session = await aiohttp_session.get_session(request)
+    login = session.get("login")
+    token = UserToken.from_session(session)
+    if not isinstance(login, str) or token is None or sessions.idle_too_long(session):
+        if not session.new and "login" in session:
+            session.invalidate()
+        return None
+    oauth = oauth_client(request)
+    if oauth is None:
+        session.invalidate()
+        return None
+    state = request.app[CONSOLE]
+    try:
+        if token.expired():
+            token = await oauth.refresh(token)
+            session.update(token.as_session())
+        key = hashlib.sha256(token.access_token.encode()).hexdigest()
+        if state.verified.get(key) != login:
+            try:
+                user = await oauth.user(token)
+            except TokenRejected:
+                token = await oauth.refresh(token)
+                session.update(token.as_session())
+                key = hashlib.sha256(token.access_token.encode()).hexdigest()
+                user = await oauth.user(token)
+            if user.get("login") != login:
+                raise TokenRejected("the token belongs to someone else")
+            state.verified[key] = login
+    except TokenRejected as exc:
+        logger.info("signed %s out: %s", login, exc)
+        session.invalidate()
+        return None
+    sessions.touch(session)
+    return SignedIn(login, token, sessions.csrf_token(session))
+
+
+async def permitted(request: web.Request, course: Course, login: str) -> bool:
+    """Whether GitHub says ``login`` is admin, maintain or write on the course (cached)."""
+    state = request.app[CONSOLE]
+    key = (course.full_name, login)
+    allowed = state.permissions.get(key)
+    if allowed is None:
+        services = services_of(request)
+        payload = await services.reporter.permission(
+            course.installation_id, course.full_name, login
+        )
+        allowed = may_run(payload)
+        state.permissions[key] = allowed
+    return allowed
+
+
+async def course_for(request: web.Request, user: SignedIn) -> Course | None:
+    owner, repo = request.match_info["owner"], request.match_info["repo"]
+    services = services_of(request)
+    course = await services.store.course(f"{owner}/{repo}")
+    if course is None or not course.active:
+        return None
+    if not await permitted(request, course, user.login):
+        return None
+    return course
+
+
+def login_redirect() -> web.HTTPFound:
+    return web.HTTPFound("/login")
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+async def landing(request: web.Request) -> web.Response:
+    """``GET /`` once the service is registered: what it is, install it, sign in."""
+    services = services_of(request)
+    slug = services.app_slug or "littlest-classroom"
+    session = await aiohttp_session.get_session(request)
+    return render(
+        request,
+        "landing.html",
+        {
+            "install_url": f"{services.settings.github_url}/apps/{slug}/installations/new",
+            "can_sign_in": bool(services.settings.client_id),
+            "login": session.get("login"),
+            "csrf": sessions.csrf_token(session) if "login" in session else "",
+        },
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    services = services_of(request)
+    oauth = oauth_client(request)
+    if oauth is None:
+        return message(
+            request,
+            "Sign-in is not set up",
+            "This service has no GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET; the operator adds "
+            "them from the GitHub App's settings.",
+            503,
+        )
+    session = await aiohttp_session.get_session(request)
+    state = secrets.token_urlsafe(32)
+    session["oauth_state"] = state
+    raise web.HTTPFound(
+        oauth.authorize_url(f"{services.settings.public_url}/login/callback", state)
+    )
+
+
+async def login_callback(request: web.Request) -> web.Response:
+    services = services_of(request)
+    oauth = oauth_client(request)
+    if oauth is None:
+        return not_found(request)
+    session = await aiohttp_session.get_session(request)
+    expected = session.pop("oauth_state", None)
+    state = request.query.get("state", "")
+    code = request.query.get("code", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, state):
+        return message(
+            request,
+            "Sign-in refused",
+            "This sign-in link does not belong to this browser (its state does not match). "
+            "Nothing was signed in. Start again from the sign-in link.",
+            400,
+        )
+    if not code or len(code) > CODE_LENGTH or not code.isascii():
+        return message(request, "Sign-in refused", "GitHub sent no usable code.", 400)
+    try:
+        token = await oauth.exchange(code, f"{services.settings.public_url}/login/callback")
+        user = await oauth.user(token)
+    except OAuthError as exc:
+        return message(request, "Sign-in failed", f"GitHub refused the sign-in: {exc}.", 400)
+    # A fresh session for the signed-in person: nothing from before sign-in carries over.
+    session = await aiohttp_session.new_session(request)
+    session.update({"login": str(user["login"]), **token.as_session()})
+    sessions.touch(session)
+    sessions.csrf_token(session)
+    request.app[CONSOLE].verified[hashlib.sha256(token.access_token.encode()).hexdigest()] = str(
+        user["login"]
+    )
+    logger.info("%s signed in to the console", user["login"])
+    raise web.HTTPFound("/courses")
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await aiohttp_session.get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther("/")
+
+
+async def user_repositories(request: web.Request, user: SignedIn) -> list[dict[str, Any]]:
+    state = request.app[CONSOLE]
+    repositories = state.repositories.get(user.login)
+    if repositories is None:
+        oauth = oauth_client(request)
+        assert oauth is not None
+        repositories = await oauth.repositories(user.token, services_of(request).settings.app_id)
+        state.repositories[user.login] = repositories
+        for repo in repositories:
+            if isinstance(repo.get("default_branch"), str):
+                state.default_branches[repo["full_name"]] = repo["default_branch"]
+    return repositories
+
+
+async def course_list(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    services = services_of(request)
+    try:
+        repositories = await user_repositories(request, user)
+    except TokenRejected:
+        (await aiohttp_session.get_session(request)).invalidate()
+        raise login_redirect() from None
+    except OAuthError as exc:
+        return message(request, "GitHub is not answering", str(exc), 502)
+    names = {r["full_name"] for r in repositories if isinstance(r.get("full_name"), str)}
+    courses = [c for c in await services.store.courses() if c.full_name in names]
+    visible = [c for c in courses if await permitted(request, c, user.login)]
+    servers = {c.full_name: await services.store.get_server(c.full_name) for c in visible}
+    return render(request, "courses.html", {"user": user, "courses": visible, "servers": servers})
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    result = job.result or {}
+    duration = (
+        round(job.finished_at - job.started_at, 1)
+        if job.finished_at is not None and job.started_at is not None
+        else None
+    )
+    payload = job.payload
+    what = payload.get("name") if job.kind == "command" else job.kind
+    return {
+        "id": job.id,
+        "operation": str(what or job.kind),
+        "state": job.state,
+        "done": job.state in FINAL_STATES,
+        "conclusion": result.get("conclusion") or ("failure" if job.error else None),
+        "title": str(result.get("title") or ""),
+        "duration": duration,
+        "user": str(payload.get("user") or ""),
+        "source": str(payload.get("source") or job.kind),
+        "log": redact(str(result.get("log") or result.get("summary") or job.error or "")),
+    }
+
+
+async def region_sizes(request: web.Request, course: str, region: str | None) -> list[Any]:
+    """DigitalOcean's sizes in the course's region (cached), for the resize picker."""
+    services = services_of(request)
+    if not region or services.engine is None:
+        return []
+    driver = await services.engine.droplets_for(course)
+    if driver is None:
+        return []
+    state = request.app[CONSOLE]
+    key = f"{id(driver)}:{region}"
+    if key not in state.sizes:
+        sizes = await driver.list_sizes()
+        state.sizes[key] = [s for s in sizes if s.available and region in s.regions]
+    return state.sizes[key]
+
+
+async def course_page(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    services = services_of(request)
+    name = course.full_name
+    record = await services.store.get_server(name)
+    facts = await services.store.course_facts(name)
+    monitor = await services.store.monitor_state(name)
+    jobs = [job_view(job) for job in await services.store.recent_jobs(name, RECENT_JOBS)]
+    sizes: list[Any] = []
+    size_problem = ""
+    if record is not None and record.provider == "digitalocean":
+        try:
+            sizes = await region_sizes(request, name, record.region)
+        except Exception as exc:  # the page still shows, without the picker
+            size_problem = redact(str(exc))
+    token = await services.store.course_token(name)
+    return render(
+        request,
+        "course.html",
+        {
+            "user": user,
+            "course": name,
+            "record": record,
+            "hub_url": facts.get("hub_url"),
+            "monitor": monitor,
+            "look": monitor.detail.get("look") or {},
+            "jobs": jobs,
+            "buttons": list(BUTTONS.values()),
+            "sizes": sizes,
+            "size_problem": size_problem,
+            "token": token,
+            "require_token": services.settings.require_course_token,
+            "notice": request.query.get("notice", "")[:200],
+        },
+    )
+
+
+async def course_jobs(request: web.Request) -> web.Response:
+    """The course's last jobs as JSON: the page polls it to show progress without a reload."""
+    user = await signed_in(request)
+    if user is None:
+        return web.json_response({"error": "signed out"}, status=401)
+    course = await course_for(request, user)
+    if course is None:
+        return web.json_response({"error": "not found"}, status=404)
+    services = services_of(request)
+    jobs = [
+        job_view(job) for job in await services.store.recent_jobs(course.full_name, RECENT_JOBS)
+    ]
+    response = web.json_response({"jobs": jobs})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def enqueue_operation(
+    services: Services, course: Course, name: str, args: list[str], user: str, branch: str
+) -> int | None:
+    """Ask for the same ``command`` job the slash command ``/name args`` asks for."""
+    result = await services.store.enqueue(
+        NewJob(
+            course.full_name,
+            "command",
+            {
+                "name": name,
+                "args": args,
+                "user": user,
+                "source": "console",
+                "default_branch": branch,
+            },
+            installation_id=course.installation_id,
+            coalesce_key=f"command:{name}",
+        )
+    )
+    if result is None:
+        return None
+    job_id, superseded = result
+    await services.runner.superseded(superseded)
+    await services.job_created(job_id)
+    services.runner.wake()
+    return job_id
+
+
+async def run_operation(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    operation = BUTTONS.get(request.match_info["operation"])
+    if course is None or operation is None:
+        return not_found(request)
+    services = services_of(request)
+    args: list[str] = []
+    if operation.name == "resize":
+        form = await request.post()
+        size = form.get("size")
+        if not isinstance(size, str) or not SIZE_PATTERN.fullmatch(size) or len(size) > 64:
+            return message(
+                request,
+                "Not a size",
+                "Pick a size from the list: a DigitalOcean size slug such as s-4vcpu-8gb.",
+                400,
+            )
+        args = [size]
+    branch = request.app[CONSOLE].default_branches.get(course.full_name)
+    if branch is None:
+        with contextlib.suppress(OAuthError):
+            await user_repositories(request, user)
+        branch = request.app[CONSOLE].default_branches.get(course.full_name, "main")
+    job_id = await enqueue_operation(services, course, operation.name, args, user.login, branch)
+    logger.info(
+        "%s asked for %s on %s from the console (job %s)",
+        user.login,
+        operation.name,
+        course.full_name,
+        job_id,
+    )
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
+
+
+def add_routes(app: web.Application) -> None:
+    app[CONSOLE] = ConsoleState()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    )
+    app.router.add_static("/static", HERE / "static", append_version=True)
+    app.router.add_get("/login", login)
+    app.router.add_get("/login/callback", login_callback)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/courses", course_list)
+    app.router.add_get(r"/courses/{owner}/{repo}", course_page)
+    app.router.add_get(r"/courses/{owner}/{repo}/jobs.json", course_jobs)
+    app.router.add_post(r"/courses/{owner}/{repo}/run/{operation}", run_operation)

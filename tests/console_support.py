@@ -15,10 +15,12 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 async def follow_authorize(location: str) -> str:
     """What GitHub's authorize page answers: the redirect back to the service."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(location, allow_redirects=False) as answer:
-            assert answer.status == 302, await answer.text()
-            return answer.headers["Location"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(location, allow_redirects=False) as answer,
+    ):
+        assert answer.status == 302, await answer.text()
+        return answer.headers["Location"]
 
 
 def local(url: str) -> str:

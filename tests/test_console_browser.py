@@ -1,0 +1,92 @@
+"""The console in headless Chromium, as an instructor uses it: sign in with GitHub, open the
+course, press Restart hub and watch the job finish without reloading; markup in a job's
+log stays text (no dialog opens).
+
+With ``CONSOLE_SCREENSHOTS=docs`` the screenshots in ``docs/console.md`` are written to
+``docs/`` (``CONSOLE_SCREENSHOTS=docs .venv/bin/python -m pytest tests/test_console_browser.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.store import NewJob
+from tests.plugins.classroom import ssh_course_files
+from tests.plugins.github_fake import COURSE_REPO
+from tests.support.chromium import CHROMIUM, Chromium
+
+pytestmark = [pytest.mark.sshd, pytest.mark.browser]
+
+XSS = "<img src=x onerror=alert(1)>"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    return DOCS if os.environ.get("CONSOLE_SCREENSHOTS") == "docs" else tmp_path
+
+
+async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(classroom, example, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (CI does)")
+    sha = classroom.commit(ssh_course_files(classroom.target))
+    await classroom.push(example, sha)
+    await classroom.settle()
+    store = classroom.services.store
+    added = await store.enqueue(NewJob(COURSE_REPO, "command", {"name": "status", "user": XSS}))
+    assert added is not None
+    await store.finish_job(
+        added[0], "done", result={"conclusion": "success", "title": XSS, "log": XSS}
+    )
+    public = classroom.services.settings.public_url
+    shots = screenshot_dir(tmp_path)
+
+    async with Chromium(tmp_path / "chromium-profile") as browser:
+        await browser.send("Page.enable")
+        await browser.send(
+            "Emulation.setDeviceMetricsOverride", width=1100, height=860, deviceScaleFactor=1,
+            mobile=False,
+        )  # fmt: skip
+        await browser.open(public + "/")
+        (shots / "console-landing.png").write_bytes(await browser.screenshot())
+        await browser.evaluate("document.getElementById('sign-in').click()")
+        await browser.wait_for("location.pathname === '/courses'", "signed in, on the course list")
+        (shots / "console-courses.png").write_bytes(await browser.screenshot())
+        assert await browser.evaluate("document.getElementById('login').textContent") == "alice"
+        await browser.evaluate("document.querySelector('a.course').click()")
+        await browser.wait_for(
+            f"location.pathname === '/courses/{COURSE_REPO}'", "the course page is open"
+        )
+        await browser.wait_for("!!document.querySelector('#job-table tbody tr[data-job]')", "jobs")
+        (shots / "console-course.png").write_bytes(await browser.screenshot())
+        before = await browser.evaluate("document.querySelectorAll('img').length")
+        await browser.evaluate("document.getElementById('run-restart').click()")
+        await browser.wait_for(
+            "document.querySelector('#job-table tbody tr[data-job]').cells[1].textContent"
+            " === 'restart'",
+            "the restart job is listed",
+        )
+        navigations = sum(1 for e in browser.events if e["method"] == "Page.frameNavigated")
+        await browser.wait_for(
+            "document.querySelector('#job-table tbody tr[data-job]').dataset.done === 'yes'",
+            "the restart job is done",
+        )
+        # The job finished on the page by polling: no navigation since it was listed.
+        assert navigations == sum(1 for e in browser.events if e["method"] == "Page.frameNavigated")
+        conclusion = await browser.evaluate(
+            "document.querySelector('#job-table tbody tr[data-job] .conclusion').textContent"
+        )
+        logs = await browser.evaluate(
+            "Array.from(document.querySelectorAll('#job-table pre')).map(p => p.textContent)"
+        )
+        images = await browser.evaluate("document.querySelectorAll('img').length")
+        dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
+
+    assert conclusion == "success"
+    assert XSS in logs  # shown as the text it is
+    assert before == images == 0
+    assert dialogs == []
+    job = (await store.jobs())[-1]
+    assert job.payload["source"] == "console" and job.payload["user"] == "alice"

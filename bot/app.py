@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from bot.course_tokens import CourseDroplets, TokenVault
 from bot.github.reporting import Reporter
 from bot.github.texts import coalesced
 from bot.intake import webhook
@@ -66,7 +67,15 @@ async def build_engine(settings: Settings, store: Store) -> Engine:
     """The deploy engine with the service's own SSH key and, if configured, DigitalOcean."""
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
-    return Engine(records=store, ssh=SSHPool(), service_key=key, droplets=droplets)
+    # A course that brought its own DigitalOcean token uses it; the others the operator's.
+    resolver = CourseDroplets(store, TokenVault(settings.data_dir))
+    return Engine(
+        records=store,
+        ssh=SSHPool(),
+        service_key=key,
+        droplets=droplets,
+        droplet_resolver=resolver,
+    )
 
 
 def make_app(

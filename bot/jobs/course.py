@@ -11,6 +11,7 @@ from typing import Any
 
 import gidgethub
 
+from bot.course_tokens import refusal_without_token
 from bot.github import texts
 from bot.github.client import files_from_tarball
 from bot.github.readme import (
@@ -177,6 +178,9 @@ async def run_commit(ctx: JobContext) -> dict[str, Any]:
     job, payload = ctx.job, ctx.job.payload
     reporter = services.reporter
     await services.store.add_courses(job.installation_id, [(job.course, None)])
+    refused = await token_refusal(services, job.course)
+    if refused:
+        return refused
     try:
         config, files = await load_config(services, job, payload["head_sha"])
     except ConfigErrors as errors:
@@ -257,6 +261,9 @@ async def run_command(ctx: JobContext) -> dict[str, Any]:
         result = None
     elif name == "help":
         reply, ok, result = help_text(), True, None
+    elif refused := await token_refusal(services, job.course):
+        await finish_command(services, job, refused["summary"], ok=False)
+        return refused
     else:
         result = await run_operation(ctx, name, payload.get("args", []))
         ok = result.conclusion in ("success", "neutral")
@@ -269,6 +276,15 @@ async def run_command(ctx: JobContext) -> dict[str, Any]:
             "summary": reply,
         }
     return as_job_result(result, result.log)
+
+
+async def token_refusal(services: Services, course: str) -> dict[str, Any]:
+    """With ``BOT_REQUIRE_COURSE_TOKEN=1``, the result for a course without its own token."""
+    if not services.settings.require_course_token:
+        return {}
+    if await services.store.course_token(course) is not None:
+        return {}
+    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def run_operation(ctx: JobContext, name: str, args: list[str]) -> OperationResult:

@@ -28,6 +28,7 @@ import jinja2
 from aiohttp import web
 from cachetools import TTLCache
 
+from bot import course_tokens
 from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
 from bot.github.reporting import CHECK_ACTIONS
 from bot.jobs.commands import SIZE_PATTERN, may_run
@@ -79,7 +80,8 @@ class ConsoleState:
     """The console's short-lived caches, kept per application."""
 
     def __init__(self) -> None:
-        self.permissions: TTLCache[tuple[str, str], bool] = TTLCache(10_000, PERMISSION_TTL)
+        # GitHub's collaborator-permission answers (None: not a collaborator).
+        self.permissions: TTLCache[tuple[str, str], dict | None] = TTLCache(10_000, PERMISSION_TTL)
         self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
         self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
         self.sizes: TTLCache[str, list[Any]] = TTLCache(100, SIZES_TTL)
@@ -188,19 +190,31 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     return SignedIn(login, token, sessions.csrf_token(session))
 
 
-async def permitted(request: web.Request, course: Course, login: str) -> bool:
-    """Whether GitHub says ``login`` is admin, maintain or write on the course (cached)."""
+async def permission(request: web.Request, course: Course, login: str) -> dict | None:
+    """GitHub's collaborator-permission answer for ``login`` on the course (cached)."""
     state = request.app[CONSOLE]
     key = (course.full_name, login)
-    allowed = state.permissions.get(key)
-    if allowed is None:
+    if key not in state.permissions:
         services = services_of(request)
-        payload = await services.reporter.permission(
+        state.permissions[key] = await services.reporter.permission(
             course.installation_id, course.full_name, login
         )
-        allowed = may_run(payload)
-        state.permissions[key] = allowed
-    return allowed
+    return state.permissions[key]
+
+
+async def permitted(request: web.Request, course: Course, login: str) -> bool:
+    """Whether GitHub says ``login`` is admin, maintain or write on the course."""
+    return may_run(await permission(request, course, login))
+
+
+def is_admin(payload: dict | None) -> bool:
+    if not payload:
+        return False
+    user = payload.get("user")
+    permissions = user.get("permissions") if isinstance(user, dict) else None
+    if isinstance(permissions, dict) and permissions.get("admin") is True:
+        return True
+    return payload.get("role_name") == "admin" or payload.get("permission") == "admin"
 
 
 async def course_for(request: web.Request, user: SignedIn) -> Course | None:
@@ -392,6 +406,7 @@ async def course_page(request: web.Request) -> web.Response:
         except Exception as exc:  # the page still shows, without the picker
             size_problem = redact(str(exc))
     token = await services.store.course_token(name)
+    admin = is_admin(await permission(request, course, user.login))
     return render(
         request,
         "course.html",
@@ -407,6 +422,7 @@ async def course_page(request: web.Request) -> web.Response:
             "sizes": sizes,
             "size_problem": size_problem,
             "token": token,
+            "admin": admin,
             "require_token": services.settings.require_course_token,
             "notice": request.query.get("notice", "")[:200],
         },
@@ -495,6 +511,58 @@ async def run_operation(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
 
 
+async def set_course_token(request: web.Request) -> web.Response:
+    """An admin of the repository gives the course its own DigitalOcean token."""
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    if not is_admin(await permission(request, course, user.login)):
+        return message(
+            request,
+            "Admins only",
+            "Only an admin of the repository can set the course's DigitalOcean token.",
+            403,
+        )
+    services = services_of(request)
+    form = await request.post()
+    token = form.get("token")
+    token = token.strip() if isinstance(token, str) else ""
+    record = await services.store.get_server(course.full_name)
+    try:
+        account = await course_tokens.check_token(token, record)
+    except course_tokens.TokenRefused as exc:
+        return message(request, "Token not saved", f"Not saved: {exc}.", 400)
+    resolver = services.engine.droplet_resolver
+    await resolver.save(course.full_name, token, account)
+    request.app[CONSOLE].sizes.clear()
+    logger.info("%s set the DigitalOcean token of %s", user.login, course.full_name)
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")
+
+
+async def remove_course_token(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    if not is_admin(await permission(request, course, user.login)):
+        return message(
+            request,
+            "Admins only",
+            "Only an admin of the repository can remove the course's DigitalOcean token.",
+            403,
+        )
+    services = services_of(request)
+    await services.store.remove_course_token(course.full_name)
+    request.app[CONSOLE].sizes.clear()
+    logger.info("%s removed the DigitalOcean token of %s", user.login, course.full_name)
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")
+
+
 def add_routes(app: web.Application) -> None:
     app[CONSOLE] = ConsoleState()
     aiohttp_jinja2.setup(
@@ -510,3 +578,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(r"/courses/{owner}/{repo}", course_page)
     app.router.add_get(r"/courses/{owner}/{repo}/jobs.json", course_jobs)
     app.router.add_post(r"/courses/{owner}/{repo}/run/{operation}", run_operation)
+    app.router.add_post(r"/courses/{owner}/{repo}/token", set_course_token)
+    app.router.add_post(r"/courses/{owner}/{repo}/token/delete", remove_course_token)

@@ -13,6 +13,7 @@ from bot.course_tokens import CourseDroplets, TokenVault
 from bot.github.reporting import Reporter
 from bot.github.texts import coalesced
 from bot.intake import webhook
+from bot.intake.relay import WebhookRelay
 from bot.jobs import course  # noqa: F401  (registers the course's job kinds)
 from bot.jobs.runner import REGISTRY, JobRegistry, JobRunner
 from bot.metrics import Metrics
@@ -118,6 +119,15 @@ def make_app(
         services.extras["monitor"] = monitor
         if monitoring:
             monitor.start()
+        relay = None
+        if settings.webhook_proxy_url:
+            relay = WebhookRelay(
+                settings.webhook_proxy_url,
+                WebhookRelay.local_target(settings.host, settings.port),
+                session,
+            )
+            services.extras["relay"] = relay
+            relay.start()
         if settings.registered:
             services.spawn(services.reporter.recover_open_check_runs())
         logger.info("serving; GitHub App %s", "registered" if settings.registered else "not set up")
@@ -125,6 +135,8 @@ def make_app(
             yield
         finally:
             logger.info("stopping: letting running jobs reach a checkpoint")
+            if relay is not None:
+                await relay.stop()
             await monitor.stop()
             await services.runner.stop()
             await services.drain()

@@ -124,7 +124,8 @@ async def _provision(
     engine: Engine, course: str, config: CourseConfig, progress: Progress
 ) -> ServerRecord:
     server = config.server
-    info = await (await _droplets(engine, course)).ensure_droplet(
+    droplets = await _droplets(engine, course)
+    info = await droplets.ensure_droplet(
         server.name,
         server.region,
         server.size,
@@ -303,9 +304,8 @@ async def _engine_step(
     if step.name == "dns":
         record = await engine.records.get_server(course)
         if record and record.address and config.hub.hostname:
-            done = await (await _droplets(engine, course)).ensure_dns_a_record(
-                config.hub.hostname, record.address
-            )
+            droplets = await _droplets(engine, course)
+            done = await droplets.ensure_dns_a_record(config.hub.hostname, record.address)
             await progress(
                 f"DNS A record {config.hub.hostname} → {record.address}"
                 if done
@@ -378,7 +378,8 @@ async def restart(
         if reboot:
             if record.provider != "digitalocean" or not record.droplet_id:
                 raise OperationError("only a DigitalOcean droplet can be rebooted from here")
-            await (await _droplets(engine, course)).reboot(record.droplet_id, progress)
+            droplets = await _droplets(engine, course)
+            await droplets.reboot(record.droplet_id, progress)
             await _wait_for_ssh(engine, course, config, record, progress)
         step = Step(
             "restart",
@@ -417,7 +418,8 @@ async def snapshot(
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)
-        await (await _droplets(engine, course)).snapshot(record.droplet_id, title, progress)
+        droplets = await _droplets(engine, course)
+        await droplets.snapshot(record.droplet_id, title, progress)
     except (OperationError, DropletError) as exc:
         return _result("failure", "Could not snapshot", str(exc))
     return _result(

@@ -6,11 +6,14 @@ its last four characters for display and the DigitalOcean account it belongs to.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.store.database import Database
-from bot.store.records import Job, job_from_row
+from bot.store.records import Course, Job, job_from_row
+from deploy.model import ServerRecord
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,33 @@ class CourseToken:
 
 class ConsoleTables(Database):
     """Recent jobs by course, and per-course DigitalOcean tokens."""
+
+    async def courses_with_servers(
+        self, names: Iterable[str]
+    ) -> list[tuple[Course, ServerRecord | None]]:
+        """The active courses among ``names``, each with its server record, in one query."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        found: list[tuple[Course, ServerRecord | None]] = []
+        # SQLite allows 32,766 parameters; a person reaches far fewer repositories.
+        for start in range(0, len(wanted), 10_000):
+            chunk = wanted[start : start + 10_000]
+            sql = (
+                "SELECT c.full_name, c.installation_id, c.repo_id, c.active, s.record "
+                "FROM courses c LEFT JOIN servers s ON s.course = c.full_name "
+                "WHERE c.active=1 AND c.full_name IN "
+            )
+            sql += f"({','.join('?' * len(chunk))})"
+            rows = await self._fetch(sql, chunk)
+            found.extend(
+                (
+                    Course(r[0], r[1], r[2], bool(r[3])),
+                    ServerRecord(**json.loads(r[4])) if r[4] else None,
+                )
+                for r in rows
+            )
+        return sorted(found, key=lambda pair: pair[0].full_name)
 
     async def recent_jobs(self, course: str, limit: int = 10) -> list[Job]:
         rows = await self._fetch(

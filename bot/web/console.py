@@ -339,11 +339,10 @@ async def course_list(request: web.Request) -> web.Response:
         raise login_redirect() from None
     except OAuthError as exc:
         return message(request, "GitHub is not answering", str(exc), 502)
-    names = {r["full_name"] for r in repositories if isinstance(r.get("full_name"), str)}
-    courses = [c for c in await services.store.courses() if c.full_name in names]
-    visible = [c for c in courses if await permitted(request, c, user.login)]
-    servers = {c.full_name: await services.store.get_server(c.full_name) for c in visible}
-    return render(request, "courses.html", {"user": user, "courses": visible, "servers": servers})
+    names = [r["full_name"] for r in repositories if isinstance(r.get("full_name"), str)]
+    rows = await services.store.courses_with_servers(names)
+    visible = [(c, server) for c, server in rows if await permitted(request, c, user.login)]
+    return render(request, "courses.html", {"user": user, "courses": visible})
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -9,9 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.app import make_app
 from bot.store import NewJob
 from bot.web.console import CONSOLE
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
+from deploy.model import ServerRecord
 from tests.console_support import csrf_of, follow_authorize, local, sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
@@ -233,6 +235,10 @@ async def test_a_revoked_token_signs_the_user_out(classroom):
 async def test_a_job_log_with_markup_is_shown_as_text(classroom):
     await known_course(classroom)
     store = classroom.services.store
+    await store.save_server(
+        COURSE_REPO, ServerRecord(provider="ssh", address=XSS, size=XSS, region=XSS)
+    )
+    await store.save_course_facts(COURSE_REPO, {"hub_url": "javascript:alert(1)"})
     added = await store.enqueue(NewJob(COURSE_REPO, "command", {"name": "status", "user": XSS}))
     assert added is not None
     await store.finish_job(
@@ -242,6 +248,9 @@ async def test_a_job_log_with_markup_is_shown_as_text(classroom):
     text = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
     assert XSS not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "javascript:" not in text  # a hub URL is a link only when it is http(s)
+    listing = await (await classroom.client.get("/courses")).text()
+    assert XSS not in listing and "&lt;img src=x onerror=alert(1)&gt;" in listing
     data = await (await classroom.client.get(f"/courses/{COURSE_REPO}/jobs.json")).json()
     assert data["jobs"][0]["log"] == XSS  # JSON for textContent, never parsed as markup
 
@@ -262,3 +271,47 @@ async def test_the_landing_page_links_to_installing_and_signing_in(classroom):
     slug = classroom.github.app.slug
     assert f'href="{classroom.github.url}/apps/{slug}/installations/new"' in text
     assert 'href="/login"' in text
+
+
+async def test_a_resize_button_asks_for_the_resize_command_with_a_valid_size(classroom):
+    await known_course(classroom)
+    classroom.services.runner.pause()  # only what is asked for matters here
+    await sign_in(classroom.client, classroom.github, "alice")
+    page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+    for size in ("s-4vcpu-8gb; reboot", "", "S-4VCPU"):
+        refused = await classroom.client.post(
+            f"/courses/{COURSE_REPO}/run/resize",
+            data={"csrf_token": csrf_of(page), "size": size},
+            allow_redirects=False,
+        )
+        assert refused.status == 400
+    unknown = await classroom.client.post(
+        f"/courses/{COURSE_REPO}/run/destroy",
+        data={"csrf_token": csrf_of(page)},
+        allow_redirects=False,
+    )
+    assert unknown.status == 404
+    assert await classroom.services.store.jobs() == []
+    answer = await classroom.client.post(
+        f"/courses/{COURSE_REPO}/run/resize",
+        data={"csrf_token": csrf_of(page), "size": "s-4vcpu-8gb"},
+        allow_redirects=False,
+    )
+    assert answer.status == 303
+    [job] = await classroom.services.store.jobs()
+    assert (job.payload["name"], job.payload["args"]) == ("resize", ["s-4vcpu-8gb"])
+    assert job.coalesce_key == "command:resize" and job.installation_id == INSTALLATION_ID
+    classroom.services.runner.resume()
+
+
+async def test_the_cookie_is_secure_when_the_service_is_https(aiohttp_client, make_settings):
+    settings = make_settings(
+        BOT_PUBLIC_URL="https://classroom.example.edu",
+        GITHUB_CLIENT_ID="Iv1.0123456789abcdef",
+        GITHUB_CLIENT_SECRET="0123456789abcdef0123456789abcdef01234567",
+    )
+    client = await aiohttp_client(make_app(settings, monitoring=False))
+    answer = await client.get("/login", allow_redirects=False)
+    assert answer.status == 302
+    cookie = answer.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie

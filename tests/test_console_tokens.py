@@ -67,7 +67,7 @@ async def test_a_course_token_is_saved_shown_by_last_four_and_used(classroom, do
     assert 'id="token-last-four">5a1e<' in page
     assert COURSE_TOKEN not in page
     # The size picker and the engine ask DigitalOcean with the course's token.
-    assert "s-4vcpu-8gb" in page
+    assert ">s-4vcpu-8gb: 4 vCPU, 8.0 GiB, $48.00/month<" in page
     sizes = [r for r in do_fake.requests if r.path == "/v2/sizes"]
     assert sizes and all(r.token == COURSE_TOKEN for r in sizes)
     seen = len(do_fake.requests)

@@ -276,6 +276,13 @@ async def test_the_landing_page_links_to_installing_and_signing_in(classroom):
 async def test_a_resize_button_asks_for_the_resize_command_with_a_valid_size(classroom):
     await known_course(classroom)
     classroom.services.runner.pause()  # only what is asked for matters here
+    try:
+        await asks_for_resize(classroom)
+    finally:
+        classroom.services.runner.resume()
+
+
+async def asks_for_resize(classroom) -> None:
     await sign_in(classroom.client, classroom.github, "alice")
     page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
     for size in ("s-4vcpu-8gb; reboot", "", "S-4VCPU"):
@@ -301,7 +308,6 @@ async def test_a_resize_button_asks_for_the_resize_command_with_a_valid_size(cla
     [job] = await classroom.services.store.jobs()
     assert (job.payload["name"], job.payload["args"]) == ("resize", ["s-4vcpu-8gb"])
     assert job.coalesce_key == "command:resize" and job.installation_id == INSTALLATION_ID
-    classroom.services.runner.resume()
 
 
 async def test_the_cookie_is_secure_when_the_service_is_https(aiohttp_client, make_settings):

@@ -3,6 +3,7 @@ fake GitHub), sessions, CSRF, who sees what, and the buttons' jobs."""
 
 from __future__ import annotations
 
+import gc
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,8 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bot.app import make_app
-from bot.store import NewJob
-from bot.web.console import CONSOLE
+from bot.jobs.course import ProgressLog
+from bot.store import RUNNING, Job, NewJob
+from bot.web.console import CONSOLE, job_view
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
 from deploy.model import ServerRecord
 from tests.console_support import csrf_of, follow_authorize, local, sign_in
@@ -321,3 +323,23 @@ async def test_the_cookie_is_secure_when_the_service_is_https(aiohttp_client, ma
     assert answer.status == 302
     cookie = answer.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+async def test_a_running_jobs_view_shows_its_log_so_far():
+    class QuietReporter:
+        async def job_progress(self, *args: object) -> None:
+            return None
+
+    job = Job(
+        id=987654, course=COURSE_REPO, kind="command", payload={"name": "rebuild"},
+        state=RUNNING, attempts=1, not_before=0, coalesce_key=None, installation_id=1,
+        delivery_id=None, created_at=0, started_at=1, finished_at=None, error=None, result=None,
+    )  # fmt: skip
+    progress = ProgressLog(QuietReporter(), job, "/rebuild")  # type: ignore[arg-type]
+    await progress.line("step apt: installing graphviz")
+    view = job_view(job)
+    assert view["log"] == "step apt: installing graphviz"
+    assert view["title"] == "/rebuild: 1 lines so far" and not view["done"]
+    del progress
+    gc.collect()
+    assert job_view(job)["log"] == ""

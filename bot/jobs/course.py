@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import weakref
 from typing import Any
 
 import gidgethub
@@ -46,6 +47,7 @@ class ProgressLog:
         self.job = job
         self.title = title
         self.lines: list[str] = []
+        LIVE_LOGS[job.id] = self
 
     async def line(self, text: str) -> None:
         self.lines.append(redact(text))
@@ -57,6 +59,11 @@ class ProgressLog:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+# The log of each running job so far, for the console's live view; an entry goes away
+# with its job's ProgressLog.
+LIVE_LOGS: weakref.WeakValueDictionary[int, ProgressLog] = weakref.WeakValueDictionary()
 
 
 async def course_files(services: Services, job: Job, ref: str) -> dict[str, bytes]:

@@ -32,8 +32,9 @@ from bot import course_tokens
 from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
 from bot.github.reporting import CHECK_ACTIONS
 from bot.jobs.commands import SIZE_PATTERN, may_run
+from bot.jobs.course import LIVE_LOGS
 from bot.services import SERVICES, Services
-from bot.store import FINAL_STATES, Course, Job, NewJob
+from bot.store import FINAL_STATES, RUNNING, Course, Job, NewJob
 from bot.web import sessions
 from deploy.redact import redact
 
@@ -354,7 +355,7 @@ def job_view(job: Job) -> dict[str, Any]:
     )
     payload = job.payload
     what = payload.get("name") if job.kind == "command" else job.kind
-    return {
+    view = {
         "id": job.id,
         "operation": str(what or job.kind),
         "state": job.state,
@@ -366,6 +367,11 @@ def job_view(job: Job) -> dict[str, Any]:
         "source": str(payload.get("source") or job.kind),
         "log": redact(str(result.get("log") or result.get("summary") or job.error or "")),
     }
+    live = LIVE_LOGS.get(job.id) if job.state == RUNNING else None
+    if live is not None:
+        view["log"] = live.text
+        view["title"] = f"{live.title}: {len(live.lines)} lines so far"
+    return view
 
 
 async def region_sizes(request: web.Request, course: str, region: str | None) -> list[Any]:

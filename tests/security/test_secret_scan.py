@@ -14,6 +14,7 @@ import pytest
 
 from bot.app import make_app
 from deploy.redact import add_secrets
+from tests.console_support import sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.plugins.secret_scan import (
@@ -119,6 +120,12 @@ async def test_the_service_pages_hold_no_secret(classroom, example, app_private_
         response = await classroom.client.get(path)
         assert response.status < 500, path
         pages[path] = await response.text()
+    # The console, signed in: the course list, the course page and its jobs.
+    await sign_in(classroom.client, classroom.github, "alice")
+    for path in ("/", "/courses", f"/courses/{COURSE_REPO}", f"/courses/{COURSE_REPO}/jobs.json"):
+        response = await classroom.client.get(path)
+        assert response.status == 200, path
+        pages[f"console {path}"] = await response.text()
     assert pages["/ssh-key.pub"].startswith("ssh-ed25519 ")
 
     local = SecretScanner()

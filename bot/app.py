@@ -64,12 +64,14 @@ async def job_superseded(services: Services, job: Job) -> None:
         )
 
 
-async def build_engine(settings: Settings, store: Store) -> Engine:
-    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean."""
+async def build_engine(settings: Settings, store: Store, resolver: CourseDroplets) -> Engine:
+    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean.
+
+    A course that brought its own DigitalOcean token uses it (``resolver``); the others
+    use the operator's.
+    """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
-    # A course that brought its own DigitalOcean token uses it; the others the operator's.
-    resolver = CourseDroplets(store, TokenVault(settings.data_dir))
     return Engine(
         records=store,
         ssh=SSHPool(),
@@ -113,7 +115,8 @@ def make_app(
         await services.use_settings(settings)
         app[SERVICES] = services
         wire_reporting(services)
-        services.engine = await build_engine(settings, store)
+        services.course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
+        services.engine = await build_engine(settings, store, services.course_droplets)
         await services.runner.start()
         monitor = Monitor(services)
         services.extras["monitor"] = monitor

@@ -21,8 +21,8 @@ import digitalocean
 import requests
 from cryptography.fernet import Fernet, InvalidToken
 
+from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
-from bot.web.sessions import secret_key_file
 from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
 from deploy.redact import add_secrets

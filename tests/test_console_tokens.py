@@ -38,7 +38,7 @@ async def droplet_course(classroom, do_fake, *, account: str) -> int:
             region=droplet.region,
         ),
     )
-    resolver: CourseDroplets = classroom.services.engine.droplet_resolver
+    resolver: CourseDroplets = classroom.services.course_droplets
     resolver.make_driver = lambda token: DropletDriver(
         token, poll_interval=0.01, shutdown_timeout=1.0
     )

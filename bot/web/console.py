@@ -540,8 +540,7 @@ async def set_course_token(request: web.Request) -> web.Response:
         account = await course_tokens.check_token(token, record)
     except course_tokens.TokenRefused as exc:
         return message(request, "Token not saved", f"Not saved: {exc}.", 400)
-    resolver = services.engine.droplet_resolver
-    await resolver.save(course.full_name, token, account)
+    await services.course_droplets.save(course.full_name, token, account)
     request.app[CONSOLE].sizes.clear()
     logger.info("%s set the DigitalOcean token of %s", user.login, course.full_name)
     raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")

@@ -13,7 +13,6 @@ Every POST to the console carries the session's CSRF token (a form field or the
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,8 @@ from pathlib import Path
 import aiohttp_session
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from cryptography.fernet import Fernet
+
+from bot.secret_keys import secret_key_file
 
 SESSION_COOKIE = "classroom_session"
 SESSION_KEY_FILE = "session.key"
@@ -31,20 +31,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # The webhook proves itself with its signature; everything else that is POSTed needs CSRF.
 CSRF_EXEMPT = ("/webhook",)
-
-
-def secret_key_file(data_dir: Path, name: str) -> bytes:
-    """A Fernet key kept in ``data_dir/name``, created once with mode 0600, never logged."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = data_dir / name
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    key = Fernet.generate_key()
-    with os.fdopen(fd, "wb") as out:
-        out.write(key + b"\n")
-    return key
 
 
 def content_security_policy(github_url: str) -> str:

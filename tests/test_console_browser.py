@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import NewJob
+from deploy.droplets import DropletDriver
+from deploy.model import ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.chromium import CHROMIUM, Chromium
@@ -28,13 +30,16 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return DOCS if os.environ.get("CONSOLE_SCREENSHOTS") == "docs" else tmp_path
 
 
-async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(classroom, example, tmp_path):
+async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
+    classroom, example, do_fake, tmp_path
+):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (CI does)")
     sha = classroom.commit(ssh_course_files(classroom.target))
     await classroom.push(example, sha)
     await classroom.settle()
-    store = classroom.services.store
+    services = classroom.services
+    store = services.store
     added = await store.enqueue(NewJob(COURSE_REPO, "command", {"name": "status", "user": XSS}))
     assert added is not None
     await store.finish_job(
@@ -60,7 +65,6 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(classroom, exa
             f"location.pathname === '/courses/{COURSE_REPO}'", "the course page is open"
         )
         await browser.wait_for("!!document.querySelector('#job-table tbody tr[data-job]')", "jobs")
-        (shots / "console-course.png").write_bytes(await browser.screenshot())
         before = await browser.evaluate("document.querySelectorAll('img').length")
         await browser.evaluate("document.getElementById('run-restart').click()")
         await browser.wait_for(
@@ -82,8 +86,25 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(classroom, exa
             "Array.from(document.querySelectorAll('#job-table pre')).map(p => p.textContent)"
         )
         images = await browser.evaluate("document.querySelectorAll('img').length")
+
+        # The same course on a DigitalOcean droplet: the resize picker lists the region's sizes.
+        droplet = do_fake.add_droplet("physics101-hub", tags=["littlest-classroom"])
+        services.engine.droplets = DropletDriver(do_fake.token, poll_interval=0.01)
+        await store.save_server(
+            COURSE_REPO,
+            ServerRecord(
+                provider="digitalocean", address=droplet.ipv4, droplet_id=droplet.id,
+                size=droplet.size, region=droplet.region,
+            ),
+        )  # fmt: skip
+        await browser.open(f"{public}/courses/{COURSE_REPO}")
+        picker = await browser.evaluate(
+            "Array.from(document.querySelectorAll('#size-picker option')).map(o => o.textContent)"
+        )
+        (shots / "console-course.png").write_bytes(await browser.screenshot())
         dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
 
+    assert "s-4vcpu-8gb: 4 vCPU, 8.0 GiB, $48.00/month" in picker
     assert conclusion == "success"
     assert XSS in logs  # shown as the text it is
     assert before == images == 0

@@ -98,6 +98,11 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
             ),
         )  # fmt: skip
         await browser.open(f"{public}/courses/{COURSE_REPO}")
+        power = await browser.evaluate("document.getElementById('power').textContent")
+        await browser.send(
+            "Emulation.setDeviceMetricsOverride", width=1100, height=1300, deviceScaleFactor=1,
+            mobile=False,
+        )  # fmt: skip
         picker = await browser.evaluate(
             "Array.from(document.querySelectorAll('#size-picker option')).map(o => o.textContent)"
         )
@@ -105,6 +110,7 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
         dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
 
     assert "s-4vcpu-8gb: 4 vCPU, 8.0 GiB, $48.00/month" in picker
+    assert power == "active"
     assert conclusion == "success"
     assert XSS in logs  # shown as the text it is
     assert before == images == 0

@@ -45,6 +45,7 @@ PERMISSION_TTL = 60.0  # a removed collaborator loses the console within a minut
 REPOSITORIES_TTL = 60.0
 USER_CHECK_TTL = 300.0  # how often a signed-in person's token is shown to GitHub again
 SIZES_TTL = 600.0
+POWER_TTL = 30.0
 CODE_LENGTH = 200
 RECENT_JOBS = 10
 NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"
@@ -86,11 +87,12 @@ class ConsoleState:
         self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
         self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
         self.sizes: TTLCache[str, list[Any]] = TTLCache(100, SIZES_TTL)
+        self.power: TTLCache[tuple[str, int], str] = TTLCache(10_000, POWER_TTL)
         self.default_branches: dict[str, str] = {}
         self.oauth: GitHubOAuth | None = None
 
     def clear(self) -> None:
-        for cache in (self.permissions, self.repositories, self.verified, self.sizes):
+        for cache in (self.permissions, self.repositories, self.verified, self.sizes, self.power):
             cache.clear()
 
 
@@ -390,6 +392,16 @@ async def region_sizes(request: web.Request, course: str, region: str | None) ->
     return state.sizes[key]
 
 
+async def droplet_power(request: web.Request, course: str, droplet_id: int) -> str:
+    """The droplet's status as DigitalOcean reports it (active, off, …), cached briefly."""
+    state = request.app[CONSOLE]
+    key = (course, droplet_id)
+    if key not in state.power:
+        driver = await services_of(request).engine.droplets_for(course)
+        state.power[key] = (await driver.get(droplet_id)).status if driver else "unknown"
+    return state.power[key]
+
+
 async def course_page(request: web.Request) -> web.Response:
     user = await signed_in(request)
     if user is None:
@@ -405,9 +417,12 @@ async def course_page(request: web.Request) -> web.Response:
     jobs = [job_view(job) for job in await services.store.recent_jobs(name, RECENT_JOBS)]
     sizes: list[Any] = []
     size_problem = ""
+    power = None
     if record is not None and record.provider == "digitalocean":
         try:
             sizes = await region_sizes(request, name, record.region)
+            if record.droplet_id:
+                power = await droplet_power(request, name, record.droplet_id)
         except Exception as exc:  # the page still shows, without the picker
             size_problem = redact(str(exc))
     token = await services.store.course_token(name)
@@ -425,6 +440,7 @@ async def course_page(request: web.Request) -> web.Response:
             "jobs": jobs,
             "buttons": list(BUTTONS.values()),
             "sizes": sizes,
+            "power": power,
             "size_problem": size_problem,
             "token": token,
             "admin": admin,

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from bot.app import make_app
 from bot.jobs.course import ProgressLog
-from bot.store import RUNNING, Job, NewJob
+from bot.store import RUNNING, Job, MonitorState, NewJob
 from bot.web.console import CONSOLE, job_view
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
 from deploy.model import ServerRecord
@@ -144,6 +144,7 @@ async def test_a_writer_presses_restart_and_the_command_job_runs(classroom, exam
     assert page.status == 200
     text = await page.text()
     assert 'id="run-restart"' in text and 'id="run-rebuild"' in text
+    assert 'id="hub-version">TLJH 2.0.0<' in text
     answer = await classroom.client.post(
         f"/courses/{COURSE_REPO}/run/restart",
         data={"csrf_token": csrf_of(text)},
@@ -241,6 +242,9 @@ async def test_a_job_log_with_markup_is_shown_as_text(classroom):
         COURSE_REPO, ServerRecord(provider="ssh", address=XSS, size=XSS, region=XSS)
     )
     await store.save_course_facts(COURSE_REPO, {"hub_url": "javascript:alert(1)"})
+    await store.savemonitor_state_from_row(
+        MonitorState(COURSE_REPO, state="down", detail={"probes": [XSS]})
+    )
     added = await store.enqueue(NewJob(COURSE_REPO, "command", {"name": "status", "user": XSS}))
     assert added is not None
     await store.finish_job(
@@ -251,6 +255,7 @@ async def test_a_job_log_with_markup_is_shown_as_text(classroom):
     assert XSS not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "javascript:" not in text  # a hub URL is a link only when it is http(s)
+    assert 'id="hub-health">down (&lt;img src=x onerror=alert(1)&gt;)<' in text
     listing = await (await classroom.client.get("/courses")).text()
     assert XSS not in listing and "&lt;img src=x onerror=alert(1)&gt;" in listing
     data = await (await classroom.client.get(f"/courses/{COURSE_REPO}/jobs.json")).json()

@@ -222,6 +222,7 @@ async def run_commit(ctx: JobContext) -> dict[str, Any]:
                 "hub_url": result.hub_url,
                 "monitor_every": config.monitor.every_seconds,
                 "monitor_issue": config.monitor.issue,
+                "tljh_version": config.hub.tljh_version,
             },
         )
     if result.hub_url:

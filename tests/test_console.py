@@ -3,6 +3,7 @@ fake GitHub), sessions, CSRF, who sees what, and the buttons' jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -211,6 +212,25 @@ async def test_an_expired_user_token_is_refreshed_once(classroom):
     classroom.client.app[CONSOLE].clear()
     assert (await classroom.client.get("/courses")).status == 200
     assert classroom.github.oauth_count("refresh_token") == 1
+
+
+async def test_requests_racing_to_refresh_share_one_refresh(classroom):
+    await sign_in(classroom.client, classroom.github)
+    classroom.github.expire_user_tokens("alice")
+    classroom.client.app[CONSOLE].clear()
+    answers = await asyncio.gather(*(classroom.client.get("/courses") for _ in range(3)))
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert classroom.github.oauth_count("refresh_token") == 1
+    assert not await signed_out(classroom.client)
+
+
+async def test_github_failing_is_a_502_not_a_sign_out(classroom):
+    await known_course(classroom)
+    await sign_in(classroom.client, classroom.github)
+    classroom.github.queue("repos/get-collaborator-permission-level", 500)
+    answer = await classroom.client.get(f"/courses/{COURSE_REPO}")
+    assert answer.status == 502
+    assert (await classroom.client.get(f"/courses/{COURSE_REPO}")).status == 200
 
 
 async def test_a_token_past_its_expiry_time_is_refreshed_before_use(classroom):

@@ -13,6 +13,7 @@ for an unknown course, and their POSTs change nothing. Buttons ask for the same
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiohttp_jinja2
 import aiohttp_session
+import gidgethub
 import jinja2
 from aiohttp import web
 from cachetools import TTLCache
@@ -46,6 +49,7 @@ REPOSITORIES_TTL = 60.0
 USER_CHECK_TTL = 300.0  # how often a signed-in person's token is shown to GitHub again
 SIZES_TTL = 600.0
 POWER_TTL = 30.0
+RENEWED_TTL = 300.0
 CODE_LENGTH = 200
 RECENT_JOBS = 10
 NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"
@@ -90,6 +94,10 @@ class ConsoleState:
         self.power: TTLCache[tuple[str, int], str] = TTLCache(10_000, POWER_TTL)
         self.default_branches: dict[str, str] = {}
         self.oauth: GitHubOAuth | None = None
+        # A refresh token works once: requests racing to renew the same token share one
+        # renewal (the page's poll and a click can arrive together).
+        self.renewed: TTLCache[str, UserToken] = TTLCache(1_000, RENEWED_TTL)
+        self.renewing = asyncio.Lock()
 
     def clear(self) -> None:
         for cache in (self.permissions, self.repositories, self.verified, self.sizes, self.power):
@@ -151,6 +159,21 @@ def not_found(request: web.Request) -> web.Response:
 # -- who is signed in --------------------------------------------------------------------------
 
 
+def fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def renew(state: ConsoleState, oauth: GitHubOAuth, token: UserToken) -> UserToken:
+    """The token after its refresh: done once, whoever asks for it at the same time."""
+    key = fingerprint(token.refresh_token or token.access_token)
+    async with state.renewing:
+        fresh = state.renewed.get(key)
+        if fresh is None:
+            fresh = await oauth.refresh(token)
+            state.renewed[key] = fresh
+    return fresh
+
+
 async def signed_in(request: web.Request) -> SignedIn | None:
     """The person this browser's session belongs to, with a token GitHub still accepts.
 
@@ -171,24 +194,24 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     state = request.app[CONSOLE]
     try:
         if token.expired():
-            token = await oauth.refresh(token)
+            token = await renew(state, oauth, token)
             session.update(token.as_session())
-        key = hashlib.sha256(token.access_token.encode()).hexdigest()
-        if state.verified.get(key) != login:
+        if state.verified.get(fingerprint(token.access_token)) != login:
             try:
                 user = await oauth.user(token)
             except TokenRejected:
-                token = await oauth.refresh(token)
+                token = await renew(state, oauth, token)
                 session.update(token.as_session())
-                key = hashlib.sha256(token.access_token.encode()).hexdigest()
                 user = await oauth.user(token)
             if user.get("login") != login:
                 raise TokenRejected("the token belongs to someone else")
-            state.verified[key] = login
+            state.verified[fingerprint(token.access_token)] = login
     except TokenRejected as exc:
         logger.info("signed %s out: %s", login, exc)
         session.invalidate()
         return None
+    except OAuthError as exc:
+        raise web.HTTPBadGateway(text=f"GitHub is not answering: {exc}\n") from None
     sessions.touch(session)
     return SignedIn(login, token, sessions.csrf_token(session))
 
@@ -199,9 +222,13 @@ async def permission(request: web.Request, course: Course, login: str) -> dict |
     key = (course.full_name, login)
     if key not in state.permissions:
         services = services_of(request)
-        state.permissions[key] = await services.reporter.permission(
-            course.installation_id, course.full_name, login
-        )
+        try:
+            state.permissions[key] = await services.reporter.permission(
+                course.installation_id, course.full_name, login
+            )
+        except (gidgethub.GitHubException, aiohttp.ClientError) as exc:
+            logger.warning("permission of %s on %s unknown: %s", login, course.full_name, exc)
+            raise web.HTTPBadGateway(text="GitHub is not answering; try again shortly.\n") from None
     return state.permissions[key]
 
 
@@ -303,9 +330,7 @@ async def login_callback(request: web.Request) -> web.Response:
     session.update({"login": str(user["login"]), **token.as_session()})
     sessions.touch(session)
     sessions.csrf_token(session)
-    request.app[CONSOLE].verified[hashlib.sha256(token.access_token.encode()).hexdigest()] = str(
-        user["login"]
-    )
+    request.app[CONSOLE].verified[fingerprint(token.access_token)] = str(user["login"])
     logger.info("%s signed in to the console", user["login"])
     raise web.HTTPFound("/courses")
 

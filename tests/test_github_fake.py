@@ -104,7 +104,7 @@ def test_the_checker_reports_path_and_query_errors() -> None:
     with pytest.raises(InvalidRequest, match="'title' is a required property"):
         checker.check("POST", f"{REPO}/issues", body=b"{}")
     with pytest.raises(UnknownOperation):
-        checker.check("GET", "/user")
+        checker.check("GET", "/gists")
 
 
 def test_the_checker_lets_a_trailing_parameter_hold_slashes() -> None:
@@ -442,3 +442,70 @@ def test_extract_and_check_digitalocean(tmp_path: Path) -> None:
     assert checker.check("POST", "/v2/droplets/7/actions", headers=auth, body=resize)
     with pytest.raises(InvalidRequest, match="dropletActions_post"):
         checker.check("POST", "/v2/droplets/7/actions", headers=auth, body=b'{"type": "bogus"}')
+
+
+# -- the OAuth web flow and the user API --------------------------------------------------------
+
+
+async def test_the_oauth_web_flow_as_github_documents_it(github_fake: FakeGitHub) -> None:
+    app = github_fake.app
+    app.callback_urls = ["http://127.0.0.1:3000/login/callback"]
+    token_url = f"{github_fake.url}/login/oauth/access_token"
+    json_accept = {"Accept": "application/json"}
+    async with aiohttp.ClientSession() as session:
+
+        async def authorize(**query: str) -> aiohttp.ClientResponse:
+            return await session.get(
+                f"{github_fake.url}/login/oauth/authorize", params=query, allow_redirects=False
+            )
+
+        assert (await authorize(client_id="Iv1.wrong", state="s")).status == 404
+        refused = await authorize(client_id=app.client_id, redirect_uri="http://evil.example/cb")
+        assert refused.status == 400
+        github_fake.validation_errors.clear()
+        answer = await authorize(
+            client_id=app.client_id, redirect_uri=app.callback_urls[0], state="xyz"
+        )
+        assert answer.status == 302
+        location = answer.headers["Location"]
+        assert location.startswith(app.callback_urls[0] + "?code=") and "state=xyz" in location
+        code = location.split("code=")[1].split("&")[0]
+
+        async def token(**form: str) -> dict[str, Any]:
+            async with session.post(token_url, data=form, headers=json_accept) as response:
+                assert response.status == 200
+                return await response.json()
+
+        secret = {"client_id": app.client_id, "client_secret": app.client_secret}
+        wrong = await token(client_id=app.client_id, client_secret="nope", code=code)
+        assert wrong["error"] == "incorrect_client_credentials"
+        issued = await token(**secret, code=code)
+        assert issued["token_type"] == "bearer" and issued["expires_in"] == 8 * 3600
+        assert issued["access_token"].startswith("ghu_")
+        assert issued["refresh_token"].startswith("ghr_")
+        again = await token(**secret, code=code)
+        assert again["error"] == "bad_verification_code"
+
+        user_headers = {"Authorization": f"Bearer {issued['access_token']}"}
+        async with session.get(f"{github_fake.url}/user", headers=user_headers) as user:
+            assert (await user.json())["login"] == "alice"
+        async with session.get(
+            f"{github_fake.url}/user/installations", headers=user_headers
+        ) as listing:
+            assert [i["id"] for i in (await listing.json())["installations"]] == [INSTALLATION_ID]
+
+        renewed = await token(
+            **secret, grant_type="refresh_token", refresh_token=issued["refresh_token"]
+        )
+        assert renewed["access_token"] != issued["access_token"]
+        reused = await token(
+            **secret, grant_type="refresh_token", refresh_token=issued["refresh_token"]
+        )
+        assert reused["error"] == "bad_refresh_token"
+        async with session.get(f"{github_fake.url}/user", headers=user_headers) as old:
+            assert old.status == 401
+        github_fake.revoke_user_tokens("alice")
+        renewed_headers = {"Authorization": f"Bearer {renewed['access_token']}"}
+        async with session.get(f"{github_fake.url}/user", headers=renewed_headers) as revoked:
+            assert revoked.status == 401
+    assert github_fake.oauth_count("refresh_token") == 2

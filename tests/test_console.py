@@ -262,7 +262,7 @@ async def test_a_job_log_with_markup_is_shown_as_text(classroom):
         COURSE_REPO, ServerRecord(provider="ssh", address=XSS, size=XSS, region=XSS)
     )
     await store.save_course_facts(COURSE_REPO, {"hub_url": "javascript:alert(1)"})
-    await store.savemonitor_state_from_row(
+    await store.save_monitor_state(
         MonitorState(COURSE_REPO, state="down", detail={"probes": [XSS]})
     )
     added = await store.enqueue(NewJob(COURSE_REPO, "command", {"name": "status", "user": XSS}))

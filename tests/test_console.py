@@ -14,7 +14,8 @@ from cryptography.fernet import Fernet
 from bot.app import make_app
 from bot.jobs.course import ProgressLog
 from bot.store import RUNNING, Job, MonitorState, NewJob
-from bot.web.console import CONSOLE, job_view
+from bot.web.access import ACCESS
+from bot.web.console import job_view
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
 from deploy.model import ServerRecord
 from tests.console_support import csrf_of, follow_authorize, local, sign_in
@@ -207,9 +208,9 @@ async def test_an_expired_user_token_is_refreshed_once(classroom):
     await known_course(classroom)
     await sign_in(classroom.client, classroom.github)
     classroom.github.expire_user_tokens("alice")
-    classroom.client.app[CONSOLE].clear()
+    classroom.client.app[ACCESS].clear()
     assert (await classroom.client.get("/courses")).status == 200
-    classroom.client.app[CONSOLE].clear()
+    classroom.client.app[ACCESS].clear()
     assert (await classroom.client.get("/courses")).status == 200
     assert classroom.github.oauth_count("refresh_token") == 1
 
@@ -217,7 +218,7 @@ async def test_an_expired_user_token_is_refreshed_once(classroom):
 async def test_requests_racing_to_refresh_share_one_refresh(classroom):
     await sign_in(classroom.client, classroom.github)
     classroom.github.expire_user_tokens("alice")
-    classroom.client.app[CONSOLE].clear()
+    classroom.client.app[ACCESS].clear()
     answers = await asyncio.gather(*(classroom.client.get("/courses") for _ in range(3)))
     assert [a.status for a in answers] == [200, 200, 200]
     assert classroom.github.oauth_count("refresh_token") == 1
@@ -247,7 +248,7 @@ async def test_a_token_past_its_expiry_time_is_refreshed_before_use(classroom):
 async def test_a_revoked_token_signs_the_user_out(classroom):
     await sign_in(classroom.client, classroom.github)
     classroom.github.revoke_user_tokens("alice")
-    classroom.client.app[CONSOLE].clear()
+    classroom.client.app[ACCESS].clear()
     assert await signed_out(classroom.client)
     assert await signed_out(classroom.client)
 

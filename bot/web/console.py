@@ -4,18 +4,15 @@ Routes: ``GET /login``, ``GET /login/callback``, ``POST /logout``, ``GET /course
 ``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, and POSTs for
 the operation buttons and the course's own DigitalOcean token).
 
-Who sees what: a course page (and every POST under it) is served only to people GitHub's
-collaborator-permission API says are admin, maintain or write on the repository, asked
-with the App's installation token and cached briefly. Everyone else gets the same 404 as
-for an unknown course, and their POSTs change nothing. Buttons ask for the same
+Who sees what (``bot.web.access``): a course page, and every POST under it, is served only
+to people who are admin, maintain or write on the repository. Everyone else gets the same
+404 as for an unknown course, and their POSTs change nothing. Buttons ask for the same
 ``command`` job a slash command asks for; the job checks the permission again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import secrets
@@ -23,36 +20,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import aiohttp_jinja2
 import aiohttp_session
-import gidgethub
 import jinja2
 from aiohttp import web
 from cachetools import TTLCache
 
 from bot import course_tokens
-from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
+from bot.github.oauth import OAuthError, TokenRejected
 from bot.github.reporting import CHECK_ACTIONS
-from bot.jobs.commands import SIZE_PATTERN, may_run
+from bot.jobs.commands import SIZE_PATTERN
 from bot.jobs.course import LIVE_LOGS
-from bot.services import SERVICES, Services
+from bot.services import Services
 from bot.store import FINAL_STATES, RUNNING, Course, Job, NewJob
 from bot.web import sessions
+from bot.web.access import (
+    ACCESS,
+    AccessState,
+    course_for,
+    fingerprint,
+    is_admin,
+    oauth_client,
+    permission,
+    permitted,
+    services_of,
+    signed_in,
+    user_repositories,
+)
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-PERMISSION_TTL = 60.0  # a removed collaborator loses the console within a minute
-REPOSITORIES_TTL = 60.0
-USER_CHECK_TTL = 300.0  # how often a signed-in person's token is shown to GitHub again
 SIZES_TTL = 600.0
 POWER_TTL = 30.0
-RENEWED_TTL = 300.0
 CODE_LENGTH = 200
 RECENT_JOBS = 10
-NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"
 
 
 @dataclass(frozen=True)
@@ -75,57 +78,19 @@ BUTTONS: dict[str, Operation] = {
 }
 
 
-@dataclass
-class SignedIn:
-    login: str
-    token: UserToken
-    csrf: str
-
-
 class ConsoleState:
-    """The console's short-lived caches, kept per application."""
+    """DigitalOcean facts the pages show, cached briefly."""
 
     def __init__(self) -> None:
-        # GitHub's collaborator-permission answers (None: not a collaborator).
-        self.permissions: TTLCache[tuple[str, str], dict | None] = TTLCache(10_000, PERMISSION_TTL)
-        self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
-        self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
         self.sizes: TTLCache[str, list[Any]] = TTLCache(100, SIZES_TTL)
         self.power: TTLCache[tuple[str, int], str] = TTLCache(10_000, POWER_TTL)
-        self.default_branches: dict[str, str] = {}
-        self.oauth: GitHubOAuth | None = None
-        # A refresh token works once: requests racing to renew the same token share one
-        # renewal (the page's poll and a click can arrive together).
-        self.renewed: TTLCache[str, UserToken] = TTLCache(1_000, RENEWED_TTL)
-        self.renewing = asyncio.Lock()
 
     def clear(self) -> None:
-        for cache in (self.permissions, self.repositories, self.verified, self.sizes, self.power):
-            cache.clear()
+        self.sizes.clear()
+        self.power.clear()
 
 
 CONSOLE = web.AppKey("console", ConsoleState)
-
-
-def services_of(request: web.Request) -> Services:
-    return request.app[SERVICES]
-
-
-def oauth_client(request: web.Request) -> GitHubOAuth | None:
-    services = services_of(request)
-    settings = services.settings
-    if not (settings.client_id and settings.client_secret):
-        return None
-    state = request.app[CONSOLE]
-    if state.oauth is None or state.oauth.client_id != settings.client_id:
-        state.oauth = GitHubOAuth(
-            services.session,
-            settings.client_id,
-            settings.client_secret,
-            settings.github_url,
-            settings.github_api_url,
-        )
-    return state.oauth
 
 
 def page_headers(response: web.StreamResponse, github_url: str) -> web.StreamResponse:
@@ -154,108 +119,6 @@ def message(request: web.Request, title: str, text: str, status: int) -> web.Res
 def not_found(request: web.Request) -> web.Response:
     # The same answer for an unknown course and for one the person may not see.
     return message(request, "Not found", "There is no course here that you can open.", 404)
-
-
-# -- who is signed in --------------------------------------------------------------------------
-
-
-def fingerprint(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-async def renew(state: ConsoleState, oauth: GitHubOAuth, token: UserToken) -> UserToken:
-    """The token after its refresh: done once, whoever asks for it at the same time."""
-    key = fingerprint(token.refresh_token or token.access_token)
-    async with state.renewing:
-        fresh = state.renewed.get(key)
-        if fresh is None:
-            fresh = await oauth.refresh(token)
-            state.renewed[key] = fresh
-    return fresh
-
-
-async def signed_in(request: web.Request) -> SignedIn | None:
-    """The person this browser's session belongs to, with a token GitHub still accepts.
-
-    An expired token is refreshed (once) with its refresh token; a token or refresh token
-    GitHub refuses ends the session.
-    """
-    session = await aiohttp_session.get_session(request)
-    login = session.get("login")
-    token = UserToken.from_session(session)
-    if not isinstance(login, str) or token is None or sessions.idle_too_long(session):
-        if not session.new and "login" in session:
-            session.invalidate()
-        return None
-    oauth = oauth_client(request)
-    if oauth is None:
-        session.invalidate()
-        return None
-    state = request.app[CONSOLE]
-    try:
-        if token.expired():
-            token = await renew(state, oauth, token)
-            session.update(token.as_session())
-        if state.verified.get(fingerprint(token.access_token)) != login:
-            try:
-                user = await oauth.user(token)
-            except TokenRejected:
-                token = await renew(state, oauth, token)
-                session.update(token.as_session())
-                user = await oauth.user(token)
-            if user.get("login") != login:
-                raise TokenRejected("the token belongs to someone else")
-            state.verified[fingerprint(token.access_token)] = login
-    except TokenRejected as exc:
-        logger.info("signed %s out: %s", login, exc)
-        session.invalidate()
-        return None
-    except OAuthError as exc:
-        raise web.HTTPBadGateway(text=f"GitHub is not answering: {exc}\n") from None
-    sessions.touch(session)
-    return SignedIn(login, token, sessions.csrf_token(session))
-
-
-async def permission(request: web.Request, course: Course, login: str) -> dict | None:
-    """GitHub's collaborator-permission answer for ``login`` on the course (cached)."""
-    state = request.app[CONSOLE]
-    key = (course.full_name, login)
-    if key not in state.permissions:
-        services = services_of(request)
-        try:
-            state.permissions[key] = await services.reporter.permission(
-                course.installation_id, course.full_name, login
-            )
-        except (gidgethub.GitHubException, aiohttp.ClientError) as exc:
-            logger.warning("permission of %s on %s unknown: %s", login, course.full_name, exc)
-            raise web.HTTPBadGateway(text="GitHub is not answering; try again shortly.\n") from None
-    return state.permissions[key]
-
-
-async def permitted(request: web.Request, course: Course, login: str) -> bool:
-    """Whether GitHub says ``login`` is admin, maintain or write on the course."""
-    return may_run(await permission(request, course, login))
-
-
-def is_admin(payload: dict | None) -> bool:
-    if not payload:
-        return False
-    user = payload.get("user")
-    permissions = user.get("permissions") if isinstance(user, dict) else None
-    if isinstance(permissions, dict) and permissions.get("admin") is True:
-        return True
-    return payload.get("role_name") == "admin" or payload.get("permission") == "admin"
-
-
-async def course_for(request: web.Request, user: SignedIn) -> Course | None:
-    owner, repo = request.match_info["owner"], request.match_info["repo"]
-    services = services_of(request)
-    course = await services.store.course(f"{owner}/{repo}")
-    if course is None or not course.active:
-        return None
-    if not await permitted(request, course, user.login):
-        return None
-    return course
 
 
 def login_redirect() -> web.HTTPFound:
@@ -330,7 +193,7 @@ async def login_callback(request: web.Request) -> web.Response:
     session.update({"login": str(user["login"]), **token.as_session()})
     sessions.touch(session)
     sessions.csrf_token(session)
-    request.app[CONSOLE].verified[fingerprint(token.access_token)] = str(user["login"])
+    request.app[ACCESS].verified[fingerprint(token.access_token)] = str(user["login"])
     logger.info("%s signed in to the console", user["login"])
     raise web.HTTPFound("/courses")
 
@@ -339,20 +202,6 @@ async def logout(request: web.Request) -> web.Response:
     session = await aiohttp_session.get_session(request)
     session.invalidate()
     raise web.HTTPSeeOther("/")
-
-
-async def user_repositories(request: web.Request, user: SignedIn) -> list[dict[str, Any]]:
-    state = request.app[CONSOLE]
-    repositories = state.repositories.get(user.login)
-    if repositories is None:
-        oauth = oauth_client(request)
-        assert oauth is not None
-        repositories = await oauth.repositories(user.token, services_of(request).settings.app_id)
-        state.repositories[user.login] = repositories
-        for repo in repositories:
-            if isinstance(repo.get("default_branch"), str):
-                state.default_branches[repo["full_name"]] = repo["default_branch"]
-    return repositories
 
 
 async def course_list(request: web.Request) -> web.Response:
@@ -542,11 +391,11 @@ async def run_operation(request: web.Request) -> web.Response:
                 400,
             )
         args = [size]
-    branch = request.app[CONSOLE].default_branches.get(course.full_name)
+    branch = request.app[ACCESS].default_branches.get(course.full_name)
     if branch is None:
         with contextlib.suppress(OAuthError):
             await user_repositories(request, user)
-        branch = request.app[CONSOLE].default_branches.get(course.full_name, "main")
+        branch = request.app[ACCESS].default_branches.get(course.full_name, "main")
     job_id = await enqueue_operation(services, course, operation.name, args, user.login, branch)
     logger.info(
         "%s asked for %s on %s from the console (job %s)",
@@ -611,6 +460,7 @@ async def remove_course_token(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[CONSOLE] = ConsoleState()
+    app[ACCESS] = AccessState()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -17,6 +17,8 @@ from bot.services import SERVICES
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
 from tests.support.service_process import free_port
 
+HANG_UP = "hang up"
+
 
 def smee_message(event: str, payload: dict[str, Any], secret: str = WEBHOOK_SECRET) -> str:
     """One delivery as smee.io streams it: the headers as keys, the delivery as ``body``."""
@@ -43,6 +45,8 @@ class RelayChannel:
         await response.write(b"event: ping\ndata: {}\n\n: a comment line\n\n")
         while True:
             message = await self.messages.get()
+            if message == HANG_UP:
+                return response  # the relay drops the connection, as relays do now and then
             await response.write(f"id: {uuid.uuid4()}\ndata: {message}\n\n".encode())
 
     async def start(self) -> None:
@@ -102,6 +106,7 @@ async def test_relayed_deliveries_reach_intake_and_a_bad_signature_is_refused(
     forged["repositories"] = [{**forged["repositories"][0], "full_name": "octo-org/forged"}]
     await channel.messages.put(smee_message("installation", installed))
     await channel.messages.put(smee_message("installation", forged, secret="not-the-secret"))
+    await channel.messages.put(HANG_UP)
     await channel.messages.put(smee_message("ping", example("ping")))
 
     async def forwarded(count: int) -> None:
@@ -112,7 +117,7 @@ async def test_relayed_deliveries_reach_intake_and_a_bad_signature_is_refused(
     assert [status for _, status in relay.forwarded] == [202, 401, 200]
     assert await services.store.course("octo-org/relayed") is not None
     assert await services.store.course("octo-org/forged") is None
-    assert channel.connections == 1
+    assert channel.connections == 2  # it read the channel again after it was dropped
     await client.close()
     assert channel.runner is not None
     await channel.runner.cleanup()

@@ -19,6 +19,7 @@ from deploy.model import ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.chromium import CHROMIUM, Chromium
+from tests.support.service_process import free_port
 
 pytestmark = [pytest.mark.sshd, pytest.mark.browser]
 
@@ -117,3 +118,42 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
     assert dialogs == []
     job = (await store.jobs())[-1]
     assert job.payload["source"] == "console" and job.payload["user"] == "alice"
+
+
+async def test_a_service_registered_in_chromium_signs_its_instructor_in(
+    github_fake, service_process, tmp_path
+):
+    """``python -m bot`` registered through the manifest flow: the callback URL it sent
+    is the one GitHub then lets sign-in come back to."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (CI does)")
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    service = service_process(
+        {
+            "BOT_ENV_FILE": str(tmp_path / ".env"),
+            "BOT_DATA_DIR": str(tmp_path / "data"),
+            "BOT_PUBLIC_URL": public,
+            "GITHUB_URL": github_fake.url,
+            "GITHUB_API_URL": github_fake.url,
+        },
+        port=port,
+    )
+    await service.wait_until_serving("/")
+    async with Chromium(tmp_path / "chromium-profile") as browser:
+        await browser.open(public + "/")
+        await browser.evaluate("document.getElementById('register').click()")
+        await browser.wait_for(
+            "location.href.endsWith('/installations/new')", "the browser lands on GitHub"
+        )
+        await browser.open(public + "/")
+        await browser.evaluate("document.getElementById('sign-in').click()")
+        await browser.wait_for("location.pathname === '/courses'", "signed in")
+        login = await browser.evaluate("document.getElementById('login').textContent")
+        empty = await browser.evaluate("!!document.getElementById('no-courses')")
+        await browser.evaluate("document.getElementById('logout').click()")
+        await browser.wait_for("!!document.getElementById('sign-in')", "signed out, at /")
+
+    assert github_fake.app.callback_urls == [f"{public}/login/callback"]
+    assert login == "alice" and empty
+    assert github_fake.oauth_count("authorization_code") == 1

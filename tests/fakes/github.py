@@ -159,7 +159,8 @@ class App:
     client_id: str
     client_secret: str
     owner: str = "octo-org"
-    callback_urls: list[str] = field(default_factory=list)  # empty: any http(s) URL
+    # The App's callback URLs; None (a test's App set up by hand): any http(s) URL.
+    callback_urls: list[str] | None = None
 
 
 @dataclass
@@ -709,8 +710,9 @@ class FakeGitHub:
             self.app.name = manifest["name"]
         if record["organization"]:
             self.app.owner = record["organization"]
-        if isinstance(manifest.get("callback_urls"), list):
-            self.app.callback_urls = [str(url) for url in manifest["callback_urls"]]
+        # An App registered without callback URLs cannot sign anyone in.
+        urls = manifest.get("callback_urls")
+        self.app.callback_urls = [str(url) for url in urls] if isinstance(urls, list) else []
         answer = self._app_json()
         answer.update(
             {
@@ -886,7 +888,9 @@ class FakeGitHub:
         if urlsplit(redirect_uri).scheme not in ("http", "https"):
             return False
         callbacks = self.app.callback_urls
-        return not callbacks or any(redirect_uri.startswith(url) for url in callbacks)
+        if callbacks is None:
+            return True
+        return any(redirect_uri.startswith(url) for url in callbacks)
 
     async def _oauth_authorize(self, request: web.Request) -> web.Response:
         query = request.query

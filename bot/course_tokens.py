@@ -15,12 +15,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import digitalocean
 import requests
 from cryptography.fernet import Fernet, InvalidToken
 
+from bot.jobs.results import JobResult
 from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
 from deploy.droplets import DropletDriver
@@ -145,11 +145,11 @@ class CourseDroplets:
         return saved
 
 
-def refusal_without_token(console_url: str) -> dict[str, Any]:
+def refusal_without_token(console_url: str) -> JobResult:
     """The job result when the service serves only courses with their own token."""
     summary = (
         "This service serves only courses that bring their own DigitalOcean token "
         "(`BOT_REQUIRE_COURSE_TOKEN=1`), and this course has none. An admin of this "
         f"repository sets one on the console: {console_url}"
     )
-    return {"conclusion": "failure", "title": "No DigitalOcean token", "summary": summary}
+    return JobResult("failure", "No DigitalOcean token", summary)

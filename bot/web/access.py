@@ -22,7 +22,7 @@ from aiohttp import web
 from cachetools import TTLCache
 
 from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
-from bot.jobs.commands import may_run
+from bot.jobs.registry import may_run
 from bot.services import SERVICES, Services
 from bot.store import Course
 from bot.web import sessions

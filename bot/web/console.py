@@ -16,7 +16,6 @@ import contextlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,9 @@ from cachetools import TTLCache
 
 from bot import course_tokens
 from bot.github.oauth import OAuthError, TokenRejected
-from bot.github.reporting import CHECK_ACTIONS
-from bot.jobs.commands import SIZE_PATTERN
+from bot.jobs import registry
 from bot.jobs.course import LIVE_LOGS
-from bot.services import Services
-from bot.store import FINAL_STATES, RUNNING, Course, Job, NewJob
+from bot.store import FINAL_STATES, RUNNING, Job
 from bot.web import sessions
 from bot.web.access import (
     ACCESS,
@@ -58,24 +55,26 @@ CODE_LENGTH = 200
 RECENT_JOBS = 10
 
 
-@dataclass(frozen=True)
-class Operation:
-    """A console button: runs the ``command`` job of the slash command of the same name."""
-
-    name: str
-    label: str
-    description: str
+# Offered beside the buttons, with a picker of the sizes in the droplet's region.
+RESIZE = "resize"
 
 
-BUTTONS: dict[str, Operation] = {
-    **{
-        action["identifier"]: Operation(
-            action["identifier"], action["label"], action["description"]
-        )
-        for action in CHECK_ACTIONS
-    },
-    "resize": Operation("resize", "Resize", "Change CPU and memory; the disk stays"),
-}
+def console_operations() -> dict[str, registry.Operation]:
+    """What the course page offers: every registry entry with a button, and resize."""
+    registry.operations()  # the entries are registered on first use
+    offered = {op.name: op for op in registry.buttons()}
+    resize = registry.command(RESIZE)
+    if resize is not None:
+        offered[RESIZE] = resize
+    return offered
+
+
+def button_views() -> list[dict[str, str]]:
+    return [
+        {"name": op.name, "label": op.button.label, "description": op.button.description}
+        for op in console_operations().values()
+        if op.button is not None
+    ]
 
 
 class ConsoleState:
@@ -313,7 +312,7 @@ async def course_page(request: web.Request) -> web.Response:
             "tljh_version": facts.get("tljh_version"),
             "last_probe": (monitor.detail.get("probes") or [""])[-1],
             "jobs": jobs,
-            "buttons": list(BUTTONS.values()),
+            "buttons": button_views(),
             "sizes": sizes,
             "power": power,
             "size_problem": size_problem,
@@ -342,61 +341,48 @@ async def course_jobs(request: web.Request) -> web.Response:
     return response
 
 
-async def enqueue_operation(
-    services: Services, course: Course, name: str, args: list[str], user: str, branch: str
-) -> int | None:
-    """Ask for the same ``command`` job the slash command ``/name args`` asks for."""
-    result = await services.store.enqueue(
-        NewJob(
-            course.full_name,
-            "command",
-            {
-                "name": name,
-                "args": args,
-                "user": user,
-                "source": "console",
-                "default_branch": branch,
-            },
-            installation_id=course.installation_id,
-            coalesce_key=f"command:{name}",
-        )
-    )
-    if result is None:
-        return None
-    job_id, superseded = result
-    await services.runner.superseded(superseded)
-    await services.job_created(job_id)
-    services.runner.wake()
-    return job_id
-
-
 async def run_operation(request: web.Request) -> web.Response:
     user = await signed_in(request)
     if user is None:
         raise login_redirect()
     course = await course_for(request, user)
-    operation = BUTTONS.get(request.match_info["operation"])
+    operation = console_operations().get(request.match_info["operation"])
     if course is None or operation is None:
         return not_found(request)
     services = services_of(request)
-    args: list[str] = []
-    if operation.name == "resize":
-        form = await request.post()
-        size = form.get("size")
-        if not isinstance(size, str) or not SIZE_PATTERN.fullmatch(size) or len(size) > 64:
-            return message(
-                request,
-                "Not a size",
-                "Pick a size from the list: a DigitalOcean size slug such as s-4vcpu-8gb.",
-                400,
-            )
-        args = [size]
+    words: list[str] = []
+    if operation.name == RESIZE:
+        size = (await request.post()).get("size")
+        words = [size] if isinstance(size, str) else []
+    try:
+        args = operation.parse(words)
+    except registry.CommandError as exc:
+        return message(request, "Not run", str(exc), 400)
+    if not registry.has_role(
+        operation.required_role(args), await permission(request, course, user.login)
+    ):
+        return message(
+            request,
+            "Admins only",
+            f"Only an admin of the repository can run {operation.name}.",
+            403,
+        )
     branch = request.app[ACCESS].default_branches.get(course.full_name)
     if branch is None:
         with contextlib.suppress(OAuthError):
             await user_repositories(request, user)
         branch = request.app[ACCESS].default_branches.get(course.full_name, "main")
-    job_id = await enqueue_operation(services, course, operation.name, args, user.login, branch)
+    # The same job the slash command asks for; the job checks the permission again.
+    job_id = await registry.enqueue_operation(
+        services,
+        course.full_name,
+        operation.name,
+        words,
+        installation_id=course.installation_id,
+        user=user.login,
+        source="console",
+        payload={"default_branch": branch},
+    )
     logger.info(
         "%s asked for %s on %s from the console (job %s)",
         user.login,

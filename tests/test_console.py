@@ -12,12 +12,13 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bot.app import make_app
+from bot.jobs import registry
 from bot.jobs.course import ProgressLog
 from bot.store import RUNNING, Job, MonitorState, NewJob
 from bot.web.access import ACCESS
 from bot.web.console import job_view
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
-from deploy.model import ServerRecord
+from deploy.model import OperationResult, ServerRecord
 from tests.console_support import csrf_of, follow_authorize, local, sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
@@ -369,3 +370,49 @@ async def test_a_running_jobs_view_shows_its_log_so_far():
     del progress
     gc.collect()
     assert job_view(job)["log"] == ""
+
+
+@pytest.fixture
+def admin_button():
+    """A button entry only admins may run, in place of Snapshot (GitHub allows 3 buttons)."""
+    registry.operations()
+    saved = dict(registry.OPERATIONS)
+    del registry.OPERATIONS["snapshot"]
+
+    async def run(op, args) -> OperationResult:
+        return OperationResult("success", "Hub locked", "Locked.")
+
+    registry.operation(
+        "lock-hub",
+        summary="Close the hub to sign-ups.",
+        permission=registry.ADMIN,
+        button=registry.Button("Lock hub", "Close sign-ups"),
+        needs_config=False,
+    )(run)
+    yield "lock-hub"
+    registry.OPERATIONS.clear()
+    registry.OPERATIONS.update(saved)
+
+
+async def test_a_button_keeps_its_entrys_permission(classroom, admin_button):
+    await known_course(classroom)
+    classroom.github.repositories[COURSE_REPO].collaborators["carol"] = "write"
+    classroom.services.runner.pause()
+    try:
+        for login, status in (("carol", 403), ("alice", 303)):
+            classroom.client.session.cookie_jar.clear()
+            await sign_in(classroom.client, classroom.github, login)
+            page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+            assert f'id="run-{admin_button}"' in page
+            answer = await classroom.client.post(
+                f"/courses/{COURSE_REPO}/run/{admin_button}",
+                data={"csrf_token": csrf_of(page)},
+                allow_redirects=False,
+            )
+            assert answer.status == status, login
+            if login == "carol":
+                assert await classroom.services.store.jobs() == []
+        [job] = await classroom.services.store.jobs()
+        assert (job.payload["name"], job.payload["user"]) == (admin_button, "alice")
+    finally:
+        classroom.services.runner.resume()

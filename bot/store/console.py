@@ -69,9 +69,6 @@ class ConsoleTables(Database):
         )
         return CourseToken(*rows[0]) if rows else None
 
-    async def courses_with_tokens(self) -> set[str]:
-        return {r[0] for r in await self._fetch("SELECT course FROM course_tokens")}
-
     async def save_course_token(self, token: CourseToken) -> None:
         await self._transaction(
             lambda db: db.execute(

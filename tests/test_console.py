@@ -95,6 +95,23 @@ async def test_a_changed_state_is_refused_and_signs_nobody_in(classroom):
     assert replay.status == 400
 
 
+async def test_cancelling_on_github_signs_nobody_in_and_says_why(classroom):
+    started = await classroom.client.get("/login", allow_redirects=False)
+    state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+    answer = await classroom.client.get(
+        "/login/callback",
+        params={
+            "error": "access_denied",
+            "error_description": "The user has denied your application access.",
+            "state": state,
+        },
+    )
+    assert answer.status == 400
+    assert "The user has denied your application access." in await answer.text()
+    assert classroom.github.oauth_count("authorization_code") == 0
+    assert await signed_out(classroom.client)
+
+
 async def test_sign_out_ends_the_session(classroom):
     await sign_in(classroom.client, classroom.github)
     page = await (await classroom.client.get("/courses")).text()

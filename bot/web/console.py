@@ -180,6 +180,10 @@ async def login_callback(request: web.Request) -> web.Response:
             "Nothing was signed in. Start again from the sign-in link.",
             400,
         )
+    if request.query.get("error"):
+        # The person pressed Cancel on GitHub's page, or GitHub refused (error=access_denied).
+        reason = request.query.get("error_description") or request.query["error"]
+        return message(request, "Not signed in", f"GitHub did not sign you in: {reason}", 400)
     if not code or len(code) > CODE_LENGTH or not code.isascii():
         return message(request, "Sign-in refused", "GitHub sent no usable code.", 400)
     try:

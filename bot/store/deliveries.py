@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -16,9 +17,13 @@ from bot.store.records import (
     Recorded,
 )
 
-# Intake commits between two WAL checkpoints (SQLite's own default is every 1,000 pages,
-# here about 60 intake commits of a dozen pages each: random delivery ids touch many).
+logger = logging.getLogger(__name__)
+
+# Intake commits between two WAL checkpoints in the background (SQLite's own default is
+# every 1,000 pages, here about 60 intake commits of a dozen pages each: random delivery
+# ids touch many pages), and between two that pause intake so the WAL can start over.
 CHECKPOINT_EVERY = 64
+RESTART_EVERY = 8 * CHECKPOINT_EVERY
 
 
 def upsert_installation(installation_id: int, account: str, suspended: bool) -> Change:
@@ -63,6 +68,7 @@ class DeliveryTables(Database):
 
     _intake_conn: sqlite3.Connection | None = None
     _intake_commits = 0
+    _checkpointing: asyncio.Future[None] | None = None
 
     # -- deliveries ---------------------------------------------------------------
 
@@ -93,7 +99,7 @@ class DeliveryTables(Database):
                 rows = [(d, j, c) for d, j, c, _ in batch]
                 try:
                     outcomes = None
-                    if self._intake_commits < CHECKPOINT_EVERY:
+                    if self._intake_commits < RESTART_EVERY:
                         outcomes = self._record_inline(rows)
                     if outcomes is None:
                         outcomes = await self._call(self._record_and_checkpoint, rows)
@@ -130,21 +136,35 @@ class DeliveryTables(Database):
             raise
         outcomes = self._record_batch(batch, db, begun=True)
         self._intake_commits += 1
+        if self._intake_commits % CHECKPOINT_EVERY == 0 and self._checkpointing is None:
+            # Copies the WAL into the database beside intake, syncing off the loop, so the
+            # checkpoint that pauses intake later has little left to do.
+            self._checkpointing = asyncio.ensure_future(self._call(self._checkpoint))
+            self._checkpointing.add_done_callback(self._checkpointed)
         return outcomes
+
+    def _checkpoint(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _checkpointed(self, future: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not future.cancelled() and future.exception() is not None:
+            # Not fatal: the WAL only grows until the next checkpoint succeeds.
+            logger.warning("WAL checkpoint failed: %s", future.exception())
 
     def _record_and_checkpoint(
         self, batch: list[tuple[Delivery, list[NewJob], list[Change]]]
     ) -> list[Recorded | Exception]:
-        """``_record_batch`` on the store thread, then a WAL checkpoint.
+        """A WAL checkpoint, then ``_record_batch``, on the store thread.
 
-        The intake connection never checkpoints (a checkpoint may fsync). Every
-        ``CHECKPOINT_EVERY`` commits a batch is recorded here instead, and while it is, no
-        intake commit runs beside the checkpoint, so it completes and the WAL starts over
-        rather than growing under steady load.
+        The intake connection never checkpoints (a checkpoint syncs to disk). A checkpoint
+        beside steady intake never catches up with it, and SQLite starts the WAL over only
+        once one has, so every ``RESTART_EVERY`` commits a batch is recorded here instead:
+        no intake commit runs meanwhile, the checkpoint completes, and this batch's commit
+        starts the WAL over (syncing the WAL's new header here too, not on the loop).
         """
-        outcomes = self._record_batch(batch)
-        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        return outcomes
+        self._checkpoint()
+        return self._record_batch(batch)
 
     def _intake_db(self) -> sqlite3.Connection:
         if self._intake_conn is None:
@@ -159,8 +179,9 @@ class DeliveryTables(Database):
         return self._intake_conn
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        for pending in (self._flusher, self._checkpointing):
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
         if self._intake_conn is not None:
             self._intake_conn.close()
             self._intake_conn = None

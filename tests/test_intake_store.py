@@ -139,3 +139,14 @@ async def test_recording_after_close_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         await store.record_delivery(delivery(), [])
     assert time.monotonic() - started < 5
+
+
+async def test_a_job_replacing_a_queued_one_reports_what_it_replaced(store: st.Store) -> None:
+    def deploy(sha: str) -> st.NewJob:
+        return st.NewJob("o/r", "deploy", {"sha": sha}, 7, coalesce_key="deploy:o/r")
+
+    first = await store.record_delivery(delivery("one"), [deploy("a")])
+    second = await store.record_delivery(delivery("two"), [deploy("b")])
+    assert [job.id for job in second.superseded] == first.job_ids
+    assert [job.payload for job in second.superseded] == [{"sha": "a"}]
+    assert (await store.job(first.job_ids[0])).state == st.SUPERSEDED

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from bot.store.database import Database
+from bot.store.database import Database, connect
 from bot.store.records import (
     Change,
     Course,
@@ -126,7 +126,7 @@ class DeliveryTables(Database):
     def _record_inline(
         self, batch: list[tuple[Delivery, list[NewJob], list[Change]]]
     ) -> list[Recorded | Exception] | None:
-        """``_record_batch`` on the intake connection; ``None`` if the write lock is taken."""
+        """The batch committed on the intake connection; ``None`` if the write lock is taken."""
         db = self._intake_db()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -134,7 +134,7 @@ class DeliveryTables(Database):
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return None
             raise
-        outcomes = self._record_batch(batch, db, begun=True)
+        outcomes = self._commit_batch(db, batch)
         self._intake_commits += 1
         if self._intake_commits % CHECKPOINT_EVERY == 0 and self._checkpointing is None:
             # Copies the WAL into the database beside intake, syncing off the loop, so the
@@ -170,9 +170,8 @@ class DeliveryTables(Database):
         if self._intake_conn is None:
             if self._conn is None:
                 raise RuntimeError("the store is closed")
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = connect(self.path)
+            # Never wait for the lock nor checkpoint here: the event loop runs this.
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._intake_conn = conn
@@ -188,16 +187,17 @@ class DeliveryTables(Database):
         await super().close()
 
     def _record_batch(
-        self,
-        batch: list[tuple[Delivery, list[NewJob], list[Change]]],
-        db: sqlite3.Connection | None = None,
-        *,
-        begun: bool = False,
+        self, batch: list[tuple[Delivery, list[NewJob], list[Change]]]
     ) -> list[Recorded | Exception]:
-        db = db or self._db
+        """The batch in one transaction on the store thread's connection, waiting for the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._commit_batch(self._db, batch)
+
+    def _commit_batch(
+        self, db: sqlite3.Connection, batch: list[tuple[Delivery, list[NewJob], list[Change]]]
+    ) -> list[Recorded | Exception]:
+        """Record each delivery in a savepoint of ``db``'s open transaction, then commit."""
         outcomes: list[Recorded | Exception] = []
-        if not begun:
-            db.execute("BEGIN IMMEDIATE")
         try:
             for delivery, jobs, changes in batch:
                 db.execute("SAVEPOINT delivery")

@@ -2,8 +2,8 @@
 
 Status codes are a contract (DESIGN): 202 accepted; 200 for ping, ignored events and
 duplicate deliveries; 401 for a missing or wrong signature; 400 for missing headers or bad
-JSON; 415 for a wrong content type; 413 for a body over 25 MiB. Nothing a client sends
-gets a 5xx.
+JSON; 415 for a wrong content type or an unknown charset; 413 for a body over 25 MiB.
+Nothing a client sends gets a 5xx.
 """
 
 from __future__ import annotations

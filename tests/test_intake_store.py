@@ -150,3 +150,20 @@ async def test_a_job_replacing_a_queued_one_reports_what_it_replaced(store: st.S
     assert [job.id for job in second.superseded] == first.job_ids
     assert [job.payload for job in second.superseded] == [{"sha": "a"}]
     assert (await store.job(first.job_ids[0])).state == st.SUPERSEDED
+
+
+async def test_a_delivery_that_cannot_be_stored_fails_alone(store: st.Store) -> None:
+    # A value SQLite cannot bind: the one statement fails, the batch goes on.
+    unstorable = st.Delivery("bad", "push", None, None, {"id": 1}, "ignored")  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        store.record_delivery(delivery("before"), []),
+        store.record_delivery(unstorable, []),
+        store.record_delivery(delivery("after"), [job()]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.ProgrammingError)
+    other = database(store)
+    rows = other.execute("SELECT id FROM deliveries ORDER BY id").fetchall()
+    assert rows == [("after",), ("before",)]
+    assert other.execute("SELECT delivery_id FROM jobs").fetchall() == [("after",)]
+    other.close()

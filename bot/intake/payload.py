@@ -1,4 +1,4 @@
-"""A delivery's signature and body, checked and decoded once, with nothing copied.
+"""A delivery's signature and body, each checked or decoded once, straight from the bytes.
 
 Pure functions, the hot half of ``POST /webhook``: GitHub signs the raw body with
 HMAC-SHA256 (``X-Hub-Signature-256: sha256=<64 lowercase hex>``) and sends UTF-8 JSON.

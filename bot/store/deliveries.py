@@ -78,13 +78,13 @@ class DeliveryTables(Database):
         """Record a delivery, its changes and its jobs atomically; a known id records nothing.
 
         Deliveries that arrive in one turn of the event loop share one commit (group
-        commit), each in its own savepoint; each caller returns only once its row is
-        committed. The commit is made on the event loop itself, on an intake connection
-        of its own, when SQLite's write lock is free at once: under WAL with
-        ``synchronous=NORMAL`` that is a write to the WAL (no fsync, no checkpoint: those
-        stay on the store thread) and costs far less than two hops to the store thread. If
-        another connection holds the lock, or a checkpoint is due, the batch goes to the
-        store thread instead, so the loop never waits for a lock or a disk sync.
+        commit), each with jobs or changes in its own savepoint; each caller returns only
+        once its row is committed. The commit is made on the event loop itself, on an
+        intake connection of its own, when SQLite's write lock is free at once: under WAL
+        with ``synchronous=NORMAL`` that is a write to the WAL (no fsync, no checkpoint:
+        those stay on the store thread) and costs far less than two hops to the store
+        thread. If another connection holds the lock, or a checkpoint is due, the batch
+        goes to the store thread instead, so the loop never waits for a lock or a disk sync.
         """
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
         self._pending.append((delivery, jobs, list(changes), future))

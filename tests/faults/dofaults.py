@@ -66,6 +66,9 @@ def exhaust(fake: DigitalOceanFake, operation: str) -> None:
     fake.fail(operation, 500, times=EXHAUSTING)
 
 
+EXHAUSTED = Fault("exhausted", exhaust, None, 500)
+
+
 def template_pattern(operation: str) -> tuple[str, re.Pattern[str]]:
     method, template = operation.split(" ", 1)
     regex = re.sub(r"\\\{[a-z_]+\\\}", r"[^/]+", re.escape(template))
@@ -109,6 +112,19 @@ def assert_fault_met_and_retried(
         assert again.status < 400, again
     else:
         assert len(met) == 1, f"{operation} was asked again: {met}"
+
+
+def assert_tried_to_the_end(
+    armed: Armed, fake: DigitalOceanFake, operation: str, *, action: str | None = None
+) -> None:
+    """The step's own request met the exhausting fault and was asked every allowed time."""
+    met = armed.met(fake, operation)
+    assert len(met) >= EXHAUSTING, f"{operation} was asked {len(met)} times"
+    first = met[0]
+    if action is not None:
+        assert action_type(fake, first) == action, (operation, action, first)
+    for again in met[:EXHAUSTING]:
+        assert (again.path, again.body, again.status) == (first.path, first.body, 500), again
 
 
 def requests_to(fake: DigitalOceanFake, operation: str) -> list[FakeRequest]:

@@ -20,6 +20,7 @@ from tests.faults.dofaults import (
     ACTION_POLL,
     ACTIONS,
     DROPLET,
+    EXHAUSTED,
     REQUEST_TIMEOUT,
     RESIZE_FAULTS,
     RETRY_AFTER_FAULT,
@@ -27,6 +28,7 @@ from tests.faults.dofaults import (
     Armed,
     Fault,
     assert_fault_met_and_retried,
+    assert_tried_to_the_end,
     exhaust,
     let_abandoned_requests_land,
     requests_to,
@@ -310,10 +312,11 @@ async def test_resize_step_failing_every_retry_leaves_the_droplet_on(
     line, operation = {**RESIZE_STEPS, **POWER_OFF_STEPS}[step]
     if step in POWER_OFF_STEPS:
         do_fake.hang_action("shutdown")
-    armed.when(line, lambda: exhaust(do_fake, operation))
+    armed.inject(line, EXHAUSTED, do_fake, operation)
 
     result = await resize(engine, armed, config)
 
+    assert_tried_to_the_end(armed, do_fake, operation, action=STEP_ACTION[step])
     conclusion, message = EXHAUSTED_OUTCOME[step]
     assert do_fake.droplets[droplet.id].status == "active"
     assert (result.conclusion, message in result.summary) == (conclusion, True), result.summary
@@ -398,7 +401,7 @@ async def test_snapshot_that_fails_says_so_and_leaves_the_droplet_on(
         do_fake.hang_action("snapshot")
     else:
         operation = ACTIONS if trouble == "exhausted-start" else ACTION_POLL
-        armed.when("Taking snapshot", lambda: exhaust(do_fake, operation))
+        armed.inject("Taking snapshot", EXHAUSTED, do_fake, operation)
 
     result = await operations.snapshot(engine, COURSE, config, "week-1", progress=armed.progress)
 
@@ -410,6 +413,8 @@ async def test_snapshot_that_fails_says_so_and_leaves_the_droplet_on(
         "exhausted-poll": "did not report on the snapshot after 5 tries",
     }[trouble]
     assert expected in result.summary
+    if trouble.startswith("exhausted"):
+        assert_tried_to_the_end(armed, do_fake, operation, action="snapshot")
     assert do_fake.droplets[droplet.id].status == "active"
     assert do_fake.snapshots == []
 

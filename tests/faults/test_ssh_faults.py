@@ -7,7 +7,6 @@ is left to plan, and the students' /home is untouched."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -189,28 +188,28 @@ class CutAtStep:
         self.step = step
         self.program = program
         self.lines: list[str] = []
-        self.armed_at: float | None = None
+        self.calls_before: int | None = None
         if step == "observe":
             self.arm()
 
     def arm(self) -> None:
-        self.armed_at = time.time()
+        # The step's line comes before any of its commands runs, so the next call of the
+        # program is the first one after those already recorded.
+        self.calls_before = len(self.target.calls(self.program))
         self.target.cut_next(self.program)
 
     async def progress(self, line: str) -> None:
         self.lines.append(line)
-        if self.armed_at is None and line.startswith(f"step {self.step}:"):
+        if self.calls_before is None and line.startswith(f"step {self.step}:"):
             self.arm()
 
     def cut_call(self) -> dict:
         """The call the connection was cut in: the first of ``program`` once armed."""
-        assert self.armed_at is not None, f"step {self.step} never began"
+        assert self.calls_before is not None, f"step {self.step} never began"
         # The stand-in removes its one-shot marker when it honours it.
         marker = self.target.sandbox / "control" / f"{self.program}.cut"
         assert not marker.exists(), f"{self.program} was not called in step {self.step}"
-        return next(
-            call for call in self.target.calls(self.program) if call["time"] >= self.armed_at - 0.01
-        )
+        return self.target.calls(self.program)[self.calls_before]
 
 
 async def noop(_line: str) -> None:

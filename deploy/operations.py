@@ -488,13 +488,3 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
         "disk_used_percent": observed.disk_used_percent,
         "memory_available_bytes": observed.memory_available_bytes,
     }
-
-
-async def restart_hub_service(engine: Engine, course: str) -> None:
-    record = await engine.records.get_server(course)
-    if record is None or not record.address:
-        raise OperationError("no server is known for this course")
-    target = _remembered_target(engine, record)
-    status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
-    if status != 0:
-        raise OperationError(f"systemctl restart jupyterhub exited {status}")

@@ -59,6 +59,8 @@ _SIZES: list[tuple[str, int, int, int, float, float, list[str] | None, bool]] = 
     ("c-4", 4, 8192, 50, 5.0, 84.0, None, True),
     ("g-2vcpu-8gb", 2, 8192, 25, 4.0, 63.0, None, True),
     ("m-2vcpu-16gb", 2, 16384, 50, 4.0, 84.0, None, True),
+    # DigitalOcean's storage-optimized sizes have an underscore in their slug.
+    ("so1_5-2vcpu-16gb", 2, 16384, 450, 4.0, 131.0, None, True),
     ("s-16vcpu-32gb", 16, 32768, 640, 8.0, 192.0, ["nyc3"], False),
 ]
 

@@ -225,9 +225,9 @@ class Reporter:
         first attempt made, so the commit never keeps a second deployment stuck in_progress."""
         if job.installation_id is None or not job.payload.get("head_sha"):
             return None
-        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
+        recorded = await self.recorded_deployment(job)
         if recorded is not None:
-            return int(recorded)
+            return recorded
         owner, repo = split_course(job.course)
         gh = await self.api(job.installation_id)
         deployment = await gh.post(
@@ -248,6 +248,11 @@ class Reporter:
         await self.services.store.set_meta(f"deployment:job:{job.id}", str(deployment_id))
         await self.deployment_status(job, deployment_id, "in_progress")
         return int(deployment_id)
+
+    async def recorded_deployment(self, job: st.Job) -> int | None:
+        """The deployment an earlier attempt of this job created, if any."""
+        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
+        return int(recorded) if recorded is not None else None
 
     async def deployment_status(
         self,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import weakref
 from typing import Any
 
 import gidgethub
 
+from bot.course_tokens import refusal_without_token
 from bot.github import texts
 from bot.github.commit_files import (
     CommitFiles,
@@ -62,6 +64,7 @@ class ProgressLog:
         self.job = job
         self.title = title
         self.lines: list[str] = []
+        LIVE_LOGS[job.id] = self
 
     async def line(self, text: str) -> None:
         self.lines.append(redact(text))
@@ -73,6 +76,11 @@ class ProgressLog:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+# The log of each running job so far, for the console's live view; an entry goes away
+# with its job's ProgressLog.
+LIVE_LOGS: weakref.WeakValueDictionary[int, ProgressLog] = weakref.WeakValueDictionary()
 
 
 def is_notebook(path: str) -> bool:
@@ -253,6 +261,9 @@ async def run_commit(ctx: JobContext) -> JobResult:
     services: Services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     await services.store.add_courses(job.installation_id, [(job.course, None)])
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        return refused
     op = _entry("deploy")
     mode = payload.get("mode", "plan")
     args = op.args(mode=mode, rebuild=bool(payload.get("rebuild")))
@@ -296,10 +307,23 @@ async def run_command(ctx: JobContext) -> JobResult:
         reply = problem or "Comment `/help` for the commands."
         await finish_command(services, job, reply, ok=False)
         return JobResult("neutral", f"/{registry.code(name)}", reply)
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        await finish_command(services, job, refused.summary, ok=False)
+        return refused
     result = await run_entry(ctx, op, args, user=user or None, source=source, title=f"/{name}")
     reply = texts.command_reply(name, words, result, op.note)
     await finish_command(services, job, reply, ok=result.ok)
     return result
+
+
+async def token_refusal(services: Services, course: str) -> JobResult | None:
+    """With ``BOT_REQUIRE_COURSE_TOKEN=1``, the result for a course without its own token."""
+    if not services.settings.require_course_token:
+        return None
+    if await services.store.course_token(course) is not None:
+        return None
+    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:

@@ -75,6 +75,7 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
                 "hub_url": result.hub_url,
                 "monitor_every": config.monitor.every_seconds,
                 "monitor_issue": config.monitor.issue,
+                "tljh_version": config.hub.tljh_version,
                 "monitor_signups": config.monitor.signups,
                 "branch": branch,
             },
@@ -93,11 +94,17 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
             extra.append(
                 await keep_badges_current(services, job, config, result.hub_url, branch, files)
             )
+    if "id" not in deployment and args.mode == "apply":
+        # An attempt killed after its last step leaves nothing to apply on the re-run, so
+        # before_apply never runs; the deployment that attempt opened is concluded here.
+        recorded = await reporter.recorded_deployment(job)
+        if recorded is not None:
+            deployment["id"] = recorded
     if "id" in deployment:
         await reporter.deployment_status(
             job,
             deployment["id"],
-            "success" if result.conclusion == "success" else "failure",
+            "success" if result.conclusion in ("success", "neutral") else "failure",
             environment_url=result.hub_url,
             description=result.title,
         )

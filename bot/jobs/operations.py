@@ -77,6 +77,8 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
                 "monitor_issue": config.monitor.issue,
                 "tljh_version": config.hub.tljh_version,
                 "monitor_signups": config.monitor.signups,
+                # The console offers these people their own hub password form.
+                "hub_admins": list(config.hub.admins),
                 "branch": branch,
             },
         )

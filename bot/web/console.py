@@ -2,7 +2,8 @@
 
 Routes: ``GET /login``, ``GET /login/callback``, ``POST /logout``, ``GET /courses``,
 ``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, and POSTs for
-the operation buttons and the course's own DigitalOcean token).
+the operation buttons, the course's own DigitalOcean token and the hub's accounts:
+approve or discard a waiting sign-up, an admin's own hub password, a student's reset).
 
 Who sees what (``bot.web.access``): a course page, and every POST under it, is served only
 to people who are admin, maintain or write on the repository. Everyone else gets the same
@@ -18,6 +19,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -44,6 +46,8 @@ from bot.web.access import (
     signed_in,
     user_repositories,
 )
+from deploy import operations as engine_operations
+from deploy.model import HubAccounts
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -304,6 +308,9 @@ async def course_page(request: web.Request) -> web.Response:
             size_problem = redact(str(exc))
     token = await services.store.course_token(name)
     admin = is_admin(await permission(request, course, user.login))
+    hub = await hub_accounts_view(services, name, record)
+    # hub.admins are GitHub logins, lower-cased as hub names; this page needs write.
+    own_account = user.login.lower() if user.login.lower() in facts.get("hub_admins", []) else None
     return render(
         request,
         "course.html",
@@ -324,8 +331,132 @@ async def course_page(request: web.Request) -> web.Response:
             "admin": admin,
             "require_token": services.settings.require_course_token,
             "notice": request.query.get("notice", "")[:200],
+            "hub_accounts": hub,
+            "own_account": own_account,
         },
     )
+
+
+async def hub_accounts_view(services: Any, course: str, record: Any) -> dict[str, Any]:
+    """Waiting sign-ups and students with their last activity, or why they are unknown."""
+    if record is None or services.engine is None:
+        return {"problem": "No hub yet.", "waiting": [], "students": []}
+    try:
+        listed: HubAccounts = await engine_operations.hub_accounts(services.engine, course)
+    except engine_operations.OperationError as exc:
+        return {"problem": redact(str(exc)), "waiting": [], "students": []}
+    if not listed.database:
+        return {"problem": "The hub has no accounts yet.", "waiting": [], "students": []}
+    students = [r for r in listed.approved if r.name not in listed.seeded]
+    return {"problem": "", "waiting": list(listed.waiting), "students": students}
+
+
+def back_to_accounts(course: str, notice: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"/courses/{course}?{urlencode({'notice': notice[:200]})}#accounts")
+
+
+async def _account_request(request: web.Request) -> tuple[Any, Any, Any, Any]:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    form = await request.post() if course is not None else {}
+    return user, course, form, services_of(request)
+
+
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+async def approve_signup(request: web.Request) -> web.Response:
+    """Approve one waiting sign-up (one SSH round trip); approving twice changes nothing."""
+    user, course, form, services = await _account_request(request)
+    if course is None:
+        return not_found(request)
+    name = _field(form, "name")
+    result = await engine_operations.approve_students(
+        services.engine, course.full_name, [name], progress=_quiet
+    )
+    logger.info("%s approved a sign-up on %s from the console", user.login, course.full_name)
+    if result.conclusion == "failure":
+        raise back_to_accounts(course.full_name, f"Not approved: {result.summary}")
+    done = result.details.get("approved") or []
+    raise back_to_accounts(
+        course.full_name, f"Approved {name}." if done else f"{name} was already approved."
+    )
+
+
+async def discard_signup(request: web.Request) -> web.Response:
+    """Delete one waiting sign-up; an approved account is never deleted."""
+    user, course, form, services = await _account_request(request)
+    if course is None:
+        return not_found(request)
+    name = _field(form, "name")
+    try:
+        outcome = await engine_operations.discard_students(
+            services.engine, course.full_name, [name]
+        )
+    except engine_operations.OperationError as exc:
+        raise back_to_accounts(course.full_name, f"Not discarded: {exc}") from None
+    logger.info("%s discarded a sign-up on %s from the console", user.login, course.full_name)
+    if outcome.done:
+        raise back_to_accounts(course.full_name, f"Discarded {name}.")
+    if outcome.already:
+        raise back_to_accounts(course.full_name, f"{name} is approved: the account is kept.")
+    raise back_to_accounts(course.full_name, f"Nobody called {name} is waiting.")
+
+
+async def set_own_password(request: web.Request) -> web.Response:
+    """A hub admin (in hub.admins, with write) sets their own hub password."""
+    user, course, form, services = await _account_request(request)
+    if course is None:
+        return not_found(request)
+    facts = await services.store.course_facts(course.full_name)
+    name = user.login.lower()
+    if name not in facts.get("hub_admins", []):
+        return message(request, "Not a hub admin", "Only the people in hub.admins set a hub "
+                       "password here; students use the hub's own page.", 403)  # fmt: skip
+    try:
+        await engine_operations.set_hub_password(
+            services.engine,
+            course.full_name,
+            name,
+            _field(form, "password"),
+            _field(form, "again"),
+        )
+    except engine_operations.OperationError as exc:
+        raise back_to_accounts(course.full_name, f"Password not set: {exc}") from None
+    logger.info("%s set their hub password on %s", user.login, course.full_name)
+    raise back_to_accounts(course.full_name, "Your hub password is set: log in on the hub.")
+
+
+async def reset_student_password(request: web.Request) -> web.Response:
+    """A repository admin gives a locked-out student a new password, shown once."""
+    user, course, form, services = await _account_request(request)
+    if course is None:
+        return not_found(request)
+    if not is_admin(await permission(request, course, user.login)):
+        return message(
+            request, "Admins only", "Only an admin of the repository can reset a password.", 403
+        )
+    name = _field(form, "name")
+    try:
+        password = await engine_operations.reset_student_password(
+            services.engine, course.full_name, name
+        )
+    except engine_operations.OperationError as exc:
+        raise back_to_accounts(course.full_name, f"Password not reset: {exc}") from None
+    logger.info("%s reset a student's hub password on %s", user.login, course.full_name)
+    return render(
+        request,
+        "password.html",
+        {"course": course.full_name, "name": name, "password": password, "user": user},
+    )
+
+
+async def _quiet(line: str) -> None:
+    pass
 
 
 async def course_jobs(request: web.Request) -> web.Response:
@@ -466,3 +597,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(r"/courses/{owner}/{repo}/run/{operation}", run_operation)
     app.router.add_post(r"/courses/{owner}/{repo}/token", set_course_token)
     app.router.add_post(r"/courses/{owner}/{repo}/token/delete", remove_course_token)
+    app.router.add_post(r"/courses/{owner}/{repo}/accounts/approve", approve_signup)
+    app.router.add_post(r"/courses/{owner}/{repo}/accounts/discard", discard_signup)
+    app.router.add_post(r"/courses/{owner}/{repo}/accounts/password", set_own_password)
+    app.router.add_post(r"/courses/{owner}/{repo}/accounts/reset", reset_student_password)

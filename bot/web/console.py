@@ -13,6 +13,7 @@ to people who are admin, maintain or write on the repository. Everyone else gets
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -57,6 +58,7 @@ SIZES_TTL = 600.0
 POWER_TTL = 30.0
 CODE_LENGTH = 200
 RECENT_JOBS = 10
+HUB_ACCOUNTS_TIMEOUT = 5.0
 
 
 # Offered beside the buttons, with a picker of the sizes in the droplet's region.
@@ -342,9 +344,17 @@ async def hub_accounts_view(services: Any, course: str, record: Any) -> dict[str
     if record is None or services.engine is None:
         return {"problem": "No hub yet.", "waiting": [], "students": []}
     try:
-        listed: HubAccounts = await engine_operations.hub_accounts(services.engine, course)
+        # A page never waits long on a server that does not answer.
+        async with asyncio.timeout(HUB_ACCOUNTS_TIMEOUT):
+            listed: HubAccounts = await engine_operations.hub_accounts(services.engine, course)
     except engine_operations.OperationError as exc:
         return {"problem": redact(str(exc)), "waiting": [], "students": []}
+    except TimeoutError:
+        return {
+            "problem": "The hub's server did not answer in time; reload to try again.",
+            "waiting": [],
+            "students": [],
+        }
     if not listed.database:
         return {"problem": "The hub has no accounts yet.", "waiting": [], "students": []}
     students = [r for r in listed.approved if r.name not in listed.seeded]

@@ -7,6 +7,7 @@ is left to plan, and the students' /home is untouched."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -43,7 +44,9 @@ STEP_PROGRAMS: list[tuple[str, str]] = [
 # The steps of a clean fresh deploy of course_files(), in order.
 CLEAN_STEPS = [
     "tljh-install",
-    "auth",
+    "accounts",
+    "signup",
+    "api-service",
     "https",
     "hub-settings",
     "apt",
@@ -57,11 +60,10 @@ CLEAN_STEPS = [
 # The calls that change the server in a clean fresh deploy, in order: TLJH's installer,
 # tljh-config edits and package installs. Each must run to the end exactly once.
 CLEAN_ACTIONS: list[tuple[str, list[str]]] = [
+    # The installer finds the authenticator set and sign-up closed; sign-up opens once the
+    # admins' accounts exist.
     ("bootstrap", ["--version", "2.0.0", "--admin", "alice", "--admin", "carol"]),
-    ("tljh-config", ["set", "auth.type", "nativeauthenticator.NativeAuthenticator"]),
-    ("tljh-config", ["set", "auth.NativeAuthenticator.open_signup", "false"]),
     ("tljh-config", ["set", "auth.NativeAuthenticator.enable_signup", "true"]),
-    ("tljh-config", ["set", "auth.NativeAuthenticator.allow_all", "true"]),
     ("tljh-config", ["set", "https.enabled", "true"]),
     ("tljh-config", ["set", "https.letsencrypt.email", "teacher@example.edu"]),
     ("tljh-config", ["add-item", "https.letsencrypt.domains", HOSTNAME]),
@@ -229,6 +231,11 @@ def assert_clean_end_state(target) -> None:
     for name, expected in CLEAN_END_STATE.items():
         assert target.state(name) == expected, name
     assert state_record(target) == CLEAN_STATE_RECORD
+    # Each admin has exactly one hub account, authorized, made before sign-up opened.
+    database = target.sandbox / "opt" / "tljh" / "state" / "jupyterhub.sqlite"
+    with sqlite3.connect(database) as db:
+        accounts = sorted(db.execute("SELECT username, is_authorized FROM users_info"))
+    assert accounts == [("alice", 1), ("carol", 1)]
     assert target.canary.intact(), "a student's file in /home changed"
 
 

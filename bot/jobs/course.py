@@ -204,15 +204,7 @@ async def run_commit(ctx: JobContext) -> dict[str, Any]:
     )
     extra = []
     if mode == "apply" and result.hub_url:
-        # What the monitor needs between deploys, without reading the repository again.
-        await services.store.save_course_facts(
-            job.course,
-            {
-                "hub_url": result.hub_url,
-                "monitor_every": config.monitor.every_seconds,
-                "monitor_issue": config.monitor.issue,
-            },
-        )
+        await remember_course(services, job, config, result.hub_url)
     if result.hub_url:
         branch = payload.get("default_branch") or payload.get("branch") or "main"
         extra.append(
@@ -276,8 +268,10 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
     job = ctx.job
     progress = ProgressLog(services.reporter, job, f"/{name}")
     engine = services.engine
-    if name == "status":
-        # What the last deploy remembered is enough: no need to read the repository.
+    if name == "status" and await engine.records.get_server(job.course) is not None:
+        # What the last deploy remembered is enough: no need to read the repository. Only
+        # a service that remembers no server (a new or lost database) reads the config, to
+        # find the droplet by its name and tag.
         facts = await services.store.course_facts(job.course)
         return await operations.status(
             engine, job.course, None, progress=progress.line, hub=facts.get("hub_url")
@@ -287,6 +281,36 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
         config, _ = await load_config(services, job, ref)
     except ConfigErrors as errors:
         return OperationResult("failure", "The course configuration has errors", str(errors))
+    result = await run_configured(ctx, name, args, config, progress)
+    if result.hub_url and not await services.store.course_facts(job.course):
+        # The database is a cache: an answer that found the server puts back what the
+        # monitor needs, should the database have been lost since the last deploy.
+        await remember_course(services, job, config, result.hub_url)
+    return result
+
+
+async def remember_course(services: Services, job: Job, config: CourseConfig, hub_url: str) -> None:
+    """What the monitor needs between deploys, without reading the repository again."""
+    assert job.installation_id is not None
+    await services.store.add_courses(job.installation_id, [(job.course, None)])
+    await services.store.save_course_facts(
+        job.course,
+        {
+            "hub_url": hub_url,
+            "monitor_every": config.monitor.every_seconds,
+            "monitor_issue": config.monitor.issue,
+        },
+    )
+
+
+async def run_configured(
+    ctx: JobContext, name: str, args: list[str], config: CourseConfig, progress: ProgressLog
+) -> OperationResult:
+    services: Services = ctx.services
+    job = ctx.job
+    engine = services.engine
+    if name == "status":
+        return await operations.status(engine, job.course, config, progress=progress.line)
     if name in ("plan", "rebuild"):
         return await operations.deploy(
             engine,

@@ -8,7 +8,6 @@ crash or a cut connection converges instead of repeating side effects.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from deploy.model import (
 from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
+from deploy.retry import RetryPolicy
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint
 
 ENGINE_STEPS = ("provision", "wait-ssh", "dns")
@@ -194,20 +194,26 @@ async def _observe(
 async def _wait_for_ssh(
     engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> Observed:
-    deadline = time.monotonic() + engine.ssh_wait_seconds
-    while True:
-        try:
-            return await _observe(engine, course, config, record, progress)
-        except HostKeyChanged:
-            raise
-        except UNREACHABLE as exc:
-            if time.monotonic() > deadline:
-                raise OperationError(
-                    f"the server at {record.address} did not answer over SSH within "
-                    f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
-                ) from None
-            await progress(f"waiting for SSH on {record.address}")
-            await asyncio.sleep(engine.ssh_poll_seconds)
+    """Observe the server once it answers over SSH (a new or rebooted droplet takes a while)."""
+
+    async def on_retry(_failure: BaseException, _tries: int, _delay: float) -> None:
+        await progress(f"waiting for SSH on {record.address}")
+
+    policy = RetryPolicy(
+        retry_on=lambda failure: isinstance(failure, UNREACHABLE),
+        attempts=None,
+        within=engine.ssh_wait_seconds,
+        wait=lambda _failure, _failures: engine.ssh_poll_seconds,
+    )
+    try:
+        return await policy.call(
+            lambda: _observe(engine, course, config, record, progress), on_retry=on_retry
+        )
+    except UNREACHABLE as exc:
+        raise OperationError(
+            f"the server at {record.address} did not answer over SSH within "
+            f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
+        ) from None
 
 
 def _result(

@@ -759,3 +759,17 @@ async def test_find_names_the_tagged_droplet_or_none(do_fake, rec) -> None:
     tagged = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG], size="s-4vcpu-8gb")
     found = await driver(do_fake, rec).find("physics101-hub")
     assert found is not None and (found.id, found.size) == (tagged.id, "s-4vcpu-8gb")
+
+
+async def test_the_request_path_reads_every_page(do_fake) -> None:
+    names = [f"hub-{n}" for n in range(5)]
+    for name in names:
+        do_fake.add_droplet(name, tags=[DROPLET_TAG])
+    api = DigitalOceanAPI(do_fake.token)
+    manager = api.new(digitalocean.Manager)
+    data = await asyncio.to_thread(
+        manager.get_data, "droplets/", params={"tag_name": DROPLET_TAG, "per_page": 2}
+    )
+    assert [d["name"] for d in data["droplets"]] == names
+    pages = [r.query.get("page") for r in do_fake.calls("GET", "/v2/droplets")]
+    assert pages == [None, "2", "3"]

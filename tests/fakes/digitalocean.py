@@ -477,7 +477,20 @@ class DigitalOceanFake:
             for d in self.droplets.values()
             if (tag is None or tag in d.tags) and (name is None or d.name.lower() == name.lower())
         ]
-        return _listing("droplets", found)
+        return self._page(request, "droplets", found)
+
+    def _page(self, request: web.Request, key: str, items: list[dict[str, Any]]) -> web.Response:
+        """One page of ``items`` as DigitalOcean pages a list: ``links.pages.next`` if more."""
+        per_page = int(request.query.get("per_page", 20))
+        page = int(request.query.get("page", 1))
+        start = (page - 1) * per_page
+        links: dict[str, Any] = {}
+        if start + per_page < len(items):
+            query = {**request.query, "page": str(page + 1), "per_page": str(per_page)}
+            following = request.url.with_query(query)
+            links["pages"] = {"next": str(following)}
+        body = {key: items[start : start + per_page], "links": links, "meta": {"total": len(items)}}
+        return web.json_response(body)
 
     async def _create_droplet(self, request: web.Request) -> web.Response:
         body = request["json"] or {}

@@ -2,8 +2,8 @@
 
 python-digitalocean's objects (``Manager``, ``Droplet``, ``Action``, ``SSHKey``,
 ``Domain`` …) all read and write through ``BaseAPI.get_data(url, type=, params=)``.
-``Requests`` overrides that one public method, so every call of every class made by
-``api.new(Class, …)`` goes through ``Requests.get_data``, which:
+``OneRequestPath`` overrides that one public method, so every call of every class made by
+``api.new(Class, …)`` goes through ``OneRequestPath.get_data``, which:
 
 - sends the request with our timeout (the library only reads one from the environment);
 - follows DigitalOcean's pagination (``links.pages.next``);
@@ -92,7 +92,7 @@ def _message(response: requests.Response) -> str:
     return response.reason or f"HTTP {response.status_code}"
 
 
-class Requests:
+class OneRequestPath:
     """Mixed into python-digitalocean's classes: their every request goes through here."""
 
     request_timeout: float = 30.0
@@ -167,10 +167,10 @@ class DigitalOceanAPI:
         self._classes: dict[type, type] = {}
 
     def new(self, cls: type[B], **attributes: Any) -> B:
-        """An object of python-digitalocean's ``cls`` whose requests go through ``Requests``."""
+        """An object of python-digitalocean's ``cls`` sending its requests through here."""
         wrapped = self._classes.get(cls)
         if wrapped is None:
-            wrapped = type(cls.__name__, (Requests, cls), {})
+            wrapped = type(cls.__name__, (OneRequestPath, cls), {})
             self._classes[cls] = wrapped
         obj = wrapped(token=self.token, end_point=self.end_point, **attributes)
         obj.request_timeout = self.request_timeout

@@ -178,15 +178,16 @@ async def _observe(
     target = _target(engine, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     remembered = replace(record, host_key=target.pinned_key)
+    stored = await engine.records.get_server(course)
     if not target.pinned_key:
         _, seen = await engine.ssh.connect(target)  # the pooled connection: no new round trip
         remembered = replace(record, host_key=seen)
-        if progress is not None:
+        if progress is not None and (stored is None or stored.host_key != seen):
             await progress(
                 f"pinned the host key of {target.address} on first contact: {fingerprint(seen)}"
             )
     # Remembered for the monitor and /status, which work without the repository's config.
-    if remembered != await engine.records.get_server(course):
+    if remembered != stored:
         await engine.records.save_server(course, remembered)
     return parse_observation(stdout)
 

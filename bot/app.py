@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -26,6 +27,12 @@ from deploy.operations import Engine
 from deploy.ssh import SSHPool
 
 logger = logging.getLogger(__name__)
+
+DAY = 86400.0
+# GitHub redelivers only recent deliveries; a finished job's check run is long concluded.
+DELIVERY_RETENTION = 30 * DAY
+JOB_RETENTION = 90 * DAY
+PRUNE_EVERY = 3600.0
 
 
 def wire_reporting(services: Services) -> None:
@@ -62,6 +69,28 @@ async def job_superseded(services: Services, job: Job) -> None:
         )
 
 
+async def prune_store(store: Store) -> None:
+    """Drop deliveries and finished jobs past their retention, so the database stays bounded."""
+    deliveries = await store.prune_deliveries(DELIVERY_RETENTION)
+    jobs = await store.prune_jobs(JOB_RETENTION)
+    if deliveries or jobs:
+        logger.info(
+            "pruned %d deliveries over 30 days old and %d jobs finished over 90 days ago",
+            deliveries,
+            jobs,
+        )
+
+
+async def prune_periodically(store: Store, every: float) -> None:
+    """``prune_store`` at start-up (after downtime too) and then every ``every`` seconds."""
+    while True:
+        try:
+            await prune_store(store)
+        except Exception:
+            logger.exception("pruning the store failed; it is tried again at the next interval")
+        await asyncio.sleep(every)
+
+
 async def build_engine(settings: Settings, store: Store) -> Engine:
     """The deploy engine with the service's own SSH key and, if configured, DigitalOcean."""
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
@@ -75,6 +104,7 @@ def make_app(
     registry: JobRegistry | None = None,
     job_concurrency: int = 4,
     monitoring: bool = True,
+    prune_every: float = PRUNE_EVERY,
 ) -> web.Application:
     app = web.Application(client_max_size=webhook.MAX_BODY)
     app.router.add_post("/webhook", webhook.receive)
@@ -107,6 +137,7 @@ def make_app(
         services.extras["monitor"] = monitor
         if monitoring:
             monitor.start()
+        pruner = asyncio.create_task(prune_periodically(store, prune_every), name="prune-store")
         if settings.registered:
             services.spawn(services.reporter.recover_open_check_runs())
         logger.info("serving; GitHub App %s", "registered" if settings.registered else "not set up")
@@ -114,6 +145,9 @@ def make_app(
             yield
         finally:
             logger.info("stopping: letting running jobs reach a checkpoint")
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
             await monitor.stop()
             await services.runner.stop()
             await services.drain()

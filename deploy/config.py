@@ -4,7 +4,7 @@
 ``CourseConfig``, or raises ``ConfigErrors`` with every problem found, each naming the
 file, the line, the key and what is allowed.  Every key is optional; a missing file
 means every default.  ``is_course_file`` says which repository paths this reads, so the
-service can pick them out of a tarball.
+service can read just those from a commit.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from gidgethub import sansio
 
 from scripts.extract_openapi import ExtractError, extract, main
-from tests.fakes.github import SUBSET, FakeGitHub, blob_sha, sign
+from tests.fakes.github import SUBSET, FakeGitHub, Symlink, VirtualFile, blob_sha, sign
 from tests.fakes.openapi_check import InvalidRequest, OpenAPIChecker, UnknownOperation
 from tests.plugins.github_fake import COURSE_README, INSTALLATION_ID
 
@@ -113,8 +113,8 @@ def test_the_checker_lets_a_trailing_parameter_hold_slashes() -> None:
     assert found.operation.operation_id == "repos/get-content"
     assert found.path_parameters["path"] == "docs/week 1/intro.ipynb"
     assert checker.match("GET", REPO).operation.operation_id == "repos/get"
-    tarball = checker.match("GET", f"{REPO}/tarball/feature/x")
-    assert tarball.path_parameters["ref"] == "feature/x"
+    tree = checker.match("GET", f"{REPO}/git/trees/feature/x")
+    assert tree.path_parameters["tree_sha"] == "feature/x"
 
 
 def test_the_checker_prefers_literal_segments() -> None:
@@ -281,19 +281,76 @@ async def test_collaborator_permission(
     assert status == 404
 
 
-async def test_tarball_redirects_to_a_one_time_download(
+async def test_git_trees_list_a_commit_as_github_does(
     session: aiohttp.ClientSession, github_fake: FakeGitHub
 ) -> None:
     token = await token_for(session, github_fake)
-    status, _, headers = await call(session, github_fake, "GET", f"{REPO}/tarball/main", token)
-    assert status == 302
-    location = headers["Location"]
-    assert location.startswith(github_fake.url + "/_codeload/")
-    async with session.get(location) as response:
-        assert response.status == 200
-        assert (await response.read())[:2] == b"\x1f\x8b"
-    async with session.get(location) as response:
-        assert response.status == 404
+    github_fake.put_commit(
+        "octo-org/physics101",
+        {
+            "README.md": COURSE_README,
+            "binder/apt.txt": b"git\n",
+            "data/big.csv": VirtualFile(10**9, "big"),
+            "latest": Symlink("data/big.csv"),
+        },
+        branch="main",
+    )
+    status, tree, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/main?recursive=1", token
+    )
+    assert status == 200 and tree["truncated"] is False
+    entries = {e["path"]: e for e in tree["tree"]}
+    assert [e["path"] for e in tree["tree"]] == [
+        "README.md",
+        "binder",
+        "binder/apt.txt",
+        "data",
+        "data/big.csv",
+        "latest",
+    ]
+    assert entries["README.md"]["sha"] == blob_sha(COURSE_README)
+    assert (entries["binder"]["type"], entries["binder"]["mode"]) == ("tree", "040000")
+    assert entries["data/big.csv"]["size"] == 10**9
+    assert entries["latest"]["mode"] == "120000"
+    # Without ``recursive`` a tree lists its own entries only; a folder is a tree sha.
+    _, root, _ = await call(session, github_fake, "GET", f"{REPO}/git/trees/{tree['sha']}", token)
+    assert [e["path"] for e in root["tree"]] == ["README.md", "binder", "data", "latest"]
+    _, binder, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/{entries['binder']['sha']}", token
+    )
+    assert [e["path"] for e in binder["tree"]] == ["apt.txt"]
+    # The recorded byte count is the body sent, nowhere near the gigabyte listed.
+    assert 0 < github_fake.requests[-1].sent_bytes < 2000
+
+
+async def test_git_trees_truncate_above_the_limit(
+    session: aiohttp.ClientSession, github_fake: FakeGitHub
+) -> None:
+    token = await token_for(session, github_fake)
+    github_fake.put_commit(
+        "octo-org/physics101", {f"f{i}.txt": b"x" for i in range(5)}, branch="main"
+    )
+    github_fake.tree_entry_limit = 3
+    _, tree, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/main?recursive=1", token
+    )
+    assert tree["truncated"] is True and len(tree["tree"]) == 3
+    status, _, _ = await call(session, github_fake, "GET", f"{REPO}/git/trees/{'0' * 40}", token)
+    assert status == 404
+
+
+async def test_git_blobs_by_sha_in_base64(
+    session: aiohttp.ClientSession, github_fake: FakeGitHub
+) -> None:
+    token = await token_for(session, github_fake)
+    sha = blob_sha(COURSE_README)
+    status, blob, _ = await call(session, github_fake, "GET", f"{REPO}/git/blobs/{sha}", token)
+    assert status == 200
+    assert (blob["encoding"], blob["size"], blob["sha"]) == ("base64", len(COURSE_README), sha)
+    assert base64.b64decode(blob["content"]) == COURSE_README
+    assert github_fake.requests[-1].sent_bytes > len(COURSE_README)
+    status, _, _ = await call(session, github_fake, "GET", f"{REPO}/git/blobs/{'1' * 40}", token)
+    assert status == 404
 
 
 async def test_queued_failures_and_request_records(

@@ -140,7 +140,8 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
             await router.dispatch(event, intake)
         except Exception:
             # A payload that surprises a handler is the client's, not a 5xx: record and move on.
-            logger.exception("handler failed", extra=log_extra)
+            logger.exception("handler failed on delivery %s", delivery_id, extra=log_extra)
+            services.metrics.handler_errors.inc()
             outcome, status = "ignored: handler error", 200
         else:
             outcome, status = ("accepted", 202) if intake.jobs or intake.notes else ("ignored", 200)

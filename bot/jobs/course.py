@@ -5,14 +5,19 @@ reports through ``bot.github.reporting``."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 from typing import Any
 
 import gidgethub
 
 from bot.github import texts
-from bot.github.client import files_from_tarball
+from bot.github.commit_files import (
+    CommitFiles,
+    FileTooLarge,
+    folders_of,
+    read_commit_files,
+    remember_blob,
+)
 from bot.github.readme import (
     has_markers,
     hub_links,
@@ -26,15 +31,17 @@ from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
 from deploy import operations
-from deploy.config import is_course_file, load_course
+from deploy.config import CONFIG_FILES, is_course_file, load_course
 from deploy.links import launch_link
-from deploy.model import ConfigErrors, CourseConfig, OperationResult
+from deploy.model import ConfigError, ConfigErrors, CourseConfig, OperationResult
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
 
 README = "README.md"
 LOG_LIMIT_LINES = 2000
+# Where the engine's files can be: the root, .github/, binder/, .binder/.
+COURSE_FOLDERS = folders_of(CONFIG_FILES)
 
 
 class ProgressLog:
@@ -58,17 +65,36 @@ class ProgressLog:
         return "\n".join(self.lines)
 
 
-async def course_files(services: Services, job: Job, ref: str) -> dict[str, bytes]:
-    """The files the engine reads, from the repository at ``ref``, in one request."""
+def is_notebook(path: str) -> bool:
+    return path.endswith(".ipynb")
+
+
+def read_by_blob(path: str) -> bool:
+    """Whether a job reads the file's contents: the engine's files; notebooks are only listed."""
+    return is_course_file(path) and not is_notebook(path)
+
+
+async def course_files(services: Services, job: Job, ref: str) -> CommitFiles:
+    """The files the engine reads at ``ref`` (path -> bytes); ``.listed``: the notebooks.
+
+    One tree request and the blobs not read before, so data files cost nothing; a course
+    file over the size limit is a configuration error that names it.
+    """
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
-    data = await services.github.download_tarball(job.installation_id, owner, repo, ref)
-    return files_from_tarball(data, is_course_file)
-
-
-def git_blob_sha(data: bytes) -> str:
-    """The blob id git (and the contents API) gives ``data``."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    try:
+        return await read_commit_files(
+            services.github,
+            job.installation_id,
+            owner,
+            repo,
+            ref,
+            wanted=read_by_blob,
+            listed=is_notebook,
+            folders=COURSE_FOLDERS,
+        )
+    except FileTooLarge as exc:
+        raise ConfigErrors([ConfigError(exc.path, None, "", exc.detail)]) from None
 
 
 def repo_url(services: Services, course: str) -> str:
@@ -88,10 +114,15 @@ def launch_url(
 
 
 def badge_block(
-    services: Services, course: str, config: CourseConfig, hub_url: str, branch: str, files: dict
+    services: Services,
+    course: str,
+    config: CourseConfig,
+    hub_url: str,
+    branch: str,
+    files: CommitFiles,
 ) -> str:
     signup, authorize = hub_links(hub_url)
-    notebooks = sorted(p for p in files if p.endswith(".ipynb") and not p.startswith("."))
+    notebooks = sorted(p for p in files.listed if is_notebook(p) and not p.startswith("."))
     table = [
         (
             path,
@@ -116,7 +147,12 @@ def badge_block(
 
 
 async def keep_badges_current(
-    services: Services, job: Job, config: CourseConfig, hub_url: str, branch: str, files: dict
+    services: Services,
+    job: Job,
+    config: CourseConfig,
+    hub_url: str,
+    branch: str,
+    files: CommitFiles,
 ) -> str:
     """Write the README's badge block when it changed; say what happened, for the summary."""
     block = badge_block(services, job.course, config, hub_url, branch, files)
@@ -130,6 +166,7 @@ async def keep_badges_current(
         return "README badges are current."
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
+    new_content = new_text.encode()
     gh = await services.reporter.api(job.installation_id)
     try:
         await gh.put(
@@ -138,10 +175,10 @@ async def keep_badges_current(
             data={
                 "message": "Update the classroom badges in README.md\n\n"
                 "Written by Littlest Classroom: the hub's launch link and status badge.",
-                "content": base64.b64encode(new_text.encode()).decode(),
+                "content": base64.b64encode(new_content).decode(),
                 # The blob we read is the one we replace: GitHub refuses (409) if the README
                 # moved on meanwhile, and the next run writes the block into the newer one.
-                "sha": git_blob_sha(readme),
+                "sha": files.shas[README],
                 "branch": branch,
             },
         )
@@ -149,6 +186,8 @@ async def keep_badges_current(
         if exc.status_code.value not in (409, 422):
             raise
         return "README badges not written: README.md changed meanwhile; the next run retries."
+    # The next push reads this README: its blob is known already, so it is not fetched.
+    remember_blob(services.github, new_content)
     return "README badges updated."
 
 
@@ -163,7 +202,7 @@ def as_job_result(result: OperationResult, log: str, extra_summary: str = "") ->
     }
 
 
-async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, dict]:
+async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, CommitFiles]:
     files = await course_files(services, job, ref)
     owner, repo = split_course(job.course)
     return load_course(files, owner, repo), files

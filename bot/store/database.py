@@ -13,6 +13,10 @@ from bot.store.records import Change, Delivery, NewJob, Recorded
 
 T = TypeVar("T")
 
+# Rows one pruning transaction deletes: webhook intake's commits interleave with a long
+# prune instead of waiting behind one big delete.
+PRUNE_BATCH = 5000
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE deliveries (
@@ -156,6 +160,15 @@ class Database:
             return result
 
         return await self._call(run)
+
+    async def _in_batches(self, delete: Callable[[sqlite3.Connection], int], batch: int) -> int:
+        """Run ``delete`` (rows deleted, at most ``batch``) in transactions until it is done."""
+        total = 0
+        while True:
+            deleted = await self._transaction(delete)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return await self._call(lambda: self._db.execute(sql, tuple(params)).fetchall())

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from bot.store.database import Database
+from bot.store.database import PRUNE_BATCH, Database
 from bot.store.records import (
     Change,
     Course,
@@ -155,13 +155,24 @@ class DeliveryTables(Database):
         rows = await self._fetch("SELECT * FROM deliveries WHERE id=?", (delivery_id,))
         return Delivery(**dict(rows[0])) if rows else None
 
-    async def prune_deliveries(self, older_than_seconds: float) -> int:
+    async def prune_deliveries(self, older_than_seconds: float, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete deliveries received over ``older_than_seconds`` ago; how many went.
+
+        GitHub redelivers only recent deliveries, so an old id guards against nothing.
+        SQLite keeps the freed pages and the next inserts reuse them: the file stops
+        growing at the size of the deliveries kept, without a VACUUM that would rewrite
+        the file while intake waits.
+        """
         cutoff = time.time() - older_than_seconds
-        return await self._transaction(
-            lambda db: db.execute(
-                "DELETE FROM deliveries WHERE received_at < ?", (cutoff,)
+
+        def run(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM deliveries WHERE rowid IN "
+                "(SELECT rowid FROM deliveries WHERE received_at < ? LIMIT ?)",
+                (cutoff, batch),
             ).rowcount
-        )
+
+        return await self._in_batches(run, batch)
 
     # -- installations and courses -------------------------------------------------
 

@@ -356,6 +356,10 @@ def test_every_published_example_is_answered_without_a_server_error(
             ]
             assert service.raw(http_request(headers, body, len(body))) in (200, 202)
         assert service.healthy()
+        # Answered 200 is not enough: a handler that raised is counted, and must not be.
+        status, metrics = service.metrics()
+        assert status == 200
+        assert "\nwebhook_handler_errors_total 0.0\n" in metrics, event
 
 
 def test_deeper_nesting_than_the_parser_takes_is_a_bad_request(make_settings) -> None:

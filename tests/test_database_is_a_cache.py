@@ -143,6 +143,10 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "monitor_every": 300,
         "monitor_issue": True,
     }
+    monitored = await room.services.store.monitored_courses()
+    assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [
+        (COURSE_REPO, f"http://{ssh_target.host}")
+    ]
     assert ssh_target.canary.intact()
 
 

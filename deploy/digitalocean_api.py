@@ -96,6 +96,8 @@ class OneRequestPath:
     """Mixed into python-digitalocean's classes: their every request goes through here."""
 
     request_timeout: float = 30.0
+    # Shared by the objects of one DigitalOceanAPI, so calls reuse their connections.
+    http: requests.Session | None = None
     end_point: str
     token: Any
 
@@ -125,7 +127,7 @@ class OneRequestPath:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         body = {"params": params} if method == GET else {"json": params}
         try:
-            response = requests.request(
+            response = (self.http or requests).request(
                 method, address, headers=headers, timeout=self.request_timeout, **body
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
@@ -164,6 +166,7 @@ class DigitalOceanAPI:
         if not self.end_point.endswith("/"):
             self.end_point += "/"
         self.request_timeout = request_timeout
+        self.http = requests.Session()
         self._classes: dict[type, type] = {}
 
     def new(self, cls: type[B], **attributes: Any) -> B:
@@ -174,6 +177,7 @@ class DigitalOceanAPI:
             self._classes[cls] = wrapped
         obj = wrapped(token=self.token, end_point=self.end_point, **attributes)
         obj.request_timeout = self.request_timeout
+        obj.http = self.http
         return obj  # type: ignore[return-value]
 
     def request(self, url: str, method: str = GET, params: dict | None = None) -> Any:

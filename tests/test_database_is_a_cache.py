@@ -165,7 +165,11 @@ async def test_status_of_a_tagged_droplet_this_service_never_deployed(
     # Nothing installed the hub on it yet: reachable over SSH, and not healthy.
     assert "Hub is not healthy" in reply
     assert "No server yet" not in reply
-    # Found and remembered, with the host key pinned on first contact.
+    # Found and remembered, with the host key pinned on first contact; the job's log says so.
+    [job] = [j for j in await room.services.store.jobs() if j.kind == "command"]
+    log = (job.result or {}).get("log", "")
+    assert f"found droplet {NAME} (id {droplet.id})" in log, job.result
+    assert f"pinned the host key of {ssh_target.host}:{ssh_target.port}" in log
     record = await room.services.store.get_server(COURSE_REPO)
     assert record is not None and record.droplet_id == droplet.id and record.host_key
     assert record.port == ssh_target.port

@@ -5,6 +5,7 @@ reports through ``bot.github.reporting``."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from typing import Any
 
@@ -321,6 +322,9 @@ async def run_operation(ctx: JobContext, name: str, args: list[str]) -> Operatio
     except ConfigErrors as errors:
         return OperationResult("failure", "The course configuration has errors", str(errors))
     result = await run_configured(ctx, name, args, config, progress)
+    if not result.log:
+        # The job's log: what was done on the way, e.g. a droplet found or a key pinned.
+        result = dataclasses.replace(result, log=progress.text)
     if result.hub_url and not await services.store.course_facts(job.course):
         # The database is a cache: an answer that found the server puts back what the
         # monitor needs, should the database have been lost since the last deploy.

@@ -173,3 +173,23 @@ async def test_status_of_a_tagged_droplet_this_service_never_deployed(
     record = await room.services.store.get_server(COURSE_REPO)
     assert record is not None and record.droplet_id == droplet.id and record.host_key
     assert record.port == ssh_target.port
+
+
+async def test_a_new_droplet_is_created_and_deployed_on_the_configured_port(
+    service: Service, do_fake, ssh_target, example
+) -> None:
+    do_fake.new_droplet_address = ssh_target.host
+    room = await service.start()
+    files = ssh_course_files(ssh_target)
+    files[".github/classroom.yml"] = droplet_config(ssh_target.port)
+    sha = room.commit(files)
+
+    await room.push(example, sha)
+    await room.settle()
+    run = next(r for r in room.runs() if r["head_sha"] == sha)
+    assert run["conclusion"] == "success", run["output"]
+    [created] = droplets_created(do_fake)
+    assert created.body["name"] == NAME and created.body["tags"] == [DROPLET_TAG]
+    assert ssh_target.state("services") == {"jupyterhub": "active", "traefik": "active"}
+    record = await room.services.store.get_server(COURSE_REPO)
+    assert record is not None and (record.port, record.user) == (ssh_target.port, "root")

@@ -258,6 +258,9 @@ class DigitalOceanFake:
         self.tags: set[str] = set()
         self._ids = itertools.count(1001)
         self._addresses = itertools.count(2)
+        # Where new droplets' SSH can be reached in a test (the loopback SSH server's
+        # address); by default each droplet gets an address of its own that nobody serves.
+        self.new_droplet_address: str | None = None
         self._faults: dict[str, list[_Fault]] = {}
         self._action_faults: dict[str, list[str]] = {}
         self._closing = asyncio.Event()
@@ -544,7 +547,7 @@ class DigitalOceanFake:
     def _boot(self, droplet: FakeDroplet) -> None:
         droplet.status = "active"
         if droplet.ipv4 is None:
-            droplet.ipv4 = f"127.0.0.{next(self._addresses)}"
+            droplet.ipv4 = self.new_droplet_address or f"127.0.0.{next(self._addresses)}"
 
     async def _destroy_droplet(self, request: web.Request) -> web.Response:
         # Served only so that a call would be recorded; the driver must never make one.

@@ -41,6 +41,7 @@ from deploy.validate import (
     check_hub_username,
     check_memory,
     check_port,
+    check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
@@ -171,8 +172,9 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
         if provider:
             values["provider"] = provider
     read("name", check_droplet_name)
-    for slug in ("region", "size", "image"):
-        read(slug, lambda value, what=slug: check_slug(value, what))
+    read("region", lambda value: check_slug(value, "region"))
+    read("size", check_size_slug)
+    read("image", lambda value: check_slug(value, "image"))
     read("host", check_host)
     read("user", check_unix_username)
     read("host_key", check_host_key)

@@ -142,6 +142,8 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "hub_url": f"http://{ssh_target.host}",
         "monitor_every": 300,
         "monitor_issue": True,
+        "tljh_version": "2.0.0",
+        "branch": "main",
     }
     monitored = await room.services.store.monitored_courses()
     assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [

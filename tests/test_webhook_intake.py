@@ -123,6 +123,27 @@ async def test_wrong_content_type_is_415(client, example):
     assert (await client.post("/webhook", data=body, headers=headers)).status == 415
 
 
+async def test_an_unknown_charset_is_415_and_not_recorded(client, example):
+    body = json.dumps(example("push")).encode()
+    headers = signed_headers(body, "push", "odd-charset")
+    headers["Content-Type"] = "application/json; charset=no-such-charset"
+    response = await client.post("/webhook", data=body, headers=headers)
+    assert response.status == 415
+    assert "charset" in (await response.json())["message"]
+    assert not await client.app[SERVICES].store.has_delivery("odd-charset")
+
+
+async def test_a_declared_charset_is_read(client, example):
+    payload = example("ping")
+    payload["zen"] = "Café ☕"
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-16")
+    headers = signed_headers(body, "ping", "utf-16-ping")
+    headers["Content-Type"] = "application/json; charset=utf-16"
+    response = await client.post("/webhook", data=body, headers=headers)
+    assert response.status == 200
+    assert await client.app[SERVICES].store.has_delivery("utf-16-ping")
+
+
 async def test_oversize_body_is_413(client):
     body = b'{"a": "' + b"x" * (25 * 1024 * 1024) + b'"}'
     response = await client.post("/webhook", data=body, headers=signed_headers(body, "push"))

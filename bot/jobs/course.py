@@ -1,16 +1,19 @@
-"""The course's job kinds: deploy or plan a commit, and run a slash command or a check-run
-button. Each reads the course's files at the commit, calls an engine operation, and
-reports through ``bot.github.reporting``."""
+"""The course's job kinds, each running an entry of the operation registry
+(``bot.jobs.registry``): ``deploy`` and ``plan`` (a commit's check run) run the ``deploy``
+entry; ``command`` runs any entry asked for by a slash command, a button, the console or
+the service itself. Also what entries share: reading the course's files, the live log,
+and keeping the README's badges current."""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
+import weakref
 from typing import Any
 
 import gidgethub
 
+from bot.course_tokens import refusal_without_token
 from bot.github import texts
 from bot.github.commit_files import (
     CommitFiles,
@@ -27,14 +30,22 @@ from bot.github.readme import (
     update_readme,
 )
 from bot.github.reporting import Reporter, split_course
-from bot.jobs.commands import help_text, may_run
+from bot.jobs import registry
+from bot.jobs.registry import (
+    SERVICE_SOURCES,
+    WRITE,
+    CommandError,
+    Operation,
+    OperationContext,
+    has_role,
+)
+from bot.jobs.results import JobResult
 from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
-from deploy import operations
 from deploy.config import CONFIG_FILES, is_course_file, load_course
 from deploy.links import launch_link
-from deploy.model import ConfigError, ConfigErrors, CourseConfig, OperationResult
+from deploy.model import ConfigError, ConfigErrors, CourseConfig
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -53,6 +64,7 @@ class ProgressLog:
         self.job = job
         self.title = title
         self.lines: list[str] = []
+        LIVE_LOGS[job.id] = self
 
     async def line(self, text: str) -> None:
         self.lines.append(redact(text))
@@ -64,6 +76,11 @@ class ProgressLog:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+# The log of each running job so far, for the console's live view; an entry goes away
+# with its job's ProgressLog.
+LIVE_LOGS: weakref.WeakValueDictionary[int, ProgressLog] = weakref.WeakValueDictionary()
 
 
 def is_notebook(path: str) -> bool:
@@ -192,147 +209,20 @@ async def keep_badges_current(
     return "README badges updated."
 
 
-def as_job_result(result: OperationResult, log: str, extra_summary: str = "") -> dict[str, Any]:
-    summary = result.summary + (f"\n\n{extra_summary}" if extra_summary else "")
-    return {
-        "conclusion": result.conclusion,
-        "title": result.title,
-        "summary": summary,
-        "log": log or result.log,
-        "hub_url": result.hub_url,
-    }
-
-
 async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, CommitFiles]:
     files = await course_files(services, job, ref)
     owner, repo = split_course(job.course)
     return load_course(files, owner, repo), files
 
 
-@REGISTRY.kind("deploy")
-@REGISTRY.kind("plan")
-async def run_commit(ctx: JobContext) -> dict[str, Any]:
-    """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
-    services: Services = ctx.services
-    job, payload = ctx.job, ctx.job.payload
-    reporter = services.reporter
-    await services.store.add_courses(job.installation_id, [(job.course, None)])
-    try:
-        config, files = await load_config(services, job, payload["head_sha"])
-    except ConfigErrors as errors:
-        return texts.config_failure(errors)
-    ctx.checkpoint()
-    mode = payload.get("mode", "plan")
-    progress = ProgressLog(reporter, job, "Deploying" if mode == "apply" else "Planning")
-    deployment: dict[str, int] = {}
-
-    async def before_apply(_plan: Any) -> None:
-        ctx.checkpoint()
-        deployment_id = await reporter.start_deployment(job, "Littlest Classroom deploy")
-        if deployment_id is not None:
-            deployment["id"] = deployment_id
-
-    result = await operations.deploy(
-        services.engine,
-        job.course,
-        config,
-        mode=mode,
-        rebuild=bool(payload.get("rebuild")),
-        progress=progress.line,
-        before_apply=before_apply,
-        checkpoint=ctx.checkpoint,
-    )
-    extra = []
-    if mode == "apply" and result.hub_url:
-        await remember_course(services, job, config, result.hub_url)
-    if result.hub_url:
-        branch = payload.get("default_branch") or payload.get("branch") or "main"
-        extra.append(
-            texts.hub_lines(
-                result.hub_url, launch_url(services, job.course, config, result.hub_url, branch)
-            )
-        )
-        if mode == "apply" and config.badges and result.conclusion in ("success", "neutral"):
-            extra.append(
-                await keep_badges_current(services, job, config, result.hub_url, branch, files)
-            )
-    if "id" in deployment:
-        await reporter.deployment_status(
-            job,
-            deployment["id"],
-            "success" if result.conclusion == "success" else "failure",
-            environment_url=result.hub_url,
-            description=result.title,
-        )
-    return as_job_result(result, progress.text, "\n\n".join(extra))
+def config_ref(job: Job) -> str:
+    """Where a job reads the course's configuration: its commit, else the default branch."""
+    return job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
 
 
-@REGISTRY.kind("command")
-async def run_command(ctx: JobContext) -> dict[str, Any]:
-    """A slash command or a check-run button, by someone GitHub says may run it."""
-    services: Services = ctx.services
-    job, payload = ctx.job, ctx.job.payload
-    reporter = services.reporter
-    user = payload.get("user") or ""
-    assert job.installation_id is not None
-    permission = await reporter.permission(job.installation_id, job.course, user) if user else None
-    if not may_run(permission):
-        await finish_command(services, job, texts.refusal(user, permission), ok=False)
-        return {
-            "conclusion": "neutral",
-            "title": "Not permitted",
-            "summary": texts.refusal(user, permission),
-        }
-    name = payload["name"]
-    if name == "invalid":
-        reply, ok = payload.get("problem") or "Comment `/help` for the commands.", False
-        result = None
-    elif name == "help":
-        reply, ok, result = help_text(), True, None
-    else:
-        result = await run_operation(ctx, name, payload.get("args", []))
-        ok = result.conclusion in ("success", "neutral")
-        reply = texts.command_reply(name, payload.get("args", []), result)
-    await finish_command(services, job, reply, ok=ok)
-    if result is None:
-        return {
-            "conclusion": "neutral" if not ok else "success",
-            "title": f"/{name}",
-            "summary": reply,
-        }
-    return as_job_result(result, result.log)
-
-
-async def run_operation(ctx: JobContext, name: str, args: list[str]) -> OperationResult:
-    services: Services = ctx.services
-    job = ctx.job
-    progress = ProgressLog(services.reporter, job, f"/{name}")
-    engine = services.engine
-    if name == "status" and await engine.records.get_server(job.course) is not None:
-        # What the last deploy remembered is enough: no need to read the repository. Only
-        # a service that remembers no server (a new or lost database) reads the config, to
-        # find the droplet by its name and tag.
-        facts = await services.store.course_facts(job.course)
-        return await operations.status(
-            engine, job.course, None, progress=progress.line, hub=facts.get("hub_url")
-        )
-    ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
-    try:
-        config, _ = await load_config(services, job, ref)
-    except ConfigErrors as errors:
-        return OperationResult("failure", "The course configuration has errors", str(errors))
-    result = await run_configured(ctx, name, args, config, progress)
-    if not result.log:
-        # The job's log: what was done on the way, e.g. a droplet found or a key pinned.
-        result = dataclasses.replace(result, log=progress.text)
-    if result.hub_url and not await services.store.course_facts(job.course):
-        # The database is a cache: an answer that found the server puts back what the
-        # monitor needs, should the database have been lost since the last deploy.
-        await remember_course(services, job, config, result.hub_url)
-    return result
-
-
-async def remember_course(services: Services, job: Job, config: CourseConfig, hub_url: str) -> None:
+async def remember_course(
+    services: Services, job: Job, config: CourseConfig, hub_url: str, branch: str
+) -> None:
     """What the monitor needs between deploys, without reading the repository again."""
     assert job.installation_id is not None
     await services.store.add_courses(job.installation_id, [(job.course, None)])
@@ -342,39 +232,133 @@ async def remember_course(services: Services, job: Job, config: CourseConfig, hu
             "hub_url": hub_url,
             "monitor_every": config.monitor.every_seconds,
             "monitor_issue": config.monitor.issue,
+            "tljh_version": config.hub.tljh_version,
+            "branch": branch,
         },
     )
 
 
-async def run_configured(
-    ctx: JobContext, name: str, args: list[str], config: CourseConfig, progress: ProgressLog
-) -> OperationResult:
+async def remember_course_if_forgotten(
+    services: Services, job: Job, config: CourseConfig, hub_url: str | None
+) -> None:
+    """The database is a cache: an operation that found the course's server puts back
+    what the monitor needs, should the database have been lost since the last deploy."""
+    if hub_url and not await services.store.course_facts(job.course):
+        branch = job.payload.get("default_branch") or "main"
+        await remember_course(services, job, config, hub_url, branch)
+
+
+async def run_entry(
+    ctx: JobContext, op: Operation, args: Any, *, user: str | None, source: str, title: str
+) -> JobResult:
+    """Run a registry entry in its job: read the course's configuration if the entry needs
+    it (at the job's commit, else the default branch), then call it with a live log."""
     services: Services = ctx.services
     job = ctx.job
-    engine = services.engine
-    if name == "status":
-        return await operations.status(engine, job.course, config, progress=progress.line)
-    if name in ("plan", "rebuild"):
-        return await operations.deploy(
-            engine,
-            job.course,
-            config,
-            mode="plan" if name == "plan" else "apply",
-            rebuild=name == "rebuild",
-            progress=progress.line,
-            checkpoint=ctx.checkpoint,
+    config, files = None, CommitFiles()
+    if op.needs_config:
+        try:
+            config, files = await load_config(services, job, config_ref(job))
+        except ConfigErrors as errors:
+            return texts.config_failure(errors)
+        ctx.checkpoint()
+    progress = ProgressLog(services.reporter, job, title)
+    context = OperationContext(
+        services=services,
+        job=job,
+        course=job.course,
+        config=config,
+        engine=services.engine,
+        progress=progress.line,
+        user=user,
+        source=source,
+        files=files,
+        on_checkpoint=ctx.checkpoint,
+    )
+    result = await op.run(context, args)
+    if config is not None and source != "commit":
+        # A commit's deploy remembers the course itself, and only when it applies.
+        await remember_course_if_forgotten(services, job, config, result.hub_url)
+    return JobResult.of(result, log=progress.text)
+
+
+def _entry(name: str) -> Operation:
+    op = registry.get(name)
+    if op is None:
+        raise LookupError(f"no operation {name!r} is registered")
+    return op
+
+
+@REGISTRY.kind("deploy")
+@REGISTRY.kind("plan")
+async def run_commit(ctx: JobContext) -> JobResult:
+    """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
+    services: Services = ctx.services
+    job, payload = ctx.job, ctx.job.payload
+    await services.store.add_courses(job.installation_id, [(job.course, None)])
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        return refused
+    op = _entry("deploy")
+    mode = payload.get("mode", "plan")
+    args = op.args(mode=mode, rebuild=bool(payload.get("rebuild")))
+    title = "Deploying" if mode == "apply" else "Planning"
+    return await run_entry(ctx, op, args, user=None, source="commit", title=title)
+
+
+@REGISTRY.kind("command")
+async def run_command(ctx: JobContext) -> JobResult:
+    """An operation asked for by a slash command, a check-run button, the console or the
+    service itself. People must hold the role the entry asks for; the service need not."""
+    services: Services = ctx.services
+    job, payload = ctx.job, ctx.job.payload
+    name = str(payload.get("name") or "")
+    words = [str(w) for w in payload.get("args") or []]
+    user = payload.get("user") or ""
+    source = payload.get("source") or "comment"
+    # Only commands: the deploy entry runs as a commit's job, never by name.
+    op = registry.command(name) if name != "invalid" else None
+    problem: str | None = payload.get("problem") or None
+    args: Any = None
+    if op is None and problem is None:
+        problem = f"`/{registry.code(name)}` is not a command. Comment `/help` for the list."
+    elif op is not None:
+        try:
+            args = op.parse(words)
+        except CommandError as exc:
+            problem = str(exc)
+    required = op.required_role(args) if op is not None and problem is None else WRITE
+    if source not in SERVICE_SOURCES:
+        assert job.installation_id is not None
+        reporter = services.reporter
+        permission = (
+            await reporter.permission(job.installation_id, job.course, user) if user else None
         )
-    if name == "restart":
-        return await operations.restart(engine, job.course, config, progress=progress.line)
-    if name == "snapshot":
-        return await operations.snapshot(
-            engine, job.course, config, args[0] if args else None, progress=progress.line
-        )
-    if name == "resize":
-        return await operations.resize(
-            engine, job.course, config, args[0], disk="--disk" in args, progress=progress.line
-        )
-    return OperationResult("neutral", f"/{name}", f"`/{name}` is not a command. Comment `/help`.")
+        if not has_role(required, permission):
+            refusal = texts.refusal(user, permission, required)
+            await finish_command(services, job, refusal, ok=False)
+            return JobResult("neutral", "Not permitted", refusal)
+    if problem is not None or op is None:
+        reply = problem or "Comment `/help` for the commands."
+        await finish_command(services, job, reply, ok=False)
+        return JobResult("neutral", f"/{registry.code(name)}", reply)
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        await finish_command(services, job, refused.summary, ok=False)
+        return refused
+    result = await run_entry(ctx, op, args, user=user or None, source=source, title=f"/{name}")
+    reply = texts.command_reply(name, words, result, op.note)
+    await finish_command(services, job, reply, ok=result.ok)
+    return result
+
+
+async def token_refusal(services: Services, course: str) -> JobResult | None:
+    """With ``BOT_REQUIRE_COURSE_TOKEN=1``, the result for a course without its own token."""
+    if not services.settings.require_course_token:
+        return None
+    if await services.store.course_token(course) is not None:
+        return None
+    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:
@@ -386,7 +370,10 @@ async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) 
             job.installation_id, job.course, payload["comment_id"], "rocket" if ok else "confused"
         )
     if payload.get("issue_number") is not None:
-        user = payload.get("user") or ""
+        user = payload.get("user")
         await reporter.reply(
-            job.installation_id, job.course, payload["issue_number"], f"@{user} {reply}"
+            job.installation_id,
+            job.course,
+            payload["issue_number"],
+            f"@{user} {reply}" if user else reply[:1].upper() + reply[1:],
         )

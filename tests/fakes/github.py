@@ -46,6 +46,12 @@ DOCS = "https://docs.github.com/rest"
 # Operations that authenticate as the App (a JWT), or not at all; the rest take a token.
 APP_OPERATIONS = {"apps/get-authenticated", "apps/create-installation-access-token"}
 UNAUTHENTICATED_OPERATIONS = {"apps/create-from-manifest"}
+# Operations only a user's token (from the OAuth web flow) may call.
+USER_OPERATIONS = {
+    "users/get-authenticated",
+    "apps/list-installations-for-authenticated-user",
+    "apps/list-installation-repos-for-authenticated-user",
+}
 # GitHub's role names, and the legacy permission the permission endpoint reports for each.
 ROLE_PERMISSION = {
     "admin": "admin",
@@ -153,6 +159,8 @@ class App:
     client_id: str
     client_secret: str
     owner: str = "octo-org"
+    # The App's callback URLs; None (a test's App set up by hand): any http(s) URL.
+    callback_urls: list[str] | None = None
 
 
 @dataclass
@@ -167,6 +175,18 @@ class Token:
     value: str
     installation_id: int
     expires_at: datetime
+
+
+@dataclass
+class UserToken:
+    """A user access token from the OAuth web flow, with its refresh token."""
+
+    value: str
+    login: str
+    expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    revoked: bool = False
 
 
 @dataclass
@@ -293,6 +313,14 @@ class FakeGitHub:
         # ``truncated``; a test lowers this to see the service cope.
         self.tree_entry_limit = 100_000
         self._runner: web.AppRunner | None = None
+        # The OAuth web flow: who is signed in to "github.com" in the browser, the codes
+        # handed out and the user tokens they became.
+        self.browser_user: str | None = "alice"
+        self.users: dict[str, int] = {}
+        self.oauth_codes: dict[str, tuple[str, str]] = {}  # code -> (login, redirect_uri)
+        self.user_tokens: dict[str, UserToken] = {}
+        self.user_token_lifetime = timedelta(hours=8)
+        self.oauth_requests: list[dict[str, str]] = []
 
     # ----- set-up helpers for tests -------------------------------------------------------
 
@@ -411,6 +439,22 @@ class FakeGitHub:
             headers={"retry-after": str(retry_after)},
         )
 
+    def revoke_user_tokens(self, login: str) -> None:
+        """As when a person revokes the App's authorization: tokens and refresh tokens die."""
+        for token in self.user_tokens.values():
+            if token.login == login:
+                token.revoked = True
+
+    def expire_user_tokens(self, login: str) -> None:
+        """The person's access tokens expire now; their refresh tokens still work."""
+        for token in self.user_tokens.values():
+            if token.login == login:
+                token.expires_at = datetime.fromtimestamp(0, UTC)
+
+    def oauth_count(self, grant: str) -> int:
+        """How many token requests of a grant (``authorization_code``, ``refresh_token``)."""
+        return sum(1 for r in self.oauth_requests if r.get("grant_type") == grant)
+
     def count(self, operation_id: str) -> int:
         """How many requests for ``operation_id`` arrived (whatever their answer)."""
         return sum(1 for r in self.requests if r.operation_id == operation_id)
@@ -430,6 +474,8 @@ class FakeGitHub:
             "*", "/organizations/{org}/settings/apps/new", self._manifest_form
         )
         application.router.add_get("/apps/{slug}/installations/new", self._install_page)
+        application.router.add_get("/login/oauth/authorize", self._oauth_authorize)
+        application.router.add_post("/login/oauth/access_token", self._oauth_access_token)
         # Browsers ask every site for its icon; it is the web side, not an API request.
         application.router.add_get("/favicon.ico", self._no_icon)
         application.router.add_route("*", "/{tail:.*}", self._api)
@@ -558,6 +604,13 @@ class FakeGitHub:
             return None
         if scheme not in ("token", "bearer"):
             return _error(401, "Requires authentication")
+        if operation_id in USER_OPERATIONS:
+            user_token = self.user_tokens.get(credential)
+            if user_token is None or user_token.revoked or user_token.expires_at <= _now():
+                return _error(401, "Bad credentials")
+            return None
+        if credential in self.user_tokens:
+            return _error(403, "Resource not accessible by integration")
         token = self.tokens.get(credential)
         if token is None or token.expires_at <= _now():
             return _error(401, "Bad credentials")
@@ -657,6 +710,9 @@ class FakeGitHub:
             self.app.name = manifest["name"]
         if record["organization"]:
             self.app.owner = record["organization"]
+        # An App registered without callback URLs cannot sign anyone in.
+        urls = manifest.get("callback_urls")
+        self.app.callback_urls = [str(url) for url in urls] if isinstance(urls, list) else []
         answer = self._app_json()
         answer.update(
             {
@@ -823,6 +879,195 @@ class FakeGitHub:
             },
             status=200 if current is not None else 201,
         )
+
+    # ----- signing in with GitHub: the OAuth web flow and the user API -------------------------
+    # The web endpoints are not in the REST description; their parameters are checked here
+    # as GitHub's "Authorizing OAuth apps" documentation describes them.
+
+    def _redirect_allowed(self, redirect_uri: str) -> bool:
+        if urlsplit(redirect_uri).scheme not in ("http", "https"):
+            return False
+        callbacks = self.app.callback_urls
+        if callbacks is None:
+            return True
+        return any(redirect_uri.startswith(url) for url in callbacks)
+
+    async def _oauth_authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        self.oauth_requests.append({"endpoint": "authorize", **query})
+        if query.get("client_id") != self.app.client_id:
+            return web.Response(status=404, text="Not Found")
+        redirect_uri = query.get("redirect_uri", "")
+        if not self._redirect_allowed(redirect_uri):
+            self.validation_errors.append(f"authorize: redirect_uri {redirect_uri!r} not allowed")
+            return web.Response(
+                status=400, text="The redirect_uri is not associated with this application."
+            )
+        if self.browser_user is None:
+            return web.Response(status=200, text="Sign in to GitHub", content_type="text/html")
+        code = secrets.token_hex(10)
+        self.oauth_codes[code] = (self.browser_user, redirect_uri)
+        answer = {"code": code}
+        if "state" in query:
+            answer["state"] = query["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return web.Response(
+            status=302, headers={"Location": redirect_uri + separator + urlencode(answer)}
+        )
+
+    def _issue_user_token(self, login: str) -> dict[str, Any]:
+        self.users.setdefault(login, 5000 + len(self.users))
+        now = _now()
+        token = UserToken(
+            value="ghu_" + secrets.token_hex(18),
+            login=login,
+            expires_at=now + self.user_token_lifetime,
+            refresh_token="ghr_" + secrets.token_hex(38),
+            refresh_expires_at=now + timedelta(days=184),
+        )
+        self.user_tokens[token.value] = token
+        return {
+            "access_token": token.value,
+            "expires_in": int(self.user_token_lifetime.total_seconds()),
+            "refresh_token": token.refresh_token,
+            "refresh_token_expires_in": int(timedelta(days=184).total_seconds()),
+            "scope": "",
+            "token_type": "bearer",
+        }
+
+    async def _oauth_access_token(self, request: web.Request) -> web.Response:
+        form = {**request.query, **(await request.post())}
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        self.oauth_requests.append(
+            {"endpoint": "access_token", "grant_type": "authorization_code", **values}
+        )
+        if "application/json" not in request.headers.get("Accept", ""):
+            self.validation_errors.append("access_token: no Accept: application/json")
+
+        def oauth_error(error: str, description: str) -> web.Response:
+            # GitHub answers these errors with 200 and an "error" field.
+            return web.json_response(
+                {"error": error, "error_description": description, "error_uri": DOCS}
+            )
+
+        if (
+            values.get("client_id") != self.app.client_id
+            or values.get("client_secret") != self.app.client_secret
+        ):
+            return oauth_error(
+                "incorrect_client_credentials",
+                "The client_id and/or client_secret passed are incorrect.",
+            )
+        if values.get("grant_type") == "refresh_token":
+            self.oauth_requests[-1]["grant_type"] = "refresh_token"
+            old = next(
+                (
+                    t
+                    for t in self.user_tokens.values()
+                    if t.refresh_token == values.get("refresh_token")
+                ),
+                None,
+            )
+            if old is None or old.revoked or old.refresh_expires_at <= _now():
+                return oauth_error(
+                    "bad_refresh_token", "The refresh token passed is incorrect or expired."
+                )
+            # A refresh token is used once; the old access token stops working too.
+            old.revoked = True
+            return web.json_response(self._issue_user_token(old.login))
+        if "grant_type" in values and values["grant_type"] != "authorization_code":
+            return oauth_error("unsupported_grant_type", "The grant type is not supported.")
+        found = self.oauth_codes.pop(values.get("code", ""), None)
+        if found is None:
+            return oauth_error("bad_verification_code", "The code passed is incorrect or expired.")
+        login, redirect_uri = found
+        if values.get("redirect_uri") not in (None, redirect_uri):
+            return oauth_error(
+                "redirect_uri_mismatch",
+                "The redirect_uri MUST match the registered callback URL for this application.",
+            )
+        return web.json_response(self._issue_user_token(login))
+
+    def _user_login(self, request: web.Request) -> str:
+        credential = request.headers.get("Authorization", "").partition(" ")[2]
+        return self.user_tokens[credential].login
+
+    def _user_json(self, login: str) -> dict[str, Any]:
+        user_id = self.users.setdefault(login, 5000 + len(self.users))
+        return {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_{user_id}",
+            "type": "User",
+            "site_admin": False,
+            "html_url": f"{self.url}/{login}",
+        }
+
+    async def _op_users_get_authenticated(self, request, params, body) -> web.Response:
+        return web.json_response(self._user_json(self._user_login(request)))
+
+    def _user_repositories(self, login: str, installation: Installation) -> list[Repository]:
+        return [
+            self.repositories[name]
+            for name in sorted(installation.repositories)
+            if login in self.repositories[name].collaborators
+        ]
+
+    async def _op_apps_list_installations_for_authenticated_user(
+        self, request, params, body
+    ) -> web.Response:
+        login = self._user_login(request)
+        installations = [
+            {
+                "id": installation.id,
+                "app_id": self.app.id,
+                "app_slug": self.app.slug,
+                "account": {"login": installation.account, "id": 1, "type": "Organization"},
+                "target_type": "Organization",
+                "repository_selection": "selected",
+            }
+            for installation in self.installations.values()
+            if self._user_repositories(login, installation)
+        ]
+        return web.json_response(
+            {"total_count": len(installations), "installations": installations}
+        )
+
+    async def _op_apps_list_installation_repos_for_authenticated_user(
+        self, request, params, body
+    ) -> web.Response:
+        login = self._user_login(request)
+        installation = self.installations.get(int(params["installation_id"]))
+        if installation is None:
+            return _error(404, "Not Found")
+        repositories = self._user_repositories(login, installation)
+        if not repositories:
+            return _error(404, "Not Found")
+        per_page = int(request.query.get("per_page", "30"))
+        page = int(request.query.get("page", "1"))
+        chosen = repositories[(page - 1) * per_page : page * per_page]
+        items = []
+        for repository in chosen:
+            role = repository.collaborators[login]
+            rank = ["read", "triage", "write", "maintain", "admin"].index(role)
+            items.append(
+                {
+                    "id": repository.id,
+                    "name": repository.name,
+                    "full_name": repository.full_name,
+                    "owner": {"login": repository.owner, "id": 1, "type": "Organization"},
+                    "private": True,
+                    "default_branch": repository.default_branch,
+                    "permissions": {
+                        "pull": True,
+                        "triage": rank >= 1,
+                        "push": rank >= 2,
+                        "maintain": rank >= 3,
+                        "admin": rank >= 4,
+                    },
+                }
+            )
+        return web.json_response({"total_count": len(repositories), "repositories": items})
 
     async def _op_repos_get_collaborator_permission_level(self, request, params, body):
         repository = self._repository(params)

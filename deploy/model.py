@@ -81,6 +81,21 @@ class MonitorSpec:
 
 
 @dataclass(frozen=True)
+class StorageSpec:
+    """The block storage volume that holds ``/home`` and the hub's state (digitalocean)."""
+
+    size_gib: int
+
+
+@dataclass(frozen=True)
+class BackupSpec:
+    """Volume snapshots: how often (``None``: never, ``every: off``) and how many are kept."""
+
+    every_seconds: int | None = 86400
+    keep: int = 14
+
+
+@dataclass(frozen=True)
 class Packages:
     """What the user environment should hold, from the Binder-style files."""
 
@@ -107,6 +122,9 @@ class CourseConfig:
     packages: Packages
     badges: bool = True
     prune: bool = False
+    # None: no volume; /home stays on the droplet's disk (as for every course before).
+    storage: StorageSpec | None = None
+    backup: BackupSpec = field(default_factory=BackupSpec)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,8 @@ class Observed:
     memory_total_bytes: int | None = None
     memory_available_bytes: int | None = None
     state: dict = field(default_factory=dict)  # contents of STATE_FILE
+    home_volume: str = ""  # name of the course volume mounted on the server, if any
+    home_on_volume: bool = False  # /home is that volume's home folder
 
 
 class Reload(enum.Flag):

@@ -33,8 +33,9 @@ from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
+from deploy.volumes import VolumeDriver
 
-ENGINE_STEPS = ("provision", "wait-ssh", "dns")
+ENGINE_STEPS = ("provision", "wait-ssh", "volume", "dns")
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -286,6 +287,8 @@ async def _engine_step(
 ) -> ServerRecord | None:
     if step.name == "provision":
         return await _provision(engine, course, config, progress)
+    if step.name == "volume":
+        await _home_volume(engine, course, config, progress)
     if step.name == "dns":
         record = await engine.records.get_server(course)
         if record and record.address and config.hub.hostname:
@@ -297,6 +300,23 @@ async def _engine_step(
                 "point its DNS at the server yourself"
             )
     return None
+
+
+async def _home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> None:
+    """The course's volume found or created, grown to ``storage.size``, attached."""
+    record = await engine.records.get_server(course)
+    if config.storage is None or record is None or record.droplet_id is None:
+        raise OperationError("the course's volume needs its droplet, and none is known yet")
+    volumes = VolumeDriver(_droplets(engine))
+    volume = await volumes.ensure_home_volume(
+        config.server.name,
+        record.region or config.server.region,
+        config.storage.size_gib,
+        progress,
+    )
+    await volumes.attach(volume, record.droplet_id, progress)
 
 
 async def status(

@@ -18,7 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy import tljh
+from deploy import homevolume, tljh
 from deploy.model import STATE_FILE, CourseConfig, Observed, Plan, Reload, Step
 
 ENGINE = "littlest-classroom"
@@ -309,6 +309,10 @@ def plan(
                 changes_server=False,
             )
         )
+
+    # 1b. The course's volume, before TLJH is installed, so /home and the hub's state
+    # are on it from the start.
+    steps.extend(homevolume.plan_steps(desired, seen))
 
     # 2. TLJH itself. After a fresh install the installer has set users.admin to the
     # admins it was given, so the rest of the plan starts from that config.
@@ -639,4 +643,9 @@ def state_record(
         "pip": list(packages.pip) + kept_specs.get("pip", []),
         "applied_at": applied_at
         or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        **(
+            {homevolume.STORAGE_STATE_KEY: desired.storage.size_gib}
+            if desired.storage is not None and desired.server.provider == "digitalocean"
+            else {}
+        ),
     }

@@ -302,6 +302,10 @@ class DigitalOceanFake:
         self.deleted_volumes: list[FakeVolume] = []
         self.deleted_snapshots: list[dict[str, Any]] = []
         self.reserved_ips: dict[str, FakeReservedIP] = {}
+        # Called when a volume attach or detach completes, so a test can make the volume
+        # appear on (or leave) the server its droplet stands for.
+        self.on_attach: Callable[[FakeVolume, FakeDroplet], None] | None = None
+        self.on_detach: Callable[[FakeVolume, FakeDroplet], None] | None = None
         self.domains: dict[str, list[dict[str, Any]]] = {}
         self.tags: set[str] = set()
         self._ids = itertools.count(1001)
@@ -892,10 +896,14 @@ class DigitalOceanFake:
             volume.droplet_ids = [droplet.id]
             volume.attached_to.add(droplet.id)
             droplet.volume_ids.append(volume.id)
+            if self.on_attach is not None:
+                self.on_attach(volume, droplet)
         elif action.type == "detach":
             volume.droplet_ids = []
             if droplet is not None and volume.id in droplet.volume_ids:
                 droplet.volume_ids.remove(volume.id)
+            if droplet is not None and self.on_detach is not None:
+                self.on_detach(volume, droplet)
         elif action.type == "resize":
             volume.size_gigabytes = int(action.params["size_gigabytes"])
 

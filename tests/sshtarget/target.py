@@ -33,7 +33,7 @@ STANDINS = HERE / "standins" / "standins.py"
 SSHD = Path("/usr/sbin/sshd")
 COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
 # Found before the real ones through PATH, once a test enables volumes.
-VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "resize2fs")
+VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs")
 DEVICE_PREFIX = "disk/by-id/scsi-0DO_Volume_"
 FALLBACK_SSHD = HERE / "fallback_sshd.py"
 OS_RELEASE = """\
@@ -156,6 +156,10 @@ class SSHTarget:
         folder.mkdir(exist_ok=True)
         (devices / "upper" / f"{DEVICE_PREFIX}{name}").write_text("")
         return folder
+
+    def detach_volume(self, name: str) -> None:
+        """The volume leaves the server (its folder, the volume's data, stays)."""
+        (self.sandbox / "devices" / "upper" / f"{DEVICE_PREFIX}{name}").unlink(missing_ok=True)
 
     def give_filesystem(self, name: str) -> str:
         """Make the volume ``name`` hold an ext4 filesystem already; returns its UUID."""

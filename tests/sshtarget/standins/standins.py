@@ -706,7 +706,18 @@ def mount() -> int:
     return 0
 
 
+def umount() -> int:
+    target = ARGS[-1]
+    result = subprocess.run(["/usr/bin/umount", target], check=False)
+    if result.returncode != 0:
+        raise Refused(f"umount: {target}: not mounted.", 32)
+    kept = [line for line in mounts() if line.split()[-1] != target]
+    (STATE / "mounts.list").write_text("".join(f"{line}\n" for line in kept))
+    return 0
+
+
 PROGRAMS = {
+    "umount": umount,
     "blkid": blkid,
     "mkfs.ext4": mkfs_ext4,
     "mount": mount,

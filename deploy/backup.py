@@ -1,0 +1,216 @@
+"""Operations on a course's home volume: ``/backup`` and ``/restore``.
+
+``backup`` snapshots the volume now and applies retention; ``list_snapshots`` is what
+``/restore`` alone answers (name, date, size); ``restore_student`` brings one student's
+home back from a snapshot into a new ``/home/jupyter-NAME/restored-<snapshot time>/``
+folder, through a temporary volume made from the snapshot, mounted read-only, then
+detached and deleted. Nothing that exists under ``/home`` is changed (safety invariant
+3); running a command again after a cut finishes it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+
+from deploy import tljh
+from deploy.droplets import DropletError
+from deploy.homevolume import STEP_TIMEOUT, device_path
+from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
+from deploy.operations import (
+    Engine,
+    OperationError,
+    _droplets,
+    _known_server,
+    _result,
+    _target,
+    hub_url,
+)
+from deploy.render import escape
+from deploy.ssh import SSHError
+from deploy.validate import Invalid, check_hub_username
+from deploy.volumes import (
+    SnapshotInfo,
+    VolumeDriver,
+    VolumeInfo,
+    home_volume_name,
+    snapshot_time,
+)
+
+RESTORE_MOUNT_PREFIX = "/mnt/classroom-restore-"
+# TLJH makes a Linux user jupyter-NAME for each hub user NAME, with that home.
+HOME_PREFIX = "/home/jupyter-"
+
+
+async def _course_volume(
+    engine: Engine, course: str, config: CourseConfig
+) -> tuple[VolumeDriver, ServerRecord, VolumeInfo]:
+    if config.server.provider != "digitalocean" or config.storage is None:
+        raise OperationError(
+            "this course has no volume to back up: set `storage.size` in "
+            ".github/classroom.yml (provider digitalocean); on your own server back /home "
+            "up with restic or rsync"
+        )
+    record = await _known_server(engine, course, config)
+    if record is None or not record.droplet_id:
+        raise OperationError("the course has no droplet yet; push to deploy it first")
+    volumes = VolumeDriver(_droplets(engine))
+    name = home_volume_name(config.server.name)
+    volume = await volumes.find_volume(name, record.region or config.server.region)
+    if volume is None:
+        raise OperationError(f"volume {name} does not exist yet; push to deploy it first")
+    return volumes, record, volume
+
+
+async def backup(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    *,
+    progress: Progress,
+    now: datetime | None = None,
+) -> OperationResult:
+    """Snapshot the course's volume now, then delete own snapshots beyond ``backup.keep``."""
+    try:
+        volumes, _, volume = await _course_volume(engine, course, config)
+        taken = await volumes.take_snapshot(
+            volume, config.server.name, now or datetime.now(UTC), progress
+        )
+        pruned = await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
+    except (OperationError, DropletError) as exc:
+        return _result("failure", "Backup failed", str(exc), snapshot_failed=True)
+    gone = f"; {len(pruned)} older snapshot(s) deleted (keeping {config.backup.keep})"
+    return _result(
+        "success",
+        f"Snapshot {taken.name} taken",
+        f"Snapshot `{escape(taken.name)}` of volume `{escape(volume.name)}` is done"
+        f"{gone if pruned else ''}.",
+        snapshot=taken.name,
+        pruned=[s.name for s in pruned],
+    )
+
+
+def snapshot_table(snapshots: list[SnapshotInfo]) -> str:
+    """The Markdown ``/restore`` answers: name, date and size of each snapshot."""
+    if not snapshots:
+        return "No snapshots of this course's volume yet; `/backup` takes one now."
+    rows = ["| snapshot | taken (UTC) | size |", "|---|---|---|"]
+    for snapshot in snapshots:
+        rows.append(
+            f"| `{escape(snapshot.name)}` | {snapshot.created_at:%Y-%m-%d %H:%M} "
+            f"| {snapshot.size_gib:g} GB |"
+        )
+    rows.append("")
+    rows.append(
+        "Bring one student's files back with `/restore SNAPSHOT --student NAME`: they land "
+        "in a new `restored-…` folder in that student's home, and nothing else changes."
+    )
+    return "\n".join(rows)
+
+
+async def list_snapshots(
+    engine: Engine, course: str, config: CourseConfig, *, progress: Progress
+) -> OperationResult:
+    try:
+        volumes, _, _ = await _course_volume(engine, course, config)
+        found = await volumes.list_snapshots(config.server.name)
+    except (OperationError, DropletError) as exc:
+        return _result("failure", "Could not list snapshots", str(exc))
+    return _result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
+
+
+def copy_home_script(volume_name: str, student: str, stamp: str) -> str:
+    """Mount the restore volume read-only; copy one home into a new ``restored-`` folder.
+
+    The copy goes to ``restored-<stamp>.partial`` and is renamed when complete, so a cut
+    copy is never taken for a whole one; a folder that already exists under that name is
+    the restore already done, and nothing is copied again.
+    """
+    check_hub_username(student)
+    home = f"{HOME_PREFIX}{student}"
+    source_mount = f"{RESTORE_MOUNT_PREFIX}{stamp}"
+    final = f"{home}/restored-{stamp}"
+    partial = f"{final}.partial"
+    dev, mnt = shlex.quote(device_path(volume_name)), shlex.quote(source_mount)
+    q_home, q_final, q_partial = shlex.quote(home), shlex.quote(final), shlex.quote(partial)
+    q_source = shlex.quote(f"{source_mount}/home/jupyter-{student}")
+    return tljh.script(
+        f"if [ -e {q_final} ]; then echo {shlex.quote(f'{final} is already there')}; exit 0; fi",
+        f"if [ ! -d {q_home} ]; then echo {shlex.quote(f'no home folder {home}')} >&2; exit 1; fi",
+        f"dev={dev}",
+        "waited=0",
+        'while [ ! -e "$dev" ]; do',
+        '  if [ "$waited" -ge 120 ]; then echo "$dev did not appear" >&2; exit 1; fi',
+        "  sleep 1; waited=$((waited + 1))",
+        "done",
+        f"mkdir -p {mnt}",
+        f'if [ ! -d {q_source} ]; then mount -o ro,noload "$dev" {mnt}; fi',
+        f"if [ ! -d {q_source} ]; then",
+        f"  echo {shlex.quote(f'the snapshot has no home folder for {student}')} >&2",
+        f"  umount {mnt}; exit 1",
+        "fi",
+        f"rm -rf {q_partial}",
+        f"cp -a {q_source} {q_partial}",
+        f"mv {q_partial} {q_final}",
+        f"umount {mnt}",
+        f"rmdir {mnt}",
+        f"echo {shlex.quote(f'restored into {final}')}",
+    )
+
+
+async def restore_student(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    snapshot: str,
+    student: str,
+    *,
+    progress: Progress,
+) -> OperationResult:
+    """One student's home from ``snapshot`` into ``/home/jupyter-NAME/restored-<time>/``."""
+    try:
+        student = check_hub_username(student)
+    except Invalid as exc:
+        return _result("failure", "Nothing restored", str(exc))
+    try:
+        volumes, record, _ = await _course_volume(engine, course, config)
+        chosen = [s for s in await volumes.list_snapshots(config.server.name) if s.name == snapshot]
+        if not chosen:
+            raise OperationError(
+                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
+            )
+        assert record.droplet_id is not None
+        region = record.region or config.server.region
+        stamp = snapshot_time(chosen[0])
+        temporary = await volumes.create_restore_volume(
+            chosen[0], config.server.name, region, progress
+        )
+        temporary = await volumes.attach(temporary, record.droplet_id, progress)
+        step = Step(
+            "restore-student",
+            f"copy {student}'s home from {snapshot} into restored-{stamp}",
+            copy_home_script(temporary.name, student, stamp),
+            timeout=STEP_TIMEOUT,
+        )
+        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        if not result.ok:
+            raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
+        await volumes.delete_restore_volume(
+            temporary, config.server.name, record.droplet_id, progress
+        )
+    except (OperationError, DropletError, SSHError) as exc:
+        return _result(
+            "failure",
+            "Restore did not finish",
+            f"{exc}\n\nNothing under /home was changed except a `restored-…` folder; "
+            "run the same command again to finish it.",
+        )
+    folder = f"{HOME_PREFIX}{student}/restored-{stamp}"
+    return _result(
+        "success",
+        f"Restored {student}'s files",
+        f"{student}'s home as it was in `{escape(snapshot)}` is in `{escape(folder)}/`. "
+        "Nothing else changed.",
+        url=hub_url(config, record),
+        folder=folder,
+    )

@@ -1,0 +1,141 @@
+"""``/backup`` and ``/restore`` at the engine level: on the fake API, then over real SSH."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deploy import backup, operations
+from deploy.model import DROPLET_TAG
+from deploy.volumes import snapshot_name
+from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
+
+T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
+KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
+
+
+def test_restore_alone_lists_name_date_and_size() -> None:
+    from deploy.volumes import SnapshotInfo
+
+    snapshot = SnapshotInfo("id", snapshot_name(NAME, T0), T0, 1.5, 20, (DROPLET_TAG,), "v")
+    table = backup.snapshot_table([snapshot])
+    assert "| `physics101-hub-home-20260301-020000` | 2026-03-01 02:00 | 1.5 GB |" in table
+    assert "/backup" in backup.snapshot_table([])
+
+
+@pytest.mark.parametrize("student", ["../root", "a b", "$(reboot)", "-rf", ""])
+def test_a_bad_student_name_never_reaches_a_script(student) -> None:
+    with pytest.raises(ValueError):
+        backup.copy_home_script(VOLUME + "-restore-20260301-020000", student, "20260301-020000")
+
+
+async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
+    droplet,  # noqa: F811
+    do_fake,
+) -> None:
+    home = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    foreign = do_fake.add_volume_snapshot(home, "before-the-exam", tags=[DROPLET_TAG])
+    config = course(KEEP_TWO)
+    for day in range(3):
+        result = await backup.backup(
+            droplet, COURSE, config, progress=noop, now=T0 + timedelta(days=day)
+        )
+        assert result.conclusion == "success", result.summary
+    names = sorted(s["name"] for s in do_fake.snapshots)
+    assert names == sorted(
+        [foreign["name"], *(snapshot_name(NAME, T0 + timedelta(days=d)) for d in (1, 2))]
+    )
+    assert [s["name"] for s in do_fake.deleted_snapshots] == [snapshot_name(NAME, T0)]
+    assert result.details["pruned"] == [snapshot_name(NAME, T0)]
+
+
+async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
+    droplet,  # noqa: F811
+    do_fake,
+) -> None:
+    do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    do_fake.fail("POST /v2/volumes/{volume_id}/snapshots", 500, times=10)
+    result = await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
+    assert result.conclusion == "failure"
+    assert result.details["snapshot_failed"] is True
+    assert "did not snapshot" in result.summary
+    assert not do_fake.snapshots
+
+
+async def test_backup_of_a_course_without_storage_says_what_to_set(droplet) -> None:  # noqa: F811
+    result = await backup.backup(droplet, COURSE, course(""), progress=noop)
+    assert result.conclusion == "failure" and "storage.size" in result.summary
+
+
+@pytest.mark.sshd
+async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothing(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    saved: dict[str, object] = {}
+
+    def attached(volume, _droplet) -> None:
+        folder = ssh_target.attach_volume(volume.name)
+        if volume.snapshot_id:  # made from a snapshot: it holds what the snapshot held
+            shutil.rmtree(folder)
+            shutil.copytree(saved[volume.snapshot_id], folder, symlinks=True)
+            ssh_target.give_filesystem(volume.name)
+
+    do_fake.on_attach = attached
+    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+    deployed = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    assert deployed.conclusion == "success", deployed.summary
+    on_volume = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
+    on_volume.mkdir(parents=True)
+    (on_volume / "hw1.ipynb").write_bytes(b"alice's homework")
+
+    taken = await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
+    assert taken.conclusion == "success", taken.summary
+    [snapshot] = do_fake.snapshots
+    saved[snapshot["id"]] = ssh_target.base / "snapshot-copy"
+    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, saved[snapshot["id"]], symlinks=True)
+    (on_volume / "hw1.ipynb").unlink()  # the student deletes it
+    (on_volume / "hw2.ipynb").write_bytes(b"newer work")
+
+    listed = await backup.list_snapshots(droplet, COURSE, course(), progress=noop)
+    assert snapshot["name"] in listed.summary
+
+    for _ in range(2):  # the second run finds it done and changes nothing
+        result = await backup.restore_student(
+            droplet, COURSE, course(), snapshot["name"], "alice", progress=noop
+        )
+        assert result.conclusion == "success", result.summary
+        restored = on_volume / "restored-20260301-020000"
+        assert (restored / "hw1.ipynb").read_bytes() == b"alice's homework"
+        assert sorted(p.name for p in on_volume.iterdir()) == [
+            "hw2.ipynb",
+            "restored-20260301-020000",
+        ]
+        assert (on_volume / "hw2.ipynb").read_bytes() == b"newer work"
+        assert [p.name for p in restored.iterdir()] == ["hw1.ipynb"]
+    # The temporary volumes went; the course's volume stays, attached.
+    assert [v.name for v in do_fake.volumes.values()] == [VOLUME]
+    assert len(do_fake.deleted_volumes) == 2
+    assert all("-restore-" in v.name for v in do_fake.deleted_volumes)
+    mounts = (ssh_target.sandbox / "state" / "mounts.list").read_text()
+    assert "classroom-restore" not in mounts
+
+
+@pytest.mark.sshd
+async def test_restore_of_an_unknown_snapshot_changes_nothing(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
+    assert (
+        await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    ).conclusion == "success"
+    result = await backup.restore_student(
+        droplet, COURSE, course(), "physics101-hub-home-20200101-000000", "alice", progress=noop
+    )
+    assert result.conclusion == "failure" and "/restore" in result.summary
+    assert len(do_fake.volumes) == 1 and not do_fake.deleted_volumes

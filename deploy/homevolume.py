@@ -167,3 +167,20 @@ def plan_steps(desired: CourseConfig, seen: Observed) -> list[Step]:
             timeout=STEP_TIMEOUT,
         ),
     ]
+
+
+def snapshot_before_change(desired: CourseConfig, seen: Observed, why: str) -> list[Step]:
+    """A snapshot of the course's volume before TLJH changes (a version change, /rebuild)."""
+    if desired.storage is None or desired.server.provider != "digitalocean":
+        return []
+    name = home_volume_name(desired.server.name)
+    if not (seen.home_volume == name and seen.home_on_volume):
+        return []
+    return [
+        Step(
+            "volume-snapshot",
+            f"snapshot volume {name} before {why}",
+            "",
+            timeout=ENGINE_TIMEOUT,
+        )
+    ]

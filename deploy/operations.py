@@ -33,9 +33,9 @@ from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
-from deploy.volumes import VolumeDriver
+from deploy.volumes import VolumeDriver, home_volume_name
 
-ENGINE_STEPS = ("provision", "wait-ssh", "volume", "dns")
+ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns")
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -289,6 +289,8 @@ async def _engine_step(
         return await _provision(engine, course, config, progress)
     if step.name == "volume":
         await _home_volume(engine, course, config, progress)
+    if step.name == "volume-snapshot":
+        await _snapshot_home_volume(engine, course, config, progress)
     if step.name == "dns":
         record = await engine.records.get_server(course)
         if record and record.address and config.hub.hostname:
@@ -317,6 +319,22 @@ async def _home_volume(
         progress,
     )
     await volumes.attach(volume, record.droplet_id, progress)
+
+
+async def _snapshot_home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> None:
+    """A snapshot before TLJH changes; if it fails, the change waits (the step raises)."""
+    record = await engine.records.get_server(course)
+    assert config.storage is not None and record is not None
+    volumes = VolumeDriver(_droplets(engine))
+    volume = await volumes.find_volume(
+        home_volume_name(config.server.name), record.region or config.server.region
+    )
+    if volume is None:
+        raise OperationError("the course's volume is missing; nothing was changed")
+    await volumes.take_snapshot(volume, config.server.name, datetime.now(UTC), progress)
+    await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
 
 
 async def status(

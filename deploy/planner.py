@@ -336,6 +336,11 @@ def plan(
             else f"hub.tljh_version is {hub.tljh_version}, the server runs "
             f"{seen.tljh_version or 'an unknown version'}"
         )
+        steps.extend(
+            homevolume.snapshot_before_change(
+                desired, seen, "TLJH is reinstalled" if "rebuild" in why else "TLJH is upgraded"
+            )
+        )
         steps.append(
             Step(
                 "tljh-upgrade",

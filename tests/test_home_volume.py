@@ -225,3 +225,41 @@ async def test_homes_already_on_the_droplet_disk_are_never_hidden(
     assert "/move-home" in result.summary
     assert canary.read_bytes() == b"bob's work"
     assert "bootstrap" not in programs(ssh_target)
+
+
+@pytest.mark.parametrize(("version", "rebuild"), [("1.0.0", False), ("2.0.0", True)])
+def test_a_snapshot_comes_before_every_tljh_change(version, rebuild) -> None:
+    seen = Observed(
+        tljh_installed=True,
+        tljh_version=version,
+        home_volume=VOLUME,
+        home_on_volume=True,
+        state={homevolume.STORAGE_STATE_KEY: 20},
+    )
+    steps = names(planner.plan(course(), seen, rebuild=rebuild))
+    assert steps.index("volume-snapshot") == steps.index("tljh-upgrade") - 1
+    assert "volume-snapshot" not in names(planner.plan(course(""), seen, rebuild=rebuild))
+
+
+@pytest.mark.sshd
+async def test_rebuild_snapshots_first_and_waits_when_the_snapshot_fails(
+    droplet, ssh_target, do_fake
+) -> None:
+    assert (
+        await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    ).conclusion == "success"
+    do_fake.fail("POST /v2/volumes/{volume_id}/snapshots", 500, times=10)
+    before = len(ssh_target.calls())
+    failed = await operations.deploy(
+        droplet, COURSE, course(), mode="apply", rebuild=True, progress=noop
+    )
+    assert failed.conclusion == "failure" and "snapshot" in failed.summary
+    assert "bootstrap" not in programs(ssh_target, before)
+
+    do_fake._faults.clear()
+    rebuilt = await operations.deploy(
+        droplet, COURSE, course(), mode="apply", rebuild=True, progress=noop
+    )
+    assert rebuilt.conclusion == "success", rebuilt.summary
+    assert [s["name"].startswith(VOLUME + "-") for s in do_fake.snapshots] == [True]
+    assert "bootstrap" in programs(ssh_target, before)

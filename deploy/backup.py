@@ -10,8 +10,9 @@ detached and deleted. Nothing that exists under ``/home`` is changed (safety inv
 
 from __future__ import annotations
 
+import hashlib
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from deploy import tljh
 from deploy.droplets import DropletError
@@ -40,6 +41,36 @@ from deploy.volumes import (
 RESTORE_MOUNT_PREFIX = "/mnt/classroom-restore-"
 # TLJH makes a Linux user jupyter-NAME for each hub user NAME, with that home.
 HOME_PREFIX = "/home/jupyter-"
+
+
+def backup_offset(course: str, every_seconds: int) -> int:
+    """This course's fixed place in each backup period, in seconds.
+
+    Derived from the course's name, so courses spread evenly over the period (thousands
+    of them do not all snapshot at midnight) and a restart keeps each where it was.
+    """
+    digest = hashlib.sha256(course.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % every_seconds
+
+
+def next_backup_at(
+    course: str, every_seconds: int | None, last: datetime | None, now: datetime
+) -> datetime | None:
+    """When the course's next scheduled snapshot is due; ``None`` with ``every: off``.
+
+    Due at the course's offset in each period; a course whose last snapshot is older than
+    one period (or that has none) is due at its next offset from ``now``, never at once
+    for every course together.
+    """
+    if every_seconds is None:
+        return None
+    period = timedelta(seconds=every_seconds)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    offset = timedelta(seconds=backup_offset(course, every_seconds))
+    start = now if last is None else max(last + period / 2, now - period)
+    periods = (start - epoch - offset) // period + 1
+    due = epoch + offset + periods * period
+    return due if last is None or due - last >= period / 2 else due + period
 
 
 async def _course_volume(

@@ -139,3 +139,22 @@ async def test_restore_of_an_unknown_snapshot_changes_nothing(
     )
     assert result.conclusion == "failure" and "/restore" in result.summary
     assert len(do_fake.volumes) == 1 and not do_fake.deleted_volumes
+
+
+def test_scheduled_snapshots_are_spread_over_the_day_and_regular() -> None:
+    day = 86400
+    now = T0
+    dues = [backup.next_backup_at(f"org/course{i}", day, None, now) for i in range(2000)]
+    assert all(now < due <= now + timedelta(days=1) for due in dues)
+    per_hour = [0] * 24
+    for due in dues:
+        per_hour[int((due - now).total_seconds() // 3600)] += 1
+    assert max(per_hour) < 2000 / 24 * 1.5  # no hour takes much more than its share
+    # Once taken, the next is one period later; after an outage, never a burst.
+    course = "org/course7"
+    first = dues[7]
+    assert backup.next_backup_at(course, day, first, first) == first + timedelta(days=1)
+    late = backup.next_backup_at(course, day, first, first + timedelta(days=5, hours=1))
+    assert late is not None and late - (first + timedelta(days=5, hours=1)) < timedelta(days=1)
+    assert (late - first) % timedelta(days=1) == timedelta(0)
+    assert backup.next_backup_at(course, None, first, first) is None

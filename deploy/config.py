@@ -82,7 +82,9 @@ IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 # DigitalOcean's volumes are 1 GiB to 16 TiB.
 STORAGE_SIZE_RANGE = (1, 16384)
 BACKUP_EVERY_RANGE = (3600, 30 * 86400)
-BACKUP_KEEP_RANGE = (1, 100)
+# DigitalOcean keeps at most 25 snapshots of a volume, and a backup takes the new one
+# before retention deletes the oldest.
+BACKUP_KEEP_RANGE = (1, 24)
 
 
 def is_course_file(path: str) -> bool:

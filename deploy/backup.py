@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from deploy import tljh
 from deploy.droplets import DropletError
-from deploy.homevolume import STEP_TIMEOUT, device_path
+from deploy.homevolume import STEP_TIMEOUT, device_path, prepare_script, unmount_script
 from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
 from deploy.operations import (
     Engine,
@@ -36,6 +36,7 @@ from deploy.volumes import (
     VolumeInfo,
     home_volume_name,
     snapshot_time,
+    swapped_volume_name,
 )
 
 RESTORE_MOUNT_PREFIX = "/mnt/classroom-restore-"
@@ -87,7 +88,9 @@ async def _course_volume(
         raise OperationError("the course has no droplet yet; push to deploy it first")
     volumes = VolumeDriver(_droplets(engine))
     name = home_volume_name(config.server.name)
-    volume = await volumes.find_volume(name, record.region or config.server.region)
+    volume = await volumes.current_home_volume(
+        config.server.name, record.region or config.server.region, record.droplet_id
+    )
     if volume is None:
         raise OperationError(f"volume {name} does not exist yet; push to deploy it first")
     return volumes, record, volume
@@ -244,4 +247,75 @@ async def restore_student(
         "Nothing else changed.",
         url=hub_url(config, record),
         folder=folder,
+    )
+
+
+async def restore_all(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    snapshot: str,
+    *,
+    confirm: bool,
+    progress: Progress,
+) -> OperationResult:
+    """Every home back as it was in ``snapshot``: the hub stops, a volume made from the
+    snapshot takes the current one's place (which is kept, detached), the hub starts."""
+    if not confirm:
+        return _result(
+            "failure",
+            "Nothing restored",
+            f"`/restore {escape(snapshot[:80])} --all` puts every student's home back as it "
+            "was in that snapshot, and the hub is down meanwhile. The current volume is kept "
+            "(detached), but work since the snapshot is no longer in /home. To go ahead, "
+            "add `--confirm`.",
+        )
+    try:
+        volumes, record, current = await _course_volume(engine, course, config)
+        chosen = [s for s in await volumes.list_snapshots(config.server.name) if s.name == snapshot]
+        if not chosen:
+            raise OperationError(
+                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
+            )
+        assert record.droplet_id is not None
+        region = record.region or config.server.region
+        target = _target(engine, config, record)
+        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
+        if current.name != wanted:
+            stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())
+            stopped = await engine.ssh.run_step(target, stop, progress)
+            if not stopped.ok:
+                raise OperationError(f"could not stop the hub:\n```\n{stopped.output_tail}\n```")
+            swapped = await volumes.create_swap_volume(
+                chosen[0], config.server.name, region, current.size_gib, progress
+            )
+            await volumes.detach(current, record.droplet_id, progress)
+            await volumes.attach(swapped, record.droplet_id, progress)
+        start = Step(
+            "hub-start",
+            f"mount {wanted}, put /home and the hub's state on it, start the hub",
+            prepare_script(wanted) + "systemctl start jupyterhub\n",
+            timeout=STEP_TIMEOUT,
+        )
+        started = await engine.ssh.run_step(target, start, progress)
+        if not started.ok:
+            raise OperationError(f"the hub did not start:\n```\n{started.output_tail}\n```")
+    except (OperationError, DropletError, SSHError) as exc:
+        return _result(
+            "failure",
+            "Restore did not finish",
+            f"{exc}\n\nNo volume was deleted; run the same command again to finish it.",
+        )
+    kept = (
+        ""
+        if current.name == wanted
+        else f" The previous volume, `{escape(current.name)}`, is kept, detached."
+    )
+    return _result(
+        "success",
+        f"Restored every home from {snapshot}",
+        f"Volume `{escape(wanted)}`, made from `{escape(snapshot)}`, now holds /home and "
+        f"the hub's accounts, and the hub is running.{kept}",
+        url=hub_url(config, record),
+        volume=wanted,
     )

@@ -18,7 +18,7 @@ import shlex
 
 from deploy import tljh
 from deploy.model import CourseConfig, Observed, Step
-from deploy.volumes import VOLUME_NAME_PATTERN, home_volume_name
+from deploy.volumes import VOLUME_NAME_PATTERN, home_volume_name, is_home_volume_name
 
 MOUNT_POINT = "/mnt/classroom-home"
 MARKER = f"{MOUNT_POINT}/.littlest-classroom-volume"
@@ -133,7 +133,8 @@ def plan_steps(desired: CourseConfig, seen: Observed) -> list[Step]:
     name = home_volume_name(desired.server.name)
     size = storage.size_gib
     recorded = seen.state.get(STORAGE_STATE_KEY)
-    if seen.home_volume == name and seen.home_on_volume:
+    if is_home_volume_name(seen.home_volume, desired.server.name) and seen.home_on_volume:
+        name = seen.home_volume
         if recorded == size:
             return []
         return [
@@ -173,8 +174,8 @@ def snapshot_before_change(desired: CourseConfig, seen: Observed, why: str) -> l
     """A snapshot of the course's volume before TLJH changes (a version change, /rebuild)."""
     if desired.storage is None or desired.server.provider != "digitalocean":
         return []
-    name = home_volume_name(desired.server.name)
-    if not (seen.home_volume == name and seen.home_on_volume):
+    name = seen.home_volume
+    if not (is_home_volume_name(name, desired.server.name) and seen.home_on_volume):
         return []
     return [
         Step(
@@ -184,3 +185,17 @@ def snapshot_before_change(desired: CourseConfig, seen: Observed, why: str) -> l
             timeout=ENGINE_TIMEOUT,
         )
     ]
+
+
+def unmount_script() -> str:
+    """Stop the hub and unmount the course's volume (for ``/restore --all``); idempotent."""
+    mnt = shlex.quote(MOUNT_POINT)
+    lines = ["systemctl stop jupyterhub"]
+    for folder, target in reversed(BINDS):
+        where, source = shlex.quote(target), shlex.quote(f"{MOUNT_POINT}/{folder}")
+        lines.append(
+            f'if [ "$(stat -c %d:%i {where})" = "$(stat -c %d:%i {source} 2>/dev/null)" ]; '
+            f"then umount {where}; fi"
+        )
+    lines.append(f"if [ -f {shlex.quote(MARKER)} ]; then umount {mnt}; fi")
+    return tljh.script(*lines)

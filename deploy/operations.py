@@ -33,7 +33,7 @@ from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
-from deploy.volumes import VolumeDriver, home_volume_name
+from deploy.volumes import VolumeDriver
 
 ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns")
 # What says the server is not answering (yet), as opposed to answering wrongly.
@@ -317,6 +317,7 @@ async def _home_volume(
         record.region or config.server.region,
         config.storage.size_gib,
         progress,
+        droplet_id=record.droplet_id,
     )
     await volumes.attach(volume, record.droplet_id, progress)
 
@@ -328,8 +329,8 @@ async def _snapshot_home_volume(
     record = await engine.records.get_server(course)
     assert config.storage is not None and record is not None
     volumes = VolumeDriver(_droplets(engine))
-    volume = await volumes.find_volume(
-        home_volume_name(config.server.name), record.region or config.server.region
+    volume = await volumes.current_home_volume(
+        config.server.name, record.region or config.server.region, record.droplet_id
     )
     if volume is None:
         raise OperationError("the course's volume is missing; nothing was changed")

@@ -32,6 +32,7 @@ from deploy.redact import redact
 
 HOME_SUFFIX = "-home"
 RESTORE_MARK = "-restore-"
+SWAP_MARK = "-from-"  # a course volume made from a snapshot by /restore --all
 # Temporary volumes made from a snapshot carry this tag too, so they can be told apart
 # from every volume that ever held a course's homes.
 RESTORE_TAG = "littlest-classroom-restore"
@@ -95,6 +96,21 @@ def restore_volume_name(server_name: str, stamp: str) -> str:
         raise VolumeError(f"{stamp[:40]!r} is not a snapshot time like 20250301-020000")
     name = home_volume_name(server_name)
     return name[: MAX_VOLUME_NAME - len(RESTORE_MARK) - len(stamp)] + RESTORE_MARK + stamp
+
+
+def swapped_volume_name(server_name: str, stamp: str) -> str:
+    """The course's volume after ``/restore --all`` from the snapshot taken at ``stamp``."""
+    if not re.fullmatch(_STAMP, stamp):
+        raise VolumeError(f"{stamp[:40]!r} is not a snapshot time like 20250301-020000")
+    name = home_volume_name(server_name)
+    return name[: MAX_VOLUME_NAME - len(SWAP_MARK) - len(stamp)] + SWAP_MARK + stamp
+
+
+def is_home_volume_name(name: str, server_name: str) -> bool:
+    """Whether ``name`` is the course's volume: the first one, or one swapped in since."""
+    home = home_volume_name(server_name)
+    prefix = home[: MAX_VOLUME_NAME - len(SWAP_MARK) - 15]
+    return name == home or re.fullmatch(re.escape(prefix + SWAP_MARK) + _STAMP, name) is not None
 
 
 def is_own_snapshot(snapshot: SnapshotInfo, server_name: str) -> bool:
@@ -214,12 +230,36 @@ class VolumeDriver:
         found = [_volume_info(v) for v in data.get("volumes", []) if v.get("name") == name]
         return found[0] if found else None
 
+    async def current_home_volume(
+        self, server_name: str, region: str, droplet_id: int | None
+    ) -> VolumeInfo | None:
+        """The course's volume: the one attached to its droplet (after ``/restore --all``
+        a newer one), else the first, ``<server.name>-home``."""
+        if droplet_id is not None:
+            data = await self._get("list volumes", "volumes", {"region": region})
+            attached = [
+                v
+                for v in (_volume_info(d) for d in data.get("volumes", []))
+                if droplet_id in v.droplet_ids
+                and DROPLET_TAG in v.tags
+                and RESTORE_TAG not in v.tags
+                and is_home_volume_name(v.name, server_name)
+            ]
+            if attached:
+                return attached[0]
+        return await self.find_volume(home_volume_name(server_name), region)
+
     async def ensure_home_volume(
-        self, server_name: str, region: str, size_gib: int, progress: Progress
+        self,
+        server_name: str,
+        region: str,
+        size_gib: int,
+        progress: Progress,
+        droplet_id: int | None = None,
     ) -> VolumeInfo:
         """The course's home volume, created (empty, unformatted) or grown to ``size_gib``."""
         name = home_volume_name(server_name)
-        volume = await self.find_volume(name, region)
+        volume = await self.current_home_volume(server_name, region, droplet_id)
         if volume is not None:
             if DROPLET_TAG not in volume.tags:
                 raise VolumeError(
@@ -227,10 +267,11 @@ class VolumeDriver:
                     "it is not this service's, so it is left alone: rename it, or tag it "
                     f"{DROPLET_TAG} if it is this course's"
                 )
-            grow_to = size_change(volume.size_gib, size_gib, name)
+            grow_to = size_change(volume.size_gib, size_gib, volume.name)
             if grow_to is not None:
                 await _say(
-                    progress, f"Growing volume {name} from {volume.size_gib} to {grow_to} GiB"
+                    progress,
+                    f"Growing volume {volume.name} from {volume.size_gib} to {grow_to} GiB",
                 )
                 await self._volume_action(volume, "volume resize", "resize", grow_to, volume.region)
                 volume = await self.get_volume(volume.id)
@@ -332,6 +373,37 @@ class VolumeDriver:
                 if "not found" not in str(exc):  # already gone: what retention wanted
                     raise
         return doomed
+
+    async def create_swap_volume(
+        self,
+        snapshot: SnapshotInfo,
+        server_name: str,
+        region: str,
+        size_gib: int,
+        progress: Progress,
+    ) -> VolumeInfo:
+        """The course's next volume, made from ``snapshot`` for ``/restore --all``.
+
+        Tagged like the first one and never deleted: from now on it holds the homes.
+        """
+        if not is_own_snapshot(snapshot, server_name):
+            raise VolumeError(f"{snapshot.name} is not a snapshot of this course's volume")
+        name = swapped_volume_name(server_name, snapshot_time(snapshot))
+        existing = await self.find_volume(name, region)
+        if existing is not None:
+            return existing
+        await _say(progress, f"Making volume {name} from snapshot {snapshot.name}")
+        return await self._create_volume(
+            name,
+            region,
+            {
+                "name": name,
+                "region": region,
+                "size_gigabytes": max(size_gib, snapshot.min_disk_size),
+                "snapshot_id": snapshot.id,
+                "tags": [DROPLET_TAG],
+            },
+        )
 
     # ---- restore volumes ----
 

@@ -158,3 +158,68 @@ def test_scheduled_snapshots_are_spread_over_the_day_and_regular() -> None:
     assert late is not None and late - (first + timedelta(days=5, hours=1)) < timedelta(days=1)
     assert (late - first) % timedelta(days=1) == timedelta(0)
     assert backup.next_backup_at(course, None, first, first) is None
+
+
+@pytest.mark.sshd
+async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old_one(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    saved: dict[str, tuple[object, str]] = {}
+
+    def attached(volume, _droplet) -> None:
+        folder = ssh_target.attach_volume(volume.name)
+        if volume.snapshot_id:  # a clone of the snapshot, its filesystem's UUID included
+            copy, uuid = saved[volume.snapshot_id]
+            shutil.rmtree(folder)
+            shutil.copytree(copy, folder, symlinks=True)
+            ssh_target.give_filesystem(volume.name, uuid)
+
+    do_fake.on_attach = attached
+    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+    assert (
+        await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    ).conclusion == "success"
+    old_folder = ssh_target.sandbox / "volumes" / VOLUME
+    alice = old_folder / "home" / "jupyter-alice"
+    alice.mkdir(parents=True)
+    (alice / "hw1.ipynb").write_bytes(b"before")
+    assert (await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)).conclusion == (
+        "success"
+    )
+    [snapshot] = do_fake.snapshots
+    saved[snapshot["id"]] = (
+        ssh_target.base / "snapshot-copy",
+        ssh_target.state("filesystems")[VOLUME]["uuid"],
+    )
+    shutil.copytree(old_folder, saved[snapshot["id"]][0], symlinks=True)
+    (alice / "hw1.ipynb").unlink()
+    (alice / "wrecked.ipynb").write_bytes(b"after")
+
+    before = len(ssh_target.calls())
+    refused = await backup.restore_all(
+        droplet, COURSE, course(), snapshot["name"], confirm=False, progress=noop
+    )
+    assert refused.conclusion == "failure" and "--confirm" in refused.summary
+    assert len(ssh_target.calls()) == before and len(do_fake.volumes) == 1
+
+    for _ in range(2):  # again: finds it done
+        result = await backup.restore_all(
+            droplet, COURSE, course(), snapshot["name"], confirm=True, progress=noop
+        )
+        assert result.conclusion == "success", result.summary
+        old, new = sorted(do_fake.volumes.values(), key=lambda v: v.created_at + v.name)
+        assert (old.name, old.droplet_ids) == (VOLUME, [])
+        assert new.name == "physics101-hub-home-from-20260301-020000"
+        assert new.droplet_ids == list(do_fake.droplets)
+        assert not do_fake.deleted_volumes
+        target = operations._target(droplet, course(), droplet.records.records[COURSE])
+        _, out, _ = await droplet.ssh.run_script(target, "ls /home/jupyter-alice\n")
+        assert out.split() == ["hw1.ipynb"]
+        assert ssh_target.state("services")["jupyterhub"] == "active"
+    # The old volume still holds what was there: nothing of anyone's is lost.
+    assert sorted(p.name for p in alice.iterdir()) == ["wrecked.ipynb"]
+    # The next deploy finds the swapped-in volume in place and has nothing to do.
+    again = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    assert again.title == "Nothing to do", again.summary

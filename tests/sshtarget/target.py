@@ -161,11 +161,15 @@ class SSHTarget:
         """The volume leaves the server (its folder, the volume's data, stays)."""
         (self.sandbox / "devices" / "upper" / f"{DEVICE_PREFIX}{name}").unlink(missing_ok=True)
 
-    def give_filesystem(self, name: str) -> str:
-        """Make the volume ``name`` hold an ext4 filesystem already; returns its UUID."""
+    def give_filesystem(self, name: str, uuid: str | None = None) -> str:
+        """Make the volume ``name`` hold an ext4 filesystem already; returns its UUID.
+
+        A volume made from a snapshot has the same filesystem, UUID included.
+        """
         path = self.sandbox / "state" / "filesystems.json"
         filesystems = json.loads(path.read_text()) if path.exists() else {}
-        filesystems[name] = {"type": "ext4", "uuid": secrets.token_hex(16), "grown": 0}
+        fresh = uuid or secrets.token_hex(16)
+        filesystems[name] = {"type": "ext4", "uuid": fresh, "grown": 0}
         path.write_text(json.dumps(filesystems))
         return filesystems[name]["uuid"]
 

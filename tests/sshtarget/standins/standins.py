@@ -686,8 +686,12 @@ def mount() -> int:
     if source.startswith("UUID="):
         filesystems = load("filesystems", {})
         assert isinstance(filesystems, dict)
-        names = [n for n, f in filesystems.items() if f["uuid"] == source[5:]]
-        if not names or not Path(DEVICE_PREFIX + names[0]).exists():
+        names = [
+            n
+            for n, f in filesystems.items()
+            if f["uuid"] == source[5:] and Path(DEVICE_PREFIX + n).exists()
+        ]
+        if not names:
             raise Refused(f"mount: {target}: can't find {source}.", 32)
         source = str(ROOT / "volumes" / names[0])
     elif source.startswith(DEVICE_PREFIX):

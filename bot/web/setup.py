@@ -27,7 +27,7 @@ from bot.settings import SettingsError, write_env
 
 logger = logging.getLogger(__name__)
 
-APP_MANIFEST = Path(__file__).resolve().parent.parent / "app.yml"
+APP_MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
 ORG_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 STATE_LIFETIME = 3600

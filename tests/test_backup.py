@@ -75,41 +75,19 @@ async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothin
     ssh_target,
     do_fake,
 ) -> None:
-    saved: dict[str, object] = {}
-
-    def attached(volume, _droplet) -> None:
-        folder = ssh_target.attach_volume(volume.name)
-        if volume.snapshot_id:  # made from a snapshot: it holds what the snapshot held
-            shutil.rmtree(folder)
-            shutil.copytree(saved[volume.snapshot_id], folder, symlinks=True)
-            ssh_target.give_filesystem(volume.name)
-
-    do_fake.on_attach = attached
-    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
-    deployed = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
-    assert deployed.conclusion == "success", deployed.summary
-    on_volume = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
-    on_volume.mkdir(parents=True)
-    (on_volume / "hw1.ipynb").write_bytes(b"alice's homework")
-
-    taken = await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
-    assert taken.conclusion == "success", taken.summary
-    [snapshot] = do_fake.snapshots
-    saved[snapshot["id"]] = ssh_target.base / "snapshot-copy"
-    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, saved[snapshot["id"]], symlinks=True)
-    (on_volume / "hw1.ipynb").unlink()  # the student deletes it
+    on_volume, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake)
     (on_volume / "hw2.ipynb").write_bytes(b"newer work")
 
     listed = await backup.list_snapshots(droplet, COURSE, course(), progress=noop)
-    assert snapshot["name"] in listed.summary
+    assert snapshot in listed.summary
 
     for _ in range(2):  # the second run finds it done and changes nothing
         result = await backup.restore_student(
-            droplet, COURSE, course(), snapshot["name"], "alice", progress=noop
+            droplet, COURSE, course(), snapshot, "alice", progress=noop
         )
         assert result.conclusion == "success", result.summary
         restored = on_volume / "restored-20260301-020000"
-        assert (restored / "hw1.ipynb").read_bytes() == b"alice's homework"
+        assert (restored / "hw1.ipynb").read_bytes() == b"before"
         assert sorted(p.name for p in on_volume.iterdir()) == [
             "hw2.ipynb",
             "restored-20260301-020000",
@@ -166,11 +144,43 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     ssh_target,
     do_fake,
 ) -> None:
+    alice, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake)
+    (alice / "wrecked.ipynb").write_bytes(b"after")
+
+    before = len(ssh_target.calls())
+    refused = await backup.restore_all(
+        droplet, COURSE, course(), snapshot, confirm=False, progress=noop
+    )
+    assert refused.conclusion == "failure" and "--confirm" in refused.summary
+    assert len(ssh_target.calls()) == before and len(do_fake.volumes) == 1
+
+    for _ in range(2):  # again: finds it done
+        result = await backup.restore_all(
+            droplet, COURSE, course(), snapshot, confirm=True, progress=noop
+        )
+        assert result.conclusion == "success", result.summary
+        old, new = sorted(do_fake.volumes.values(), key=lambda v: v.created_at + v.name)
+        assert (old.name, old.droplet_ids) == (VOLUME, [])
+        assert new.name == "physics101-hub-home-from-20260301-020000"
+        assert new.droplet_ids == list(do_fake.droplets)
+        assert not do_fake.deleted_volumes
+        assert await home_listing(droplet, "/home/jupyter-alice") == ["hw1.ipynb"]
+        assert ssh_target.state("services")["jupyterhub"] == "active"
+    # The old volume still holds what was there: nothing of anyone's is lost.
+    assert sorted(p.name for p in alice.iterdir()) == ["wrecked.ipynb"]
+    # The next deploy finds the swapped-in volume in place and has nothing to do.
+    again = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
+    assert again.title == "Nothing to do", again.summary
+
+
+async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
+    """A deployed course whose volume was snapshotted holding alice's hw1, which she
+    then deleted; volumes made from the snapshot hold what it held."""
     saved: dict[str, tuple[object, str]] = {}
 
     def attached(volume, _droplet) -> None:
         folder = ssh_target.attach_volume(volume.name)
-        if volume.snapshot_id:  # a clone of the snapshot, its filesystem's UUID included
+        if volume.snapshot_id:
             copy, uuid = saved[volume.snapshot_id]
             shutil.rmtree(folder)
             shutil.copytree(copy, folder, symlinks=True)
@@ -181,45 +191,62 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     assert (
         await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
     ).conclusion == "success"
-    old_folder = ssh_target.sandbox / "volumes" / VOLUME
-    alice = old_folder / "home" / "jupyter-alice"
+    alice = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
     alice.mkdir(parents=True)
     (alice / "hw1.ipynb").write_bytes(b"before")
-    assert (await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)).conclusion == (
-        "success"
-    )
+    await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
-    saved[snapshot["id"]] = (
-        ssh_target.base / "snapshot-copy",
-        ssh_target.state("filesystems")[VOLUME]["uuid"],
-    )
-    shutil.copytree(old_folder, saved[snapshot["id"]][0], symlinks=True)
+    copy = ssh_target.base / "snapshot-copy"
+    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
+    saved[snapshot["id"]] = (copy, ssh_target.state("filesystems")[VOLUME]["uuid"])
     (alice / "hw1.ipynb").unlink()
-    (alice / "wrecked.ipynb").write_bytes(b"after")
+    return alice, snapshot["name"]
 
-    before = len(ssh_target.calls())
-    refused = await backup.restore_all(
-        droplet, COURSE, course(), snapshot["name"], confirm=False, progress=noop
+
+async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
+    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    _, out, _ = await droplet.ssh.run_script(target, f"ls {folder}\n")
+    return out.split()
+
+
+@pytest.mark.sshd
+async def test_a_cut_connection_during_a_student_restore_is_finished_by_the_retry(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    alice, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake)
+    ssh_target.cut_next("mount")
+    result = await backup.restore_student(
+        droplet, COURSE, course(), snapshot, "alice", progress=noop
     )
-    assert refused.conclusion == "failure" and "--confirm" in refused.summary
-    assert len(ssh_target.calls()) == before and len(do_fake.volumes) == 1
+    assert result.conclusion == "success", result.summary
+    assert sorted(p.name for p in alice.iterdir()) == ["restored-20260301-020000"]
+    assert (alice / "restored-20260301-020000" / "hw1.ipynb").read_bytes() == b"before"
+    assert not (ssh_target.sandbox / "control" / "mount.cut").exists(), "the cut happened"
 
-    for _ in range(2):  # again: finds it done
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("program", ["umount", "mount", "systemctl"])
+async def test_a_cut_connection_during_a_full_restore_loses_nothing(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+    program,
+) -> None:
+    alice, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake)
+    (alice / "since.ipynb").write_bytes(b"work since the snapshot")
+    ssh_target.cut_next(program)
+    result = await backup.restore_all(
+        droplet, COURSE, course(), snapshot, confirm=True, progress=noop
+    )
+    if result.conclusion != "success":  # the step's own retry did not cover it: run again
         result = await backup.restore_all(
-            droplet, COURSE, course(), snapshot["name"], confirm=True, progress=noop
+            droplet, COURSE, course(), snapshot, confirm=True, progress=noop
         )
-        assert result.conclusion == "success", result.summary
-        old, new = sorted(do_fake.volumes.values(), key=lambda v: v.created_at + v.name)
-        assert (old.name, old.droplet_ids) == (VOLUME, [])
-        assert new.name == "physics101-hub-home-from-20260301-020000"
-        assert new.droplet_ids == list(do_fake.droplets)
-        assert not do_fake.deleted_volumes
-        target = operations._target(droplet, course(), droplet.records.records[COURSE])
-        _, out, _ = await droplet.ssh.run_script(target, "ls /home/jupyter-alice\n")
-        assert out.split() == ["hw1.ipynb"]
-        assert ssh_target.state("services")["jupyterhub"] == "active"
-    # The old volume still holds what was there: nothing of anyone's is lost.
-    assert sorted(p.name for p in alice.iterdir()) == ["wrecked.ipynb"]
-    # The next deploy finds the swapped-in volume in place and has nothing to do.
-    again = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
-    assert again.title == "Nothing to do", again.summary
+    assert result.conclusion == "success", result.summary
+    assert await home_listing(droplet, "/home/jupyter-alice") == ["hw1.ipynb"]
+    assert (alice / "since.ipynb").read_bytes() == b"work since the snapshot"
+    assert not do_fake.deleted_volumes and len(do_fake.volumes) == 2
+    assert ssh_target.state("services")["jupyterhub"] == "active"
+    assert not (ssh_target.sandbox / "control" / f"{program}.cut").exists(), "the cut happened"

@@ -57,6 +57,11 @@ def parse_observed(text: str) -> tuple[str, bool]:
 
 def prepare_script(volume_name: str) -> str:
     """Format the volume only if blkid finds no filesystem; mount it; bind /home and state."""
+    return tljh.script(*volume_lines(volume_name), *bind_lines(over_existing=False))
+
+
+def volume_lines(volume_name: str) -> list[str]:
+    """Wait for the volume, format it only if blkid finds no filesystem, mount it by UUID."""
     dev = shlex.quote(device_path(volume_name))
     mnt = shlex.quote(MOUNT_POINT)
     name = shlex.quote(volume_name)
@@ -93,6 +98,17 @@ def prepare_script(volume_name: str) -> str:
         f'if [ ! -f {shlex.quote(MARKER)} ]; then mount "$mnt"; fi',
         f"printf '%s\\n' {name} > {shlex.quote(MARKER)}",
     ]
+    return lines
+
+
+def bind_lines(*, over_existing: bool) -> list[str]:
+    """Bind the volume's folders on /home and /opt/tljh/state, from /etc/fstab.
+
+    Never over a folder that holds files, unless ``over_existing`` (``/move-home``, after
+    a verified copy): then what the droplet's disk holds stays there, under the mount.
+    """
+    mnt = shlex.quote(MOUNT_POINT)
+    lines = [f"mnt={mnt}"]
     for folder, target in BINDS:
         source = shlex.quote(f"{MOUNT_POINT}/{folder}")
         where = shlex.quote(target)
@@ -100,11 +116,17 @@ def prepare_script(volume_name: str) -> str:
             f"mkdir -p {source} {where}",
             f'if [ "$(stat -c %d:%i {where})" != "$(stat -c %d:%i {source})" ]; then',
             # Never hide what the droplet's disk holds there: that is /move-home's job.
-            f'  if [ -n "$(ls -A {where})" ]; then',
-            f"    echo '{target} on the droplet'\"'\"'s disk is not empty; nothing was mounted "
-            f"over it (comment /move-home to move it to the volume)' >&2",
-            "    exit 1",
-            "  fi",
+            *(
+                []
+                if over_existing
+                else [
+                    f'  if [ -n "$(ls -A {where})" ]; then',
+                    f"    echo '{target} on the droplet'\"'\"'s disk is not empty; nothing was "
+                    "mounted over it (comment /move-home to move it to the volume)' >&2",
+                    "    exit 1",
+                    "  fi",
+                ]
+            ),
             f'  if ! grep -qs "^{MOUNT_POINT}/{folder} {target} " /etc/fstab; then',
             f"    printf '%s %s none bind,nofail,x-systemd.requires-mounts-for=%s 0 0\\n' "
             f'{source} {where} "$mnt" >> /etc/fstab',
@@ -112,7 +134,7 @@ def prepare_script(volume_name: str) -> str:
             f"  mount {where}",
             "fi",
         ]
-    return tljh.script(*lines)
+    return lines
 
 
 def grow_script(volume_name: str) -> str:

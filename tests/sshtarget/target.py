@@ -33,7 +33,7 @@ STANDINS = HERE / "standins" / "standins.py"
 SSHD = Path("/usr/sbin/sshd")
 COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
 # Found before the real ones through PATH, once a test enables volumes.
-VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs")
+VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs", "cp")
 DEVICE_PREFIX = "disk/by-id/scsi-0DO_Volume_"
 FALLBACK_SSHD = HERE / "fallback_sshd.py"
 OS_RELEASE = """\
@@ -178,6 +178,10 @@ class SSHTarget:
         shutil.rmtree(self.sandbox / "home" / "jupyter-student")
 
     # -- trouble on demand ------------------------------------------------------------
+
+    def corrupt_next_copy(self) -> None:
+        """The next ``cp`` (with volumes on) copies, then one copied file differs."""
+        (self.sandbox / "control" / "cp.corrupt").write_text("")
 
     def fail_next(self, program: str, message: str = "") -> None:
         """The next call of ``program`` prints ``message`` to stderr and exits 1."""

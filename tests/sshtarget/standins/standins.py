@@ -710,6 +710,19 @@ def mount() -> int:
     return 0
 
 
+def cp() -> int:
+    """The real cp; with ``control/cp.corrupt`` armed, one copied file then differs."""
+    result = subprocess.run(["/usr/bin/cp", *ARGS], check=False)
+    corrupt = CONTROL / "cp.corrupt"
+    if result.returncode == 0 and corrupt.exists():
+        corrupt.unlink()
+        copied = sorted(p for p in Path(ARGS[-1]).rglob("*") if p.is_file())
+        if copied:
+            with open(copied[0], "ab") as changed:
+                changed.write(b"!")
+    return result.returncode
+
+
 def umount() -> int:
     target = ARGS[-1]
     result = subprocess.run(["/usr/bin/umount", target], check=False)
@@ -721,6 +734,7 @@ def umount() -> int:
 
 
 PROGRAMS = {
+    "cp": cp,
     "umount": umount,
     "blkid": blkid,
     "mkfs.ext4": mkfs_ext4,

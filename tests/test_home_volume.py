@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
+import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from deploy import homevolume, operations, planner
+from deploy import backup, homevolume, movehome, operations, planner, volumes
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
 from deploy.model import DROPLET_TAG, Observed, ServerRecord
 from deploy.ssh import SSHPool
+from deploy.validate import DROPLET_NAME
 
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
@@ -263,3 +268,24 @@ async def test_rebuild_snapshots_first_and_waits_when_the_snapshot_fails(
     assert rebuilt.conclusion == "success", rebuilt.summary
     assert [s["name"].startswith(VOLUME + "-") for s in do_fake.snapshots] == [True]
     assert "bootstrap" in programs(ssh_target, before)
+
+
+@given(st.from_regex(DROPLET_NAME, fullmatch=True).filter(lambda n: len(n) <= 253))
+@settings(max_examples=40, deadline=None)
+def test_every_volume_script_is_valid_bash_with_the_name_as_one_word(name: str) -> None:
+    volume = volumes.home_volume_name(name)
+    swapped = volumes.swapped_volume_name(name, "20260301-020000")
+    restore = volumes.restore_volume_name(name, "20260301-020000")
+    scripts = [
+        homevolume.prepare_script(volume),
+        homevolume.grow_script(volume),
+        homevolume.unmount_script(),
+        homevolume.prepare_script(swapped),
+        movehome.move_script(volume),
+        backup.copy_home_script(restore, "alice", "20260301-020000"),
+    ]
+    for script in scripts:
+        checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+        assert checked.returncode == 0, checked.stderr
+    device = shlex.quote(homevolume.device_path(volume))
+    assert f"dev={device}\n" in scripts[0]

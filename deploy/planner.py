@@ -338,7 +338,11 @@ def plan(
         )
         steps.extend(
             homevolume.snapshot_before_change(
-                desired, seen, "TLJH is reinstalled" if "rebuild" in why else "TLJH is upgraded"
+                desired,
+                seen,
+                "TLJH is upgraded"
+                if _version_differs(seen.tljh_version, hub.tljh_version)
+                else "TLJH is reinstalled",
             )
         )
         steps.append(

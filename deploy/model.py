@@ -214,6 +214,9 @@ class ServerRecord:
     host_key: str | None = None  # OpenSSH public key line pinned at first contact
     size: str | None = None
     region: str | None = None
+    # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
+    # new droplet keeps.
+    reserved_ip: str | None = None
 
 
 class ServerRecords(Protocol):

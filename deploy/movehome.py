@@ -31,13 +31,14 @@ from deploy.operations import (
     Engine,
     OperationError,
     _droplets,
+    _home_volume,
     _known_server,
     _result,
     _target,
     hub_url,
 )
 from deploy.ssh import SSHError
-from deploy.volumes import VolumeDriver, is_home_volume_name
+from deploy.volumes import is_home_volume_name
 
 SNAPSHOT_SUFFIX = "-before-move-home-"
 
@@ -145,15 +146,7 @@ async def move_home(
         await droplets.snapshot(
             record.droplet_id, f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}", progress
         )
-        volumes = VolumeDriver(droplets)
-        volume = await volumes.ensure_home_volume(
-            config.server.name,
-            record.region or config.server.region,
-            config.storage.size_gib,
-            progress,
-            droplet_id=record.droplet_id,
-        )
-        volume = await volumes.attach(volume, record.droplet_id, progress)
+        volume = await _home_volume(engine, course, config, progress)
         step = Step(
             "move-home",
             f"copy /home and the hub's state onto {volume.name}, check, then mount it",
@@ -175,5 +168,5 @@ async def move_home(
         f"/home moved to {volume.name}",
         f"/home and the hub's accounts are on volume `{volume.name}`, copied and checked "
         f"file by file; a droplet snapshot was taken first.\n\n{reclaim_hint()}",
-        url=hub_url(config, record),
+        url=hub_url(config, await engine.records.get_server(course) or record),
     )

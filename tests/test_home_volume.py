@@ -12,6 +12,7 @@ import json
 import secrets
 import shlex
 import subprocess
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from deploy.keys import ServiceKey
 from deploy.model import DROPLET_TAG, Observed, ServerRecord
 from deploy.ssh import SSHPool
 from deploy.validate import DROPLET_NAME
+from deploy.volumes import VolumeDriver
 
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
@@ -127,7 +129,13 @@ async def droplet(tmp_path, ssh_target, do_fake):
     engine = operations.Engine(
         records=records,
         ssh=SSHPool(),
-        service_key=ServiceKey(ssh_target.client_key, "", "", "", tmp_path / "key"),
+        service_key=ServiceKey(
+            ssh_target.client_key,
+            ssh_target.client_key.export_public_key("openssh").decode().strip(),
+            "",
+            "",
+            tmp_path / "key",
+        ),
         droplets=DropletDriver(do_fake.token, poll_interval=0.001, timeout=1.0, sleep=instant),
         ssh_poll_seconds=0.05,
     )
@@ -162,9 +170,16 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
     assert state[homevolume.STORAGE_STATE_KEY] == 20
     assert not any((ssh_target.sandbox / "opt" / "tljh" / "state").iterdir())
 
+    # The course's reserved IP is on its droplet, and is the hub's address.
+    [reserved] = do_fake.reserved_ips.values()
+    assert reserved.droplet_id == volume.droplet_ids[0]
+    assert first.hub_url == f"http://{reserved.ip}"
+    assert droplet.records.records[COURSE].reserved_ip == reserved.ip
+
     before = len(ssh_target.calls())
     again = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
     assert (again.conclusion, again.title) == ("neutral", "Nothing to do"), again.summary
+    assert again.hub_url == f"http://{reserved.ip}"
     assert "mkfs.ext4" not in programs(ssh_target, before)
     assert len(do_fake.volumes) == 1 and do_fake.volume_action_types() == ["attach"]
 
@@ -289,3 +304,22 @@ def test_every_volume_script_is_valid_bash_with_the_name_as_one_word(name: str) 
         assert checked.returncode == 0, checked.stderr
     device = shlex.quote(homevolume.device_path(volume))
     assert f"dev={device}\n" in scripts[0]
+
+
+async def test_a_new_droplet_for_the_course_takes_its_reserved_ip(droplet, do_fake) -> None:
+    """What /recover relies on: the droplet is gone, a new one gets the same address."""
+    gone = droplet.records.records[COURSE]
+    reserved = await VolumeDriver(droplet.droplets).ensure_reserved_ip(
+        gone.droplet_id, "syd1", noop
+    )
+    droplet.records.records[COURSE] = replace(gone, reserved_ip=reserved)
+    del do_fake.droplets[gone.droplet_id]  # destroyed in the control panel
+    do_fake.reserved_ips[reserved].droplet_id = None
+
+    record = await operations._provision(droplet, COURSE, course(), noop)
+
+    assert record.droplet_id != gone.droplet_id
+    assert record.reserved_ip == reserved
+    assert do_fake.reserved_ips[reserved].droplet_id == record.droplet_id
+    assert operations.hub_url(course(), record) == f"http://{reserved}"
+    assert len(do_fake.reserved_ips) == 1

@@ -27,7 +27,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parents[1]
-PROBOT_START = Path(__file__).resolve().parents[2] / "shared/peers/probot/start.sh"
+_PEER_SCRIPT = Path("shared/peers/probot/start.sh")
+
+
+def _probot_start() -> Path:
+    """The peer's start script, in the nearest folder above the checkout that has one.
+
+    A checkout may sit one level (``/work/main``) or two (``/work/wt/NAME``) below it.
+    """
+    for parent in Path(__file__).resolve().parents[1:]:
+        if (parent / _PEER_SCRIPT).is_file():
+            return parent / _PEER_SCRIPT
+    return Path(__file__).resolve().parents[2] / _PEER_SCRIPT
+
+
+PROBOT_START = _probot_start()
 LOOPBACK = "127.0.0.1"
 # Our service's path and Probot's default webhook path.
 OUR_WEBHOOK_PATH = "/webhook"

@@ -2,9 +2,11 @@
 
 Runs the service in-process against the spec-checked fake GitHub and the loopback SSH
 target, deploys a course once (which also caches the installation token), then counts
-the API requests that each of these events causes:
+the API requests, and the bytes GitHub sent, that each of these events causes:
 
 - a push that changes nothing on a healthy server;
+- the same push in a repository that also carries 1 GB of data files (virtual in the
+  fake: listed in the tree, generated only if read, which the service never does);
 - a ``/status`` comment.
 
     .venv/bin/python bench/github_requests.py
@@ -29,7 +31,7 @@ import _service
 from bot.app import make_app
 from bot.services import SERVICES
 from bot.settings import load_settings
-from tests.fakes.github import FakeGitHub
+from tests.fakes.github import FakeGitHub, VirtualFile
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.service import EXAMPLES, WEBHOOK_SECRET, signed_headers
 
@@ -73,12 +75,15 @@ async def deliver(client: TestClient, event: str, payload: dict) -> int:
 
 
 async def counted(github: FakeGitHub, client: TestClient, event: str, payload: dict):
+    """The webhook's answer, API requests by operation, and bytes sent back by operation."""
     before = len(github.requests)
     status = await deliver(client, event, payload)
     await settle(client)
-    requests = github.requests[before:]
-    api = [r for r in requests if r.operation_id]
-    return status, collections.Counter(r.operation_id for r in api), len(requests) - len(api)
+    api = [r for r in github.requests[before:] if r.operation_id]
+    sent: collections.Counter[str] = collections.Counter()
+    for r in api:
+        sent[r.operation_id] += r.sent_bytes
+    return status, collections.Counter(r.operation_id for r in api), sent
 
 
 async def main() -> int:
@@ -122,11 +127,15 @@ async def main() -> int:
                 installation={"id": INSTALLATION},
             )
             push["after"] = github.repositories[COURSE].branches["main"]
-            await counted(github, client, "push", push)  # first deploy: token, README, …
+            _, first, first_sent = await counted(github, client, "push", push)  # token, README…
             files = dict(github.files(COURSE, "main"))
             files["notes.md"] = b"A change that needs nothing on the server.\n"
             push = {**push, "after": github.put_commit(COURSE, files, branch="main")}
-            status, noop, other = await counted(github, client, "push", push)
+            status, noop, noop_sent = await counted(github, client, "push", push)
+            data = {f"data/run-{i:03}.h5": VirtualFile(10**7, str(i)) for i in range(100)}
+            files = {**files, **data, "notes.md": b"Now with a gigabyte of data.\n"}
+            push = {**push, "after": github.put_commit(COURSE, files, branch="main")}
+            status_big, big, big_sent = await counted(github, client, "push", push)
             issue = github.add_issue(COURSE, "Hub")
             comment = example("issue_comment", "created")
             comment["comment"] = {
@@ -142,22 +151,26 @@ async def main() -> int:
                 repository=repository(comment),
                 installation={"id": INSTALLATION},
             )
-            status2, slash, other2 = await counted(github, client, "issue_comment", comment)
+            status2, slash, slash_sent = await counted(github, client, "issue_comment", comment)
         finally:
             await client.close()
             await github.close()
             target.stop()
-    for name, answer, counts, extra, goal in (
-        ("push, nothing to change", status, noop, other, 6),
-        ("/status comment", status2, slash, other2, 4),
+    for name, answer, counts, sent, goal in (
+        ("first push, deploys", 202, first, first_sent, None),
+        ("push, nothing to change", status, noop, noop_sent, 6),
+        ("push, nothing to change, 1 GB of data in the repository", status_big, big, big_sent, 6),
+        ("/status comment", status2, slash, slash_sent, 4),
     ):
         total = sum(counts.values())
+        read = sent["git/get-tree"] + sent["git/get-blob"]
         print(
-            f"{name}: webhook {answer}; {total} API requests (goal <= {goal})"
-            + (f" + {extra} tarball download(s) off the API" if extra else "")
+            f"{name}: webhook {answer}; {total} API requests"
+            + (f" (goal <= {goal})" if goal else "")
+            + f"; {read:,} bytes of repository read, {sum(sent.values()):,} bytes in all"
         )
         for operation, count in sorted(counts.items()):
-            print(f"    {count} x {operation}")
+            print(f"    {count} x {operation}: {sent[operation]:,} bytes")
     return 0
 
 

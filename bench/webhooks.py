@@ -366,6 +366,55 @@ def measure(
     return Measured(target, result, server_cpu)
 
 
+def combine(parts: list[Measured]) -> Measured:
+    """One target's rounds as one measurement: counts, times and latencies pooled."""
+    total = LoadResult()
+    server_cpu: float | None = 0.0
+    for part in parts:
+        r = part.result
+        total.sent += r.sent
+        total.completed += r.completed
+        total.elapsed += r.elapsed
+        total.statuses.update(r.statuses)
+        total.latencies_ms.extend(r.latencies_ms)
+        total.errors.extend(r.errors)
+        total.generator_cpu += r.generator_cpu
+        server_cpu = (
+            None
+            if server_cpu is None or part.server_cpu is None
+            else (server_cpu + part.server_cpu)
+        )
+    return Measured(parts[0].target, total, server_cpu)
+
+
+def measure_interleaved(
+    targets: list[Target],
+    body: bytes,
+    concurrency: int,
+    limit: int,
+    seconds: float,
+    warmup: int,
+    rounds: int,
+) -> list[Measured]:
+    """Every target for ``seconds`` in all, in ``rounds`` turns taken in A B B A order.
+
+    On a shared machine the background load drifts within seconds; short alternating
+    turns give every server the same share of it, so the ratio measures the servers.
+    """
+    for target in targets:  # warm up each server once, unmeasured
+        if warmup:
+            template = request_template(target.url, body, target.secret)
+            _require_success(target, run_load(target.url, template, concurrency, warmup, seconds))
+    parts: dict[str, list[Measured]] = {t.name: [] for t in targets}
+    for turn in range(rounds):
+        order = targets if turn % 2 == 0 else list(reversed(targets))
+        for target in order:
+            parts[target.name].append(
+                measure(target, body, concurrency, limit // rounds or 1, seconds / rounds, 0)
+            )
+    return [combine(parts[t.name]) for t in targets]
+
+
 def _require_success(target: Target, result: LoadResult) -> None:
     if result.errors or result.ok != result.completed or result.completed != result.sent:
         raise RuntimeError(
@@ -381,15 +430,18 @@ def _fmt(value: float | None, spec: str) -> str:
 def print_throughput(runs: list[Measured]) -> None:
     print(
         f"{'server':<8} {'deliveries':>10} {'seconds':>8} {'deliv/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'max ms':>8} {'srv CPU%':>8} {'gen CPU%':>8}  statuses"
+        f"{'p99 ms':>8} {'max ms':>8} {'srv CPU%':>8} {'CPU us/d':>8} {'gen CPU%':>8}  statuses"
     )
     for run in runs:
         r = run.result
         cpu = 100 * run.server_cpu / r.elapsed if run.server_cpu is not None else None
+        # The server's CPU per delivery: what it costs, whatever share of the machine it got.
+        per = 1e6 * run.server_cpu / r.completed if run.server_cpu and r.completed else None
         print(
             f"{run.target.name:<8} {r.completed:>10} {r.elapsed:>8.2f} {r.throughput:>9.0f} "
             f"{r.latency(0.50):>8.2f} {r.latency(0.99):>8.2f} {r.latency(1.0):>8.2f} "
-            f"{_fmt(cpu, '.0f'):>8} {100 * r.generator_cpu / r.elapsed:>8.0f}  "
+            f"{_fmt(cpu, '.0f'):>8} {_fmt(per, '.0f'):>8} "
+            f"{100 * r.generator_cpu / r.elapsed:>8.0f}  "
             f"{dict(sorted(r.statuses.items()))}"
         )
         recorded = run.target.recorded_deliveries()
@@ -401,9 +453,19 @@ def print_throughput(runs: list[Measured]) -> None:
             f"ratio ours/{runs[1].target.name}: throughput "
             f"{ours.throughput / peer.throughput:.2f}x, "
             f"p50 {ours.latency(0.5) / peer.latency(0.5):.2f}x, "
-            f"p99 {ours.latency(0.99) / peer.latency(0.99):.2f}x "
-            "(throughput: higher is better; latency: lower is better)"
+            f"p99 {ours.latency(0.99) / peer.latency(0.99):.2f}x"
+            + _cpu_ratio(runs)
+            + " (throughput: higher is better; latency and CPU: lower is better)"
         )
+
+
+def _cpu_ratio(runs: list[Measured]) -> str:
+    ours, peer = runs
+    if not (ours.server_cpu and peer.server_cpu):
+        return ""
+    per_ours = ours.server_cpu / ours.result.completed
+    per_peer = peer.server_cpu / peer.result.completed
+    return f", CPU per delivery {per_ours / per_peer:.2f}x"
 
 
 def memory_run(target: Target, body: bytes, concurrency: int, count: int) -> None:
@@ -448,6 +510,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     amount.add_argument("--seconds", type=float, help="seconds per server (default 10)")
     parser.add_argument("--warmup", type=int, default=1000, help="unmeasured deliveries first")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=10,
+        help="alternating turns the servers take, A B B A (10; 1 = one run each, in turn)",
+    )
+    parser.add_argument(
         "--memory", type=int, metavar="N", help="instead: send N deliveries, then print RSS"
     )
     args = parser.parse_args(argv)
@@ -469,6 +537,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--seconds: more than 0, at most {MAX_SECONDS:.0f}")
     if args.requests is None and args.seconds is None:
         args.seconds = 10.0
+    if not 1 <= args.rounds <= 100:
+        parser.error("--rounds: between 1 and 100")
     return args
 
 
@@ -495,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(
             f"payload: push example #0, {len(body)} bytes; concurrency {args.concurrency}; "
-            f"load generator: separate process; {os.cpu_count()} CPUs"
+            f"{args.rounds} alternating rounds; load generator: separate process; "
+            f"{os.cpu_count()} CPUs"
         )
         if args.memory:
             for target in targets:
@@ -503,10 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         limit = args.requests or MAX_REQUESTS
         seconds = args.seconds or MAX_SECONDS
-        runs = [
-            measure(target, body, args.concurrency, limit, seconds, args.warmup)
-            for target in targets
-        ]
+        runs = measure_interleaved(
+            targets, body, args.concurrency, limit, seconds, args.warmup, args.rounds
+        )
         print_throughput(runs)
         return 0
     except (RuntimeError, _service.StartError, OSError) as exc:

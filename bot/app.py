@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from bot.course_tokens import CourseDroplets, TokenVault
 from bot.github.reporting import Reporter
 from bot.github.texts import coalesced
 from bot.intake import webhook
+from bot.intake.relay import WebhookRelay
 from bot.jobs import course  # noqa: F401  (registers the course's job kinds)
 from bot.jobs.runner import REGISTRY, JobRegistry, JobRunner
 from bot.metrics import Metrics
@@ -19,13 +22,19 @@ from bot.monitor import Monitor
 from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.store import Job, Store
-from bot.web import pages
+from bot.web import pages, sessions
 from deploy.droplets import DropletDriver
 from deploy.keys import ensure_service_key
 from deploy.operations import Engine
 from deploy.ssh import SSHPool
 
 logger = logging.getLogger(__name__)
+
+DAY = 86400.0
+# GitHub redelivers only recent deliveries; a finished job's check run is long concluded.
+DELIVERY_RETENTION = 30 * DAY
+JOB_RETENTION = 90 * DAY
+PRUNE_EVERY = 3600.0
 
 
 def wire_reporting(services: Services) -> None:
@@ -62,11 +71,43 @@ async def job_superseded(services: Services, job: Job) -> None:
         )
 
 
-async def build_engine(settings: Settings, store: Store) -> Engine:
-    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean."""
+async def prune_store(store: Store) -> None:
+    """Drop deliveries and finished jobs past their retention, so the database stays bounded."""
+    deliveries = await store.prune_deliveries(DELIVERY_RETENTION)
+    jobs = await store.prune_jobs(JOB_RETENTION)
+    if deliveries or jobs:
+        logger.info(
+            "pruned %d deliveries over 30 days old and %d jobs finished over 90 days ago",
+            deliveries,
+            jobs,
+        )
+
+
+async def prune_periodically(store: Store, every: float) -> None:
+    """``prune_store`` at start-up (after downtime too) and then every ``every`` seconds."""
+    while True:
+        try:
+            await prune_store(store)
+        except Exception:
+            logger.exception("pruning the store failed; it is tried again at the next interval")
+        await asyncio.sleep(every)
+
+
+async def build_engine(settings: Settings, store: Store, resolver: CourseDroplets) -> Engine:
+    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean.
+
+    A course that brought its own DigitalOcean token uses it (``resolver``); the others
+    use the operator's.
+    """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
-    return Engine(records=store, ssh=SSHPool(), service_key=key, droplets=droplets)
+    return Engine(
+        records=store,
+        ssh=SSHPool(),
+        service_key=key,
+        droplets=droplets,
+        droplet_resolver=resolver,
+    )
 
 
 def make_app(
@@ -75,8 +116,11 @@ def make_app(
     registry: JobRegistry | None = None,
     job_concurrency: int = 4,
     monitoring: bool = True,
+    prune_every: float = PRUNE_EVERY,
 ) -> web.Application:
     app = web.Application(client_max_size=webhook.MAX_BODY)
+    sessions.setup_sessions(app, settings.data_dir, settings.public_url)
+    app.middlewares.append(sessions.csrf_middleware)
     app.router.add_post("/webhook", webhook.receive)
     pages.add_routes(app)
 
@@ -101,12 +145,23 @@ def make_app(
         await services.use_settings(settings)
         app[SERVICES] = services
         wire_reporting(services)
-        services.engine = await build_engine(settings, store)
+        services.course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
+        services.engine = await build_engine(settings, store, services.course_droplets)
         await services.runner.start()
         monitor = Monitor(services)
         services.extras["monitor"] = monitor
         if monitoring:
             monitor.start()
+        relay = None
+        if settings.webhook_proxy_url:
+            relay = WebhookRelay(
+                settings.webhook_proxy_url,
+                WebhookRelay.local_target(settings.host, settings.port),
+                session,
+            )
+            services.extras["relay"] = relay
+            relay.start()
+        pruner = asyncio.create_task(prune_periodically(store, prune_every), name="prune-store")
         if settings.registered:
             services.spawn(services.reporter.recover_open_check_runs())
         logger.info("serving; GitHub App %s", "registered" if settings.registered else "not set up")
@@ -114,6 +169,11 @@ def make_app(
             yield
         finally:
             logger.info("stopping: letting running jobs reach a checkpoint")
+            if relay is not None:
+                await relay.stop()
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
             await monitor.stop()
             await services.runner.stop()
             await services.drain()

@@ -82,7 +82,7 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
         subfolders[:] = sorted(name for name in subfolders if name != ".git")
         for name in sorted(names):
             file = Path(folder, name)
-            # A link could point anywhere; GitHub's tarball gives the service none either.
+            # A link could point anywhere; the service never reads one from GitHub either.
             if file.is_symlink() or not file.is_file():
                 continue
             yield file.relative_to(root).as_posix(), file

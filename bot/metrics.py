@@ -22,6 +22,12 @@ class Metrics:
             ["event", "outcome"],
             registry=self.registry,
         )
+        # No labels, so the series is there (at 0) from the start: an alert can watch it.
+        self.handler_errors = Counter(
+            "webhook_handler_errors",
+            "Deliveries whose handler raised (answered 200, logged with the delivery id).",
+            registry=self.registry,
+        )
         self.intake_seconds = Histogram(
             "classroom_webhook_intake_seconds",
             "Time from a delivery's arrival to its answer.",

@@ -3,7 +3,12 @@ open one issue when a hub is down (closing it when the hub is back).
 
 A hub is up only when ``GET {hub}/hub/api`` answers 200 with JSON holding a version: a
 redirect, a 502 or a timeout is down. An SSH look at the services and the disk adds what
-a person needs to act; when the hub's service is inactive, one restart is tried.
+a person needs to act; when the hub's service is inactive, one restart is asked for.
+
+The monitor changes nothing itself: a restart is a ``restart`` job of the course's queue
+(source ``monitor``), so it waits for a deploy or resize under way instead of cutting into
+it. While a job of the course runs, the hub may be down on purpose: a failed probe that
+overlaps a job does not count towards an outage, so no issue opens during a deploy.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from bot import store as st
+from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
 
@@ -27,6 +33,7 @@ logger = logging.getLogger(__name__)
 ISSUE_TITLE = "Classroom server is down"
 FAILURES_BEFORE_ISSUE = 2
 DISK_WARNING_PERCENT = 90.0
+RESTART_ASKED = "was asked for; its result is posted here"
 
 
 @dataclass
@@ -75,7 +82,7 @@ def issue_body(hub_url: str, probes: list[str], look: dict[str, Any], restarted:
         if look.get("error"):
             lines.append(f"- SSH: {look['error']}")
     if restarted:
-        lines += ["", f"An automatic restart of the hub was tried: {restarted}."]
+        lines += ["", f"An automatic restart of the hub {restarted}."]
     lines += [
         "",
         "This issue closes by itself when the hub answers again. Comment `/status` for "
@@ -163,7 +170,14 @@ class Monitor:
             self._states = await self.services.store.monitor_states()
         state = self._states.setdefault(course.full_name, st.MonitorState(course.full_name))
         recorded = (state.state, state.failures, state.issue_number)
+        runner = self.services.runner
+        course_name = course.full_name
+        activity = runner.activity(course_name)
+        busy = course_name in runner.busy_courses
         probe = await probe_hub(self.services.session, facts["hub_url"], self.http_timeout)
+        # A job of the course started, ran or ended around the probe: a deploy, resize or
+        # restart may take the hub down on purpose, so a failure now is no evidence.
+        busy = busy or runner.activity(course_name) != activity
         now = time.time()
         state.checked_at = now
         probes = [*list(state.detail.get("probes", []))[-4:], probe.detail]
@@ -182,6 +196,8 @@ class Monitor:
                 await self._close_issue(course, state, probe.detail)
             elif was_down:
                 logger.info("hub back up", extra={"course": course.full_name})
+        elif busy:
+            state.detail["probes"][-1] = f"{probe.detail} (during a job; not counted)"
         else:
             state.failures += 1
             if state.failures >= FAILURES_BEFORE_ISSUE:
@@ -190,18 +206,21 @@ class Monitor:
                 state.state = "down"
                 look = await self._look(course.full_name)
                 state.detail["look"] = look
-                restarted = None
                 inactive = look.get("services", {}).get("jupyterhub") not in (None, "active")
-                if inactive and not state.detail.get("restart_tried"):
-                    state.detail["restart_tried"] = True
-                    restarted = await self._restart(course.full_name)
+                restart = inactive and not state.detail.get("restart_tried")
                 if state.issue_number is None and facts.get("monitor_issue", True):
                     body = issue_body(
-                        facts["hub_url"], probes[-FAILURES_BEFORE_ISSUE:], look, restarted
+                        facts["hub_url"],
+                        probes[-FAILURES_BEFORE_ISSUE:],
+                        look,
+                        RESTART_ASKED if restart else None,
                     )
                     state.issue_number = await self.services.reporter.open_issue(
                         course.installation_id, course.full_name, ISSUE_TITLE, body
                     )
+                if restart:
+                    state.detail["restart_tried"] = True
+                    await self.request_restart(course, facts, state.issue_number)
         # Only changes are written: a thousand healthy hubs cost no disk writes per round.
         if (state.state, state.failures, state.issue_number) != recorded:
             await self.services.store.save_monitor_state(state)
@@ -216,12 +235,30 @@ class Monitor:
         except Exception as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
 
-    async def _restart(self, course: str) -> str:
-        try:
-            await operations.restart_hub_service(self.services.engine, course)
-        except Exception as exc:
-            return f"it failed ({type(exc).__name__}: {exc})"
-        return "the hub service was restarted"
+    async def request_restart(
+        self, course: st.Course, facts: dict[str, Any], issue_number: int | None
+    ) -> int | None:
+        """Queue a restart of the course's hub, as ``/restart`` would; its result is posted
+        on the outage issue, if one is open."""
+        payload: dict[str, Any] = {"default_branch": facts.get("branch")}
+        if issue_number is not None:
+            payload["issue_number"] = issue_number
+        return await enqueue_operation(
+            self.services,
+            course.full_name,
+            "restart",
+            installation_id=course.installation_id,
+            user=None,
+            source="monitor",
+            payload=payload,
+        )
+
+    async def note_up(self, course: str, detail: str) -> None:
+        """The hub was seen answering outside a probe; keeps the monitor's own copy true."""
+        if self._states is None:
+            self._states = await self.services.store.monitor_states()
+        state = self._states.setdefault(course, st.MonitorState(course))
+        await _mark_up(self.services, state, detail)
 
     async def _close_issue(self, course: st.Course, state: st.MonitorState, detail: str) -> None:
         assert state.issue_number is not None
@@ -232,6 +269,27 @@ class Monitor:
             f"The hub answers again ({detail}). Closing.",
         )
         state.issue_number = None
+
+
+async def note_hub_up(services: Services, course: str, detail: str) -> None:
+    """Someone else saw the hub answer (a deploy's own check): the badge says up at once
+    instead of waiting for the next probe."""
+    monitor = services.extras.get("monitor")
+    if isinstance(monitor, Monitor):
+        await monitor.note_up(course, detail)
+    else:
+        await _mark_up(services, await services.store.monitor_state(course), detail)
+
+
+async def _mark_up(services: Services, state: st.MonitorState, detail: str) -> None:
+    # An open outage issue stays for the monitor's next probe to close, with its evidence.
+    now = time.time()
+    if state.state != "up":
+        state.changed_at = now
+    state.state, state.failures, state.checked_at = "up", 0, now
+    state.detail["restart_tried"] = False
+    state.detail["probes"] = [*list(state.detail.get("probes", []))[-4:], detail]
+    await services.store.save_monitor_state(state)
 
 
 async def badge_state(services: Services, course: str) -> str:

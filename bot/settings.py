@@ -48,6 +48,10 @@ class Settings:
     port: int
     log_format: str
     env_file: Path
+    # A webhook relay channel (smee.io style) for a trial on a laptop; None in production.
+    webhook_proxy_url: str | None = None
+    # Serve only courses that brought their own DigitalOcean token.
+    require_course_token: bool = False
 
     @property
     def registered(self) -> bool:
@@ -82,6 +86,14 @@ def _url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"{name}: {value!r} is not an http(s) URL")
     return value.rstrip("/")
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value in (None, "", "0"):
+        return False
+    if value == "1":
+        return True
+    raise SettingsError(f"{name}: {value!r} is not 0 or 1")
 
 
 def _private_key(env: Mapping[str, str]) -> str | None:
@@ -153,6 +165,7 @@ def load_settings(
         raise SettingsError(f"LOG_FORMAT: {log_format!r} is not one of text, json")
     public_url = env.get("BOT_PUBLIC_URL") or f"http://{listen_host}:{raw_port}"
     end_point = env.get("DIGITALOCEAN_END_POINT") or None
+    proxy = env.get("WEBHOOK_PROXY_URL") or None
     settings = Settings(
         **_credentials(env),
         github_api_url=_url("GITHUB_API_URL", env.get("GITHUB_API_URL", "https://api.github.com")),
@@ -165,6 +178,8 @@ def load_settings(
         port=int(raw_port),
         log_format=log_format,
         env_file=env_file,
+        webhook_proxy_url=_url("WEBHOOK_PROXY_URL", proxy) if proxy else None,
+        require_course_token=_flag("BOT_REQUIRE_COURSE_TOKEN", env.get("BOT_REQUIRE_COURSE_TOKEN")),
     )
     add_secrets(settings.secrets)
     return settings

@@ -86,7 +86,7 @@ async def _course_volume(
     record = await _known_server(engine, course, config)
     if record is None or not record.droplet_id:
         raise OperationError("the course has no droplet yet; push to deploy it first")
-    volumes = VolumeDriver(_droplets(engine))
+    volumes = VolumeDriver(await _droplets(engine, course))
     name = home_volume_name(config.server.name)
     volume = await volumes.current_home_volume(
         config.server.name, record.region or config.server.region, record.droplet_id

@@ -4,7 +4,7 @@
 ``CourseConfig``, or raises ``ConfigErrors`` with every problem found, each naming the
 file, the line, the key and what is allowed.  Every key is optional; a missing file
 means every default.  ``is_course_file`` says which repository paths this reads, so the
-service can pick them out of a tarball.
+service can read just those from a commit.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from deploy.validate import (
     check_hub_username,
     check_memory,
     check_port,
+    check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
@@ -188,8 +189,9 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
         if provider:
             values["provider"] = provider
     read("name", check_droplet_name)
-    for slug in ("region", "size", "image"):
-        read(slug, lambda value, what=slug: check_slug(value, what))
+    read("region", lambda value: check_slug(value, "region"))
+    read("size", check_size_slug)
+    read("image", lambda value: check_slug(value, "image"))
     read("host", check_host)
     read("user", check_unix_username)
     read("host_key", check_host_key)

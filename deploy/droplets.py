@@ -28,6 +28,7 @@ from digitalocean.baseapi import POST, PUT, BaseAPI
 
 from deploy.model import DROPLET_TAG, Progress
 from deploy.redact import add_secrets, redact
+from deploy.validate import MAX_SIZE_SLUG, SIZE_SLUG, Invalid, check_size_slug
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +121,14 @@ def choose_size(wanted: str, sizes: list[SizeInfo], region: str) -> SizeChoice:
         key=lambda s: (s.price_monthly, s.slug),
     )
     valid = tuple(s.slug for s in usable)
-    if len(wanted) > 64 or not SLUG_PATTERN.fullmatch(wanted):
+    if len(wanted) > MAX_SIZE_SLUG or not SIZE_SLUG.fullmatch(wanted):
         return SizeChoice(
             wanted,
             None,
             valid=valid,
             message=(
-                f"{wanted[:64]!r} is not a size: a size is lower-case letters, digits and "
-                "single hyphens, such as s-2vcpu-4gb"
+                f"{wanted[:64]!r} is not a size: a size is lower-case letters and digits joined "
+                "by single '-' or '_', such as s-2vcpu-4gb"
             ),
         )
     exact = next((s for s in sizes if s.slug == wanted), None)
@@ -217,6 +218,14 @@ def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str
     if not isinstance(value, str) or len(value) > 255 or not pattern.fullmatch(value):
         raise DropletError(f"{what} {str(value)[:80]!r} is not allowed; expected e.g. {example}")
     return value
+
+
+def _check_size(size: str) -> str:
+    # The rule commands and the course config use, so a size they accept is never refused here.
+    try:
+        return check_size_slug(size)
+    except Invalid as exc:
+        raise DropletError(f"size {str(size)[:80]!r} is not allowed: {exc}") from None
 
 
 # ---- the I/O layer -----------------------------------------------------------------------
@@ -419,7 +428,7 @@ class DropletDriver:
         """The course's droplet, created if no droplet has this name and our tag; running."""
         _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
         _check(SLUG_PATTERN, region, "region", "syd1")
-        _check(SLUG_PATTERN, size, "size", "s-2vcpu-4gb")
+        _check_size(size)
         _check(SLUG_PATTERN, image, "image", "ubuntu-24-04-x64")
         key_fingerprint = public_key_fingerprint(ssh_public_key)
 
@@ -524,7 +533,7 @@ class DropletDriver:
         self, droplet_id: int, size: str, *, disk: bool, progress: Progress
     ) -> DropletInfo:
         """Resize CPU and RAM (and the disk only when ``disk``); the droplet ends powered on."""
-        _check(SLUG_PATTERN, size, "size", "s-4vcpu-8gb")
+        _check_size(size)
         droplet_id = int(droplet_id)
         current = await self.get(droplet_id)
         if current.size == size:

@@ -141,7 +141,7 @@ async def move_home(
         seen = parse_observation(stdout)
         if is_home_volume_name(seen.home_volume, config.server.name) and seen.home_on_volume:
             return _result("neutral", "Already moved", f"/home is on `{seen.home_volume}`.")
-        droplets = _droplets(engine)
+        droplets = await _droplets(engine, course)
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         await droplets.snapshot(
             record.droplet_id, f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}", progress

@@ -45,6 +45,10 @@ class OperationError(Exception):
     """An operation cannot go on; the message is for the instructor."""
 
 
+# A course's own DigitalOcean driver (its own token), or None to use the operator's.
+DropletResolver = Callable[[str], Awaitable[DropletDriver | None]]
+
+
 @dataclass
 class Engine:
     """What operations need: where servers are remembered, SSH, the key, DigitalOcean."""
@@ -55,6 +59,15 @@ class Engine:
     droplets: DropletDriver | None = None
     ssh_wait_seconds: float = 600.0
     ssh_poll_seconds: float = 5.0
+    droplet_resolver: DropletResolver | None = None
+
+    async def droplets_for(self, course: str) -> DropletDriver | None:
+        """The driver for this course's droplets: its own token's, else the operator's."""
+        if self.droplet_resolver is not None:
+            own = await self.droplet_resolver(course)
+            if own is not None:
+                return own
+        return self.droplets
 
     async def close(self) -> None:
         await self.ssh.close_all()
@@ -104,20 +117,22 @@ async def _known_server(engine: Engine, course: str, config: CourseConfig) -> Se
     return None
 
 
-def _droplets(engine: Engine) -> DropletDriver:
-    if engine.droplets is None:
+async def _droplets(engine: Engine, course: str) -> DropletDriver:
+    droplets = await engine.droplets_for(course)
+    if droplets is None:
         raise OperationError(
             "DigitalOcean is not configured on this service (DIGITALOCEAN_ACCESS_TOKEN); "
             "ask its operator, or use `provider: ssh` with a server of your own."
         )
-    return engine.droplets
+    return droplets
 
 
 async def _provision(
     engine: Engine, course: str, config: CourseConfig, progress: Progress
 ) -> ServerRecord:
     server = config.server
-    info = await _droplets(engine).ensure_droplet(
+    droplets = await _droplets(engine, course)
+    info = await droplets.ensure_droplet(
         server.name,
         server.region,
         server.size,
@@ -140,9 +155,7 @@ async def _provision(
     )
     if record.reserved_ip and (previous is None or previous.droplet_id != info.id):
         # A new droplet for the course (the old one is gone): it takes the course's address.
-        await VolumeDriver(_droplets(engine)).assign_reserved_ip(
-            record.reserved_ip, info.id, progress
-        )
+        await VolumeDriver(droplets).assign_reserved_ip(record.reserved_ip, info.id, progress)
     await engine.records.save_server(course, record)
     return record
 
@@ -309,7 +322,8 @@ async def _engine_step(
         record = await engine.records.get_server(course)
         address = public_address(record)
         if address and config.hub.hostname:
-            done = await _droplets(engine).ensure_dns_a_record(config.hub.hostname, address)
+            droplets = await _droplets(engine, course)
+            done = await droplets.ensure_dns_a_record(config.hub.hostname, address)
             await progress(
                 f"DNS A record {config.hub.hostname} → {address}"
                 if done
@@ -327,7 +341,7 @@ async def _home_volume(
     record = await engine.records.get_server(course)
     if config.storage is None or record is None or record.droplet_id is None:
         raise OperationError("the course's volume needs its droplet, and none is known yet")
-    volumes = VolumeDriver(_droplets(engine))
+    volumes = VolumeDriver(await _droplets(engine, course))
     volume = await volumes.ensure_home_volume(
         config.server.name,
         record.region or config.server.region,
@@ -351,7 +365,7 @@ async def _snapshot_home_volume(
     """A snapshot before TLJH changes; if it fails, the change waits (the step raises)."""
     record = await engine.records.get_server(course)
     assert config.storage is not None and record is not None
-    volumes = VolumeDriver(_droplets(engine))
+    volumes = VolumeDriver(await _droplets(engine, course))
     volume = await volumes.current_home_volume(
         config.server.name, record.region or config.server.region, record.droplet_id
     )
@@ -387,8 +401,9 @@ async def status(
             )
         url = hub_url(config, record) if config is not None else hub or f"http://{record.address}"
         droplet = None
-        if record.provider == "digitalocean" and record.droplet_id and engine.droplets:
-            droplet = await engine.droplets.get(record.droplet_id)
+        droplets = await engine.droplets_for(course)
+        if record.provider == "digitalocean" and record.droplet_id and droplets:
+            droplet = await droplets.get(record.droplet_id)
         target = (
             _target(engine, config, record)
             if config is not None
@@ -423,7 +438,8 @@ async def restart(
         if reboot:
             if record.provider != "digitalocean" or not record.droplet_id:
                 raise OperationError("only a DigitalOcean droplet can be rebooted from here")
-            await _droplets(engine).reboot(record.droplet_id, progress)
+            droplets = await _droplets(engine, course)
+            await droplets.reboot(record.droplet_id, progress)
             await _wait_for_ssh(engine, course, config, record, progress)
         step = Step(
             "restart",
@@ -462,7 +478,8 @@ async def snapshot(
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)
-        await _droplets(engine).snapshot(record.droplet_id, title, progress)
+        droplets = await _droplets(engine, course)
+        await droplets.snapshot(record.droplet_id, title, progress)
     except (OperationError, DropletError) as exc:
         return _result("failure", "Could not snapshot", str(exc))
     return _result(
@@ -491,7 +508,7 @@ async def resize(
         record = await _known_server(engine, course, config)
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
-        droplets = _droplets(engine)
+        droplets = await _droplets(engine, course)
         region = record.region or config.server.region
         choice = choose_size(wanted, await droplets.list_sizes(), region)
         if choice.chosen is None:
@@ -550,13 +567,3 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
         "disk_used_percent": observed.disk_used_percent,
         "memory_available_bytes": observed.memory_available_bytes,
     }
-
-
-async def restart_hub_service(engine: Engine, course: str) -> None:
-    record = await engine.records.get_server(course)
-    if record is None or not record.address:
-        raise OperationError("no server is known for this course")
-    target = _remembered_target(engine, record)
-    status, _, _ = await engine.ssh.run_script(target, "systemctl restart jupyterhub")
-    if status != 0:
-        raise OperationError(f"systemctl restart jupyterhub exited {status}")

@@ -51,6 +51,11 @@ class Invalid(ValueError):
 # accepts a final newline.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})")
+# Size slugs have their own rule, the one place it lives: DigitalOcean lists sizes with an
+# underscore (so1_5-2vcpu-16gb) beside s-2vcpu-4gb, gd-2vcpu-8gb, m3-2vcpu-16gb and
+# c2-4vcpu-8gb-intel. Words of letters and digits joined by single '-' or '_'.
+SIZE_SLUG = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+MAX_SIZE_SLUG = 64
 DROPLET_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 EMAIL = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._+-]{{0,63}})@{_LABEL}(?:\.{_LABEL})+")
@@ -134,6 +139,18 @@ def check_slug(value: str, what: str = "slug") -> str:
             f"{_shown(value)} is not a DigitalOcean {what} slug: use lowercase letters, digits "
             "and '-', starting with a letter or digit, at most 64 characters (e.g. "
             "'syd1', 's-2vcpu-4gb', 'ubuntu-24-04-x64')"
+        )
+    return value
+
+
+def check_size_slug(value: str) -> str:
+    """A DigitalOcean size slug, e.g. ``s-2vcpu-4gb`` or ``so1_5-2vcpu-16gb``."""
+    _text(value, "size", MAX_SIZE_SLUG)
+    if not SIZE_SLUG.fullmatch(value):
+        raise Invalid(
+            f"{_shown(value)} is not a DigitalOcean size slug: use lowercase letters and digits "
+            "joined by single '-' or '_', at most 64 characters (e.g. 's-2vcpu-4gb', "
+            "'so1_5-2vcpu-16gb')"
         )
     return value
 

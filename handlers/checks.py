@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from bot.github.reporting import CHECK_ACTIONS, CHECK_NAME
+from bot.github.reporting import CHECK_NAME
 from bot.intake.delivery import Intake
+from bot.jobs import registry
 from handlers.common import course_of, default_branch, enqueue_for_commit
 
 router = routing.Router()
-
-BUTTONS = {action["identifier"] for action in CHECK_ACTIONS}
 
 
 @router.register("check_suite", action="requested")
@@ -52,22 +51,22 @@ async def requested_action(event: sansio.Event, intake: Intake) -> None:
     run = _ours(event, intake)
     identifier = (event.data.get("requested_action") or {}).get("identifier")
     found = course_of(event)
-    if run is None or identifier not in BUTTONS or found is None:
+    # Only the buttons the registry's entries put on check runs are answered.
+    if run is None or identifier not in registry.button_names() or found is None:
         return
     course, installation_id = found
     sender = (event.data.get("sender") or {}).get("login")
-    intake.enqueue(
-        course,
-        "command",
-        {
-            "name": identifier,
-            "args": [],
-            "user": sender,
-            "head_sha": run.get("head_sha"),
-            "check_run": True,
-            "source": "button",
-            "default_branch": default_branch(event),
-        },
-        installation_id=installation_id,
-        coalesce_key=f"command:{identifier}",
+    intake.jobs.append(
+        registry.operation_job(
+            course,
+            identifier,
+            installation_id=installation_id,
+            user=sender if isinstance(sender, str) else None,
+            source="button",
+            payload={
+                "head_sha": run.get("head_sha"),
+                "check_run": True,
+                "default_branch": default_branch(event),
+            },
+        )
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from gidgethub import routing, sansio
 
 from bot.intake.delivery import Intake
+from bot.jobs import registry
 from bot.jobs.commands import CommandError, parse_command
 from handlers.common import course_of, default_branch
 
@@ -22,33 +23,37 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
     found = course_of(event)
     if not isinstance(body, str) or found is None:
         return
+    course, installation_id = found
+    user = (comment.get("user") or {}).get("login")
+    issue = event.data.get("issue") or {}
+    payload = {
+        "comment_id": comment.get("id"),
+        "comment_url": comment.get("html_url"),
+        "issue_number": issue.get("number"),
+        "pull_request": bool(issue.get("pull_request")),
+        "default_branch": default_branch(event),
+    }
     try:
         command = parse_command(body)
-    except CommandError as exc:
-        # Still a job: the reply (a hint to /help) goes only to people who may run commands.
-        name, args, raw, problem = "invalid", [], body.strip().splitlines()[0], str(exc)
-    else:
         if command is None:
             return
-        name, args, raw, problem = command.name, list(command.args), command.raw, None
-    course, installation_id = found
-    issue = event.data.get("issue") or {}
-    intake.enqueue(
-        course,
-        "command",
-        {
-            "name": name,
-            "args": args,
-            "raw": raw[:200],
-            "problem": problem,
-            "user": (comment.get("user") or {}).get("login"),
-            "comment_id": comment.get("id"),
-            "comment_url": comment.get("html_url"),
-            "issue_number": issue.get("number"),
-            "pull_request": bool(issue.get("pull_request")),
-            "source": "comment",
-            "default_branch": default_branch(event),
-        },
-        installation_id=installation_id,
-        coalesce_key=f"command:{name}",
-    )
+        job = registry.operation_job(
+            course,
+            command.name,
+            command.args,
+            installation_id=installation_id,
+            user=user,
+            source="comment",
+            payload={**payload, "raw": command.raw[:200]},
+        )
+    except CommandError as exc:
+        # Still a job: the reply (a hint to /help) goes only to people who may run commands.
+        raw = body.strip().splitlines()[0]
+        job = registry.invalid_command_job(
+            course,
+            str(exc),
+            installation_id=installation_id,
+            user=user,
+            payload={**payload, "raw": raw[:200], "source": "comment"},
+        )
+    intake.jobs.append(job)

@@ -77,3 +77,30 @@ async def test_a_pull_request_from_a_fork_only_plans(classroom, example):
     assert run["conclusion"] == "success" and "jq" in run["output"]["summary"]
     assert classroom.github.deployments == {}
     assert [c for c in classroom.target.calls() if c["program"] in ("apt-get", "bootstrap")] == []
+
+
+async def test_a_rerun_with_nothing_left_to_apply_concludes_the_deployment_it_opened(
+    classroom, example
+):
+    # The window a crash can hit: an attempt opened the deployment and applied every step,
+    # then died before the final status; its re-run finds nothing to do.
+    files = ssh_course_files(classroom.target)
+    await classroom.push(example, classroom.commit(files))
+    await classroom.settle()
+    sha = classroom.commit({**files, "notes.md": b"week 2\n"})
+    runner = classroom.services.runner
+    runner.pause()
+    try:
+        await classroom.push(example, sha)
+        [job] = [
+            j for j in await classroom.services.store.jobs() if j.payload.get("head_sha") == sha
+        ]
+        opened = await classroom.services.reporter.start_deployment(job, "first attempt")
+    finally:
+        runner.resume()
+    await classroom.settle()
+    [run] = [r for r in classroom.runs() if r["head_sha"] == sha]
+    assert run["status"] == "completed" and run["conclusion"] == "neutral", run["output"]
+    states = [s["state"] for s in classroom.github.deployment_statuses[opened]]
+    assert states == ["in_progress", "success"]
+    assert [d["id"] for d in classroom.github.deployments.values() if d["sha"] == sha] == [opened]

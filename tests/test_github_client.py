@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tarfile
 import time
 from collections.abc import AsyncIterator
 
@@ -16,14 +13,12 @@ import pytest
 from bot.github.client import (
     GitHubApp,
     GitHubError,
-    TarballError,
     convert_manifest,
-    files_from_tarball,
     retry_delay,
     token_refresh_at,
 )
 from tests.fakes.github import FakeGitHub
-from tests.plugins.github_fake import COURSE_README, COURSE_REPO, INSTALLATION_ID
+from tests.plugins.github_fake import INSTALLATION_ID
 
 TOKENS = "apps/create-installation-access-token"
 
@@ -78,25 +73,6 @@ def app(
     )
 
 
-def make_tarball(members: list[tuple[str, bytes | None, str | None]]) -> bytes:
-    """A gzip tarball; each member is (name, data for a file, or link target)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data, link in members:
-            info = tarfile.TarInfo(name)
-            if link is not None:
-                info.type = tarfile.SYMTYPE
-                info.linkname = link
-                archive.addfile(info)
-            elif data is None:
-                info.type = tarfile.DIRTYPE
-                archive.addfile(info)
-            else:
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 # ----- pure helpers -----------------------------------------------------------------------
 
 
@@ -145,42 +121,6 @@ def test_retry_delay_does_not_retry_other_errors(
 def test_token_refresh_at_subtracts_the_margin() -> None:
     assert token_refresh_at("1970-01-01T01:00:00Z", margin=300) == 3300.0
     assert token_refresh_at("1970-01-01T01:00:00+00:00", margin=0) == 3600.0
-
-
-def test_files_from_tarball_strips_the_top_folder_and_filters() -> None:
-    data = make_tarball(
-        [
-            ("o-r-abc1234", None, None),
-            ("o-r-abc1234/README.md", b"# hi\n", None),
-            ("o-r-abc1234/binder/environment.yml", b"name: x\n", None),
-            ("o-r-abc1234/big.bin", b"\0" * 10, None),
-        ]
-    )
-    files = files_from_tarball(data, lambda path: not path.endswith(".bin"))
-    assert files == {"README.md": b"# hi\n", "binder/environment.yml": b"name: x\n"}
-
-
-def test_files_from_tarball_skips_links() -> None:
-    data = make_tarball([("o-r-1/README.md", b"x", None), ("o-r-1/passwd", None, "/etc/passwd")])
-    assert files_from_tarball(data, lambda path: True) == {"README.md": b"x"}
-
-
-@pytest.mark.parametrize("name", ["o-r-1/../../etc/cron.d/x", "/etc/passwd", "o-r-1/a/../../x"])
-def test_files_from_tarball_refuses_paths_outside_the_folder(name: str) -> None:
-    data = make_tarball([("o-r-1/README.md", b"x", None), (name, b"evil", None)])
-    with pytest.raises(TarballError, match="outside"):
-        files_from_tarball(data, lambda path: True)
-
-
-def test_files_from_tarball_refuses_what_is_not_a_tarball() -> None:
-    with pytest.raises(TarballError, match="not a gzip tarball"):
-        files_from_tarball(b"<html>sign in</html>", lambda path: True)
-
-
-def test_files_from_tarball_bounds_the_total_size() -> None:
-    data = make_tarball([("o-r-1/a", b"x" * 600, None), ("o-r-1/b", b"y" * 600, None)])
-    with pytest.raises(TarballError, match="over 1000 bytes"):
-        files_from_tarball(data, lambda path: True, max_total_bytes=1000)
 
 
 # ----- tokens --------------------------------------------------------------------------------
@@ -365,7 +305,7 @@ async def test_counters_track_statuses_and_remaining(
     assert app.rate_limit_remaining == github_fake.rate_limit_remaining
 
 
-# ----- the App, tarballs, the manifest ------------------------------------------------------
+# ----- the App and the manifest -------------------------------------------------------------
 
 
 async def test_app_api_authenticates_as_the_app(app: GitHubApp, github_fake: FakeGitHub) -> None:
@@ -374,55 +314,6 @@ async def test_app_api_authenticates_as_the_app(app: GitHubApp, github_fake: Fak
     assert answer["slug"] == github_fake.app.slug
     request = github_fake.requests[-1]
     assert request.headers["Authorization"].lower().startswith("bearer ")
-
-
-async def test_download_and_extract_a_tarball(app: GitHubApp, github_fake: FakeGitHub) -> None:
-    sha = github_fake.put_commit(
-        COURSE_REPO,
-        {"README.md": COURSE_README, "binder/requirements.txt": b"numpy\n", "a/b/c.ipynb": b"{}"},
-        branch="main",
-    )
-    data = await app.download_tarball(INSTALLATION_ID, "octo-org", "physics101", "main")
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        tops = {m.name.split("/")[0] for m in archive.getmembers()}
-    assert tops == {f"octo-org-physics101-{sha[:7]}"}
-    files = files_from_tarball(data, lambda path: path.startswith("binder/"))
-    assert files == {"binder/requirements.txt": b"numpy\n"}
-
-
-async def test_download_a_tarball_at_a_sha_after_a_refused_token(
-    app: GitHubApp, github_fake: FakeGitHub
-) -> None:
-    sha = github_fake.repositories[COURSE_REPO].branches["main"]
-    token = await app.installation_token(INSTALLATION_ID)
-    github_fake.invalidate_token(token)
-    data = await app.download_tarball(INSTALLATION_ID, "octo-org", "physics101", sha)
-    assert files_from_tarball(data, lambda path: True) == {"README.md": COURSE_README}
-    assert github_fake.count(TOKENS) == 2
-
-
-async def test_download_tarball_bounds_the_size(app: GitHubApp, github_fake: FakeGitHub) -> None:
-    github_fake.put_commit(COURSE_REPO, {"noise.bin": os.urandom(16 * 1024)}, branch="main")
-    with pytest.raises(TarballError, match="limit"):
-        await app.download_tarball(
-            INSTALLATION_ID, "octo-org", "physics101", "main", max_bytes=1000
-        )
-
-
-async def test_download_tarball_of_an_unknown_ref(app: GitHubApp) -> None:
-    with pytest.raises(GitHubError, match="answered 404"):
-        await app.download_tarball(INSTALLATION_ID, "octo-org", "physics101", "no-such-branch")
-
-
-@pytest.mark.parametrize(
-    ("owner", "repo", "ref"),
-    [("octo org", "r", "main"), ("o", "r;rm", "main"), ("o", "r", "../x"), ("o", "r", "a b")],
-)
-async def test_download_tarball_refuses_odd_names(
-    app: GitHubApp, owner: str, repo: str, ref: str
-) -> None:
-    with pytest.raises(GitHubError, match="download_tarball"):
-        await app.download_tarball(INSTALLATION_ID, owner, repo, ref)
 
 
 async def test_convert_manifest_once(

@@ -14,14 +14,20 @@ import jwt
 import pytest
 from gidgethub import sansio
 
-from scripts.extract_openapi import ExtractError, extract, main
-from tests.fakes.github import SUBSET, FakeGitHub, blob_sha, sign
+from scripts.extract_openapi import ExtractError, extract, main, parse_operation, resolve_pointer
+from tests.fakes.github import SUBSET, FakeGitHub, Symlink, VirtualFile, blob_sha, sign
 from tests.fakes.openapi_check import InvalidRequest, OpenAPIChecker, UnknownOperation
+from tests.plugins.digitalocean_fake import openapi_validator
 from tests.plugins.github_fake import COURSE_README, INSTALLATION_ID
 
 DATA = Path(__file__).parent / "data"
 GITHUB_SOURCE = DATA / "npm/node_modules/@octokit/openapi/generated/api.github.com.json"
-DO_SOURCE = Path(__file__).resolve().parents[2] / "shared/specs/digitalocean-openapi.json"
+DO_SUBSET = DATA / "digitalocean-openapi-subset.json"
+# Each committed subset and the list of operations it was cut with.
+SUBSETS = [
+    (SUBSET, DATA / "github-operations.txt"),
+    (DO_SUBSET, DATA / "digitalocean-operations.txt"),
+]
 REPO = "/repos/octo-org/physics101"
 
 
@@ -104,7 +110,7 @@ def test_the_checker_reports_path_and_query_errors() -> None:
     with pytest.raises(InvalidRequest, match="'title' is a required property"):
         checker.check("POST", f"{REPO}/issues", body=b"{}")
     with pytest.raises(UnknownOperation):
-        checker.check("GET", "/user")
+        checker.check("GET", "/gists")
 
 
 def test_the_checker_lets_a_trailing_parameter_hold_slashes() -> None:
@@ -113,8 +119,8 @@ def test_the_checker_lets_a_trailing_parameter_hold_slashes() -> None:
     assert found.operation.operation_id == "repos/get-content"
     assert found.path_parameters["path"] == "docs/week 1/intro.ipynb"
     assert checker.match("GET", REPO).operation.operation_id == "repos/get"
-    tarball = checker.match("GET", f"{REPO}/tarball/feature/x")
-    assert tarball.path_parameters["ref"] == "feature/x"
+    tree = checker.match("GET", f"{REPO}/git/trees/feature/x")
+    assert tree.path_parameters["tree_sha"] == "feature/x"
 
 
 def test_the_checker_prefers_literal_segments() -> None:
@@ -281,19 +287,76 @@ async def test_collaborator_permission(
     assert status == 404
 
 
-async def test_tarball_redirects_to_a_one_time_download(
+async def test_git_trees_list_a_commit_as_github_does(
     session: aiohttp.ClientSession, github_fake: FakeGitHub
 ) -> None:
     token = await token_for(session, github_fake)
-    status, _, headers = await call(session, github_fake, "GET", f"{REPO}/tarball/main", token)
-    assert status == 302
-    location = headers["Location"]
-    assert location.startswith(github_fake.url + "/_codeload/")
-    async with session.get(location) as response:
-        assert response.status == 200
-        assert (await response.read())[:2] == b"\x1f\x8b"
-    async with session.get(location) as response:
-        assert response.status == 404
+    github_fake.put_commit(
+        "octo-org/physics101",
+        {
+            "README.md": COURSE_README,
+            "binder/apt.txt": b"git\n",
+            "data/big.csv": VirtualFile(10**9, "big"),
+            "latest": Symlink("data/big.csv"),
+        },
+        branch="main",
+    )
+    status, tree, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/main?recursive=1", token
+    )
+    assert status == 200 and tree["truncated"] is False
+    entries = {e["path"]: e for e in tree["tree"]}
+    assert [e["path"] for e in tree["tree"]] == [
+        "README.md",
+        "binder",
+        "binder/apt.txt",
+        "data",
+        "data/big.csv",
+        "latest",
+    ]
+    assert entries["README.md"]["sha"] == blob_sha(COURSE_README)
+    assert (entries["binder"]["type"], entries["binder"]["mode"]) == ("tree", "040000")
+    assert entries["data/big.csv"]["size"] == 10**9
+    assert entries["latest"]["mode"] == "120000"
+    # Without ``recursive`` a tree lists its own entries only; a folder is a tree sha.
+    _, root, _ = await call(session, github_fake, "GET", f"{REPO}/git/trees/{tree['sha']}", token)
+    assert [e["path"] for e in root["tree"]] == ["README.md", "binder", "data", "latest"]
+    _, binder, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/{entries['binder']['sha']}", token
+    )
+    assert [e["path"] for e in binder["tree"]] == ["apt.txt"]
+    # The recorded byte count is the body sent, nowhere near the gigabyte listed.
+    assert 0 < github_fake.requests[-1].sent_bytes < 2000
+
+
+async def test_git_trees_truncate_above_the_limit(
+    session: aiohttp.ClientSession, github_fake: FakeGitHub
+) -> None:
+    token = await token_for(session, github_fake)
+    github_fake.put_commit(
+        "octo-org/physics101", {f"f{i}.txt": b"x" for i in range(5)}, branch="main"
+    )
+    github_fake.tree_entry_limit = 3
+    _, tree, _ = await call(
+        session, github_fake, "GET", f"{REPO}/git/trees/main?recursive=1", token
+    )
+    assert tree["truncated"] is True and len(tree["tree"]) == 3
+    status, _, _ = await call(session, github_fake, "GET", f"{REPO}/git/trees/{'0' * 40}", token)
+    assert status == 404
+
+
+async def test_git_blobs_by_sha_in_base64(
+    session: aiohttp.ClientSession, github_fake: FakeGitHub
+) -> None:
+    token = await token_for(session, github_fake)
+    sha = blob_sha(COURSE_README)
+    status, blob, _ = await call(session, github_fake, "GET", f"{REPO}/git/blobs/{sha}", token)
+    assert status == 200
+    assert (blob["encoding"], blob["size"], blob["sha"]) == ("base64", len(COURSE_README), sha)
+    assert base64.b64decode(blob["content"]) == COURSE_README
+    assert github_fake.requests[-1].sent_bytes > len(COURSE_README)
+    status, _, _ = await call(session, github_fake, "GET", f"{REPO}/git/blobs/{'1' * 40}", token)
+    assert status == 404
 
 
 async def test_queued_failures_and_request_records(
@@ -431,14 +494,124 @@ def test_extract_names_a_bad_operation(operation: str, message: str) -> None:
         extract(synthetic_source(), [operation])
 
 
-def test_extract_and_check_digitalocean(tmp_path: Path) -> None:
-    if not DO_SOURCE.exists():
-        pytest.skip(f"{DO_SOURCE} is not here; the synthetic test covers bundler refs")
-    out = tmp_path / "do.json"
-    assert main([str(DO_SOURCE), str(out), f"@{DATA / 'digitalocean-operations.txt'}"]) == 0
-    checker = OpenAPIChecker(out)
+def listed_operations(operations_file: Path) -> set[tuple[str, str]]:
+    lines = operations_file.read_text().splitlines()
+    return {parse_operation(line) for line in lines if line.strip() and not line.startswith("#")}
+
+
+def references(node: Any) -> list[str]:
+    """Every ``$ref`` in an OpenAPI document, however deep."""
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in references(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in references(item)]
+    return []
+
+
+@pytest.mark.parametrize(("subset", "operations"), SUBSETS, ids=["github", "digitalocean"])
+def test_a_committed_subset_holds_exactly_the_listed_operations(
+    subset: Path, operations: Path
+) -> None:
+    document = json.loads(subset.read_text())
+    held = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert held == listed_operations(operations)
+
+
+@pytest.mark.parametrize(("subset", "operations"), SUBSETS, ids=["github", "digitalocean"])
+def test_a_committed_subset_is_self_contained(subset: Path, operations: Path) -> None:
+    # The fakes validate against the subset alone: every reference must resolve in it.
+    # (DigitalOcean's description comes bundled, its schemas inlined: it has none.)
+    document = json.loads(subset.read_text())
+    for ref in sorted(set(references(document))):
+        assert ref.startswith("#/components/"), ref
+        resolve_pointer(document, ref)
+
+
+def test_the_digitalocean_fakes_validator_checks_droplet_actions() -> None:
+    # The validator do_fake uses, built from the committed subset.
+    validate = openapi_validator()
     auth = {"Authorization": "Bearer dop_v1_" + "0" * 64}
+    actions = "/v2/droplets/7/actions"
     resize = b'{"type": "resize", "size": "s-4vcpu-8gb", "disk": false}'
-    assert checker.check("POST", "/v2/droplets/7/actions", headers=auth, body=resize)
-    with pytest.raises(InvalidRequest, match="dropletActions_post"):
-        checker.check("POST", "/v2/droplets/7/actions", headers=auth, body=b'{"type": "bogus"}')
+    assert validate("POST", actions, {}, auth, resize) == []
+    for action in (b'{"type": "shutdown"}', b'{"type": "snapshot", "name": "week-1"}'):
+        assert validate("POST", actions, {}, auth, action) == [], action
+    (bogus,) = validate("POST", actions, {}, auth, b'{"type": "bogus"}')
+    assert "dropletActions_post" in bogus
+    (not_a_number,) = validate("POST", "/v2/droplets/seven/actions", {}, auth, resize)
+    assert "droplet_id" in not_a_number
+    (unknown,) = validate("DELETE", "/v2/sizes", {}, auth, b"")
+    assert "DELETE /v2/sizes" in unknown
+
+
+# -- the OAuth web flow and the user API --------------------------------------------------------
+
+
+async def test_the_oauth_web_flow_as_github_documents_it(github_fake: FakeGitHub) -> None:
+    app = github_fake.app
+    app.callback_urls = ["http://127.0.0.1:3000/login/callback"]
+    token_url = f"{github_fake.url}/login/oauth/access_token"
+    json_accept = {"Accept": "application/json"}
+    async with aiohttp.ClientSession() as session:
+
+        async def authorize(**query: str) -> aiohttp.ClientResponse:
+            return await session.get(
+                f"{github_fake.url}/login/oauth/authorize", params=query, allow_redirects=False
+            )
+
+        assert (await authorize(client_id="Iv1.wrong", state="s")).status == 404
+        refused = await authorize(client_id=app.client_id, redirect_uri="http://evil.example/cb")
+        assert refused.status == 400
+        github_fake.validation_errors.clear()
+        answer = await authorize(
+            client_id=app.client_id, redirect_uri=app.callback_urls[0], state="xyz"
+        )
+        assert answer.status == 302
+        location = answer.headers["Location"]
+        assert location.startswith(app.callback_urls[0] + "?code=") and "state=xyz" in location
+        code = location.split("code=")[1].split("&")[0]
+
+        async def token(**form: str) -> dict[str, Any]:
+            async with session.post(token_url, data=form, headers=json_accept) as response:
+                assert response.status == 200
+                return await response.json()
+
+        secret = {"client_id": app.client_id, "client_secret": app.client_secret}
+        wrong = await token(client_id=app.client_id, client_secret="nope", code=code)
+        assert wrong["error"] == "incorrect_client_credentials"
+        issued = await token(**secret, code=code)
+        assert issued["token_type"] == "bearer" and issued["expires_in"] == 8 * 3600
+        assert issued["access_token"].startswith("ghu_")
+        assert issued["refresh_token"].startswith("ghr_")
+        again = await token(**secret, code=code)
+        assert again["error"] == "bad_verification_code"
+
+        user_headers = {"Authorization": f"Bearer {issued['access_token']}"}
+        async with session.get(f"{github_fake.url}/user", headers=user_headers) as user:
+            assert (await user.json())["login"] == "alice"
+        async with session.get(
+            f"{github_fake.url}/user/installations", headers=user_headers
+        ) as listing:
+            assert [i["id"] for i in (await listing.json())["installations"]] == [INSTALLATION_ID]
+
+        renewed = await token(
+            **secret, grant_type="refresh_token", refresh_token=issued["refresh_token"]
+        )
+        assert renewed["access_token"] != issued["access_token"]
+        reused = await token(
+            **secret, grant_type="refresh_token", refresh_token=issued["refresh_token"]
+        )
+        assert reused["error"] == "bad_refresh_token"
+        async with session.get(f"{github_fake.url}/user", headers=user_headers) as old:
+            assert old.status == 401
+        github_fake.revoke_user_tokens("alice")
+        renewed_headers = {"Authorization": f"Bearer {renewed['access_token']}"}
+        async with session.get(f"{github_fake.url}/user", headers=renewed_headers) as revoked:
+            assert revoked.status == 401
+    assert github_fake.oauth_count("refresh_token") == 2

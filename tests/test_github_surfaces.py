@@ -242,11 +242,20 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
         before = len(classroom.target.calls("systemctl"))
         for _ in range(3):
             await monitor.run_round(force=True)
+        # The restart is a job of the course's queue, not done by the monitor itself.
+        await classroom.settle()
         restarts = [
             c for c in classroom.target.calls("systemctl")[before:] if c["argv"][:1] == ["restart"]
         ]
         state = await classroom.services.store.monitor_state(COURSE_REPO)
         assert len(restarts) == 1, state.detail
+        [job] = [j for j in await classroom.services.store.jobs() if j.kind == "command"]
+        assert job.payload["name"] == "restart" and job.payload["source"] == "monitor"
         [issue] = [i for i in classroom.github.issues.values() if i.title == ISSUE_TITLE]
         assert "automatic restart" in issue.body
         assert "jupyterhub: inactive" in issue.body
+        # The restart's outcome is posted on the outage issue.
+        assert [c["body"] for c in issue.comments] == [
+            "`/restart` done: **Hub restarted**\n\nThe hub restarted and answers again.\n\n"
+            "The hub restarted; students may need to reload their page."
+        ]

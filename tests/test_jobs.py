@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from bot import store as st
+from bot.jobs.results import JobResult
 from bot.jobs.runner import JobContext, JobRegistry, JobRunner, TransientError
 
 
@@ -40,7 +41,7 @@ async def test_one_job_per_course_at_a_time_and_courses_in_parallel(store):
         await asyncio.sleep(0.05)
         active[course] -= 1
         running_courses.discard(course)
-        return {"ok": True}
+        return JobResult("success", "ok")
 
     for course in ("a/one", "a/one", "a/one", "b/two", "b/two"):
         await store.enqueue(st.NewJob(course, "test"))
@@ -119,7 +120,7 @@ async def test_a_transient_failure_then_success(store):
         calls.append(1)
         if len(calls) == 1:
             raise ConnectionError("reset")
-        return {"done": True}
+        return JobResult("success", "Done", "All of it.", hub_url="https://hub.example.edu")
 
     job_id, _ = await store.enqueue(st.NewJob("a/one", "once-flaky"))
     runner = runner_with(store, registry)
@@ -127,7 +128,11 @@ async def test_a_transient_failure_then_success(store):
     await runner.idle()
     await runner.stop()
     job = await store.job(job_id)
-    assert job.state == st.DONE and job.result == {"done": True} and job.attempts == 2
+    assert job.state == st.DONE and job.attempts == 2
+    # Stored as JSON, read back as the same typed result.
+    assert JobResult.from_json(job.result) == JobResult(
+        "success", "Done", "All of it.", hub_url="https://hub.example.edu"
+    )
 
 
 async def test_a_permanent_failure_is_not_retried(store):

@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from deploy import tljh
 from deploy.model import STATE_FILE, Observed, Plan, Reload
 from deploy.planner import conda_satisfied, parse_conda_spec, pip_name, pip_satisfied, plan
-from tests.plugins.planner import make_course, pip_version_meeting, server_matching
+from tests.plugins.planner import (
+    assert_server_reached,
+    make_course,
+    pip_version_meeting,
+    server_matching,
+)
 
 NOW = "2025-03-01T12:00:00Z"
 
@@ -592,6 +597,7 @@ def test_applying_a_fresh_plan_then_planning_again_is_empty() -> None:
     )
     fresh = Observed()
     after = run_on_server(fresh, plan(desired, fresh, applied_at=NOW))
+    assert_server_reached(desired, fresh, after)
     assert plan(desired, after, applied_at=NOW).steps == ()
 
 
@@ -659,8 +665,11 @@ def _observed(draw: st.DrawFn) -> Observed:
 @settings(max_examples=200, deadline=None)
 @given(desired=_desired(), observed=_observed())
 def test_property_server_matching_desired_needs_no_plan(desired, observed: Observed) -> None:
-    # Whatever the server was, once it reflects the desired state nothing is left to do.
+    # Whatever the server was, once it is the server the course describes (written out by
+    # hand in tests/plugins/planner.py) nothing is left to do.
     assert plan(desired, server_matching(desired)).steps == ()
-    # And applying the plan computed from any observed state reaches that point too.
+    # And applying the plan computed from any observed state reaches exactly that server,
+    # by the same hand-written rules, after which nothing is left to do either.
     after = run_on_server(observed, plan(desired, observed, applied_at=NOW))
+    assert_server_reached(desired, observed, after)
     assert plan(desired, after, applied_at=NOW).steps == ()

@@ -22,6 +22,17 @@ def test_defaults_without_anything(tmp_path):
     assert not s.registered
 
 
+def test_the_relay_channel_and_the_course_token_rule(tmp_path):
+    s = load_settings(
+        {"WEBHOOK_PROXY_URL": "https://smee.io/AbCd1234", "BOT_REQUIRE_COURSE_TOKEN": "1"},
+        env_file=tmp_path / ".env",
+    )
+    assert s.webhook_proxy_url == "https://smee.io/AbCd1234"
+    assert s.require_course_token
+    plain = load_settings({"BOT_REQUIRE_COURSE_TOKEN": "0"}, env_file=tmp_path / ".env")
+    assert plain.webhook_proxy_url is None and not plain.require_course_token
+
+
 def test_env_wins_over_dotenv(tmp_path):
     (tmp_path / ".env").write_text("PORT=4000\nHOST=0.0.0.0\n")
     s = load_settings({"PORT": "5000"}, env_file=tmp_path / ".env")
@@ -66,6 +77,8 @@ def test_private_key_from_a_path(tmp_path, app_private_key):
         ({"GITHUB_API_URL": "ftp://x"}, "GITHUB_API_URL"),
         ({"BOT_PUBLIC_URL": "not a url"}, "BOT_PUBLIC_URL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"WEBHOOK_PROXY_URL": "smee.io/abc"}, "WEBHOOK_PROXY_URL"),
+        ({"BOT_REQUIRE_COURSE_TOKEN": "yes"}, "BOT_REQUIRE_COURSE_TOKEN"),
     ],
 )
 def test_each_bad_value_names_its_variable(tmp_path, env, variable):

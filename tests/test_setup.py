@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 
 from bot.app import make_app
 from bot.services import SERVICES
-from bot.web.setup import APP_MANIFEST, build_manifest
+from bot.web.setup import APP_MANIFEST, build_manifest, unreachable_by_github
 from tests.fakes.github import FakeGitHub
 from tests.plugins.github_fake import INSTALLATION_ID
 from tests.plugins.service import WEBHOOK_SECRET, deliver
@@ -131,6 +131,8 @@ def test_manifest_is_app_yml_plus_the_services_own_urls() -> None:
         "url": PUBLIC_URL,
         "hook_attributes": {"url": f"{PUBLIC_URL}/webhook", "active": True},
         "redirect_url": f"{PUBLIC_URL}/setup/callback",
+        "callback_urls": [f"{PUBLIC_URL}/login/callback"],
+        "request_oauth_on_install": False,
     }
 
 
@@ -148,6 +150,8 @@ async def test_setup_page_posts_the_manifest_to_github(setup_client, github_fake
         "url": PUBLIC_URL,
         "hook_attributes": {"url": f"{PUBLIC_URL}/webhook", "active": True},
         "redirect_url": f"{PUBLIC_URL}/setup/callback",
+        "callback_urls": [f"{PUBLIC_URL}/login/callback"],
+        "request_oauth_on_install": False,
     }
     assert form["button"] == "register"
 
@@ -330,3 +334,55 @@ async def test_a_person_registers_the_app_in_chromium(
             assert ready.status == 200
         async with session.get(public_url + "/setup/callback") as closed:
             assert closed.status == 404
+
+
+# -- a trial on a laptop ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "unreachable"),
+    [
+        ("http://127.0.0.1:3000", True),
+        ("http://localhost:3000", True),
+        ("http://192.168.1.20:3000", True),
+        ("http://10.0.0.5", True),
+        ("http://[::1]:3000", True),
+        ("http://my-laptop.local:3000", True),
+        ("https://classroom.example.edu", False),
+        ("http://140.82.112.3:3000", False),
+    ],
+)
+def test_loopback_and_private_addresses_are_unreachable_by_github(url, unreachable):
+    assert unreachable_by_github(url) is unreachable
+
+
+async def test_the_setup_page_says_github_cannot_reach_a_loopback_url(
+    aiohttp_client, make_settings, github_fake: FakeGitHub
+):
+    settings = make_settings(
+        registered=False, GITHUB_URL=github_fake.url, BOT_PUBLIC_URL="http://127.0.0.1:3000"
+    )
+    client = await aiohttp_client(make_app(settings, monitoring=False))
+    page = await (await client.get("/")).text()
+    assert "id=unreachable" in page and "WEBHOOK_PROXY_URL" in page
+    public = await aiohttp_client(
+        make_app(make_settings(registered=False, BOT_PUBLIC_URL=PUBLIC_URL), monitoring=False)
+    )
+    assert "id=unreachable" not in await (await public.get("/")).text()
+
+
+async def test_with_a_relay_channel_github_sends_deliveries_to_it(
+    aiohttp_client, make_settings, github_fake: FakeGitHub
+):
+    channel = "https://smee.io/aBcD1234efGH"
+    settings = make_settings(
+        registered=False, GITHUB_URL=github_fake.url, WEBHOOK_PROXY_URL=channel
+    )
+    client = await aiohttp_client(make_app(settings, monitoring=False))
+    services = client.app[SERVICES]
+    relay = services.extras["relay"]
+    await relay.stop()  # the channel is not reachable from the tests
+    page = await (await client.get("/")).text()
+    assert "id=relay" in page and "id=unreachable" not in page
+    manifest = json.loads(forms_of(page)[0]["inputs"]["manifest"])
+    assert manifest["hook_attributes"] == {"url": channel, "active": True}

@@ -1,28 +1,26 @@
-"""The service's GitHub client: App and installation authentication, retries, tarballs.
+"""The service's GitHub client: App and installation authentication, retries, caches.
 
 ``GitHubApp`` hands out gidgethub clients authenticated as the App (a JWT) or as one
 installation (a token, cached until shortly before it expires). The installation
 clients refresh a token GitHub refuses (401) once and repeat the call, keep an ETag
 cache per installation so repeated reads cost a 304, and wait out secondary rate limits
-within a bound. Tokens are never logged: log lines name installations, not credentials.
+within a bound. Git blobs are content-addressed, so their bytes are cached once for all
+installations (``GitHubApp.blobs``): a blob is never fetched twice. Tokens are never
+logged: log lines name installations, not credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import gzip
-import io
 import logging
 import re
-import tarfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import cachetools
@@ -39,9 +37,10 @@ MAX_RATE_LIMIT_ATTEMPTS = 3
 MAX_RATE_LIMIT_WAIT_SECONDS = 60.0
 # GitHub asks for "at least one minute" after a secondary limit that names no wait.
 SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
-MAX_TARBALL_BYTES = 50 * 1024 * 1024
-MAX_EXTRACTED_BYTES = 200 * 1024 * 1024
 ETAG_CACHE_SIZE = 256
+# Course files are at most 1 MiB each (``bot.github.commit_files``); this holds the course
+# files of a few hundred courses, so a push that changes none of them reads no blob.
+BLOB_CACHE_BYTES = 64 * 1024 * 1024
 INSTALLATION_CACHE_SIZE = 1024
 
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -58,8 +57,13 @@ class GitHubError(Exception):
     """A GitHub answer the client cannot use; the message says which call and why."""
 
 
-class TarballError(GitHubError):
-    """A tarball that is too big, unreadable, or holds a path outside its folder."""
+def check_repository_names(what: str, owner: str, repo: str, ref: str | None = None) -> None:
+    """Raise ``GitHubError`` unless owner, repo (and ref) are names GitHub could have given."""
+    for name, value, pattern in (("owner", owner, _OWNER), ("repo", repo, _REPO)):
+        if not pattern.match(value):
+            raise GitHubError(f"{what}: {name} {value!r} is not a GitHub name")
+    if ref is not None and not _REF.match(ref):
+        raise GitHubError(f"{what}: ref {ref!r} is not a branch name or sha")
 
 
 def retry_delay(
@@ -287,6 +291,11 @@ class GitHubApp:
             cachetools.LRUCache(maxsize=INSTALLATION_CACHE_SIZE)
         )
         self._locks: dict[int, asyncio.Lock] = {}
+        # Content-addressed: the same sha is the same bytes whichever installation read it,
+        # and a sha is only ever looked up after a tree the installation could read named it.
+        self.blobs: cachetools.LRUCache[str, bytes] = cachetools.LRUCache(
+            maxsize=BLOB_CACHE_BYTES, getsizeof=len
+        )
 
     @property
     def requests_by_status(self) -> Counter[int]:
@@ -331,106 +340,22 @@ class GitHubApp:
                 self._tokens[installation_id] = token
             return token.value
 
-    async def installation_api(self, installation_id: int) -> InstallationAPI:
-        """A client acting as the installation, sharing its token and ETag caches."""
+    async def installation_api(
+        self, installation_id: int, *, etag_cache: bool = True
+    ) -> InstallationAPI:
+        """A client acting as the installation, sharing its token and ETag caches.
+
+        Without ``etag_cache`` the answers are not kept: for content-addressed reads
+        (blobs), which the caller caches by sha and never asks for twice.
+        """
         token = await self.installation_token(installation_id)
+        if not etag_cache:
+            return InstallationAPI(self, installation_id, token, None)
         cache = self._etag_caches.get(installation_id)
         if cache is None:
             cache = cachetools.LRUCache(maxsize=ETAG_CACHE_SIZE)
             self._etag_caches[installation_id] = cache
         return InstallationAPI(self, installation_id, token, cache)
-
-    async def download_tarball(
-        self,
-        installation_id: int,
-        owner: str,
-        repo: str,
-        ref: str,
-        *,
-        max_bytes: int = MAX_TARBALL_BYTES,
-    ) -> bytes:
-        """The gzip tarball of ``owner/repo`` at ``ref``, at most ``max_bytes`` long.
-
-        gidgethub decodes every body as text or JSON, so the archive is fetched with the
-        session directly, following GitHub's redirect to its download host.
-        """
-        for name, value, pattern in (("owner", owner, _OWNER), ("repo", repo, _REPO)):
-            if not pattern.match(value):
-                raise GitHubError(f"download_tarball: {name} {value!r} is not a GitHub name")
-        if not _REF.match(ref):
-            raise GitHubError(f"download_tarball: ref {ref!r} is not a branch name or sha")
-        url = f"{self.api_url}/repos/{quote(owner)}/{quote(repo)}/tarball/{quote(ref)}"
-        token = await self.installation_token(installation_id)
-        for attempt in (1, 2):
-            headers = {
-                "user-agent": self.requester,
-                "accept": "application/vnd.github+json",
-                "authorization": f"token {token}",
-            }
-            async with self.session.get(url, headers=headers, max_redirects=5) as response:
-                self.counters.observe(response.status, response.headers)
-                if response.status == 401 and attempt == 1:
-                    token = await self.installation_token(installation_id, refuse=token)
-                    continue
-                if response.status != 200:
-                    raise GitHubError(
-                        f"tarball of {owner}/{repo}@{ref}: GitHub answered {response.status}"
-                    )
-                if (response.content_length or 0) > max_bytes:
-                    raise TarballError(
-                        f"tarball of {owner}/{repo}@{ref} is {response.content_length} bytes;"
-                        f" the limit is {max_bytes}"
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise TarballError(
-                            f"tarball of {owner}/{repo}@{ref} is over the {max_bytes}-byte limit"
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        raise GitHubError(f"tarball of {owner}/{repo}@{ref}: GitHub refused a fresh token")
-
-
-def files_from_tarball(
-    data: bytes,
-    wanted: Callable[[str], bool],
-    *,
-    max_total_bytes: int = MAX_EXTRACTED_BYTES,
-) -> dict[str, bytes]:
-    """The regular files of a GitHub tarball whose repository path ``wanted`` accepts.
-
-    GitHub puts everything under one folder (``owner-repo-sha/``); paths are returned
-    relative to it. Links are skipped (never followed), and a member whose path is
-    absolute or climbs out with ``..`` makes the whole archive refused.
-    """
-    files: dict[str, bytes] = {}
-    total = 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            for member in archive:
-                name = member.name
-                parts = name.split("/")
-                if name.startswith("/") or ".." in parts or "\\" in name:
-                    raise TarballError(f"tarball member {name!r} points outside its folder")
-                if not member.isfile():
-                    continue  # folders, and links, which could point anywhere
-                path = "/".join(p for p in parts[1:] if p not in ("", "."))
-                if not path or not wanted(path):
-                    continue
-                total += member.size
-                if total > max_total_bytes:
-                    raise TarballError(f"tarball holds over {max_total_bytes} bytes of files")
-                extracted = archive.extractfile(member)
-                if extracted is not None:
-                    files[path] = extracted.read()
-    except tarfile.ReadError as exc:
-        raise TarballError(f"not a gzip tarball: {exc}") from None
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise TarballError(f"unreadable tarball: {exc}") from None
-    return files
 
 
 async def convert_manifest(

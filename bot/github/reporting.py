@@ -18,6 +18,8 @@ import gidgethub
 
 from bot import store as st
 from bot.github.checktext import fit_bytes
+from bot.jobs import registry
+from bot.jobs.results import JobResult
 from bot.services import Services
 from deploy.redact import redact
 
@@ -27,13 +29,6 @@ CHECK_NAME = "classroom"
 DEPLOY_ENVIRONMENT = "classroom"
 SUMMARY_LIMIT = 65535
 PROGRESS_INTERVAL = 5.0  # seconds between progress updates of one check run
-
-# Buttons on the check run: GitHub allows three, identifiers up to 20 characters.
-CHECK_ACTIONS = (
-    {"label": "Rebuild", "description": "Re-apply everything; files kept", "identifier": "rebuild"},
-    {"label": "Restart hub", "description": "Restart JupyterHub", "identifier": "restart"},
-    {"label": "Snapshot", "description": "Snapshot the server's disk", "identifier": "snapshot"},
-)
 
 CONCLUSION_OF_STATE = {
     st.FAILED: "failure",
@@ -161,7 +156,8 @@ class Reporter:
             "conclusion": conclusion,
             "completed_at": _now(),
             "output": check_output(title, summary, text),
-            "actions": list(CHECK_ACTIONS),
+            # The buttons come from the registry's entries (at most three, as GitHub allows).
+            "actions": registry.check_actions(),
         }
         if details_url:
             body["details_url"] = details_url
@@ -171,18 +167,18 @@ class Reporter:
         self._last_progress.pop(run.job_id or 0, None)
 
     async def conclude_job(
-        self, job: st.Job, state: str, result: dict[str, Any] | None, error: str | None
+        self, job: st.Job, state: str, result: JobResult | None, error: str | None
     ) -> None:
         """Hook for the runner: whatever way a job ended, its check runs end too."""
         for run in await self.services.store.check_runs(job_id=job.id, open_only=True):
-            if state == st.DONE and result:
+            if state == st.DONE and result is not None:
                 await self.conclude(
                     run,
-                    result.get("conclusion", "success"),
-                    result.get("title", "Done"),
-                    result.get("summary", ""),
-                    result.get("log", ""),
-                    details_url=result.get("hub_url"),
+                    result.conclusion,
+                    result.title,
+                    result.summary,
+                    result.log,
+                    details_url=result.hub_url,
                 )
             elif state == st.DONE:
                 await self.conclude(run, "success", "Done", "Finished.")
@@ -214,7 +210,9 @@ class Reporter:
                         run, "neutral", "Interrupted", "The service stopped during this run."
                     )
                 else:
-                    await self.conclude_job(job, job.state, job.result, job.error)
+                    await self.conclude_job(
+                        job, job.state, JobResult.from_json(job.result), job.error
+                    )
                 concluded += 1
             except Exception:
                 logger.exception("could not conclude check run %s", run.id)
@@ -227,9 +225,9 @@ class Reporter:
         first attempt made, so the commit never keeps a second deployment stuck in_progress."""
         if job.installation_id is None or not job.payload.get("head_sha"):
             return None
-        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
+        recorded = await self.recorded_deployment(job)
         if recorded is not None:
-            return int(recorded)
+            return recorded
         owner, repo = split_course(job.course)
         gh = await self.api(job.installation_id)
         deployment = await gh.post(
@@ -250,6 +248,11 @@ class Reporter:
         await self.services.store.set_meta(f"deployment:job:{job.id}", str(deployment_id))
         await self.deployment_status(job, deployment_id, "in_progress")
         return int(deployment_id)
+
+    async def recorded_deployment(self, job: st.Job) -> int | None:
+        """The deployment an earlier attempt of this job created, if any."""
+        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
+        return int(recorded) if recorded is not None else None
 
     async def deployment_status(
         self,

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from bot.jobs.registry import ADMIN, MAY_RUN
+from bot.jobs.results import JobResult
+from deploy.model import ConfigErrors
 
-from bot.jobs.commands import MAY_RUN
-from deploy.model import ConfigErrors, OperationResult
 
-
-def config_failure(errors: ConfigErrors) -> dict[str, Any]:
+def config_failure(errors: ConfigErrors) -> JobResult:
     lines = "\n".join(
         f"- `{e.file}`{f' line {e.line}' if e.line else ''}: "
         f"{e.key + ': ' if e.key else ''}{e.message}"
         for e in errors.errors
     )
-    return {
-        "conclusion": "failure",
-        "title": f"The course configuration has {len(errors.errors)} error(s)",
-        "summary": "Nothing ran on the server. Fix these and push again:\n\n" + lines,
-    }
+    return JobResult(
+        "failure",
+        f"The course configuration has {len(errors.errors)} error(s)",
+        "Nothing ran on the server. Fix these and push again:\n\n" + lines,
+    )
 
 
 def hub_lines(hub_url: str, launch: str) -> str:
@@ -33,27 +32,22 @@ def paste_block(block: str, reason: str) -> str:
     )
 
 
-def refusal(user: str, permission: dict | None) -> str:
+def refusal(user: str, permission: dict | None, required: str = "write") -> str:
     role = (
         "not a collaborator"
         if permission is None
         else (permission.get("role_name") or permission.get("permission") or "none")
     )
-    allowed = ", ".join(sorted(MAY_RUN))
+    allowed = "admin" if required == ADMIN else ", ".join(sorted(MAY_RUN))
+    what = "this command needs" if required == ADMIN else "commands need"
     return (
-        f"sorry, commands need the {allowed} role on this repository; "
+        f"sorry, {what} the {allowed} role on this repository; "
         f"GitHub says @{user} has: {role}. Nothing was done."
     )
 
 
-COMMAND_NOTES = {
-    "rebuild": "Students' files in /home are kept: a rebuild re-applies the software in place.",
-    "resize": "The hub restarted during the resize; students' files are kept.",
-    "restart": "The hub restarted; students may need to reload their page.",
-}
-
-
-def command_reply(name: str, args: list[str], result: OperationResult) -> str:
+def command_reply(name: str, args: list[str], result: JobResult, note: str = "") -> str:
+    """The reply to a command: what ran, how it ended, and the entry's note on success."""
     outcome = {"success": "done", "neutral": "done", "failure": "failed", "cancelled": "cancelled"}
     parts = [
         f"`/{' '.join([name, *args])}` {outcome.get(result.conclusion, result.conclusion)}: "
@@ -61,8 +55,8 @@ def command_reply(name: str, args: list[str], result: OperationResult) -> str:
         "",
         result.summary,
     ]
-    if name in COMMAND_NOTES and result.conclusion == "success":
-        parts += ["", COMMAND_NOTES[name]]
+    if note and result.conclusion == "success":
+        parts += ["", note]
     return "\n".join(parts)
 
 

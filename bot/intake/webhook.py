@@ -2,21 +2,22 @@
 
 Status codes are a contract (DESIGN): 202 accepted; 200 for ping, ignored events and
 duplicate deliveries; 401 for a missing or wrong signature; 400 for missing headers or bad
-JSON; 415 for a wrong content type; 413 for a body over 25 MiB. Nothing a client sends
-gets a 5xx.
+JSON; 415 for a wrong content type or an unknown charset; 413 for a body over 25 MiB.
+Nothing a client sends gets a 5xx.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
-from gidgethub import BadRequest, ValidationFailure, sansio
+from gidgethub import sansio
 
+from bot.intake import payload
 from bot.intake.delivery import Intake
 from bot.services import SERVICES, Services
 from bot.store import Delivery
@@ -97,30 +98,35 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         return _answer(413, "body over 25 MiB")
     if request.content_type != "application/json":
         return _answer(415, "expected content-type application/json")
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = request.headers  # case-insensitive
     missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
     if missing:
         return _answer(400, f"missing header(s): {', '.join(missing)}")
     malformed = [h for h in REQUIRED_HEADERS if not HEADER_VALUE.fullmatch(headers[h])]
     if malformed:
         return _answer(400, f"header(s) not visible ASCII: {', '.join(malformed)}")
-    if "x-hub-signature-256" not in headers:
+    # Only the SHA-256 signature is trusted; X-Hub-Signature (SHA-1) is never read.
+    signature = headers.get("x-hub-signature-256")
+    if signature is None:
         return _answer(401, "missing X-Hub-Signature-256")
-    headers.pop("x-hub-signature", None)  # only the SHA-256 signature is trusted
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _answer(413, "body over 25 MiB")
-    try:
-        event = sansio.Event.from_http(headers, body, secret=settings.webhook_secret)
-    except ValidationFailure:
+    if not payload.signature_matches(settings.webhook_secret.encode(), body, signature):
         return _answer(401, "signature does not match")
-    except (BadRequest, KeyError, ValueError, UnicodeDecodeError, RecursionError):
-        # The content type was checked above, so gidgethub's BadRequest here means the
-        # body did not decode as JSON (RecursionError: nested deeper than json can read).
+    try:
+        data = payload.decode_json(body, request.charset)
+    except LookupError:
+        return _answer(415, "expected content-type application/json in a known charset")
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than json can read.
         return _answer(400, "body is not valid JSON")
-    if not isinstance(event.data, dict):
+    if not isinstance(data, dict):
         return _answer(400, "body is not a JSON object")
+    event = sansio.Event(
+        data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"]
+    )
     delivery_id = event.delivery_id[:200]
     action, repository, installation_id = _context(event.data)
     log_extra = {"delivery": delivery_id, "event": event.event, "repository": repository}
@@ -140,7 +146,8 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
             await router.dispatch(event, intake)
         except Exception:
             # A payload that surprises a handler is the client's, not a 5xx: record and move on.
-            logger.exception("handler failed", extra=log_extra)
+            logger.exception("handler failed on delivery %s", delivery_id, extra=log_extra)
+            services.metrics.handler_errors.inc()
             outcome, status = "ignored: handler error", 200
         else:
             outcome, status = ("accepted", 202) if intake.jobs or intake.notes else ("ignored", 200)
@@ -171,6 +178,6 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
     )
     return web.Response(
         status=status,
-        body=json.dumps({"message": outcome, "jobs": recorded.job_ids}).encode(),
+        body=orjson.dumps({"message": outcome, "jobs": recorded.job_ids}),
         content_type="application/json",
     )

@@ -1,18 +1,27 @@
-"""The course's job kinds: deploy or plan a commit, and run a slash command or a check-run
-button. Each reads the course's files at the commit, calls an engine operation, and
-reports through ``bot.github.reporting``."""
+"""The course's job kinds, each running an entry of the operation registry
+(``bot.jobs.registry``): ``deploy`` and ``plan`` (a commit's check run) run the ``deploy``
+entry; ``command`` runs any entry asked for by a slash command, a button, the console or
+the service itself. Also what entries share: reading the course's files, the live log,
+and keeping the README's badges current."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
+import weakref
 from typing import Any
 
 import gidgethub
 
+from bot.course_tokens import refusal_without_token
 from bot.github import texts
-from bot.github.client import files_from_tarball
+from bot.github.commit_files import (
+    CommitFiles,
+    FileTooLarge,
+    folders_of,
+    read_commit_files,
+    remember_blob,
+)
 from bot.github.readme import (
     has_markers,
     hub_links,
@@ -21,20 +30,30 @@ from bot.github.readme import (
     update_readme,
 )
 from bot.github.reporting import Reporter, split_course
-from bot.jobs.commands import help_text, may_run
+from bot.jobs import registry
+from bot.jobs.registry import (
+    SERVICE_SOURCES,
+    WRITE,
+    CommandError,
+    Operation,
+    OperationContext,
+    has_role,
+)
+from bot.jobs.results import JobResult
 from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
-from deploy import operations
-from deploy.config import is_course_file, load_course
+from deploy.config import CONFIG_FILES, is_course_file, load_course
 from deploy.links import launch_link
-from deploy.model import ConfigErrors, CourseConfig, OperationResult
+from deploy.model import ConfigError, ConfigErrors, CourseConfig
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
 
 README = "README.md"
 LOG_LIMIT_LINES = 2000
+# Where the engine's files can be: the root, .github/, binder/, .binder/.
+COURSE_FOLDERS = folders_of(CONFIG_FILES)
 
 
 class ProgressLog:
@@ -45,6 +64,7 @@ class ProgressLog:
         self.job = job
         self.title = title
         self.lines: list[str] = []
+        LIVE_LOGS[job.id] = self
 
     async def line(self, text: str) -> None:
         self.lines.append(redact(text))
@@ -58,17 +78,41 @@ class ProgressLog:
         return "\n".join(self.lines)
 
 
-async def course_files(services: Services, job: Job, ref: str) -> dict[str, bytes]:
-    """The files the engine reads, from the repository at ``ref``, in one request."""
+# The log of each running job so far, for the console's live view; an entry goes away
+# with its job's ProgressLog.
+LIVE_LOGS: weakref.WeakValueDictionary[int, ProgressLog] = weakref.WeakValueDictionary()
+
+
+def is_notebook(path: str) -> bool:
+    return path.endswith(".ipynb")
+
+
+def read_by_blob(path: str) -> bool:
+    """Whether a job reads the file's contents: the engine's files; notebooks are only listed."""
+    return is_course_file(path) and not is_notebook(path)
+
+
+async def course_files(services: Services, job: Job, ref: str) -> CommitFiles:
+    """The files the engine reads at ``ref`` (path -> bytes); ``.listed``: the notebooks.
+
+    One tree request and the blobs not read before, so data files cost nothing; a course
+    file over the size limit is a configuration error that names it.
+    """
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
-    data = await services.github.download_tarball(job.installation_id, owner, repo, ref)
-    return files_from_tarball(data, is_course_file)
-
-
-def git_blob_sha(data: bytes) -> str:
-    """The blob id git (and the contents API) gives ``data``."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    try:
+        return await read_commit_files(
+            services.github,
+            job.installation_id,
+            owner,
+            repo,
+            ref,
+            wanted=read_by_blob,
+            listed=is_notebook,
+            folders=COURSE_FOLDERS,
+        )
+    except FileTooLarge as exc:
+        raise ConfigErrors([ConfigError(exc.path, None, "", exc.detail)]) from None
 
 
 def repo_url(services: Services, course: str) -> str:
@@ -88,10 +132,15 @@ def launch_url(
 
 
 def badge_block(
-    services: Services, course: str, config: CourseConfig, hub_url: str, branch: str, files: dict
+    services: Services,
+    course: str,
+    config: CourseConfig,
+    hub_url: str,
+    branch: str,
+    files: CommitFiles,
 ) -> str:
     signup, authorize = hub_links(hub_url)
-    notebooks = sorted(p for p in files if p.endswith(".ipynb") and not p.startswith("."))
+    notebooks = sorted(p for p in files.listed if is_notebook(p) and not p.startswith("."))
     table = [
         (
             path,
@@ -116,7 +165,12 @@ def badge_block(
 
 
 async def keep_badges_current(
-    services: Services, job: Job, config: CourseConfig, hub_url: str, branch: str, files: dict
+    services: Services,
+    job: Job,
+    config: CourseConfig,
+    hub_url: str,
+    branch: str,
+    files: CommitFiles,
 ) -> str:
     """Write the README's badge block when it changed; say what happened, for the summary."""
     block = badge_block(services, job.course, config, hub_url, branch, files)
@@ -130,6 +184,7 @@ async def keep_badges_current(
         return "README badges are current."
     owner, repo = split_course(job.course)
     assert job.installation_id is not None
+    new_content = new_text.encode()
     gh = await services.reporter.api(job.installation_id)
     try:
         await gh.put(
@@ -138,10 +193,10 @@ async def keep_badges_current(
             data={
                 "message": "Update the classroom badges in README.md\n\n"
                 "Written by Littlest Classroom: the hub's launch link and status badge.",
-                "content": base64.b64encode(new_text.encode()).decode(),
+                "content": base64.b64encode(new_content).decode(),
                 # The blob we read is the one we replace: GitHub refuses (409) if the README
                 # moved on meanwhile, and the next run writes the block into the newer one.
-                "sha": git_blob_sha(readme),
+                "sha": files.shas[README],
                 "branch": branch,
             },
         )
@@ -149,165 +204,126 @@ async def keep_badges_current(
         if exc.status_code.value not in (409, 422):
             raise
         return "README badges not written: README.md changed meanwhile; the next run retries."
+    # The next push reads this README: its blob is known already, so it is not fetched.
+    remember_blob(services.github, new_content)
     return "README badges updated."
 
 
-def as_job_result(result: OperationResult, log: str, extra_summary: str = "") -> dict[str, Any]:
-    summary = result.summary + (f"\n\n{extra_summary}" if extra_summary else "")
-    return {
-        "conclusion": result.conclusion,
-        "title": result.title,
-        "summary": summary,
-        "log": log or result.log,
-        "hub_url": result.hub_url,
-    }
-
-
-async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, dict]:
+async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, CommitFiles]:
     files = await course_files(services, job, ref)
     owner, repo = split_course(job.course)
     return load_course(files, owner, repo), files
 
 
+async def run_entry(
+    ctx: JobContext, op: Operation, args: Any, *, user: str | None, source: str, title: str
+) -> JobResult:
+    """Run a registry entry in its job: read the course's configuration if the entry needs
+    it (at the job's commit, else the default branch), then call it with a live log."""
+    services: Services = ctx.services
+    job = ctx.job
+    config, files = None, CommitFiles()
+    if op.needs_config:
+        ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
+        try:
+            config, files = await load_config(services, job, ref)
+        except ConfigErrors as errors:
+            return texts.config_failure(errors)
+        ctx.checkpoint()
+    progress = ProgressLog(services.reporter, job, title)
+    context = OperationContext(
+        services=services,
+        job=job,
+        course=job.course,
+        config=config,
+        engine=services.engine,
+        progress=progress.line,
+        user=user,
+        source=source,
+        files=files,
+        on_checkpoint=ctx.checkpoint,
+    )
+    result = await op.run(context, args)
+    return JobResult.of(result, log=progress.text)
+
+
+def _entry(name: str) -> Operation:
+    op = registry.get(name)
+    if op is None:
+        raise LookupError(f"no operation {name!r} is registered")
+    return op
+
+
 @REGISTRY.kind("deploy")
 @REGISTRY.kind("plan")
-async def run_commit(ctx: JobContext) -> dict[str, Any]:
+async def run_commit(ctx: JobContext) -> JobResult:
     """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
     services: Services = ctx.services
     job, payload = ctx.job, ctx.job.payload
-    reporter = services.reporter
     await services.store.add_courses(job.installation_id, [(job.course, None)])
-    try:
-        config, files = await load_config(services, job, payload["head_sha"])
-    except ConfigErrors as errors:
-        return texts.config_failure(errors)
-    ctx.checkpoint()
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        return refused
+    op = _entry("deploy")
     mode = payload.get("mode", "plan")
-    progress = ProgressLog(reporter, job, "Deploying" if mode == "apply" else "Planning")
-    deployment: dict[str, int] = {}
-
-    async def before_apply(_plan: Any) -> None:
-        ctx.checkpoint()
-        deployment_id = await reporter.start_deployment(job, "Littlest Classroom deploy")
-        if deployment_id is not None:
-            deployment["id"] = deployment_id
-
-    result = await operations.deploy(
-        services.engine,
-        job.course,
-        config,
-        mode=mode,
-        rebuild=bool(payload.get("rebuild")),
-        progress=progress.line,
-        before_apply=before_apply,
-        checkpoint=ctx.checkpoint,
-    )
-    extra = []
-    if mode == "apply" and result.hub_url:
-        # What the monitor needs between deploys, without reading the repository again.
-        await services.store.save_course_facts(
-            job.course,
-            {
-                "hub_url": result.hub_url,
-                "monitor_every": config.monitor.every_seconds,
-                "monitor_issue": config.monitor.issue,
-            },
-        )
-    if result.hub_url:
-        branch = payload.get("default_branch") or payload.get("branch") or "main"
-        extra.append(
-            texts.hub_lines(
-                result.hub_url, launch_url(services, job.course, config, result.hub_url, branch)
-            )
-        )
-        if mode == "apply" and config.badges and result.conclusion in ("success", "neutral"):
-            extra.append(
-                await keep_badges_current(services, job, config, result.hub_url, branch, files)
-            )
-    if "id" in deployment:
-        await reporter.deployment_status(
-            job,
-            deployment["id"],
-            "success" if result.conclusion == "success" else "failure",
-            environment_url=result.hub_url,
-            description=result.title,
-        )
-    return as_job_result(result, progress.text, "\n\n".join(extra))
+    args = op.args(mode=mode, rebuild=bool(payload.get("rebuild")))
+    title = "Deploying" if mode == "apply" else "Planning"
+    return await run_entry(ctx, op, args, user=None, source="commit", title=title)
 
 
 @REGISTRY.kind("command")
-async def run_command(ctx: JobContext) -> dict[str, Any]:
-    """A slash command or a check-run button, by someone GitHub says may run it."""
+async def run_command(ctx: JobContext) -> JobResult:
+    """An operation asked for by a slash command, a check-run button, the console or the
+    service itself. People must hold the role the entry asks for; the service need not."""
     services: Services = ctx.services
     job, payload = ctx.job, ctx.job.payload
-    reporter = services.reporter
+    name = str(payload.get("name") or "")
+    words = [str(w) for w in payload.get("args") or []]
     user = payload.get("user") or ""
-    assert job.installation_id is not None
-    permission = await reporter.permission(job.installation_id, job.course, user) if user else None
-    if not may_run(permission):
-        await finish_command(services, job, texts.refusal(user, permission), ok=False)
-        return {
-            "conclusion": "neutral",
-            "title": "Not permitted",
-            "summary": texts.refusal(user, permission),
-        }
-    name = payload["name"]
-    if name == "invalid":
-        reply, ok = payload.get("problem") or "Comment `/help` for the commands.", False
-        result = None
-    elif name == "help":
-        reply, ok, result = help_text(), True, None
-    else:
-        result = await run_operation(ctx, name, payload.get("args", []))
-        ok = result.conclusion in ("success", "neutral")
-        reply = texts.command_reply(name, payload.get("args", []), result)
-    await finish_command(services, job, reply, ok=ok)
-    if result is None:
-        return {
-            "conclusion": "neutral" if not ok else "success",
-            "title": f"/{name}",
-            "summary": reply,
-        }
-    return as_job_result(result, result.log)
+    source = payload.get("source") or "comment"
+    # Only commands: the deploy entry runs as a commit's job, never by name.
+    op = registry.command(name) if name != "invalid" else None
+    problem: str | None = payload.get("problem") or None
+    args: Any = None
+    if op is None and problem is None:
+        problem = f"`/{registry.code(name)}` is not a command. Comment `/help` for the list."
+    elif op is not None:
+        try:
+            args = op.parse(words)
+        except CommandError as exc:
+            problem = str(exc)
+    required = op.required_role(args) if op is not None and problem is None else WRITE
+    if source not in SERVICE_SOURCES:
+        assert job.installation_id is not None
+        reporter = services.reporter
+        permission = (
+            await reporter.permission(job.installation_id, job.course, user) if user else None
+        )
+        if not has_role(required, permission):
+            refusal = texts.refusal(user, permission, required)
+            await finish_command(services, job, refusal, ok=False)
+            return JobResult("neutral", "Not permitted", refusal)
+    if problem is not None or op is None:
+        reply = problem or "Comment `/help` for the commands."
+        await finish_command(services, job, reply, ok=False)
+        return JobResult("neutral", f"/{registry.code(name)}", reply)
+    refused = await token_refusal(services, job.course)
+    if refused is not None:
+        await finish_command(services, job, refused.summary, ok=False)
+        return refused
+    result = await run_entry(ctx, op, args, user=user or None, source=source, title=f"/{name}")
+    reply = texts.command_reply(name, words, result, op.note)
+    await finish_command(services, job, reply, ok=result.ok)
+    return result
 
 
-async def run_operation(ctx: JobContext, name: str, args: list[str]) -> OperationResult:
-    services: Services = ctx.services
-    job = ctx.job
-    progress = ProgressLog(services.reporter, job, f"/{name}")
-    engine = services.engine
-    if name == "status":
-        # What the last deploy remembered is enough: no need to read the repository.
-        facts = await services.store.course_facts(job.course)
-        return await operations.status(
-            engine, job.course, None, progress=progress.line, hub=facts.get("hub_url")
-        )
-    ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
-    try:
-        config, _ = await load_config(services, job, ref)
-    except ConfigErrors as errors:
-        return OperationResult("failure", "The course configuration has errors", str(errors))
-    if name in ("plan", "rebuild"):
-        return await operations.deploy(
-            engine,
-            job.course,
-            config,
-            mode="plan" if name == "plan" else "apply",
-            rebuild=name == "rebuild",
-            progress=progress.line,
-            checkpoint=ctx.checkpoint,
-        )
-    if name == "restart":
-        return await operations.restart(engine, job.course, config, progress=progress.line)
-    if name == "snapshot":
-        return await operations.snapshot(
-            engine, job.course, config, args[0] if args else None, progress=progress.line
-        )
-    if name == "resize":
-        return await operations.resize(
-            engine, job.course, config, args[0], disk="--disk" in args, progress=progress.line
-        )
-    return OperationResult("neutral", f"/{name}", f"`/{name}` is not a command. Comment `/help`.")
+async def token_refusal(services: Services, course: str) -> JobResult | None:
+    """With ``BOT_REQUIRE_COURSE_TOKEN=1``, the result for a course without its own token."""
+    if not services.settings.require_course_token:
+        return None
+    if await services.store.course_token(course) is not None:
+        return None
+    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:
@@ -319,7 +335,10 @@ async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) 
             job.installation_id, job.course, payload["comment_id"], "rocket" if ok else "confused"
         )
     if payload.get("issue_number") is not None:
-        user = payload.get("user") or ""
+        user = payload.get("user")
         await reporter.reply(
-            job.installation_id, job.course, payload["issue_number"], f"@{user} {reply}"
+            job.installation_id,
+            job.course,
+            payload["issue_number"],
+            f"@{user} {reply}" if user else reply[:1].upper() + reply[1:],
         )

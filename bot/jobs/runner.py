@@ -20,6 +20,7 @@ import aiohttp
 import gidgethub
 
 from bot import store as st
+from bot.jobs.results import JobResult
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ class JobContext:
         return self._cancel.is_set()
 
 
-JobHandler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
-JobHook = Callable[[st.Job, str, dict[str, Any] | None, str | None], Awaitable[None]]
+JobHandler = Callable[[JobContext], Awaitable[JobResult | None]]
+JobHook = Callable[[st.Job, str, JobResult | None, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -117,6 +118,9 @@ class JobRunner:
         self.on_finished: list[JobHook] = []
         self.on_superseded: list[Callable[[st.Job], Awaitable[None]]] = []
         self._running: dict[int, _Running] = {}
+        # Per course, how many times one of its jobs started or ended: a watcher (the
+        # monitor) compares it before and after a probe to see whether a job overlapped.
+        self._activity: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
@@ -145,6 +149,13 @@ class JobRunner:
     @property
     def busy_courses(self) -> set[str]:
         return {r.job.course for r in self._running.values()}
+
+    def activity(self, course: str) -> int:
+        """Changes whenever a job of ``course`` starts or ends."""
+        return self._activity.get(course, 0)
+
+    def _touch(self, course: str) -> None:
+        self._activity[course] = self._activity.get(course, 0) + 1
 
     async def superseded(self, jobs: list[st.Job]) -> None:
         """Tell the hooks about jobs a newer one replaced while they were queued."""
@@ -181,6 +192,7 @@ class JobRunner:
         cancel = asyncio.Event()
         task = asyncio.create_task(self._run(job, cancel), name=f"job-{job.id}")
         self._running[job.id] = _Running(job, task, cancel)
+        self._touch(job.course)
 
     async def _run(self, job: st.Job, cancel: asyncio.Event) -> None:
         extra = {"job": str(job.id), "course": job.course}
@@ -228,12 +240,14 @@ class JobRunner:
             await self._finish(job, st.DONE, result, None)
         finally:
             self._running.pop(job.id, None)
+            self._touch(job.course)
             self._wake.set()
 
     async def _finish(
-        self, job: st.Job, state: str, result: dict | None, error: str | None
+        self, job: st.Job, state: str, result: JobResult | None, error: str | None
     ) -> None:
-        await self.store.finish_job(job.id, state, result=result, error=error)
+        stored = result.to_json() if result is not None else None
+        await self.store.finish_job(job.id, state, result=stored, error=error)
         self.finished_count += 1
         logger.info("job %s %s", job.id, state, extra={"job": str(job.id), "course": job.course})
         for hook in self.on_finished:

@@ -6,6 +6,7 @@ method is a coroutine. The schema is versioned: ``MIGRATIONS`` only ever grows.
 
 from __future__ import annotations
 
+from bot.store.console import ConsoleTables, CourseToken
 from bot.store.courses import CourseTables
 from bot.store.database import MIGRATIONS, Database
 from bot.store.deliveries import (
@@ -35,7 +36,7 @@ from bot.store.records import (
 )
 
 
-class Store(DeliveryTables, JobTables, CourseTables):
+class Store(DeliveryTables, JobTables, CourseTables, ConsoleTables):
     """Async facade over one SQLite connection owned by one thread."""
 
 
@@ -51,6 +52,7 @@ __all__ = [
     "Change",
     "CheckRunRecord",
     "Course",
+    "CourseToken",
     "Database",
     "Delivery",
     "Job",

@@ -53,7 +53,7 @@ class CourseTables(Database):
         )
         return [(Course(r[0], r[1], r[2], bool(r[3])), json.loads(r[4])) for r in rows]
 
-    async def savemonitor_state_from_row(self, state: MonitorState) -> None:
+    async def save_monitor_state(self, state: MonitorState) -> None:
         await self._transaction(
             lambda db: db.execute(
                 "INSERT INTO monitor VALUES (?,?,?,?,?,?,?) ON CONFLICT(course) DO UPDATE SET "

@@ -13,6 +13,10 @@ from bot.store.records import Change, Delivery, NewJob, Recorded
 
 T = TypeVar("T")
 
+# Rows one pruning transaction deletes: webhook intake's commits interleave with a long
+# prune instead of waiting behind one big delete.
+PRUNE_BATCH = 5000
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE deliveries (
@@ -87,7 +91,30 @@ MIGRATIONS: tuple[str, ...] = (
         changed_at REAL
     );
     """,
+    """
+    CREATE TABLE course_tokens (
+        course TEXT PRIMARY KEY,
+        ciphertext BLOB NOT NULL,
+        last_four TEXT NOT NULL,
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store's database, set up as every connection of the store is."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # WAL with synchronous=NORMAL survives a crash of the process (SIGKILL) without an
+    # fsync per commit; only a power loss can cost the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
 
 
 class Database:
@@ -114,14 +141,7 @@ class Database:
         return self._conn is not None
 
     def _open(self) -> None:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL with synchronous=NORMAL survives a crash of the process (SIGKILL) without an
-        # fsync per commit; only a power loss can cost the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn = connect(self.path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
@@ -156,6 +176,15 @@ class Database:
             return result
 
         return await self._call(run)
+
+    async def _in_batches(self, delete: Callable[[sqlite3.Connection], int], batch: int) -> int:
+        """Run ``delete`` (rows deleted, at most ``batch``) in transactions until it is done."""
+        total = 0
+        while True:
+            deleted = await self._transaction(delete)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return await self._call(lambda: self._db.execute(sql, tuple(params)).fetchall())

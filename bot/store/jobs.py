@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from bot.store.database import Database
+from bot.store.database import PRUNE_BATCH, Database
 from bot.store.records import (
     CANCELLED,
     QUEUED,
@@ -156,6 +156,36 @@ class JobTables(Database):
             return ids
 
         return await self._transaction(run)
+
+    async def prune_jobs(self, older_than_seconds: float, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete jobs that finished over ``older_than_seconds`` ago; how many went.
+
+        Their completed check runs and their deployment notes (meta ``deployment:job:{id}``,
+        see ``Reporter.start_deployment``) go with them. A job still queued or running is
+        kept, and so is a check run not completed yet: start-up concludes it.
+        """
+        cutoff = time.time() - older_than_seconds
+        params = (QUEUED, RUNNING, cutoff, batch)
+
+        def run(db: sqlite3.Connection) -> int:
+            # Each statement picks the same oldest ``batch`` finished jobs.
+            db.execute(
+                "DELETE FROM check_runs WHERE status='completed' AND job_id IN (SELECT id FROM jobs"
+                " WHERE state NOT IN (?,?) AND finished_at < ? ORDER BY id LIMIT ?)",
+                params,
+            )
+            db.execute(
+                "DELETE FROM meta WHERE key IN (SELECT 'deployment:job:' || id FROM jobs"
+                " WHERE state NOT IN (?,?) AND finished_at < ? ORDER BY id LIMIT ?)",
+                params,
+            )
+            return db.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs"
+                " WHERE state NOT IN (?,?) AND finished_at < ? ORDER BY id LIMIT ?)",
+                params,
+            ).rowcount
+
+        return await self._in_batches(run, batch)
 
     async def job_counts(self) -> dict[tuple[str, str], int]:
         rows = await self._fetch("SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state")

@@ -1,34 +1,21 @@
-"""The service's pages other than the webhook: landing or setup, health, metrics, keys, badges."""
+"""The service's pages other than the webhook: landing or setup, health, metrics, keys, badges;
+the console's routes are added from ``bot.web.console``."""
 
 from __future__ import annotations
-
-import html
 
 from aiohttp import web
 
 from bot.metrics import CONTENT_TYPE
 from bot.monitor import badge_state
 from bot.services import SERVICES, Services
-from bot.web import badges, setup
+from bot.web import badges, console, setup
 
 
 async def index(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     if not services.settings.registered:
         return await setup.setup_page(request)
-    slug = services.app_slug or "littlest-classroom"
-    install = f"{services.settings.github_url}/apps/{html.escape(slug)}/installations/new"
-    courses = await services.store.courses()
-    body = (
-        f"<p>This service is registered as the GitHub App <b>{html.escape(slug)}</b> and "
-        f"serves {len(courses)} course repositor{'y' if len(courses) == 1 else 'ies'}.</p>"
-        f"<p><a href='{install}'>Install it on a course repository</a>, then commit "
-        "<code>.github/classroom.yml</code>.</p>"
-    )
-    return web.Response(
-        text=f"<!doctype html><title>Littlest Classroom</title><h1>Littlest Classroom</h1>{body}",
-        content_type="text/html",
-    )
+    return await console.landing(request)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -84,3 +71,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     setup.add_routes(app)
+    console.add_routes(app)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import json
 import logging
 import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web
@@ -36,13 +38,55 @@ PENDING_STATES = web.AppKey("setup_states", TTLCache)
 SETUP_LOCK = web.AppKey("setup_lock", asyncio.Lock)
 
 
-def build_manifest(public_url: str, manifest_path: Path = APP_MANIFEST) -> dict[str, Any]:
-    """The manifest GitHub receives: ``app.yml`` plus this service's own URLs."""
+def build_manifest(
+    public_url: str, manifest_path: Path = APP_MANIFEST, *, webhook_proxy_url: str | None = None
+) -> dict[str, Any]:
+    """The manifest GitHub receives: ``app.yml`` plus this service's own URLs.
+
+    With a webhook relay channel, GitHub sends its deliveries to the channel instead.
+    """
     manifest = yaml.safe_load(manifest_path.read_text())
     manifest["url"] = public_url
-    manifest["hook_attributes"] = {"url": f"{public_url}/webhook", "active": True}
+    hook = webhook_proxy_url or f"{public_url}/webhook"
+    manifest["hook_attributes"] = {"url": hook, "active": True}
     manifest["redirect_url"] = f"{public_url}/setup/callback"
+    # Signing in to the console (the OAuth web flow) returns here; no OAuth during install.
+    manifest["callback_urls"] = [f"{public_url}/login/callback"]
+    manifest["request_oauth_on_install"] = False
     return manifest
+
+
+def unreachable_by_github(url: str) -> bool:
+    """Whether ``url`` names this machine or a private network, which GitHub cannot reach."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal", ".lan")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def relay_notice(public_url: str, proxy_url: str | None) -> str:
+    """What the setup page says when GitHub cannot reach the webhook (a laptop trial)."""
+    if proxy_url:
+        return (
+            "<p class=notice id=relay>GitHub's deliveries go to the relay channel "
+            f"<code>{html.escape(proxy_url)}</code>; this service reads it "
+            "(<code>WEBHOOK_PROXY_URL</code>) and checks every signature as usual.</p>"
+        )
+    if not unreachable_by_github(public_url):
+        return ""
+    return (
+        "<p class=notice id=unreachable><b>GitHub cannot reach "
+        f"<code>{html.escape(public_url)}</code></b>: it is this machine or a private "
+        "network. For a trial on a laptop, open a webhook relay channel at "
+        "<a href='https://smee.io/new'>smee.io/new</a>, set "
+        "<code>WEBHOOK_PROXY_URL</code> to its address in <code>.env</code>, restart the "
+        "service and come back here. Otherwise set <code>BOT_PUBLIC_URL</code> to an "
+        "address GitHub can reach.</p>"
+    )
 
 
 def _page(title: str, body: str, status: int = 200) -> web.Response:
@@ -72,7 +116,7 @@ async def setup_page(request: web.Request) -> web.Response:
     org = request.query.get("org", "")
     if org and not ORG_PATTERN.fullmatch(org):
         return _page("Unknown organization", "<p>That is not a GitHub organization name.</p>", 400)
-    manifest = build_manifest(settings.public_url)
+    manifest = build_manifest(settings.public_url, webhook_proxy_url=settings.webhook_proxy_url)
     state = secrets.token_urlsafe(24)
     request.app[PENDING_STATES][state] = True
     target = (
@@ -86,6 +130,7 @@ async def setup_page(request: web.Request) -> web.Response:
         f"GitHub App named <b>{html.escape(manifest['name'])}</b> owned by {owner}, "
         "that sends its webhooks to "
         f"<code>{html.escape(manifest['hook_attributes']['url'])}</code>.</p>"
+        f"{relay_notice(settings.public_url, settings.webhook_proxy_url)}"
         f"<p>It asks for these permissions:</p>{_permissions_list(manifest)}"
         "<p>GitHub then sends you back here; the App's credentials are saved to this "
         "service's <code>.env</code> (readable by its owner only) and used at once. "

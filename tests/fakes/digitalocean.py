@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import re
@@ -61,6 +62,8 @@ _SIZES: list[tuple[str, int, int, int, float, float, list[str] | None, bool]] = 
     ("c-4", 4, 8192, 50, 5.0, 84.0, None, True),
     ("g-2vcpu-8gb", 2, 8192, 25, 4.0, 63.0, None, True),
     ("m-2vcpu-16gb", 2, 16384, 50, 4.0, 84.0, None, True),
+    # DigitalOcean's storage-optimized sizes have an underscore in their slug.
+    ("so1_5-2vcpu-16gb", 2, 16384, 450, 4.0, 131.0, None, True),
     ("s-16vcpu-32gb", 16, 32768, 640, 8.0, 192.0, ["nyc3"], False),
 ]
 
@@ -109,6 +112,7 @@ class FakeRequest:
     query: dict[str, str]
     body: Any
     status: int = 0
+    token: str = ""  # the bearer token it carried
 
 
 @dataclass
@@ -163,6 +167,7 @@ class FakeDroplet:
     snapshot_ids: list[int] = field(default_factory=list)
     volume_ids: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=_now)
+    account: str = ""  # uuid of the account it lives in; "" for the main account
 
     def to_json(self) -> dict[str, Any]:
         size = size_json(self.size)
@@ -295,6 +300,8 @@ class DigitalOceanFake:
             "status": "active",
             "status_message": "",
         }
+        # Further accounts, each reached with its own token (a course's own token).
+        self.other_accounts: dict[str, dict[str, Any]] = {}
         self.ssh_keys: list[dict[str, Any]] = []
         self.droplets: dict[int, FakeDroplet] = {}
         self.snapshots: list[dict[str, Any]] = []
@@ -362,6 +369,21 @@ class DigitalOceanFake:
         """Make the next ``times`` actions of ``action_type`` stay ``in-progress`` for ever."""
         self._action_faults.setdefault(action_type, []).extend(["hang"] * times)
 
+    def add_account(self, token: str, email: str) -> dict[str, Any]:
+        """Another DigitalOcean account, reached with ``token``."""
+        account = {
+            **self.account,
+            "email": email,
+            "uuid": hashlib.sha1(email.encode(), usedforsecurity=False).hexdigest(),
+        }
+        self.other_accounts[token] = account
+        return account
+
+    def _account_of(self, token: str) -> dict[str, Any] | None:
+        if token == self.token:
+            return self.account
+        return self.other_accounts.get(token)
+
     def add_droplet(
         self,
         name: str,
@@ -370,8 +392,9 @@ class DigitalOceanFake:
         size: str = "s-2vcpu-4gb",
         tags: list[str] | None = None,
         status: str = "active",
+        account: str = "",
     ) -> FakeDroplet:
-        """Put an already existing droplet in the account."""
+        """Put an already existing droplet in the account (or another one's, by uuid)."""
         droplet = FakeDroplet(
             id=next(self._ids),
             name=name,
@@ -385,6 +408,7 @@ class DigitalOceanFake:
             disk=size_json(size)["disk"],
             ipv4=f"127.0.0.{next(self._addresses)}",
             boot_polls_left=0,
+            account=account,
         )
         self.droplets[droplet.id] = droplet
         self.tags.update(droplet.tags)
@@ -535,7 +559,8 @@ class DigitalOceanFake:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
         path = request.path.rstrip("/") or "/"
-        record = FakeRequest(request.method, path, dict(request.query), body)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        record = FakeRequest(request.method, path, dict(request.query), body, token=token)
         self.requests.append(record)
         response = await self._answer(request, handler, path, raw, body)
         record.status = response.status
@@ -544,8 +569,10 @@ class DigitalOceanFake:
     async def _answer(
         self, request: web.Request, handler: Callable, path: str, raw: bytes, body: Any
     ) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        account = self._account_of(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if account is None:
             return _error(401, "unauthorized", "Unable to authenticate you")
+        request["account"] = "" if account is self.account else account["uuid"]
         template = request.match_info.route.resource.canonical.rstrip("/")
         operation = f"{request.method} {template}"
         if self.validator is not None:
@@ -583,7 +610,8 @@ class DigitalOceanFake:
     # ---- handlers ----------------------------------------------------------------------
 
     async def _account(self, request: web.Request) -> web.Response:
-        return web.json_response({"account": self.account})
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return web.json_response({"account": self._account_of(token)})
 
     async def _list_keys(self, request: web.Request) -> web.Response:
         return _listing("ssh_keys", self.ssh_keys)
@@ -608,7 +636,9 @@ class DigitalOceanFake:
         found = [
             d.to_json()
             for d in self.droplets.values()
-            if (tag is None or tag in d.tags) and (name is None or d.name.lower() == name.lower())
+            if d.account == request.get("account", "")
+            and (tag is None or tag in d.tags)
+            and (name is None or d.name.lower() == name.lower())
         ]
         return _listing("droplets", found)
 
@@ -633,6 +663,7 @@ class DigitalOceanFake:
             monitoring=bool(body.get("monitoring")),
             disk=size_info["disk"],
             boot_polls_left=self.boot_polls,
+            account=request.get("account", ""),
         )
         self.droplets[droplet.id] = droplet
         self.tags.update(droplet.tags)
@@ -647,9 +678,13 @@ class DigitalOceanFake:
 
     def _droplet_or_404(self, request: web.Request) -> FakeDroplet | None:
         try:
-            return self.droplets.get(int(request.match_info["droplet_id"]))
+            droplet = self.droplets.get(int(request.match_info["droplet_id"]))
         except ValueError:
             return None
+        # Another account's droplet is as unknown as a droplet that does not exist.
+        if droplet is None or droplet.account != request.get("account", ""):
+            return None
+        return droplet
 
     async def _get_droplet(self, request: web.Request) -> web.Response:
         droplet = self._droplet_or_404(request)

@@ -1,11 +1,16 @@
 """A fake GitHub, API and web side, served on loopback for the service's tests.
 
 It keeps just enough state to answer the operations the bot uses the way GitHub does
-(App JWTs, installation tokens, ETags and 304s, the tarball redirect, 409 on a stale
+(App JWTs, installation tokens, ETags and 304s, git trees and blobs, 409 on a stale
 file sha, the manifest flow) and checks every API request against GitHub's published
 OpenAPI description (``tests/data/github-openapi-subset.json``): an unknown operation is
 answered 404 and an invalid request 422, and both are recorded in ``validation_errors``
 so a test can never pass by accident on a request GitHub would refuse.
+
+A repository's files may be ``VirtualFile``s (a size and a seed, their bytes generated
+only if someone reads them), so a test can hold a gigabyte of course data without
+allocating it, and ``Symlink``s. Every request records the bytes the fake sent back
+(``RecordedRequest.sent_bytes``), so a test can bound what the service read.
 """
 
 from __future__ import annotations
@@ -15,11 +20,9 @@ import collections
 import hashlib
 import hmac
 import html
-import io
 import itertools
 import json
 import secrets
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +46,12 @@ DOCS = "https://docs.github.com/rest"
 # Operations that authenticate as the App (a JWT), or not at all; the rest take a token.
 APP_OPERATIONS = {"apps/get-authenticated", "apps/create-installation-access-token"}
 UNAUTHENTICATED_OPERATIONS = {"apps/create-from-manifest"}
+# Operations only a user's token (from the OAuth web flow) may call.
+USER_OPERATIONS = {
+    "users/get-authenticated",
+    "apps/list-installations-for-authenticated-user",
+    "apps/list-installation-repos-for-authenticated-user",
+}
 # GitHub's role names, and the legacy permission the permission endpoint reports for each.
 ROLE_PERMISSION = {
     "admin": "admin",
@@ -61,6 +70,66 @@ def sign(secret: str, body: bytes) -> str:
 def blob_sha(data: bytes) -> str:
     """Git's object id for a file's contents, which GitHub reports as the file's ``sha``."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class VirtualFile:
+    """A file of ``size`` bytes generated from ``seed`` only when read.
+
+    Its sha is derived from seed and size, not from the bytes (hashing a gigabyte would
+    defeat the point); within the fake it is as content-addressed as a real one.
+    """
+
+    size: int
+    seed: str = ""
+
+    @property
+    def sha(self) -> str:
+        key = f"virtual {self.seed} {self.size}".encode()
+        return hashlib.sha1(key, usedforsecurity=False).hexdigest()
+
+    def read(self) -> bytes:
+        pattern = hashlib.sha256(self.seed.encode()).hexdigest().encode()
+        whole, rest = divmod(self.size, len(pattern))
+        return pattern * whole + pattern[:rest]
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """A symbolic link; git stores its target as the blob's contents."""
+
+    target: str
+
+
+FileData = bytes | VirtualFile | Symlink
+GIT_MODES = {"file": "100644", "link": "120000", "tree": "040000"}
+
+
+def file_bytes(data: FileData) -> bytes:
+    if isinstance(data, VirtualFile):
+        return data.read()
+    if isinstance(data, Symlink):
+        return data.target.encode()
+    return data
+
+
+def file_size(data: FileData) -> int:
+    return data.size if isinstance(data, VirtualFile) else len(file_bytes(data))
+
+
+def file_sha(data: FileData) -> str:
+    return data.sha if isinstance(data, VirtualFile) else blob_sha(file_bytes(data))
+
+
+@dataclass(frozen=True)
+class TreeItem:
+    """One entry of a git tree object: a file, a link, or a folder (another tree)."""
+
+    name: str
+    mode: str
+    type: str  # "blob" or "tree"
+    sha: str
+    size: int | None = None
 
 
 def _now() -> datetime:
@@ -90,6 +159,8 @@ class App:
     client_id: str
     client_secret: str
     owner: str = "octo-org"
+    # The App's callback URLs; None (a test's App set up by hand): any http(s) URL.
+    callback_urls: list[str] | None = None
 
 
 @dataclass
@@ -107,13 +178,27 @@ class Token:
 
 
 @dataclass
+class UserToken:
+    """A user access token from the OAuth web flow, with its refresh token."""
+
+    value: str
+    login: str
+    expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    revoked: bool = False
+
+
+@dataclass
 class Repository:
     owner: str
     name: str
     id: int
     default_branch: str = "main"
     branches: dict[str, str] = field(default_factory=dict)  # branch -> commit sha
-    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> path -> bytes
+    commits: dict[str, dict[str, FileData]] = field(default_factory=dict)  # sha -> path -> data
+    roots: dict[str, str] = field(default_factory=dict)  # commit sha -> root tree sha
+    objects: set[str] = field(default_factory=set)  # shas of its commits' trees and blobs
     collaborators: dict[str, str] = field(default_factory=dict)  # username -> role
 
     @property
@@ -160,6 +245,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     status: int = 0
+    sent_bytes: int = 0  # the response body's length, as the fake sent it
 
 
 @dataclass
@@ -221,8 +307,20 @@ class FakeGitHub:
             collections.deque
         )
         self._ids = itertools.count(1000)
-        self._codeload: dict[str, tuple[str, str]] = {}  # one-time key -> (repo, sha)
+        self.trees: dict[str, list[TreeItem]] = {}  # tree sha -> entries, as git stores them
+        self.blobs: dict[str, FileData] = {}  # blob sha -> contents
+        # GitHub cuts a recursive tree listing above 100,000 entries (or 7 MB) and says
+        # ``truncated``; a test lowers this to see the service cope.
+        self.tree_entry_limit = 100_000
         self._runner: web.AppRunner | None = None
+        # The OAuth web flow: who is signed in to "github.com" in the browser, the codes
+        # handed out and the user tokens they became.
+        self.browser_user: str | None = "alice"
+        self.users: dict[str, int] = {}
+        self.oauth_codes: dict[str, tuple[str, str]] = {}  # code -> (login, redirect_uri)
+        self.user_tokens: dict[str, UserToken] = {}
+        self.user_token_lifetime = timedelta(hours=8)
+        self.oauth_requests: list[dict[str, str]] = []
 
     # ----- set-up helpers for tests -------------------------------------------------------
 
@@ -234,7 +332,7 @@ class FakeGitHub:
     def add_repository(
         self,
         full_name: str,
-        files: Mapping[str, bytes] | None = None,
+        files: Mapping[str, FileData] | None = None,
         *,
         installation_id: int | None = None,
         default_branch: str = "main",
@@ -253,27 +351,60 @@ class FakeGitHub:
     def put_commit(
         self,
         full_name: str,
-        files: Mapping[str, bytes],
+        files: Mapping[str, FileData],
         *,
         sha: str | None = None,
         branch: str | None = None,
     ) -> str:
-        """Store a commit's files (path -> bytes); move ``branch`` to it if given."""
+        """Store a commit's files (path -> data); move ``branch`` to it if given."""
         repository = self.repositories[full_name]
         if sha is None:
             digest = hashlib.sha1(usedforsecurity=False)
             digest.update(str(len(repository.commits)).encode())
             for path in sorted(files):
-                digest.update(path.encode() + b"\0" + files[path])
+                digest.update(path.encode() + b"\0" + file_sha(files[path]).encode())
             sha = digest.hexdigest()
         repository.commits[sha] = dict(files)
+        repository.roots[sha] = self._store_tree(files, repository.objects)
         if branch is not None:
             repository.branches[branch] = sha
         return sha
 
-    def files(self, full_name: str, ref: str | None = None) -> dict[str, bytes]:
+    def files(self, full_name: str, ref: str | None = None) -> dict[str, FileData]:
         repository = self.repositories[full_name]
         return repository.commits[repository.resolve(ref) or ""]
+
+    def _store_tree(self, files: Mapping[str, FileData], objects: set[str]) -> str:
+        """Store the blobs and tree objects of ``files``, adding their shas to ``objects``;
+        the root tree's sha."""
+        folders: dict[str, dict[str, FileData]] = {}
+        here: dict[str, FileData] = {}
+        for path, data in files.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                folders.setdefault(head, {})[rest] = data
+            else:
+                here[head] = data
+        items = [
+            TreeItem(name, GIT_MODES["tree"], "tree", self._store_tree(inner, objects))
+            for name, inner in folders.items()
+        ]
+        for name, data in here.items():
+            sha = file_sha(data)
+            self.blobs[sha] = data
+            objects.add(sha)
+            mode = GIT_MODES["link" if isinstance(data, Symlink) else "file"]
+            items.append(TreeItem(name, mode, "blob", sha, file_size(data)))
+        # git orders a tree's entries by name, a folder's name as if it ended in "/".
+        items.sort(key=lambda item: item.name + ("/" if item.type == "tree" else ""))
+        body = b"".join(
+            f"{item.mode.lstrip('0')} {item.name}".encode() + b"\0" + bytes.fromhex(item.sha)
+            for item in items
+        )
+        sha = hashlib.sha1(b"tree %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+        self.trees[sha] = items
+        objects.add(sha)
+        return sha
 
     def invalidate_token(self, token: str) -> None:
         """The next request with ``token`` gets 401, as after a revocation."""
@@ -308,6 +439,22 @@ class FakeGitHub:
             headers={"retry-after": str(retry_after)},
         )
 
+    def revoke_user_tokens(self, login: str) -> None:
+        """As when a person revokes the App's authorization: tokens and refresh tokens die."""
+        for token in self.user_tokens.values():
+            if token.login == login:
+                token.revoked = True
+
+    def expire_user_tokens(self, login: str) -> None:
+        """The person's access tokens expire now; their refresh tokens still work."""
+        for token in self.user_tokens.values():
+            if token.login == login:
+                token.expires_at = datetime.fromtimestamp(0, UTC)
+
+    def oauth_count(self, grant: str) -> int:
+        """How many token requests of a grant (``authorization_code``, ``refresh_token``)."""
+        return sum(1 for r in self.oauth_requests if r.get("grant_type") == grant)
+
     def count(self, operation_id: str) -> int:
         """How many requests for ``operation_id`` arrived (whatever their answer)."""
         return sum(1 for r in self.requests if r.operation_id == operation_id)
@@ -326,8 +473,9 @@ class FakeGitHub:
         application.router.add_route(
             "*", "/organizations/{org}/settings/apps/new", self._manifest_form
         )
-        application.router.add_get("/_codeload/{key}/{name}", self._codeload_tarball)
         application.router.add_get("/apps/{slug}/installations/new", self._install_page)
+        application.router.add_get("/login/oauth/authorize", self._oauth_authorize)
+        application.router.add_post("/login/oauth/access_token", self._oauth_access_token)
         # Browsers ask every site for its icon; it is the web side, not an API request.
         application.router.add_get("/favicon.ico", self._no_icon)
         application.router.add_route("*", "/{tail:.*}", self._api)
@@ -364,6 +512,8 @@ class FakeGitHub:
         self.requests.append(record)
         response = await self._answer(request, record, body)
         record.status = response.status
+        if isinstance(response, web.Response):
+            record.sent_bytes = len(response.body or b"")
         return response
 
     async def _answer(
@@ -454,6 +604,13 @@ class FakeGitHub:
             return None
         if scheme not in ("token", "bearer"):
             return _error(401, "Requires authentication")
+        if operation_id in USER_OPERATIONS:
+            user_token = self.user_tokens.get(credential)
+            if user_token is None or user_token.revoked or user_token.expires_at <= _now():
+                return _error(401, "Bad credentials")
+            return None
+        if credential in self.user_tokens:
+            return _error(403, "Resource not accessible by integration")
         token = self.tokens.get(credential)
         if token is None or token.expires_at <= _now():
             return _error(401, "Bad credentials")
@@ -553,6 +710,9 @@ class FakeGitHub:
             self.app.name = manifest["name"]
         if record["organization"]:
             self.app.owner = record["organization"]
+        # An App registered without callback URLs cannot sign anyone in.
+        urls = manifest.get("callback_urls")
+        self.app.callback_urls = [str(url) for url in urls] if isinstance(urls, list) else []
         answer = self._app_json()
         answer.update(
             {
@@ -585,50 +745,78 @@ class FakeGitHub:
             }
         )
 
-    async def _op_repos_download_tarball_archive(self, request, params, body) -> web.Response:
-        repository = self._repository(params)
-        sha = repository.resolve(params["ref"])
-        if sha is None:
-            return _error(404, "Not Found")
-        key = secrets.token_urlsafe(16)
-        self._codeload[key] = (repository.full_name, sha)
-        location = f"{self.url}/_codeload/{key}/{repository.name}.tar.gz"
-        return web.Response(status=302, headers={"Location": location})
+    def _tree_json(self, repository: Repository, prefix: str, item: TreeItem) -> dict[str, Any]:
+        kind = "trees" if item.type == "tree" else "blobs"
+        entry: dict[str, Any] = {
+            "path": prefix + item.name,
+            "mode": item.mode,
+            "type": item.type,
+            "sha": item.sha,
+            "url": f"{self.url}/repos/{repository.full_name}/git/{kind}/{item.sha}",
+        }
+        if item.size is not None:
+            entry["size"] = item.size
+        return entry
 
-    async def _codeload_tarball(self, request: web.Request) -> web.Response:
-        found = self._codeload.pop(request.match_info["key"], None)
-        if found is None:
-            return web.Response(status=404, text="Not Found")
-        full_name, sha = found
-        repository = self.repositories[full_name]
-        top = f"{repository.owner}-{repository.name}-{sha[:7]}"
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
-            archive.pax_headers = {"comment": sha}
-            folder = tarfile.TarInfo(top)
-            folder.type = tarfile.DIRTYPE
-            folder.mode = 0o755
-            archive.addfile(folder)
-            for path, data in sorted(repository.commits[sha].items()):
-                info = tarfile.TarInfo(f"{top}/{path}")
-                info.size = len(data)
-                info.mode = 0o644
-                archive.addfile(info, io.BytesIO(data))
-        return web.Response(
-            body=buffer.getvalue(),
-            content_type="application/x-gzip",
-            headers={"Content-Disposition": f"attachment; filename={top}.tar.gz"},
+    def _listing(self, repository: Repository, tree: str, prefix: str = "") -> list[dict]:
+        """Every entry under ``tree``, a folder before what it holds, as GitHub lists them."""
+        entries: list[dict[str, Any]] = []
+        for item in self.trees[tree]:
+            entries.append(self._tree_json(repository, prefix, item))
+            if item.type == "tree":
+                entries += self._listing(repository, item.sha, f"{prefix}{item.name}/")
+        return entries
+
+    async def _op_git_get_tree(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        name = params["tree_sha"]
+        commit = repository.resolve(name)
+        tree = repository.roots[commit] if commit is not None else name
+        if tree not in repository.objects or tree not in self.trees:
+            return _error(404, "Not Found")
+        truncated = False
+        if "recursive" in request.query:  # GitHub: any value, even "false", means recursive
+            entries = self._listing(repository, tree)
+            truncated = len(entries) > self.tree_entry_limit
+            del entries[self.tree_entry_limit :]
+        else:
+            entries = [self._tree_json(repository, "", item) for item in self.trees[tree]]
+        return web.json_response(
+            {
+                "sha": tree,
+                "url": f"{self.url}/repos/{repository.full_name}/git/trees/{tree}",
+                "tree": entries,
+                "truncated": truncated,
+            }
         )
 
-    def _content_json(self, repository: Repository, path: str, data: bytes) -> dict[str, Any]:
+    async def _op_git_get_blob(self, request, params, body) -> web.Response:
+        repository = self._repository(params)
+        sha = params["file_sha"]
+        data = self.blobs.get(sha)
+        if data is None or sha not in repository.objects:
+            return _error(404, "Not Found")
+        content = file_bytes(data)
+        return web.json_response(
+            {
+                "sha": sha,
+                "node_id": f"B_{sha[:16]}",
+                "size": len(content),
+                "url": f"{self.url}/repos/{repository.full_name}/git/blobs/{sha}",
+                "content": base64.encodebytes(content).decode(),
+                "encoding": "base64",
+            }
+        )
+
+    def _content_json(self, repository: Repository, path: str, data: FileData) -> dict[str, Any]:
         return {
             "type": "file",
             "encoding": "base64",
-            "size": len(data),
+            "size": file_size(data),
             "name": path.rsplit("/", 1)[-1],
             "path": path,
-            "content": base64.encodebytes(data).decode(),
-            "sha": blob_sha(data),
+            "content": base64.encodebytes(file_bytes(data)).decode(),
+            "sha": file_sha(data),
             "url": f"{self.url}/repos/{repository.full_name}/contents/{path}",
             "git_url": None,
             "html_url": None,
@@ -659,8 +847,8 @@ class FakeGitHub:
                     "type": "file",
                     "name": child,
                     "path": entry_path,
-                    "size": len(data),
-                    "sha": blob_sha(data),
+                    "size": file_size(data),
+                    "sha": file_sha(data),
                 }
         if not entries:
             return _error(404, "Not Found")
@@ -676,7 +864,7 @@ class FakeGitHub:
         current = files.get(path)
         if current is not None and "sha" not in body:
             return _error(422, 'Invalid request.\n\n"sha" wasn\'t supplied.')
-        if current is not None and body["sha"] != blob_sha(current):
+        if current is not None and body["sha"] != file_sha(current):
             return _error(409, f"{path} does not match {body['sha']}")
         try:
             data = base64.b64decode(body["content"], validate=True)
@@ -691,6 +879,195 @@ class FakeGitHub:
             },
             status=200 if current is not None else 201,
         )
+
+    # ----- signing in with GitHub: the OAuth web flow and the user API -------------------------
+    # The web endpoints are not in the REST description; their parameters are checked here
+    # as GitHub's "Authorizing OAuth apps" documentation describes them.
+
+    def _redirect_allowed(self, redirect_uri: str) -> bool:
+        if urlsplit(redirect_uri).scheme not in ("http", "https"):
+            return False
+        callbacks = self.app.callback_urls
+        if callbacks is None:
+            return True
+        return any(redirect_uri.startswith(url) for url in callbacks)
+
+    async def _oauth_authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        self.oauth_requests.append({"endpoint": "authorize", **query})
+        if query.get("client_id") != self.app.client_id:
+            return web.Response(status=404, text="Not Found")
+        redirect_uri = query.get("redirect_uri", "")
+        if not self._redirect_allowed(redirect_uri):
+            self.validation_errors.append(f"authorize: redirect_uri {redirect_uri!r} not allowed")
+            return web.Response(
+                status=400, text="The redirect_uri is not associated with this application."
+            )
+        if self.browser_user is None:
+            return web.Response(status=200, text="Sign in to GitHub", content_type="text/html")
+        code = secrets.token_hex(10)
+        self.oauth_codes[code] = (self.browser_user, redirect_uri)
+        answer = {"code": code}
+        if "state" in query:
+            answer["state"] = query["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return web.Response(
+            status=302, headers={"Location": redirect_uri + separator + urlencode(answer)}
+        )
+
+    def _issue_user_token(self, login: str) -> dict[str, Any]:
+        self.users.setdefault(login, 5000 + len(self.users))
+        now = _now()
+        token = UserToken(
+            value="ghu_" + secrets.token_hex(18),
+            login=login,
+            expires_at=now + self.user_token_lifetime,
+            refresh_token="ghr_" + secrets.token_hex(38),
+            refresh_expires_at=now + timedelta(days=184),
+        )
+        self.user_tokens[token.value] = token
+        return {
+            "access_token": token.value,
+            "expires_in": int(self.user_token_lifetime.total_seconds()),
+            "refresh_token": token.refresh_token,
+            "refresh_token_expires_in": int(timedelta(days=184).total_seconds()),
+            "scope": "",
+            "token_type": "bearer",
+        }
+
+    async def _oauth_access_token(self, request: web.Request) -> web.Response:
+        form = {**request.query, **(await request.post())}
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        self.oauth_requests.append(
+            {"endpoint": "access_token", "grant_type": "authorization_code", **values}
+        )
+        if "application/json" not in request.headers.get("Accept", ""):
+            self.validation_errors.append("access_token: no Accept: application/json")
+
+        def oauth_error(error: str, description: str) -> web.Response:
+            # GitHub answers these errors with 200 and an "error" field.
+            return web.json_response(
+                {"error": error, "error_description": description, "error_uri": DOCS}
+            )
+
+        if (
+            values.get("client_id") != self.app.client_id
+            or values.get("client_secret") != self.app.client_secret
+        ):
+            return oauth_error(
+                "incorrect_client_credentials",
+                "The client_id and/or client_secret passed are incorrect.",
+            )
+        if values.get("grant_type") == "refresh_token":
+            self.oauth_requests[-1]["grant_type"] = "refresh_token"
+            old = next(
+                (
+                    t
+                    for t in self.user_tokens.values()
+                    if t.refresh_token == values.get("refresh_token")
+                ),
+                None,
+            )
+            if old is None or old.revoked or old.refresh_expires_at <= _now():
+                return oauth_error(
+                    "bad_refresh_token", "The refresh token passed is incorrect or expired."
+                )
+            # A refresh token is used once; the old access token stops working too.
+            old.revoked = True
+            return web.json_response(self._issue_user_token(old.login))
+        if "grant_type" in values and values["grant_type"] != "authorization_code":
+            return oauth_error("unsupported_grant_type", "The grant type is not supported.")
+        found = self.oauth_codes.pop(values.get("code", ""), None)
+        if found is None:
+            return oauth_error("bad_verification_code", "The code passed is incorrect or expired.")
+        login, redirect_uri = found
+        if values.get("redirect_uri") not in (None, redirect_uri):
+            return oauth_error(
+                "redirect_uri_mismatch",
+                "The redirect_uri MUST match the registered callback URL for this application.",
+            )
+        return web.json_response(self._issue_user_token(login))
+
+    def _user_login(self, request: web.Request) -> str:
+        credential = request.headers.get("Authorization", "").partition(" ")[2]
+        return self.user_tokens[credential].login
+
+    def _user_json(self, login: str) -> dict[str, Any]:
+        user_id = self.users.setdefault(login, 5000 + len(self.users))
+        return {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_{user_id}",
+            "type": "User",
+            "site_admin": False,
+            "html_url": f"{self.url}/{login}",
+        }
+
+    async def _op_users_get_authenticated(self, request, params, body) -> web.Response:
+        return web.json_response(self._user_json(self._user_login(request)))
+
+    def _user_repositories(self, login: str, installation: Installation) -> list[Repository]:
+        return [
+            self.repositories[name]
+            for name in sorted(installation.repositories)
+            if login in self.repositories[name].collaborators
+        ]
+
+    async def _op_apps_list_installations_for_authenticated_user(
+        self, request, params, body
+    ) -> web.Response:
+        login = self._user_login(request)
+        installations = [
+            {
+                "id": installation.id,
+                "app_id": self.app.id,
+                "app_slug": self.app.slug,
+                "account": {"login": installation.account, "id": 1, "type": "Organization"},
+                "target_type": "Organization",
+                "repository_selection": "selected",
+            }
+            for installation in self.installations.values()
+            if self._user_repositories(login, installation)
+        ]
+        return web.json_response(
+            {"total_count": len(installations), "installations": installations}
+        )
+
+    async def _op_apps_list_installation_repos_for_authenticated_user(
+        self, request, params, body
+    ) -> web.Response:
+        login = self._user_login(request)
+        installation = self.installations.get(int(params["installation_id"]))
+        if installation is None:
+            return _error(404, "Not Found")
+        repositories = self._user_repositories(login, installation)
+        if not repositories:
+            return _error(404, "Not Found")
+        per_page = int(request.query.get("per_page", "30"))
+        page = int(request.query.get("page", "1"))
+        chosen = repositories[(page - 1) * per_page : page * per_page]
+        items = []
+        for repository in chosen:
+            role = repository.collaborators[login]
+            rank = ["read", "triage", "write", "maintain", "admin"].index(role)
+            items.append(
+                {
+                    "id": repository.id,
+                    "name": repository.name,
+                    "full_name": repository.full_name,
+                    "owner": {"login": repository.owner, "id": 1, "type": "Organization"},
+                    "private": True,
+                    "default_branch": repository.default_branch,
+                    "permissions": {
+                        "pull": True,
+                        "triage": rank >= 1,
+                        "push": rank >= 2,
+                        "maintain": rank >= 3,
+                        "admin": rank >= 4,
+                    },
+                }
+            )
+        return web.json_response({"total_count": len(repositories), "repositories": items})
 
     async def _op_repos_get_collaborator_permission_level(self, request, params, body):
         repository = self._repository(params)

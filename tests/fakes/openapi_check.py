@@ -7,7 +7,7 @@ openapi-core. It returns the operation's ``operationId`` or raises ``UnknownOper
 message that says which operation and which part of the request is wrong.
 
 Matching is done here rather than by openapi-core because real APIs accept a slash
-inside a trailing parameter (GitHub's ``contents/{path}`` and ``tarball/{ref}``), which
+inside a trailing parameter (GitHub's ``contents/{path}`` and ``git/trees/{tree_sha}``), which
 a per-segment template match refuses.
 """
 

@@ -20,12 +20,15 @@ from tests.faults.dofaults import (
     ACTION_POLL,
     ACTIONS,
     DROPLET,
+    EXHAUSTED,
     REQUEST_TIMEOUT,
     RESIZE_FAULTS,
     RETRY_AFTER_FAULT,
     TRANSIENT_FAULTS,
     Armed,
     Fault,
+    assert_fault_met_and_retried,
+    assert_tried_to_the_end,
     exhaust,
     let_abandoned_requests_land,
     requests_to,
@@ -83,7 +86,7 @@ def assert_one_droplet_and_key(fake) -> None:
 async def test_create_survives_a_transient_fault_at_each_step(do_fake, step, fault) -> None:
     armed = Armed()
     operation = CREATE_STEPS[step]
-    armed.when("", lambda: fault.inject(do_fake, operation))
+    armed.inject("", fault, do_fake, operation)
 
     d = driver(do_fake, armed)
     try:
@@ -99,11 +102,9 @@ async def test_create_survives_a_transient_fault_at_each_step(do_fake, step, fau
 
     assert info.status == "active" and info.ipv4
     assert do_fake.droplets[info.id].status == "active"
-    asked = len(requests_to(do_fake, operation))
-    if (step, fault.name) == ("create-droplet", "slow"):
-        assert asked == 1, "a create without an answer is not asked again"
-    else:
-        assert asked >= 2, "the step was asked again"
+    # A create without an answer is not asked again; every other step is.
+    retried = (step, fault.name) != ("create-droplet", "slow")
+    assert_fault_met_and_retried(armed, do_fake, operation, fault, retried=retried)
     assert_waited(armed, fault)
     assert_one_droplet_and_key(do_fake)
 
@@ -205,6 +206,20 @@ async def resize(engine, armed, config, size: str = "s-4vcpu-8gb"):
     return await operations.resize(engine, COURSE, config, size, progress=armed.progress)
 
 
+# The droplet action each resize step starts or polls (None: not an action).
+STEP_ACTION: dict[str, str | None] = {
+    "list-sizes": None,
+    "read-droplet": None,
+    "shutdown": "shutdown",
+    "shutdown-poll": "shutdown",
+    "power-off": "power_off",
+    "power-off-poll": "power_off",
+    "resize": "resize",
+    "resize-poll": "resize",
+    "power-on": "power_on",
+    "power-on-poll": "power_on",
+}
+
 # step -> (progress line that precedes it, operation it calls)
 RESIZE_STEPS: dict[str, tuple[str, str]] = {
     "list-sizes": ("", "GET /v2/sizes"),
@@ -257,12 +272,14 @@ async def test_resize_survives_a_transient_fault_at_each_step(
     line, operation = {**RESIZE_STEPS, **POWER_OFF_STEPS}[step]
     if step in POWER_OFF_STEPS:
         do_fake.hang_action("shutdown")
-    armed.when(line, lambda: fault.inject(do_fake, operation))
+    armed.inject(line, fault, do_fake, operation)
 
     result = await resize(engine, armed, config)
     await let_abandoned_requests_land(fault)
 
-    assert line in armed.fired, f"the step {step} was reached"
+    # The fault met this step's own request (not another step's call of the same
+    # operation), and that request was made again.
+    assert_fault_met_and_retried(armed, do_fake, operation, fault, action=STEP_ACTION[step])
     assert_waited(armed, fault)
     assert_resized_once_and_on(do_fake, droplet, result)
     record = engine.records.records[COURSE]
@@ -295,10 +312,11 @@ async def test_resize_step_failing_every_retry_leaves_the_droplet_on(
     line, operation = {**RESIZE_STEPS, **POWER_OFF_STEPS}[step]
     if step in POWER_OFF_STEPS:
         do_fake.hang_action("shutdown")
-    armed.when(line, lambda: exhaust(do_fake, operation))
+    armed.inject(line, EXHAUSTED, do_fake, operation)
 
     result = await resize(engine, armed, config)
 
+    assert_tried_to_the_end(armed, do_fake, operation, action=STEP_ACTION[step])
     conclusion, message = EXHAUSTED_OUTCOME[step]
     assert do_fake.droplets[droplet.id].status == "active"
     assert (result.conclusion, message in result.summary) == (conclusion, True), result.summary
@@ -359,12 +377,13 @@ SNAPSHOT_STEPS = {"snapshot": ACTIONS, "snapshot-poll": ACTION_POLL}
 @pytest.mark.parametrize("step", list(SNAPSHOT_STEPS))
 async def test_snapshot_survives_a_transient_fault(droplet_engine, do_fake, step, fault) -> None:
     engine, armed, droplet, config = droplet_engine
-    armed.when("Taking snapshot", lambda: fault.inject(do_fake, SNAPSHOT_STEPS[step]))
+    armed.inject("Taking snapshot", fault, do_fake, SNAPSHOT_STEPS[step])
 
     result = await operations.snapshot(engine, COURSE, config, "week-1", progress=armed.progress)
     await let_abandoned_requests_land(fault)
 
     assert result.conclusion == "success", result.summary
+    assert_fault_met_and_retried(armed, do_fake, SNAPSHOT_STEPS[step], fault, action="snapshot")
     assert_waited(armed, fault)
     assert [s["name"] for s in do_fake.snapshots] == ["week-1"]
     assert do_fake.droplets[droplet.id].status == "active"
@@ -382,7 +401,7 @@ async def test_snapshot_that_fails_says_so_and_leaves_the_droplet_on(
         do_fake.hang_action("snapshot")
     else:
         operation = ACTIONS if trouble == "exhausted-start" else ACTION_POLL
-        armed.when("Taking snapshot", lambda: exhaust(do_fake, operation))
+        armed.inject("Taking snapshot", EXHAUSTED, do_fake, operation)
 
     result = await operations.snapshot(engine, COURSE, config, "week-1", progress=armed.progress)
 
@@ -394,6 +413,8 @@ async def test_snapshot_that_fails_says_so_and_leaves_the_droplet_on(
         "exhausted-poll": "did not report on the snapshot after 5 tries",
     }[trouble]
     assert expected in result.summary
+    if trouble.startswith("exhausted"):
+        assert_tried_to_the_end(armed, do_fake, operation, action="snapshot")
     assert do_fake.droplets[droplet.id].status == "active"
     assert do_fake.snapshots == []
 

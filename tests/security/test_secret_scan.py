@@ -2,18 +2,30 @@
 
 The scan itself runs at the end of the session over every log line and every body the
 fake GitHub received. Here: proof that it catches planted secrets in each kind of text it
-gathers, and the service's pages, fetched after a real deploy, handed to it.
+gathers; that every fixture's secrets are registered as the fixture is made; that a
+whole pytest session (run in a subprocess with the plugin) fails when a log line or a
+body sent to the fake GitHub holds a secret, names what leaked without printing it, and
+passes when nothing did; and the service's pages, fetched after a real deploy, handed
+to it.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from bot.app import make_app
 from deploy.redact import add_secrets
+from tests.console_support import sign_in
+from tests.fakes.digitalocean import FAKE_TOKEN, DigitalOceanFake
+from tests.fakes.github import FakeGitHub
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.plugins.secret_scan import (
@@ -22,6 +34,7 @@ from tests.plugins.secret_scan import (
     SecretScanner,
     strings_in,
 )
+from tests.plugins.service import WEBHOOK_SECRET
 
 PLANTED = "planted-secret-0f9e8d7c6b5a4321"
 
@@ -92,10 +105,126 @@ def test_log_records_reach_other_handlers_unchanged(caplog: pytest.LogCaptureFix
     assert caplog.records[-1].args == ("plain-value",)
 
 
-def test_the_session_scan_is_collecting() -> None:
-    # By this point the session has registered the tests' own secrets.
-    assert any("webhook secret" in what for what in SCANNER.secrets.values())
-    assert any("DigitalOcean" in what for what in SCANNER.secrets.values())
+def test_every_fixture_secret_is_registered_as_the_fixture_is_made(
+    github_fake: FakeGitHub, do_fake: DigitalOceanFake, app_private_key: str
+) -> None:
+    # The very values this test's fixtures hold, each under what it is.
+    expected = {
+        WEBHOOK_SECRET: "the tests' webhook secret",
+        FAKE_TOKEN: "the fake DigitalOcean token",
+        do_fake.token: "the fake DigitalOcean token",
+        app_private_key: "the tests' App private key",
+        github_fake.app.private_key_pem: "the fake App's private key",
+        github_fake.app.client_secret: "the fake App's client secret",
+        github_fake.app.webhook_secret: "the fake App's webhook secret",
+    }
+    for secret, what in expected.items():
+        assert SCANNER.secrets.get(secret) == what, what
+    # A key is also looked for line by line, so a part of it that leaks is found too.
+    line = app_private_key.splitlines()[3]
+    assert SCANNER.secrets.get(line) == "the tests' App private key"
+
+
+def test_log_lines_reach_the_session_scan() -> None:
+    marker = "session-scan-marker-7d3f"
+    logging.getLogger("bot.security-test").info("deployed physics101 (%s)", marker)
+    assert any(marker in text and source.startswith("log ") for source, text in SCANNER.texts)
+
+
+# ----- a whole session with the plugin, in a subprocess --------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SESSION_TEST = """
+import logging
+import time
+
+import aiohttp
+import jwt
+
+from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
+from tests.plugins.service import WEBHOOK_SECRET
+
+LEAK = {leak!r}
+
+
+async def test_the_service_comments_and_logs(github_fake):
+    now = int(time.time())
+    assertion = jwt.encode(
+        {{"iat": now - 30, "exp": now + 300, "iss": str(github_fake.app.id)}},
+        github_fake.app.private_key_pem,
+        algorithm="RS256",
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{{github_fake.url}}/app/installations/{{INSTALLATION_ID}}/access_tokens",
+            headers={{"Authorization": f"Bearer {{assertion}}"}},
+        ) as response:
+            token = (await response.json())["token"]
+        body = f"deployed with {{token}}" if LEAK == "token" else "deployed"
+        async with session.post(
+            f"{{github_fake.url}}/repos/{{COURSE_REPO}}/issues",
+            json={{"title": "Running the course hub", "body": body}},
+            headers={{"Authorization": f"token {{token}}"}},
+        ) as response:
+            assert response.status == 201
+    shown = WEBHOOK_SECRET if LEAK == "log" else "[none]"
+    logging.getLogger("bot.session-test").warning("webhook secret: %s", shown)
+"""
+
+
+def run_session(tmp_path: Path, leak: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_session.py").write_text(textwrap.dedent(SESSION_TEST.format(leak=leak)))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.plugins.secret_scan",
+            "-p",
+            "tests.plugins.github_fake",
+            "-o",
+            "asyncio_mode=auto",
+            "test_session.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_session_whose_texts_hold_no_secret_passes(tmp_path: Path) -> None:
+    done = run_session(tmp_path, "none")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no secret found" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("leak", "what", "where"),
+    [
+        ("log", "the tests' webhook secret", "log bot.session-test"),
+        ("token", "an installation token", "GitHub POST /repos/octo-org/physics101/issues"),
+    ],
+)
+def test_a_session_that_leaks_a_secret_fails_naming_it(
+    tmp_path: Path, leak: str, what: str, where: str
+) -> None:
+    done = run_session(tmp_path, leak)
+    # The test itself passed; the scan at the end of the session failed it.
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+    assert "secret scan: secrets in what the service wrote" in done.stdout, done.stdout
+    findings = [line for line in done.stdout.splitlines() if line.startswith(f"{where}: ")]
+    assert any(what in line for line in findings), done.stdout
+    assert WEBHOOK_SECRET not in done.stdout, "the report must not print the secret"
+    assert "ghs_" not in done.stdout.replace("ghs_…", ""), "nor the token"
 
 
 @pytest.mark.sshd
@@ -119,6 +248,12 @@ async def test_the_service_pages_hold_no_secret(classroom, example, app_private_
         response = await classroom.client.get(path)
         assert response.status < 500, path
         pages[path] = await response.text()
+    # The console, signed in: the course list, the course page and its jobs.
+    await sign_in(classroom.client, classroom.github, "alice")
+    for path in ("/", "/courses", f"/courses/{COURSE_REPO}", f"/courses/{COURSE_REPO}/jobs.json"):
+        response = await classroom.client.get(path)
+        assert response.status == 200, path
+        pages[f"console {path}"] = await response.text()
     assert pages["/ssh-key.pub"].startswith("ssh-ed25519 ")
 
     local = SecretScanner()

@@ -1,0 +1,220 @@
+"""The course operations, one registry entry each (see ``bot.jobs.registry``): what a push
+deploys, and what ``/status``, ``/plan``, ``/rebuild``, ``/resize``, ``/restart``,
+``/snapshot`` and ``/help`` do. Each function decides what to report; the engine
+(``deploy.operations``) does the work."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bot.github import texts
+from bot.github.commit_files import CommitFiles
+from bot.jobs.course import keep_badges_current, launch_url
+from bot.jobs.registry import (
+    WRITE,
+    Button,
+    Flag,
+    NoArgs,
+    OperationContext,
+    Positional,
+    help_text,
+    operation,
+    parse_size_slug,
+    parse_snapshot_name,
+)
+from bot.monitor import note_hub_up
+from deploy import operations as engine
+from deploy.model import OperationResult
+
+
+@dataclass(frozen=True)
+class DeployArgs:
+    mode: str = "plan"  # plan | apply (the default branch)
+    rebuild: bool = False
+
+
+@operation(
+    "deploy",
+    summary="Plan a commit; on the default branch, apply the plan.",
+    args=DeployArgs,
+    command=False,
+)
+async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
+    services, job, config = op.services, op.job, op.config
+    assert config is not None
+    reporter = services.reporter
+    payload = job.payload
+    deployment: dict[str, int] = {}
+
+    async def before_apply(_plan: object) -> None:
+        op.checkpoint()
+        deployment_id = await reporter.start_deployment(job, "Littlest Classroom deploy")
+        if deployment_id is not None:
+            deployment["id"] = deployment_id
+
+    result = await engine.deploy(
+        op.engine,
+        op.course,
+        config,
+        mode="apply" if args.mode == "apply" else "plan",
+        rebuild=args.rebuild,
+        progress=op.progress,
+        before_apply=before_apply,
+        checkpoint=op.checkpoint,
+    )
+    branch = payload.get("default_branch") or payload.get("branch") or "main"
+    extra = []
+    if args.mode == "apply" and result.hub_url:
+        # What the monitor needs between deploys, without reading the repository again.
+        await services.store.save_course_facts(
+            op.course,
+            {
+                "hub_url": result.hub_url,
+                "monitor_every": config.monitor.every_seconds,
+                "monitor_issue": config.monitor.issue,
+                "tljh_version": config.hub.tljh_version,
+                "branch": branch,
+            },
+        )
+        if hub_verified(result):
+            await note_hub_up(services, op.course, "the deploy's check of the hub passed")
+    if result.hub_url:
+        extra.append(
+            texts.hub_lines(
+                result.hub_url, launch_url(services, op.course, config, result.hub_url, branch)
+            )
+        )
+        if args.mode == "apply" and config.badges and result.conclusion in ("success", "neutral"):
+            files = op.files
+            assert isinstance(files, CommitFiles)
+            extra.append(
+                await keep_badges_current(services, job, config, result.hub_url, branch, files)
+            )
+    if "id" not in deployment and args.mode == "apply":
+        # An attempt killed after its last step leaves nothing to apply on the re-run, so
+        # before_apply never runs; the deployment that attempt opened is concluded here.
+        recorded = await reporter.recorded_deployment(job)
+        if recorded is not None:
+            deployment["id"] = recorded
+    if "id" in deployment:
+        await reporter.deployment_status(
+            job,
+            deployment["id"],
+            "success" if result.conclusion in ("success", "neutral") else "failure",
+            environment_url=result.hub_url,
+            description=result.title,
+        )
+    summary = "\n\n".join([result.summary, *extra]) if extra else result.summary
+    return dataclasses.replace(result, summary=summary)
+
+
+def hub_verified(result: OperationResult) -> bool:
+    """Whether an applied deploy ended with the hub answering its own check."""
+    return result.conclusion == "success" and any(
+        step.step.name == "verify" and step.ok for step in result.steps
+    )
+
+
+@operation(
+    "status",
+    summary="Report the hub's health, versions and disk use.",
+    needs_config=False,
+)
+async def status(op: OperationContext, args: NoArgs) -> OperationResult:
+    # What the last deploy remembered is enough: no need to read the repository.
+    facts = await op.services.store.course_facts(op.course)
+    return await engine.status(
+        op.engine, op.course, None, progress=op.progress, hub=facts.get("hub_url")
+    )
+
+
+@operation("plan", summary="Show what a deploy would change, without changing it.")
+async def plan(op: OperationContext, args: NoArgs) -> OperationResult:
+    assert op.config is not None
+    return await engine.deploy(
+        op.engine,
+        op.course,
+        op.config,
+        mode="plan",
+        progress=op.progress,
+        checkpoint=op.checkpoint,
+    )
+
+
+@operation(
+    "rebuild",
+    summary="Re-apply TLJH and the packages in place; students' files stay.",
+    button=Button("Rebuild", "Re-apply everything; files kept"),
+    note="Students' files in /home are kept: a rebuild re-applies the software in place.",
+)
+async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
+    assert op.config is not None
+    return await engine.deploy(
+        op.engine,
+        op.course,
+        op.config,
+        mode="apply",
+        rebuild=True,
+        progress=op.progress,
+        checkpoint=op.checkpoint,
+    )
+
+
+@dataclass(frozen=True)
+class ResizeArgs:
+    size: str
+    disk: bool = False
+
+
+@operation(
+    "resize",
+    usage="/resize SIZE [--disk]",
+    summary="Change the droplet's CPU and memory; `--disk` also grows the disk "
+    "(a disk cannot shrink back).",
+    example="/resize s-4vcpu-8gb",
+    grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
+    args=ResizeArgs,
+    permission=WRITE,
+    note="The hub restarted during the resize; students' files are kept.",
+)
+async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
+    assert op.config is not None
+    return await engine.resize(
+        op.engine, op.course, op.config, args.size, disk=args.disk, progress=op.progress
+    )
+
+
+@operation(
+    "restart",
+    summary="Restart JupyterHub and its proxy.",
+    button=Button("Restart hub", "Restart JupyterHub"),
+    note="The hub restarted; students may need to reload their page.",
+)
+async def restart(op: OperationContext, args: NoArgs) -> OperationResult:
+    assert op.config is not None
+    return await engine.restart(op.engine, op.course, op.config, progress=op.progress)
+
+
+@dataclass(frozen=True)
+class SnapshotArgs:
+    name: str | None = None
+
+
+@operation(
+    "snapshot",
+    usage="/snapshot [NAME]",
+    summary="Take a DigitalOcean snapshot of the droplet.",
+    example="/snapshot before-midterm",
+    grammar=(Positional("name", parse=parse_snapshot_name, required=False),),
+    args=SnapshotArgs,
+    button=Button("Snapshot", "Snapshot the server's disk"),
+)
+async def snapshot(op: OperationContext, args: SnapshotArgs) -> OperationResult:
+    assert op.config is not None
+    return await engine.snapshot(op.engine, op.course, op.config, args.name, progress=op.progress)
+
+
+@operation("help", summary="Show this list.", needs_config=False)
+async def help_(op: OperationContext, args: NoArgs) -> OperationResult:
+    return OperationResult("success", "Commands", help_text())

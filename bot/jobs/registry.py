@@ -1,0 +1,565 @@
+"""The one registry of course operations: each entry says its slash command, its arguments,
+who may run it, its check-run button and the function that does it.
+
+Adding an operation is one entry, one function and their tests, in ``bot.jobs.operations``
+(or in a module named in ``ENTRY_MODULES``)::
+
+    @dataclass(frozen=True)
+    class ResizeArgs:
+        size: str
+        disk: bool = False
+
+    @operation(
+        "resize",
+        usage="/resize SIZE [--disk]",
+        summary="Change the droplet's CPU and memory; `--disk` also grows the disk.",
+        example="/resize s-4vcpu-8gb",
+        grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
+        args=ResizeArgs,
+        permission=WRITE,  # or ADMIN, or a callable args -> role
+        button=None,  # or Button(label="Restart hub", description="…")
+        needs_config=True,  # load .github/classroom.yml at the ref before running
+    )
+    async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult: ...
+
+Everything else is generated from the entries: the ``/help`` text, the command parser
+(``bot.jobs.commands``), the check run's buttons (``check_actions``) and the identifiers the
+``check_run`` handler accepts (``button_names``). Jobs of kind ``command`` run an entry
+(``bot.jobs.course``): permission check, configuration, then the function.
+
+Asking for an operation from anywhere else (the console, the monitor)::
+
+    job_id = await enqueue_operation(
+        services, "owner/repo", "resize", ["s-4vcpu-8gb"],
+        installation_id=installation_id, user="login", source="console",
+    )
+
+queues the same job a ``/resize s-4vcpu-8gb`` comment asks for; ``operation_job(...)``
+builds that ``NewJob`` without storing it (webhook handlers add it to their ``Intake``).
+Both check the words with the entry's grammar first and raise ``CommandError``, whose text
+is the reply to show. A job whose source is the service itself (``monitor``, ``schedule``)
+runs without a person's permission check; every other source is checked when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from bot.store import Job, NewJob
+from deploy.model import CourseConfig, OperationResult
+from deploy.validate import Invalid, check_hub_username, check_size_slug
+
+# Who may run an operation: the least repository role it needs.
+WRITE = "write"  # write, maintain or admin
+ADMIN = "admin"
+MAY_RUN = frozenset({"admin", "maintain", "write"})
+
+SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "commit"})
+# The service asks for these itself; no person's permission is checked.
+SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
+
+# Modules whose import registers entries; loaded on first use of the registry.
+ENTRY_MODULES: list[str] = ["bot.jobs.operations"]
+
+# GitHub's limits on check-run actions.
+MAX_BUTTONS = 3
+MAX_BUTTON_LABEL = 20
+MAX_BUTTON_DESCRIPTION = 40
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")  # also a button identifier: at most 20
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class CommandError(ValueError):
+    """A request for an operation that cannot run as written; ``str()`` is the reply."""
+
+
+def code(text: str) -> str:
+    """``text`` for inside `…` in a reply: no backticks to break out, and bounded length."""
+    cleaned = text.replace("`", "'")
+    return cleaned if len(cleaned) <= 40 else cleaned[:39] + "…"
+
+
+# ---- argument kinds: one parser per kind -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArgKind:
+    """How one word becomes a value; ``check`` raises ``Invalid`` saying what is allowed."""
+
+    noun: str  # "size", as in "takes one size"
+    what: str  # "a size slug", as in "needs a size slug"
+    check: Callable[[str], Any]
+
+    def __call__(self, word: str) -> Any:
+        return self.check(word)
+
+
+def _snapshot_name(word: str) -> str:
+    if not _SNAPSHOT_NAME.fullmatch(word):
+        raise Invalid(
+            f"`{code(word)}` is not a usable snapshot name: 1 to 64 letters, digits, "
+            "`.`, `_` or `-`, starting with a letter or digit."
+        )
+    return word
+
+
+def _size_slug(word: str) -> str:
+    try:
+        return check_size_slug(word)
+    except Invalid:
+        raise Invalid(
+            f"`{code(word)}` is not a DigitalOcean size slug: lower-case letters and digits "
+            "joined by single `-` or `_`, like `s-4vcpu-8gb` or `so1_5-2vcpu-16gb`."
+        ) from None
+
+
+def _hub_user(word: str) -> str:
+    try:
+        return check_hub_username(word)
+    except Invalid:
+        raise Invalid(
+            f"`{code(word)}` is not a hub user name: letters, digits, `.`, `_` and `-`, "
+            "starting with a letter or digit, at most 39 characters."
+        ) from None
+
+
+parse_size_slug = ArgKind("size", "a size slug", _size_slug)
+parse_snapshot_name = ArgKind("name", "a snapshot name", _snapshot_name)
+parse_hub_user = ArgKind("user name", "a hub user name", _hub_user)
+
+
+# ---- grammar ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Positional:
+    """One word in its place: ``/resize SIZE``."""
+
+    name: str
+    parse: ArgKind
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Words:
+    """The remaining words, each parsed: ``/approve NAME…``."""
+
+    name: str
+    parse: ArgKind
+    minimum: int = 1
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A switch: ``--disk``, ``--all``, ``--confirm``."""
+
+    name: str
+    flag: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """A flag with a value: ``--student NAME``."""
+
+    name: str
+    flag: str
+    parse: ArgKind
+
+
+Grammar = tuple[Positional | Words | Flag | Option, ...]
+
+
+@dataclass(frozen=True)
+class NoArgs:
+    """The arguments of an operation that takes none."""
+
+
+@dataclass(frozen=True)
+class Button:
+    """A check-run button; its identifier is the operation's name."""
+
+    label: str
+    description: str
+
+
+# ---- the context an operation runs in ---------------------------------------------------
+
+
+@dataclass
+class OperationContext:
+    services: Any  # bot.services.Services
+    job: Job
+    course: str
+    config: CourseConfig | None  # None unless the entry needs_config
+    engine: Any  # deploy.operations.Engine
+    progress: Callable[[str], Awaitable[None]]  # a line to the check run's live log
+    user: str | None
+    source: str
+    # The course files read at the job's commit (a bot.github.commit_files.CommitFiles).
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    on_checkpoint: Callable[[], None] = lambda: None  # the job's; raises to stop
+
+    def checkpoint(self) -> None:
+        """Stop here if the job was cancelled or the service is stopping."""
+        self.on_checkpoint()
+
+
+OperationFunction = Callable[[OperationContext, Any], Awaitable[OperationResult]]
+Permission = str | Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    run: OperationFunction
+    usage: str
+    summary: str
+    example: str
+    grammar: Grammar
+    args: type
+    permission: Permission
+    button: Button | None
+    needs_config: bool
+    command: bool  # a slash command; deploy is not, a push asks for it
+    note: str  # added to the reply when it succeeded
+
+    @property
+    def usage_hint(self) -> str:
+        return f"Usage: `{self.usage}`, e.g. `{self.example}`."
+
+    def required_role(self, args: Any) -> str:
+        return self.permission(args) if callable(self.permission) else self.permission
+
+    def parse(self, words: Sequence[str]) -> Any:
+        """The typed arguments in ``words``; a ``CommandError`` names what is allowed."""
+        return parse_arguments(self, words)
+
+    def words(self, args: Any) -> tuple[str, ...]:
+        """``args`` written back as words: what is stored in the job and echoed in replies."""
+        out: list[str] = []
+        for part in self.grammar:
+            value = getattr(args, part.name)
+            if isinstance(part, Positional) and value is not None:
+                out.append(str(value))
+            elif isinstance(part, Words):
+                out.extend(str(v) for v in value)
+            elif isinstance(part, Flag) and value:
+                out.append(part.flag)
+            elif isinstance(part, Option) and value is not None:
+                out.extend((part.flag, str(value)))
+        return tuple(out)
+
+
+def _apply(kind: ArgKind, word: str, hint: str) -> Any:
+    try:
+        return kind(word)
+    except (Invalid, ValueError) as exc:
+        raise CommandError(f"{exc} {hint}") from None
+
+
+def parse_arguments(op: Operation, words: Sequence[str]) -> Any:
+    hint = op.usage_hint
+    if not op.grammar:
+        if words:
+            raise CommandError(f"`/{op.name}` takes no arguments. {hint}")
+        return op.args()
+    flags = {p.flag: p for p in op.grammar if isinstance(p, Flag | Option)}
+    values: dict[str, Any] = {}
+    loose: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        # Options are spelled with two dashes; "-x" is a (bad) value for the parser to name.
+        if not word.startswith("--"):
+            loose.append(word)
+            continue
+        spec = flags.get(word)
+        if spec is None:
+            known = " or ".join(f"`{f}`" for f in flags)
+            allowed = f"only {known}" if known else f"`/{op.name}` takes none"
+            raise CommandError(f"Unknown option `{code(word)}`; {allowed}. {hint}")
+        if spec.name in values:
+            raise CommandError(f"`{word}` is given twice. {hint}")
+        if isinstance(spec, Flag):
+            values[spec.name] = True
+            continue
+        if index >= len(words) or words[index].startswith("--"):
+            raise CommandError(f"`{word}` needs {spec.parse.what}. {hint}")
+        values[spec.name] = _apply(spec.parse, words[index], hint)
+        index += 1
+    given = len(loose)
+    positionals = [p for p in op.grammar if isinstance(p, Positional)]
+    rest = next((p for p in op.grammar if isinstance(p, Words)), None)
+    for part in positionals:
+        if loose:
+            values[part.name] = _apply(part.parse, loose.pop(0), hint)
+        elif part.required:
+            raise CommandError(f"`/{op.name}` needs {part.parse.what}. {hint}")
+    if rest is not None:
+        if len(loose) < rest.minimum:
+            raise CommandError(f"`/{op.name}` needs {rest.parse.what}. {hint}")
+        values[rest.name] = tuple(_apply(rest.parse, w, hint) for w in loose)
+        loose = []
+    if loose:
+        if len(positionals) == 1 and positionals[0].required:
+            limit = f"one {positionals[0].parse.noun}"
+        elif len(positionals) == 1:
+            limit = f"at most one {positionals[0].parse.noun}"
+        else:
+            limit = f"{len(positionals)} argument(s)"
+        raise CommandError(f"`/{op.name}` takes {limit}, got {given}. {hint}")
+    return op.args(**values)
+
+
+# ---- the registry -------------------------------------------------------------------------
+
+OPERATIONS: dict[str, Operation] = {}
+_loaded = False
+
+
+def operation(
+    name: str,
+    *,
+    usage: str = "",
+    summary: str,
+    example: str = "",
+    grammar: Grammar = (),
+    args: type = NoArgs,
+    permission: Permission = WRITE,
+    button: Button | None = None,
+    needs_config: bool = True,
+    command: bool = True,
+    note: str = "",
+) -> Callable[[OperationFunction], OperationFunction]:
+    """Register the decorated function as the operation ``name`` (see the module docstring)."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"operation name {name!r}: lower-case letters, digits, '-', 1-20")
+    if not is_dataclass(args):
+        raise TypeError(f"operation {name!r}: args must be a dataclass")
+    names = {f.name for f in fields(args)}
+    for part in grammar:
+        if part.name not in names:
+            raise TypeError(f"operation {name!r}: {args.__name__} has no field {part.name!r}")
+    if button is not None and (
+        len(button.label) > MAX_BUTTON_LABEL or len(button.description) > MAX_BUTTON_DESCRIPTION
+    ):
+        raise ValueError(f"operation {name!r}: button label or description too long for GitHub")
+
+    def register(function: OperationFunction) -> OperationFunction:
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name!r} is registered twice")
+        if button is not None and len(buttons()) >= MAX_BUTTONS:
+            raise ValueError(f"operation {name!r}: GitHub shows at most {MAX_BUTTONS} buttons")
+        entry = Operation(
+            name=name,
+            run=function,
+            usage=usage or f"/{name}",
+            summary=summary,
+            example=example or usage or f"/{name}",
+            grammar=grammar,
+            args=args,
+            permission=permission,
+            button=button,
+            needs_config=needs_config,
+            command=command,
+            note=note,
+        )
+        if button is not None:
+            # A button press carries no words: the entry must run without any.
+            try:
+                entry.parse([])
+            except CommandError:
+                raise ValueError(f"operation {name!r}: a button needs no arguments") from None
+        OPERATIONS[name] = entry
+        return function
+
+    return register
+
+
+def operations() -> Mapping[str, Operation]:
+    """Every registered operation, in the order registered."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in ENTRY_MODULES:
+            importlib.import_module(module)
+    return OPERATIONS
+
+
+def get(name: str) -> Operation | None:
+    return operations().get(name)
+
+
+def commands() -> list[Operation]:
+    """The operations one can ask for with a slash command."""
+    return [op for op in operations().values() if op.command]
+
+
+def command(name: str) -> Operation | None:
+    op = get(name)
+    return op if op is not None and op.command else None
+
+
+def buttons() -> list[Operation]:
+    return [op for op in OPERATIONS.values() if op.button is not None]
+
+
+def check_actions() -> list[dict[str, str]]:
+    """The check run's ``actions``, as GitHub's API takes them."""
+    operations()
+    return [
+        {"label": op.button.label, "description": op.button.description, "identifier": op.name}
+        for op in buttons()
+        if op.button is not None
+    ]
+
+
+def button_names() -> frozenset[str]:
+    """The ``requested_action`` identifiers the service answers."""
+    operations()
+    return frozenset(op.name for op in buttons())
+
+
+def _who(op: Operation) -> str:
+    if callable(op.permission):
+        return " Some uses need the admin role."
+    return " Admins only." if op.permission == ADMIN else ""
+
+
+def help_text() -> str:
+    """The ``/help`` reply, in Markdown."""
+    rows = "\n".join(
+        f"| `{op.usage}` | {op.summary}{_who(op)} | `{op.example}` |" for op in commands()
+    )
+    return (
+        "Commands go on the **first line** of an issue or pull-request comment. "
+        "Repository admins, maintainers and writers may use them; "
+        "comments by anyone else are ignored.\n\n"
+        "| Command | What it does | Example |\n"
+        "|---|---|---|\n"
+        f"{rows}\n"
+    )
+
+
+# ---- permission -------------------------------------------------------------------------
+
+
+def has_role(required: str, permission_payload: dict[str, Any] | None) -> bool:
+    """Whether a collaborator-permission answer grants ``required`` (WRITE or ADMIN).
+
+    ``permission_payload`` is GitHub's answer to
+    ``GET /repos/{owner}/{repo}/collaborators/{username}/permission``, or None on 404.
+    """
+    if not permission_payload:
+        return False
+    allowed = MAY_RUN if required == WRITE else frozenset({"admin"})
+    role = permission_payload.get("role_name")
+    if not isinstance(role, str):
+        role = None
+    if role in MAY_RUN | {"triage", "read", "none"}:
+        return role in allowed
+    # A custom role keeps a base role's powers; its user.permissions booleans say which.
+    user = permission_payload.get("user")
+    permissions = user.get("permissions") if isinstance(user, dict) else None
+    keys = ("admin", "maintain", "push") if required == WRITE else ("admin",)
+    if isinstance(permissions, dict):
+        return any(permissions.get(key) is True for key in keys)
+    # `permission` folds maintain into write and triage into read.
+    folded = ("admin", "write") if required == WRITE else ("admin",)
+    return permission_payload.get("permission") in folded
+
+
+def may_run(permission_payload: dict[str, Any] | None) -> bool:
+    """Whether a collaborator-permission answer allows running WRITE operations."""
+    return has_role(WRITE, permission_payload)
+
+
+# ---- asking for an operation --------------------------------------------------------------
+
+
+def operation_job(
+    course: str,
+    name: str,
+    words: Sequence[str] = (),
+    *,
+    installation_id: int | None,
+    user: str | None,
+    source: str,
+    payload: Mapping[str, Any] | None = None,
+) -> NewJob:
+    """The job that runs operation ``name`` with ``words``; raises ``CommandError``."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    op = get(name)
+    if op is None or not op.command:
+        raise CommandError(f"Unknown command `/{code(name)}`. Comment `/help` for the list.")
+    args = op.parse(list(words))
+    body = {
+        **(payload or {}),
+        "name": op.name,
+        "args": list(op.words(args)),
+        "user": user,
+        "source": source,
+    }
+    # A newer request for the same operation replaces one still waiting: they run once. The
+    # service's own requests coalesce only with each other, so a person's request (and the
+    # reply it is owed) is never replaced by the monitor's.
+    key = f"{source}:{op.name}" if source in SERVICE_SOURCES else f"command:{op.name}"
+    return NewJob(course, "command", body, installation_id, coalesce_key=key)
+
+
+def invalid_command_job(
+    course: str,
+    problem: str,
+    *,
+    installation_id: int | None,
+    user: str | None,
+    payload: Mapping[str, Any] | None = None,
+) -> NewJob:
+    """A command that cannot run: still a job, so only people who may run commands get the
+    reply saying why (the job checks who asked before answering)."""
+    body = {**(payload or {}), "name": "invalid", "args": [], "problem": problem, "user": user}
+    body.setdefault("source", "comment")
+    return NewJob(course, "command", body, installation_id, coalesce_key="command:invalid")
+
+
+async def enqueue_operation(
+    services: Any,
+    course: str,
+    name: str,
+    words: Sequence[str] = (),
+    *,
+    installation_id: int | None,
+    user: str | None,
+    source: str,
+    payload: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Queue operation ``name`` for ``course`` now; its job id, or None if deduplicated.
+
+    The same job a slash command asks for: serialized with the course's other jobs, and
+    reported through the hooks every job has (a check run when ``payload`` has a
+    ``head_sha`` and ``check_run``, a reply when it has an ``issue_number``).
+    """
+    job = operation_job(
+        course,
+        name,
+        words,
+        installation_id=installation_id,
+        user=user,
+        source=source,
+        payload=payload,
+    )
+    recorded = await services.store.enqueue(job)
+    if recorded is None:
+        return None
+    job_id, superseded = recorded
+    services.runner.wake()
+    if superseded:
+        services.spawn(services.runner.superseded(superseded))
+    services.spawn(services.job_created(job_id))
+    return job_id

@@ -1,0 +1,468 @@
+"""The instructor console: sign in with GitHub, see your courses, run their operations.
+
+Routes: ``GET /login``, ``GET /login/callback``, ``POST /logout``, ``GET /courses``,
+``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, and POSTs for
+the operation buttons and the course's own DigitalOcean token).
+
+Who sees what (``bot.web.access``): a course page, and every POST under it, is served only
+to people who are admin, maintain or write on the repository. Everyone else gets the same
+404 as for an unknown course, and their POSTs change nothing. Buttons ask for the same
+``command`` job a slash command asks for; the job checks the permission again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
+from aiohttp import web
+from cachetools import TTLCache
+
+from bot import course_tokens
+from bot.github.oauth import OAuthError, TokenRejected
+from bot.jobs import registry
+from bot.jobs.course import LIVE_LOGS
+from bot.store import FINAL_STATES, RUNNING, Job
+from bot.web import sessions
+from bot.web.access import (
+    ACCESS,
+    AccessState,
+    course_for,
+    fingerprint,
+    is_admin,
+    oauth_client,
+    permission,
+    permitted,
+    services_of,
+    signed_in,
+    user_repositories,
+)
+from deploy.redact import redact
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SIZES_TTL = 600.0
+POWER_TTL = 30.0
+CODE_LENGTH = 200
+RECENT_JOBS = 10
+
+
+# Offered beside the buttons, with a picker of the sizes in the droplet's region.
+RESIZE = "resize"
+
+
+def console_operations() -> dict[str, registry.Operation]:
+    """What the course page offers: every registry entry with a button, and resize."""
+    registry.operations()  # the entries are registered on first use
+    offered = {op.name: op for op in registry.buttons()}
+    resize = registry.command(RESIZE)
+    if resize is not None:
+        offered[RESIZE] = resize
+    return offered
+
+
+def button_views() -> list[dict[str, str]]:
+    return [
+        {"name": op.name, "label": op.button.label, "description": op.button.description}
+        for op in console_operations().values()
+        if op.button is not None
+    ]
+
+
+class ConsoleState:
+    """DigitalOcean facts the pages show, cached briefly."""
+
+    def __init__(self) -> None:
+        self.sizes: TTLCache[str, list[Any]] = TTLCache(100, SIZES_TTL)
+        self.power: TTLCache[tuple[str, int], str] = TTLCache(10_000, POWER_TTL)
+
+    def clear(self) -> None:
+        self.sizes.clear()
+        self.power.clear()
+
+
+CONSOLE = web.AppKey("console", ConsoleState)
+
+
+def page_headers(response: web.StreamResponse, github_url: str) -> web.StreamResponse:
+    response.headers["Content-Security-Policy"] = sessions.content_security_policy(github_url)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    services = services_of(request)
+    context = {"app_slug": services.app_slug or "littlest-classroom", **context}
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    page_headers(response, services.settings.github_url)
+    return response
+
+
+def message(request: web.Request, title: str, text: str, status: int) -> web.Response:
+    return render(request, "message.html", {"title": title, "text": text}, status)
+
+
+def not_found(request: web.Request) -> web.Response:
+    # The same answer for an unknown course and for one the person may not see.
+    return message(request, "Not found", "There is no course here that you can open.", 404)
+
+
+def login_redirect() -> web.HTTPFound:
+    return web.HTTPFound("/login")
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+async def landing(request: web.Request) -> web.Response:
+    """``GET /`` once the service is registered: what it is, install it, sign in."""
+    services = services_of(request)
+    slug = services.app_slug or "littlest-classroom"
+    session = await aiohttp_session.get_session(request)
+    return render(
+        request,
+        "landing.html",
+        {
+            "install_url": f"{services.settings.github_url}/apps/{slug}/installations/new",
+            "can_sign_in": bool(services.settings.client_id),
+            "login": session.get("login"),
+            "csrf": sessions.csrf_token(session) if "login" in session else "",
+        },
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    services = services_of(request)
+    oauth = oauth_client(request)
+    if oauth is None:
+        return message(
+            request,
+            "Sign-in is not set up",
+            "This service has no GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET; the operator adds "
+            "them from the GitHub App's settings.",
+            503,
+        )
+    session = await aiohttp_session.get_session(request)
+    state = secrets.token_urlsafe(32)
+    session["oauth_state"] = state
+    raise web.HTTPFound(
+        oauth.authorize_url(f"{services.settings.public_url}/login/callback", state)
+    )
+
+
+async def login_callback(request: web.Request) -> web.Response:
+    services = services_of(request)
+    oauth = oauth_client(request)
+    if oauth is None:
+        return not_found(request)
+    session = await aiohttp_session.get_session(request)
+    expected = session.pop("oauth_state", None)
+    state = request.query.get("state", "")
+    code = request.query.get("code", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, state):
+        return message(
+            request,
+            "Sign-in refused",
+            "This sign-in link does not belong to this browser (its state does not match). "
+            "Nothing was signed in. Start again from the sign-in link.",
+            400,
+        )
+    if request.query.get("error"):
+        # The person pressed Cancel on GitHub's page, or GitHub refused (error=access_denied).
+        reason = request.query.get("error_description") or request.query["error"]
+        return message(request, "Not signed in", f"GitHub did not sign you in: {reason}", 400)
+    if not code or len(code) > CODE_LENGTH or not code.isascii():
+        return message(request, "Sign-in refused", "GitHub sent no usable code.", 400)
+    try:
+        token = await oauth.exchange(code, f"{services.settings.public_url}/login/callback")
+        user = await oauth.user(token)
+    except OAuthError as exc:
+        return message(request, "Sign-in failed", f"GitHub refused the sign-in: {exc}.", 400)
+    # A fresh session for the signed-in person: nothing from before sign-in carries over.
+    session = await aiohttp_session.new_session(request)
+    session.update({"login": str(user["login"]), **token.as_session()})
+    sessions.touch(session)
+    sessions.csrf_token(session)
+    request.app[ACCESS].verified[fingerprint(token.access_token)] = str(user["login"])
+    logger.info("%s signed in to the console", user["login"])
+    raise web.HTTPFound("/courses")
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await aiohttp_session.get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther("/")
+
+
+async def course_list(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    services = services_of(request)
+    try:
+        repositories = await user_repositories(request, user)
+    except TokenRejected:
+        (await aiohttp_session.get_session(request)).invalidate()
+        raise login_redirect() from None
+    except OAuthError as exc:
+        return message(request, "GitHub is not answering", str(exc), 502)
+    names = [r["full_name"] for r in repositories if isinstance(r.get("full_name"), str)]
+    rows = await services.store.courses_with_servers(names)
+    visible = [(c, server) for c, server in rows if await permitted(request, c, user.login)]
+    return render(request, "courses.html", {"user": user, "courses": visible})
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    result = job.result or {}
+    duration = (
+        round(job.finished_at - job.started_at, 1)
+        if job.finished_at is not None and job.started_at is not None
+        else None
+    )
+    payload = job.payload
+    what = payload.get("name") if job.kind == "command" else job.kind
+    view = {
+        "id": job.id,
+        "operation": str(what or job.kind),
+        "state": job.state,
+        "done": job.state in FINAL_STATES,
+        "conclusion": result.get("conclusion") or ("failure" if job.error else None),
+        "title": str(result.get("title") or ""),
+        "duration": duration,
+        "user": str(payload.get("user") or ""),
+        "source": str(payload.get("source") or job.kind),
+        "log": redact(str(result.get("log") or result.get("summary") or job.error or "")),
+    }
+    live = LIVE_LOGS.get(job.id) if job.state == RUNNING else None
+    if live is not None:
+        view["log"] = live.text
+        view["title"] = f"{live.title}: {len(live.lines)} lines so far"
+    return view
+
+
+async def region_sizes(request: web.Request, course: str, region: str | None) -> list[Any]:
+    """DigitalOcean's sizes in the course's region (cached), for the resize picker."""
+    services = services_of(request)
+    if not region or services.engine is None:
+        return []
+    driver = await services.engine.droplets_for(course)
+    if driver is None:
+        return []
+    state = request.app[CONSOLE]
+    key = f"{id(driver)}:{region}"
+    if key not in state.sizes:
+        sizes = await driver.list_sizes()
+        state.sizes[key] = [s for s in sizes if s.available and region in s.regions]
+    return state.sizes[key]
+
+
+async def droplet_power(request: web.Request, course: str, droplet_id: int) -> str:
+    """The droplet's status as DigitalOcean reports it (active, off, …), cached briefly."""
+    state = request.app[CONSOLE]
+    key = (course, droplet_id)
+    if key not in state.power:
+        driver = await services_of(request).engine.droplets_for(course)
+        state.power[key] = (await driver.get(droplet_id)).status if driver else "unknown"
+    return state.power[key]
+
+
+async def course_page(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    services = services_of(request)
+    name = course.full_name
+    record = await services.store.get_server(name)
+    facts = await services.store.course_facts(name)
+    monitor = await services.store.monitor_state(name)
+    jobs = [job_view(job) for job in await services.store.recent_jobs(name, RECENT_JOBS)]
+    sizes: list[Any] = []
+    size_problem = ""
+    power = None
+    if record is not None and record.provider == "digitalocean":
+        try:
+            sizes = await region_sizes(request, name, record.region)
+            if record.droplet_id:
+                power = await droplet_power(request, name, record.droplet_id)
+        except Exception as exc:  # the page still shows, without the picker
+            size_problem = redact(str(exc))
+    token = await services.store.course_token(name)
+    admin = is_admin(await permission(request, course, user.login))
+    return render(
+        request,
+        "course.html",
+        {
+            "user": user,
+            "course": name,
+            "record": record,
+            "hub_url": facts.get("hub_url"),
+            "monitor": monitor,
+            "tljh_version": facts.get("tljh_version"),
+            "last_probe": (monitor.detail.get("probes") or [""])[-1],
+            "jobs": jobs,
+            "buttons": button_views(),
+            "sizes": sizes,
+            "power": power,
+            "size_problem": size_problem,
+            "token": token,
+            "admin": admin,
+            "require_token": services.settings.require_course_token,
+            "notice": request.query.get("notice", "")[:200],
+        },
+    )
+
+
+async def course_jobs(request: web.Request) -> web.Response:
+    """The course's last jobs as JSON: the page polls it to show progress without a reload."""
+    user = await signed_in(request)
+    if user is None:
+        return web.json_response({"error": "signed out"}, status=401)
+    course = await course_for(request, user)
+    if course is None:
+        return web.json_response({"error": "not found"}, status=404)
+    services = services_of(request)
+    jobs = [
+        job_view(job) for job in await services.store.recent_jobs(course.full_name, RECENT_JOBS)
+    ]
+    response = web.json_response({"jobs": jobs})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def run_operation(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    operation = console_operations().get(request.match_info["operation"])
+    if course is None or operation is None:
+        return not_found(request)
+    services = services_of(request)
+    words: list[str] = []
+    if operation.name == RESIZE:
+        size = (await request.post()).get("size")
+        words = [size] if isinstance(size, str) else []
+    try:
+        args = operation.parse(words)
+    except registry.CommandError as exc:
+        return message(request, "Not run", str(exc), 400)
+    if not registry.has_role(
+        operation.required_role(args), await permission(request, course, user.login)
+    ):
+        return message(
+            request,
+            "Admins only",
+            f"Only an admin of the repository can run {operation.name}.",
+            403,
+        )
+    branch = request.app[ACCESS].default_branches.get(course.full_name)
+    if branch is None:
+        with contextlib.suppress(OAuthError):
+            await user_repositories(request, user)
+        branch = request.app[ACCESS].default_branches.get(course.full_name, "main")
+    # The same job the slash command asks for; the job checks the permission again.
+    job_id = await registry.enqueue_operation(
+        services,
+        course.full_name,
+        operation.name,
+        words,
+        installation_id=course.installation_id,
+        user=user.login,
+        source="console",
+        payload={"default_branch": branch},
+    )
+    logger.info(
+        "%s asked for %s on %s from the console (job %s)",
+        user.login,
+        operation.name,
+        course.full_name,
+        job_id,
+    )
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
+
+
+async def set_course_token(request: web.Request) -> web.Response:
+    """An admin of the repository gives the course its own DigitalOcean token."""
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    if not is_admin(await permission(request, course, user.login)):
+        return message(
+            request,
+            "Admins only",
+            "Only an admin of the repository can set the course's DigitalOcean token.",
+            403,
+        )
+    services = services_of(request)
+    form = await request.post()
+    token = form.get("token")
+    token = token.strip() if isinstance(token, str) else ""
+    record = await services.store.get_server(course.full_name)
+    try:
+        account = await course_tokens.check_token(token, record)
+    except course_tokens.TokenRefused as exc:
+        return message(request, "Token not saved", f"Not saved: {exc}.", 400)
+    await services.course_droplets.save(course.full_name, token, account)
+    request.app[CONSOLE].sizes.clear()
+    logger.info("%s set the DigitalOcean token of %s", user.login, course.full_name)
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")
+
+
+async def remove_course_token(request: web.Request) -> web.Response:
+    user = await signed_in(request)
+    if user is None:
+        raise login_redirect()
+    course = await course_for(request, user)
+    if course is None:
+        return not_found(request)
+    if not is_admin(await permission(request, course, user.login)):
+        return message(
+            request,
+            "Admins only",
+            "Only an admin of the repository can remove the course's DigitalOcean token.",
+            403,
+        )
+    services = services_of(request)
+    await services.store.remove_course_token(course.full_name)
+    request.app[CONSOLE].sizes.clear()
+    logger.info("%s removed the DigitalOcean token of %s", user.login, course.full_name)
+    raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")
+
+
+def add_routes(app: web.Application) -> None:
+    app[CONSOLE] = ConsoleState()
+    app[ACCESS] = AccessState()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    )
+    app.router.add_static("/static", HERE / "static", append_version=True)
+    app.router.add_get("/login", login)
+    app.router.add_get("/login/callback", login_callback)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/courses", course_list)
+    app.router.add_get(r"/courses/{owner}/{repo}", course_page)
+    app.router.add_get(r"/courses/{owner}/{repo}/jobs.json", course_jobs)
+    app.router.add_post(r"/courses/{owner}/{repo}/run/{operation}", run_operation)
+    app.router.add_post(r"/courses/{owner}/{repo}/token", set_course_token)
+    app.router.add_post(r"/courses/{owner}/{repo}/token/delete", remove_course_token)

@@ -67,3 +67,36 @@ class BackupSchedule:
             assert following is not None
             await self._save(name, following)
         return asked
+
+
+BACKUP_ISSUE_TITLE = "Students' work is not being backed up"
+
+
+async def report_backup(
+    services: Any, course: str, installation_id: int | None, conclusion: str, summary: str
+) -> None:
+    """A failed snapshot goes on the course's outage issue: the monitor's open one if
+    there is one, else one of its own (opened once, then updated); a later snapshot that
+    succeeds closes that one."""
+    if installation_id is None:
+        return
+    key = f"backup:issue:{course}"
+    own = await services.store.get_meta(key)
+    if conclusion == "success":
+        if own:
+            await services.reporter.close_issue(
+                installation_id, course, int(own), "A snapshot succeeded again."
+            )
+            await services.store.set_meta(key, "")
+        return
+    body = f"A snapshot of the course's volume failed:\n\n{summary}"
+    monitor_issue = (await services.store.monitor_state(course)).issue_number
+    if own:
+        await services.reporter.reply(installation_id, course, int(own), body)
+    elif monitor_issue is not None:
+        await services.reporter.reply(installation_id, course, monitor_issue, body)
+    else:
+        number = await services.reporter.open_issue(
+            installation_id, course, BACKUP_ISSUE_TITLE, body
+        )
+        await services.store.set_meta(key, str(number))

@@ -111,7 +111,9 @@ async def backup(
             volume, config.server.name, now or datetime.now(UTC), progress
         )
         pruned = await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
-    except (OperationError, DropletError) as exc:
+    except OperationError as exc:
+        return _result("failure", "Backup failed", str(exc))
+    except DropletError as exc:
         return _result("failure", "Backup failed", str(exc), snapshot_failed=True)
     gone = f"; {len(pruned)} older snapshot(s) deleted (keeping {config.backup.keep})"
     return _result(

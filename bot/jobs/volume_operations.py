@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.backups import report_backup
 from bot.jobs.registry import (
     ADMIN,
     WRITE,
@@ -32,7 +33,12 @@ parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.chec
 )
 async def backup(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
-    return await engine_backup.backup(op.engine, op.course, op.config, progress=op.progress)
+    result = await engine_backup.backup(op.engine, op.course, op.config, progress=op.progress)
+    if result.conclusion == "success" or result.details.get("snapshot_failed"):
+        await report_backup(
+            op.services, op.course, op.job.installation_id, result.conclusion, result.summary
+        )
+    return result
 
 
 @dataclass(frozen=True)

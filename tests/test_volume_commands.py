@@ -7,10 +7,13 @@ import pytest
 from bot.jobs import registry
 from bot.jobs.commands import parse_command
 from bot.jobs.registry import ADMIN, WRITE, CommandError, OperationContext
-from bot.jobs.volume_operations import RestoreArgs, restore
 from deploy.config import load_course
 
 SNAPSHOT = "physics101-hub-home-20250301-020000"
+# Through the registry, so its own modules load in their order.
+RESTORE = registry.command("restore")
+assert RESTORE is not None
+RestoreArgs = RESTORE.args
 
 
 def entry(name: str) -> registry.Operation:
@@ -47,7 +50,7 @@ def test_restore_words_and_who_may_run_them(words, expected, role) -> None:
 def test_bad_restore_words_are_refused_with_the_usage(words) -> None:
     with pytest.raises(CommandError) as refused:
         entry("restore").parse(list(words))
-    assert "/restore [SNAPSHOT]" in str(refused.value)
+    assert "/restore [SNAPSHOT] [--student NAME] [--all --confirm]" in str(refused.value)
 
 
 @pytest.mark.parametrize("name", ["backup", "move-home"])
@@ -82,5 +85,5 @@ async def test_unclear_restores_do_nothing_and_say_what_to_write(args, says) -> 
         user="alice",
         source="comment",
     )
-    result = await restore(op, args)
+    result = await RESTORE.run(op, args)
     assert result.conclusion == "failure" and says in result.summary

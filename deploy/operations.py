@@ -8,7 +8,6 @@ crash or a cut connection converges instead of repeating side effects.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from deploy import planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
+    DROPLET_TAG,
     CourseConfig,
     Observed,
     OperationResult,
@@ -32,7 +32,8 @@ from deploy.model import (
 from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
-from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable
+from deploy.retry import RetryPolicy
+from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint
 from deploy.volumes import VolumeDriver, VolumeInfo
 
 ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns")
@@ -88,18 +89,29 @@ def public_address(record: ServerRecord | None) -> str | None:
 
 
 def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
+    """Where to reach the server: its address, and the config's port, user and host key.
+
+    The config decides for droplets as for ``provider: ssh`` servers: a droplet whose
+    SSH listens on another port, or logs in as another user, is reached as the course says.
+    """
     assert record.address is not None
     return Target(
         host=record.address,
-        port=record.port,
-        user=record.user,
+        port=config.server.port,
+        user=config.server.user,
         pinned_key=config.server.host_key or record.host_key,
         client_key=engine.service_key.private,
     )
 
 
-async def _known_server(engine: Engine, course: str, config: CourseConfig) -> ServerRecord | None:
-    """The server as remembered, or as the config names it for ``provider: ssh``."""
+async def _known_server(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress | None = None
+) -> ServerRecord | None:
+    """The course's server: remembered, named by the config (``provider: ssh``), or found.
+
+    The database is a cache: a droplet it does not remember is looked up in DigitalOcean
+    by the config's ``server.name`` and the service's tag, and remembered again.
+    """
     record = await engine.records.get_server(course)
     server = config.server
     if server.provider == "ssh":
@@ -113,8 +125,30 @@ async def _known_server(engine: Engine, course: str, config: CourseConfig) -> Se
             host_key=server.host_key or (record.host_key if same and record else None),
         )
     if record is not None and record.provider == "digitalocean" and record.droplet_id:
-        return record
-    return None
+        return replace(record, port=server.port, user=server.user)
+    droplets = await engine.droplets_for(course)
+    if droplets is None:
+        return None
+    found = await droplets.find(server.name)
+    if found is None or not found.ipv4:
+        return None
+    if progress is not None:
+        await progress(
+            f"found droplet {found.name} (id {found.id}) by its name and the "
+            f"{DROPLET_TAG} tag; remembering it"
+        )
+    found_record = ServerRecord(
+        provider="digitalocean",
+        address=found.ipv4,
+        port=server.port,
+        user=server.user,
+        droplet_id=found.id,
+        host_key=server.host_key,
+        size=found.size,
+        region=found.region,
+    )
+    await engine.records.save_server(course, found_record)
+    return found_record
 
 
 async def _droplets(engine: Engine, course: str) -> DropletDriver:
@@ -144,8 +178,8 @@ async def _provision(
     record = ServerRecord(
         provider="digitalocean",
         address=info.ipv4,
-        port=22,
-        user="root",
+        port=server.port,
+        user=server.user,
         droplet_id=info.id,
         # A droplet with a new id is a new machine with a new host key.
         host_key=previous.host_key if previous and previous.droplet_id == info.id else None,
@@ -161,17 +195,26 @@ async def _provision(
 
 
 async def _observe(
-    engine: Engine, course: str, config: CourseConfig, record: ServerRecord
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    record: ServerRecord,
+    progress: Progress | None = None,
 ) -> Observed:
     """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
     target = _target(engine, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     remembered = replace(record, host_key=target.pinned_key)
+    stored = await engine.records.get_server(course)
     if not target.pinned_key:
         _, seen = await engine.ssh.connect(target)  # the pooled connection: no new round trip
         remembered = replace(record, host_key=seen)
+        if progress is not None and (stored is None or stored.host_key != seen):
+            await progress(
+                f"pinned the host key of {target.address} on first contact: {fingerprint(seen)}"
+            )
     # Remembered for the monitor and /status, which work without the repository's config.
-    if remembered != await engine.records.get_server(course):
+    if remembered != stored:
         await engine.records.save_server(course, remembered)
     return parse_observation(stdout)
 
@@ -179,20 +222,26 @@ async def _observe(
 async def _wait_for_ssh(
     engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> Observed:
-    deadline = time.monotonic() + engine.ssh_wait_seconds
-    while True:
-        try:
-            return await _observe(engine, course, config, record)
-        except HostKeyChanged:
-            raise
-        except UNREACHABLE as exc:
-            if time.monotonic() > deadline:
-                raise OperationError(
-                    f"the server at {record.address} did not answer over SSH within "
-                    f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
-                ) from None
-            await progress(f"waiting for SSH on {record.address}")
-            await asyncio.sleep(engine.ssh_poll_seconds)
+    """Observe the server once it answers over SSH (a new or rebooted droplet takes a while)."""
+
+    async def on_retry(_failure: BaseException, _tries: int, _delay: float) -> None:
+        await progress(f"waiting for SSH on {record.address}")
+
+    policy = RetryPolicy(
+        retry_on=lambda failure: isinstance(failure, UNREACHABLE),
+        attempts=None,
+        within=engine.ssh_wait_seconds,
+        wait=lambda _failure, _failures: engine.ssh_poll_seconds,
+    )
+    try:
+        return await policy.call(
+            lambda: _observe(engine, course, config, record, progress), on_retry=on_retry
+        )
+    except UNREACHABLE as exc:
+        raise OperationError(
+            f"the server at {record.address} did not answer over SSH within "
+            f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
+        ) from None
 
 
 def _result(
@@ -240,11 +289,11 @@ async def _deploy(
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
 ) -> OperationResult:
-    record = await _known_server(engine, course, config)
+    record = await _known_server(engine, course, config, progress)
     observed = None
     if record is not None:
         try:
-            observed = await _observe(engine, course, config, record)
+            observed = await _observe(engine, course, config, record, progress)
         except HostKeyChanged:
             raise
         except UNREACHABLE as exc:
@@ -385,12 +434,13 @@ async def status(
 ) -> OperationResult:
     """Provider, size, region, address and power; hub version and health; disk and memory.
 
-    Without ``config`` it works from what the last deploy remembered, so answering
-    ``/status`` needs nothing from the repository.
+    With ``config`` the server is found as a deploy finds it (a droplet the database
+    forgot is looked up by name and tag); without it (the repository's config has errors)
+    it works from what the last deploy remembered.
     """
     try:
         if config is not None:
-            record = await _known_server(engine, course, config)
+            record = await _known_server(engine, course, config, progress)
         else:
             record = await engine.records.get_server(course)
         if record is None or not record.address:
@@ -404,14 +454,13 @@ async def status(
         droplets = await engine.droplets_for(course)
         if record.provider == "digitalocean" and record.droplet_id and droplets:
             droplet = await droplets.get(record.droplet_id)
-        target = (
-            _target(engine, config, record)
-            if config is not None
-            else _remembered_target(engine, record)
-        )
         try:
-            _, stdout, _ = await engine.ssh.run_script(target, observe_script())
-            observed = parse_observation(stdout)
+            if config is not None:
+                observed = await _observe(engine, course, config, record, progress)
+            else:
+                target = _remembered_target(engine, record)
+                _, stdout, _ = await engine.ssh.run_script(target, observe_script())
+                observed = parse_observation(stdout)
         except UNREACHABLE as exc:
             observed = Observed(reachable=False)
             await progress(f"SSH failed: {type(exc).__name__}")
@@ -432,7 +481,7 @@ async def restart(
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
     try:
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if record is None:
             raise OperationError("there is no server yet: push to the default branch first")
         if reboot:
@@ -469,7 +518,7 @@ async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
     try:
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
             raise OperationError(
                 "`provider: ssh` servers cannot be snapshotted from here; "
@@ -505,7 +554,7 @@ async def resize(
             raise OperationError(
                 "`provider: ssh` servers cannot be resized from here; resize it with your provider"
             )
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         droplets = await _droplets(engine, course)

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import digitalocean
-from digitalocean.baseapi import DELETE, GET, POST
 
-from deploy.droplets import DropletDriver, DropletError, _Manager, _Watched
+from deploy.digitalocean_api import DELETE, GET, POST
+from deploy.droplets import DropletDriver, DropletError
 from deploy.model import DROPLET_TAG, Progress
 from deploy.redact import redact
 
@@ -183,10 +183,6 @@ def _snapshot_info(data: dict[str, Any]) -> SnapshotInfo:
 # ---- the I/O layer -----------------------------------------------------------------------
 
 
-class _Volume(_Watched, digitalocean.Volume):
-    pass
-
-
 class VolumeDriver:
     """The calls this service makes about a course's volume, as async methods."""
 
@@ -196,12 +192,10 @@ class VolumeDriver:
     # ---- plumbing ----
 
     async def _get(self, what: str, url: str, params: dict[str, Any] | None = None) -> Any:
-        manager = self._droplets._new(_Manager)
-        return await self._droplets._call(what, manager.get_data, url, type=GET, params=params)
+        return await self._droplets._call(what, self._droplets.api.request, url, GET, params)
 
     async def _send(self, what: str, url: str, method: str, params: dict[str, Any]) -> Any:
-        manager = self._droplets._new(_Manager)
-        return await self._droplets._call(what, manager.get_data, url, type=method, params=params)
+        return await self._droplets._call(what, self._droplets.api.request, url, method, params)
 
     async def _wait(self, url: str, action: dict[str, Any], what: str) -> None:
         """Poll an action until it completes; VolumeError if it errors or never ends."""
@@ -217,7 +211,7 @@ class VolumeDriver:
         raise VolumeError(f"the {what} did not finish within {driver.timeout:g} s")
 
     async def _volume_action(self, volume: VolumeInfo, what: str, method: str, *args: Any) -> None:
-        handle = self._droplets._new(_Volume, id=volume.id)
+        handle = self._droplets.api.new(digitalocean.Volume, id=volume.id)
         started = await self._droplets._call(f"start the {what}", getattr(handle, method), *args)
         await self._wait(f"volumes/{volume.id}/actions", started["action"], what)
 

@@ -318,6 +318,9 @@ class DigitalOceanFake:
         self._ids = itertools.count(1001)
         self._addresses = itertools.count(2)
         self._reserved_addresses = itertools.count(2)
+        # Where new droplets' SSH can be reached in a test (the loopback SSH server's
+        # address); by default each droplet gets an address of its own that nobody serves.
+        self.new_droplet_address: str | None = None
         self._faults: dict[str, list[_Fault]] = {}
         self._action_faults: dict[str, list[str]] = {}
         self._closing = asyncio.Event()
@@ -640,7 +643,20 @@ class DigitalOceanFake:
             and (tag is None or tag in d.tags)
             and (name is None or d.name.lower() == name.lower())
         ]
-        return _listing("droplets", found)
+        return self._page(request, "droplets", found)
+
+    def _page(self, request: web.Request, key: str, items: list[dict[str, Any]]) -> web.Response:
+        """One page of ``items`` as DigitalOcean pages a list: ``links.pages.next`` if more."""
+        per_page = int(request.query.get("per_page", 20))
+        page = int(request.query.get("page", 1))
+        start = (page - 1) * per_page
+        links: dict[str, Any] = {}
+        if start + per_page < len(items):
+            query = {**request.query, "page": str(page + 1), "per_page": str(per_page)}
+            following = request.url.with_query(query)
+            links["pages"] = {"next": str(following)}
+        body = {key: items[start : start + per_page], "links": links, "meta": {"total": len(items)}}
+        return web.json_response(body)
 
     async def _create_droplet(self, request: web.Request) -> web.Response:
         body = request["json"] or {}
@@ -699,7 +715,7 @@ class DigitalOceanFake:
     def _boot(self, droplet: FakeDroplet) -> None:
         droplet.status = "active"
         if droplet.ipv4 is None:
-            droplet.ipv4 = f"127.0.0.{next(self._addresses)}"
+            droplet.ipv4 = self.new_droplet_address or f"127.0.0.{next(self._addresses)}"
 
     async def _destroy_droplet(self, request: web.Request) -> web.Response:
         # Served only so that a call would be recorded; the driver must never make one.

@@ -37,7 +37,8 @@ from tests.plugins.digitalocean_fake import openapi_validator
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
 VOLUME = f"{NAME}-home"
-CONFIG = f"server:\n  name: {NAME}\nhub:\n  admins: [alice]\nstorage: {{size: 20}}\n"
+# The droplet's SSH is the loopback target's port (server.port applies to droplets too).
+CONFIG = "server:\n  name: {name}\n  port: {port}\nhub:\n  admins: [alice]\nstorage: {{size: 20}}\n"
 
 
 class Records:
@@ -95,7 +96,8 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
             service_key=ServiceKey(target.client_key, "", "", "", base / "key"),
             droplets=DropletDriver(fake.token, poll_interval=0.001, timeout=5.0, sleep=instant),
         )
-        config = load_course({".github/classroom.yml": CONFIG.encode()}, "octo-org", "p")
+        text = CONFIG.format(name=NAME, port=target.port)
+        config = load_course({".github/classroom.yml": text.encode()}, "octo-org", "p")
 
         async def measure(label: str, work) -> object:
             requests, commands = len(fake.requests), ssh.commands_run

@@ -12,6 +12,7 @@ import json
 import secrets
 import shlex
 import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -34,8 +35,15 @@ CONFIG = f"server:\n  name: {NAME}\n  region: syd1\nhub:\n  admins: [alice]\n"
 STORAGE = "storage: {size: 20}\n"
 
 
+# The droplet's SSH port: the loopback target's, set by the ``droplet`` fixture
+# (server.port applies to droplets too).
+PORT: int | None = None
+
+
 def course(extra: str = STORAGE):
-    return load_course({".github/classroom.yml": (CONFIG + extra).encode()}, "octo-org", "p")
+    port = f"  port: {PORT}\n" if PORT else ""
+    config = CONFIG.replace("hub:\n", f"{port}hub:\n", 1) + extra
+    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p")
 
 
 # ---- the plan (pure) -------------------------------------------------------------------------
@@ -111,8 +119,9 @@ async def noop(_line: str) -> None:
 
 
 @pytest.fixture
-async def droplet(tmp_path, ssh_target, do_fake):
+async def droplet(tmp_path, ssh_target, do_fake, monkeypatch):
     """A new droplet (nothing in /home, no TLJH) that answers SSH on the loopback target."""
+    monkeypatch.setattr(sys.modules[__name__], "PORT", ssh_target.port)
     ssh_target.empty_home()
     made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
     do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)

@@ -7,7 +7,7 @@ import pytest
 from deploy.model import DROPLET_TAG
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_commands_flow import DO_CONFIG, droplet_classroom, issue_payload
+from tests.test_commands_flow import do_config, droplet_classroom, issue_payload
 
 pytestmark = pytest.mark.sshd
 
@@ -17,7 +17,8 @@ async def test_backup_then_restore_lists_it_and_a_writer_may_not_restore_everyth
 ) -> None:
     _, number = await droplet_classroom(classroom, do_fake, example)
     files = ssh_course_files(classroom.target)
-    files[".github/classroom.yml"] = (DO_CONFIG + "storage: {size: 20}\n").encode()
+    config = do_config(classroom.target.port) + "storage: {size: 20}\n"
+    files[".github/classroom.yml"] = config.encode()
     classroom.commit(files)
     do_fake.add_volume("physics101-hub-home", tags=[DROPLET_TAG])
     issue = issue_payload(example, number)
@@ -52,7 +53,8 @@ async def test_a_failed_snapshot_opens_an_issue_and_the_next_success_closes_it(
 ) -> None:
     _, number = await droplet_classroom(classroom, do_fake, example)
     files = ssh_course_files(classroom.target)
-    files[".github/classroom.yml"] = (DO_CONFIG + "storage: {size: 20}\n").encode()
+    config = do_config(classroom.target.port) + "storage: {size: 20}\n"
+    files[".github/classroom.yml"] = config.encode()
     classroom.commit(files)
     do_fake.add_volume("physics101-hub-home", tags=[DROPLET_TAG])
     issue = issue_payload(example, number)

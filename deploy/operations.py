@@ -34,8 +34,9 @@ from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.retry import RetryPolicy
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint
+from deploy.volumes import VolumeDriver, VolumeInfo
 
-ENGINE_STEPS = ("provision", "wait-ssh", "dns")
+ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns")
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -76,9 +77,15 @@ class Engine:
 def hub_url(config: CourseConfig, record: ServerRecord | None) -> str | None:
     if config.hub.hostname:
         return f"https://{config.hub.hostname}"
-    if record is not None and record.address:
-        return f"http://{record.address}"
-    return None
+    address = public_address(record)
+    return f"http://{address}" if address else None
+
+
+def public_address(record: ServerRecord | None) -> str | None:
+    """Where people reach the hub: the course's reserved IP, else the droplet's address."""
+    if record is None:
+        return None
+    return record.reserved_ip or record.address
 
 
 def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
@@ -178,7 +185,11 @@ async def _provision(
         host_key=previous.host_key if previous and previous.droplet_id == info.id else None,
         size=info.size,
         region=info.region,
+        reserved_ip=previous.reserved_ip if previous else None,
     )
+    if record.reserved_ip and (previous is None or previous.droplet_id != info.id):
+        # A new droplet for the course (the old one is gone): it takes the course's address.
+        await VolumeDriver(droplets).assign_reserved_ip(record.reserved_ip, info.id, progress)
     await engine.records.save_server(course, record)
     return record
 
@@ -311,6 +322,8 @@ async def _deploy(
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
                 record = outcome  # type: ignore[assignment]
+            if step.name == "volume":
+                record = await engine.records.get_server(course) or record
             ok = True
             if step.name == "wait-ssh":
                 assert record is not None
@@ -350,18 +363,65 @@ async def _engine_step(
 ) -> ServerRecord | None:
     if step.name == "provision":
         return await _provision(engine, course, config, progress)
+    if step.name == "volume":
+        await _home_volume(engine, course, config, progress)
+    if step.name == "volume-snapshot":
+        await _snapshot_home_volume(engine, course, config, progress)
     if step.name == "dns":
         record = await engine.records.get_server(course)
-        if record and record.address and config.hub.hostname:
+        address = public_address(record)
+        if address and config.hub.hostname:
             droplets = await _droplets(engine, course)
-            done = await droplets.ensure_dns_a_record(config.hub.hostname, record.address)
+            done = await droplets.ensure_dns_a_record(config.hub.hostname, address)
             await progress(
-                f"DNS A record {config.hub.hostname} → {record.address}"
+                f"DNS A record {config.hub.hostname} → {address}"
                 if done
                 else f"{config.hub.hostname} is not a domain in this DigitalOcean account; "
                 "point its DNS at the server yourself"
             )
     return None
+
+
+async def _home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> VolumeInfo:
+    """The course's volume found or created, grown to ``storage.size``, attached; and the
+    course's reserved IP on its droplet."""
+    record = await engine.records.get_server(course)
+    if config.storage is None or record is None or record.droplet_id is None:
+        raise OperationError("the course's volume needs its droplet, and none is known yet")
+    volumes = VolumeDriver(await _droplets(engine, course))
+    volume = await volumes.ensure_home_volume(
+        config.server.name,
+        record.region or config.server.region,
+        config.storage.size_gib,
+        progress,
+        droplet_id=record.droplet_id,
+    )
+    volume = await volumes.attach(volume, record.droplet_id, progress)
+    region = record.region or config.server.region
+    if record.reserved_ip:
+        await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
+    else:
+        reserved = await volumes.ensure_reserved_ip(record.droplet_id, region, progress)
+        await engine.records.save_server(course, replace(record, reserved_ip=reserved))
+    return volume
+
+
+async def _snapshot_home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> None:
+    """A snapshot before TLJH changes; if it fails, the change waits (the step raises)."""
+    record = await engine.records.get_server(course)
+    assert config.storage is not None and record is not None
+    volumes = VolumeDriver(await _droplets(engine, course))
+    volume = await volumes.current_home_volume(
+        config.server.name, record.region or config.server.region, record.droplet_id
+    )
+    if volume is None:
+        raise OperationError("the course's volume is missing; nothing was changed")
+    await volumes.take_snapshot(volume, config.server.name, datetime.now(UTC), progress)
+    await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
 
 
 async def status(

@@ -191,7 +191,18 @@ def test_help_lists_every_command_with_who_and_example() -> None:
         assert f"`{spec.usage}`" in text
         assert f"`{spec.example}`" in text
     assert "admins, maintainers and writers" in text
-    assert set(COMMANDS) == {"status", "plan", "rebuild", "resize", "restart", "snapshot", "help"}
+    assert set(COMMANDS) == {
+        "status",
+        "plan",
+        "rebuild",
+        "resize",
+        "restart",
+        "snapshot",
+        "help",
+        "backup",
+        "restore",
+        "move-home",
+    }
 
 
 def test_help_examples_parse() -> None:

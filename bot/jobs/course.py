@@ -234,6 +234,8 @@ async def remember_course(
             "monitor_issue": config.monitor.issue,
             "tljh_version": config.hub.tljh_version,
             "branch": branch,
+            # Scheduled snapshots of the course's volume (bot.backups); None: none.
+            "backup_every": config.backup.every_seconds if config.storage else None,
         },
     )
 

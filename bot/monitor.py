@@ -19,11 +19,13 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from bot import store as st
+from bot.backups import BackupSchedule
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
@@ -122,6 +124,7 @@ class Monitor:
         self._courses: list[tuple[st.Course, dict[str, Any]]] = []
         self._courses_read_at = 0.0
         self.rounds = 0
+        self.backups = BackupSchedule(services.store, self._ask_backup)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="monitor")
@@ -152,6 +155,10 @@ class Monitor:
             # Re-read the courses once a tick; between reads the loop only compares times.
             self._courses = await self.services.store.monitored_courses()
             self._courses_read_at = now
+            try:
+                await self.backups.run(self._courses, datetime.now(UTC))
+            except Exception:
+                logger.exception("scheduling backups failed")
         due = []
         for course, facts in self._courses:
             if not facts.get("hub_url") or not facts.get("monitor", True):
@@ -304,6 +311,18 @@ class Monitor:
             user=None,
             source="monitor",
             payload=payload,
+        )
+
+    async def _ask_backup(self, course: st.Course, facts: dict[str, Any]) -> int | None:
+        """Queue the course's scheduled snapshot, the job ``/backup`` asks for."""
+        return await enqueue_operation(
+            self.services,
+            course.full_name,
+            "backup",
+            installation_id=course.installation_id,
+            user=None,
+            source="schedule",
+            payload={"default_branch": facts.get("branch")},
         )
 
     async def note_up(self, course: str, detail: str) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from deploy.model import (
     CONFIG_PATH,
+    BackupSpec,
     ConfigError,
     ConfigErrors,
     ContentSpec,
@@ -25,6 +26,7 @@ from deploy.model import (
     MonitorSpec,
     Packages,
     ServerSpec,
+    StorageSpec,
 )
 from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.validate import (
@@ -59,7 +61,7 @@ CONFIG_FILES: frozenset[str] = frozenset(
     }
 )
 
-TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune")
+TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune", "storage", "backup")
 SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
 HUB_KEYS = (
     "hostname",
@@ -74,8 +76,16 @@ HUB_KEYS = (
 LIMIT_KEYS = ("memory", "cpu")
 CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
+STORAGE_KEYS = ("size",)
+BACKUP_KEYS = ("every", "keep")
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
+# DigitalOcean's volumes are 1 GiB to 16 TiB.
+STORAGE_SIZE_RANGE = (1, 16384)
+BACKUP_EVERY_RANGE = (3600, 30 * 86400)
+# DigitalOcean keeps at most 25 snapshots of a volume, and a backup takes the new one
+# before retention deletes the oldest.
+BACKUP_KEEP_RANGE = (1, 24)
 
 
 def is_course_file(path: str) -> bool:
@@ -114,6 +124,8 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         packages=packages,
         badges=settings.badges,
         prune=settings.prune,
+        storage=settings.storage,
+        backup=settings.backup,
     )
 
 
@@ -127,6 +139,8 @@ class CourseSettings:
     monitor: MonitorSpec = field(default_factory=MonitorSpec)
     badges: bool = True
     prune: bool = False
+    storage: StorageSpec | None = None
+    backup: BackupSpec = field(default_factory=BackupSpec)
 
 
 def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
@@ -141,7 +155,10 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     hub = _hub(reader, top.get("hub"))
     content_spec = _content(reader, top.get("content"))
     monitor = _monitor(reader, top.get("monitor"))
-    flags: dict[str, Any] = {}
+    storage = _storage(reader, top.get("storage"))
+    backup = _backup(reader, top.get("backup"))
+    _volume_needs_a_droplet(reader, server, top)
+    flags: dict[str, Any] = {"storage": storage, "backup": backup}
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -297,6 +314,76 @@ def _monitor(reader: YamlReader, entry: Entry | None) -> MonitorSpec:
     ):
         values["signups"] = signups
     return MonitorSpec(**values)
+
+
+def _storage(reader: YamlReader, entry: Entry | None) -> StorageSpec | None:
+    keys = _section(reader, entry, "storage", STORAGE_KEYS)
+    if "size" not in keys:
+        if entry is not None and isinstance(entry[1], yaml.MappingNode):
+            reader.error(entry[0], "storage.size", "is required: the volume's size in GiB, e.g. 20")
+        return None
+    node = keys["size"][1]
+    size = reader.integer(node, "storage.size")
+    if size is None:
+        return None
+    low, high = STORAGE_SIZE_RANGE
+    if not low <= size <= high:
+        reader.error(node, "storage.size", f"{size} is out of range; use {low} to {high} GiB")
+        return None
+    return StorageSpec(size_gib=size)
+
+
+def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
+    keys = _section(reader, entry, "backup", BACKUP_KEYS)
+    values: dict[str, Any] = {}
+    if "every" in keys:
+        node = keys["every"][1]
+        # YAML 1.1 reads a bare `off` as the boolean false; it is the documented way to
+        # turn snapshots off, so it is taken as written.
+        if isinstance(node, yaml.ScalarNode) and node.value.lower() == "off":
+            values["every_seconds"] = None
+        else:
+            low, high = BACKUP_EVERY_RANGE
+            every = reader.text(node, "backup.every")
+            seconds = None
+            if every is not None:
+                seconds = reader.check(
+                    node,
+                    "backup.every",
+                    lambda value: parse_duration(value, minimum=low, maximum=high),
+                    every,
+                )
+            if seconds:
+                values["every_seconds"] = seconds
+    if "keep" in keys:
+        node = keys["keep"][1]
+        keep = reader.integer(node, "backup.keep")
+        low, high = BACKUP_KEEP_RANGE
+        if keep is not None and not low <= keep <= high:
+            reader.error(node, "backup.keep", f"{keep} is out of range; keep {low} to {high}")
+        elif keep is not None:
+            values["keep"] = keep
+    return BackupSpec(**values)
+
+
+def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:
+    """``storage`` and ``backup`` are DigitalOcean volumes: refused for other servers,
+    and snapshots need a volume to snapshot."""
+    for key in ("storage", "backup"):
+        if key in top and server.provider == "ssh":
+            reader.error(
+                top[key][0],
+                key,
+                "is only for provider: digitalocean (a block storage volume and its "
+                "snapshots); on your own server back /home up with restic or rsync, "
+                "see docs/instructors.md",
+            )
+    if "backup" in top and "storage" not in top and server.provider == "digitalocean":
+        reader.error(
+            top["backup"][0],
+            "backup",
+            "snapshots are of the course's volume: set storage.size as well (e.g. 20)",
+        )
 
 
 __all__ = [

@@ -1,10 +1,11 @@
 """Drive DigitalOcean droplets: find or create, resize, snapshot, reboot, DNS, and sizes.
 
-Every call goes through python-digitalocean, which blocks, so each one runs in a worker
+Every call goes through python-digitalocean (by way of ``deploy.digitalocean_api``, the one
+place a request is sent and its errors mapped), which blocks, so each one runs in a worker
 thread and the event loop never waits on the network. Rate limits (429), server errors
-(5xx) and timeouts are retried here, with the waits bounded. By design nothing in this
-module can rebuild, restore or destroy a droplet (safety invariant 1): students' work
-lives on the droplet's disk.
+(5xx) and timeouts are retried by the one policy of ``deploy.retry``, waits bounded. By
+design nothing in this module can rebuild, restore or destroy a droplet (safety invariant
+1): students' work lives on the droplet's disk.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import digitalocean
-import requests
-from digitalocean.baseapi import POST, PUT, BaseAPI
 
+from deploy.digitalocean_api import (
+    POST,
+    PUT,
+    DigitalOceanAPI,
+    DigitalOceanError,
+    Gone,
+    Transient,
+    WrongToken,
+)
 from deploy.model import DROPLET_TAG, Progress
-from deploy.redact import add_secrets, redact
+from deploy.redact import redact
+from deploy.retry import MAX_RATE_LIMIT_WAIT, RetryPolicy, backoff, rate_limit_wait
 from deploy.validate import MAX_SIZE_SLUG, SIZE_SLUG, Invalid, check_size_slug
 
 logger = logging.getLogger(__name__)
@@ -47,11 +56,8 @@ PUBLIC_KEY_PATTERN = re.compile(
 )
 CPU_VENDOR_SUFFIXES = ("-amd", "-intel")
 
-# How long a 429 may make us wait, and how many tries a call gets before we give up.
-MAX_RATE_LIMIT_WAIT = 120.0
+# How many tries a call gets before we give up.
 MAX_ATTEMPTS = 5
-BACKOFF_BASE = 1.0
-BACKOFF_MAX = 30.0
 POWER_ON_ATTEMPTS = 3
 
 
@@ -175,19 +181,10 @@ def retry_delay(
     A 429 says when the limit resets (``ratelimit-reset``, epoch seconds) or how long to
     wait (``retry-after``); anything else backs off exponentially. Never above the bounds.
     """
-    lowered = {k.lower(): v for k, v in headers.items()}
     if status == 429:
-        for name, absolute in (("retry-after", False), ("ratelimit-reset", True)):
-            value = lowered.get(name)
-            if value is None:
-                continue
-            try:
-                seconds = float(value) - (now if absolute else 0.0)
-            except ValueError:
-                continue
-            return min(max(seconds, 0.0), max_wait)
-        return min(BACKOFF_BASE * 2**attempt, max_wait)
-    return min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+        asked = rate_limit_wait(headers, now, max_wait=max_wait)
+        return asked if asked is not None else backoff(attempt + 1, cap=max_wait)
+    return backoff(attempt + 1)
 
 
 def public_key_fingerprint(public_key: str) -> str:
@@ -231,72 +228,27 @@ def _check_size(size: str) -> str:
 # ---- the I/O layer -----------------------------------------------------------------------
 
 
-class _Transient(Exception):
-    """A failure worth retrying: 429, 5xx, or no answer."""
-
-    def __init__(self, status: int | None, headers: Mapping[str, str], message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = dict(headers)
-        self.message = message
-
-
-class _Watched:
-    """Mixed into python-digitalocean's classes to see each response before it parses it.
-
-    The library turns a 429 or 500 into a bare message and drops the headers; this
-    raises ``_Transient`` carrying the status and headers instead, so the caller can wait
-    as DigitalOcean asks. It also applies our request timeout, which the library would
-    otherwise take only from an environment variable.
-    """
-
-    request_timeout: float = 30.0
-
-    def get_timeout(self) -> float:
-        return self.request_timeout
-
-    # BaseAPI calls its private ``__perform_request`` for every request, by this mangled
-    # name; overriding it is the one place every response passes through.
-    def _BaseAPI__perform_request(
-        self, url: str, method: str = "GET", params: dict | None = None
-    ) -> requests.Response:
-        perform = BaseAPI._BaseAPI__perform_request  # type: ignore[attr-defined]
-        try:
-            response = perform(self, url, method, params)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            reason = type(exc).__name__
-            raise _Transient(None, {}, f"no answer from DigitalOcean ({reason})") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(
-                response.status_code,
-                response.headers,
-                f"DigitalOcean answered {response.status_code} {response.reason}",
-            )
-        return response
-
-
 class _ActionTimeout(DropletError):
     """An action still in progress when our patience ran out."""
 
 
-class _Manager(_Watched, digitalocean.Manager):
-    pass
+class _StillMissing(Exception):
+    """A create got no answer and what it may have made has not appeared yet."""
 
 
-class _Droplet(_Watched, digitalocean.Droplet):
-    pass
+def _transient(failure: BaseException) -> bool:
+    return isinstance(failure, Transient)
 
 
-class _Action(_Watched, digitalocean.Action):
-    pass
+def _converging(failure: BaseException) -> bool:
+    return isinstance(failure, Transient | _StillMissing)
 
 
-class _SSHKey(_Watched, digitalocean.SSHKey):
-    pass
-
-
-class _Domain(_Watched, digitalocean.Domain):
-    pass
+def _wait_after(failure: BaseException, failures: int) -> float:
+    """The pause before the next try: as a 429 asks, else backing off."""
+    if isinstance(failure, Transient):
+        return retry_delay(failure.status, failure.headers, failures - 1, time.time())
+    return backoff(failures)
 
 
 class DropletDriver:
@@ -315,41 +267,37 @@ class DropletDriver:
     ) -> None:
         if not token:
             raise DropletError("no DigitalOcean token is configured (DIGITALOCEAN_ACCESS_TOKEN)")
-        add_secrets([token])
-        self._token = token
+        self.api = DigitalOceanAPI(token, request_timeout=request_timeout)
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.shutdown_timeout = shutdown_timeout
-        self.request_timeout = request_timeout
         self.max_attempts = max_attempts
         self._sleep = sleep
+        # Every request: 429, 5xx and no answer are tried again, as DigitalOcean asks.
+        self._requests = RetryPolicy(
+            retry_on=_transient, attempts=max_attempts, wait=_wait_after, sleep=sleep
+        )
+        # A create (droplet, DNS record) converges: it looks before asking again, and after
+        # a create that got no answer it only looks, so nothing is made twice.
+        self._creates = RetryPolicy(
+            retry_on=_converging, attempts=max_attempts, wait=_wait_after, sleep=sleep
+        )
 
     # ---- plumbing ----
 
-    def _new(self, cls: type[T], **attributes: Any) -> T:
-        obj = cls(token=self._token, **attributes)  # type: ignore[call-arg]
-        obj.request_timeout = self.request_timeout  # type: ignore[attr-defined]
-        return obj
-
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one blocking library call in a thread, retrying what is worth retrying."""
-        for attempt in range(self.max_attempts):
-            try:
-                return await asyncio.to_thread(fn, *args, **kwargs)
-            except _Transient as exc:
-                if attempt + 1 >= self.max_attempts:
-                    raise DropletError(
-                        f"DigitalOcean did not {what} after {self.max_attempts} tries: "
-                        f"{exc.message}"
-                    ) from None
-                delay = retry_delay(exc.status, exc.headers, attempt, time.time())
-                logger.warning("%s: %s; retrying in %.1fs", what, exc.message, delay)
-                await self._sleep(delay)
-            except digitalocean.NotFoundError:
-                raise DropletError(f"DigitalOcean could not {what}: not found") from None
-            except digitalocean.Error as exc:
-                raise DropletError(f"DigitalOcean could not {what}: {redact(str(exc))}") from None
-        raise AssertionError("unreachable")
+
+        async def once() -> T:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        async def on_retry(failure: BaseException, _tries: int, delay: float) -> None:
+            logger.warning("%s: %s; retrying in %.1fs", what, failure, delay)
+
+        try:
+            return await self._requests.call(once, on_retry=on_retry)
+        except DigitalOceanError as exc:
+            raise _explained(exc, what, self.max_attempts) from None
 
     def _polls(self, timeout: float) -> int:
         # Counted in polls, not clock time, so a test's instant sleep still ends the wait.
@@ -359,7 +307,7 @@ class DropletDriver:
         self, droplet_id: int, action_id: int, what: str, timeout: float
     ) -> None:
         """Poll one action until it completes; DropletError if it errors or outlasts ``timeout``."""
-        action = self._new(_Action, id=action_id, droplet_id=droplet_id)
+        action = self.api.new(digitalocean.Action, id=action_id, droplet_id=droplet_id)
         for _ in range(self._polls(timeout)):
             await self._call(f"report on the {what}", action.load)
             if action.status == "completed":
@@ -370,16 +318,19 @@ class DropletDriver:
         raise _ActionTimeout(f"the {what} action did not finish within {timeout:g} s")
 
     async def _action(
-        self, droplet_id: int, what: str, timeout: float, method: str, *args: Any, **kwargs: Any
+        self,
+        droplet_id: int,
+        what: str,
+        timeout: float,
+        start: Callable[[digitalocean.Droplet], dict[str, Any]],
     ) -> None:
-        droplet = self._new(_Droplet, id=droplet_id)
-        action = await self._call(
-            f"start the {what}", getattr(droplet, method), *args, return_dict=False, **kwargs
-        )
-        await self._wait_action(droplet_id, action.id, what, timeout)
+        """Start one droplet action (``start`` calls the Droplet's method) and wait for it."""
+        droplet = self.api.new(digitalocean.Droplet, id=droplet_id)
+        answer = await self._call(f"start the {what}", start, droplet)
+        await self._wait_action(droplet_id, int(answer["action"]["id"]), what, timeout)
 
-    async def _load(self, droplet_id: int) -> _Droplet:
-        droplet = self._new(_Droplet, id=int(droplet_id))
+    async def _load(self, droplet_id: int) -> digitalocean.Droplet:
+        droplet = self.api.new(digitalocean.Droplet, id=int(droplet_id))
         await self._call(f"find droplet {int(droplet_id)}", droplet.load)
         return droplet
 
@@ -388,8 +339,14 @@ class DropletDriver:
     async def get(self, droplet_id: int) -> DropletInfo:
         return _info(await self._load(droplet_id))
 
+    async def find(self, name: str) -> DropletInfo | None:
+        """The droplet with this name and the service's tag, if there is one."""
+        _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
+        found = await self._find(name)
+        return _info(found) if found is not None else None
+
     async def list_sizes(self) -> list[SizeInfo]:
-        manager = self._new(_Manager)
+        manager = self.api.new(digitalocean.Manager)
         sizes = await self._call("list droplet sizes", manager.get_all_sizes)
         return [
             SizeInfo(
@@ -405,7 +362,7 @@ class DropletDriver:
         ]
 
     async def list_regions(self) -> list[RegionInfo]:
-        manager = self._new(_Manager)
+        manager = self.api.new(digitalocean.Manager)
         regions = await self._call("list regions", manager.get_all_regions)
         return [
             RegionInfo(
@@ -431,9 +388,10 @@ class DropletDriver:
         _check_size(size)
         _check(SLUG_PATTERN, image, "image", "ubuntu-24-04-x64")
         key_fingerprint = public_key_fingerprint(ssh_public_key)
-
         unanswered = False  # a create went out and no answer came back
-        for attempt in range(self.max_attempts):
+
+        async def converge() -> DropletInfo:
+            nonlocal unanswered
             existing = await self._find(name)
             if existing is not None:
                 await _say(progress, f"Found droplet {name} (id {existing.id}, {existing.status})")
@@ -444,18 +402,11 @@ class DropletDriver:
             if unanswered:
                 # The create we got no answer to may still be under way at DigitalOcean;
                 # asking again could make a second droplet, so only look for the first.
-                if attempt + 1 >= self.max_attempts:
-                    raise DropletError(
-                        f"DigitalOcean did not answer the request to create {name}, and it "
-                        "has not appeared yet; the next deploy adopts it if it does, "
-                        "rather than creating another"
-                    )
-                await self._sleep(retry_delay(None, {}, attempt, time.time()))
-                continue
+                raise _StillMissing()
             key_id = await self._ensure_key(ssh_public_key, key_fingerprint, progress)
             await _say(progress, f"Creating droplet {name} ({size}, {image}) in {region}")
             # Droplet.create would send "vpc_uuid": null, which the API's description does
-            # not allow; the same request through the library's transport leaves it out.
+            # not allow; the same request through the library's get_data leaves it out.
             request = {
                 "name": name,
                 "region": region,
@@ -467,30 +418,28 @@ class DropletDriver:
                 "backups": False,
                 "ipv6": False,
             }
-            client = self._new(_Manager)
             try:
-                # Not retried blindly: a create that timed out may have happened, so the
-                # loop looks for the droplet again before asking a second time.
-                created = await asyncio.to_thread(
-                    client.get_data, "droplets/", type=POST, params=request
-                )
-            except _Transient as exc:
-                if attempt + 1 >= self.max_attempts:
-                    raise DropletError(
-                        f"DigitalOcean did not create {name}: {exc.message}"
-                    ) from None
-                unanswered = exc.status is None
-                await self._sleep(retry_delay(exc.status, exc.headers, attempt, time.time()))
-                continue
-            except digitalocean.Error as exc:
-                raise DropletError(
-                    f"DigitalOcean refused to create {name}: {redact(str(exc))}"
-                ) from None
+                created = await asyncio.to_thread(self.api.request, "droplets/", POST, request)
+            except Transient as exc:
+                unanswered = unanswered or exc.status is None
+                raise
             return await self._wait_running(int(created["droplet"]["id"]), progress)
-        raise DropletError(f"DigitalOcean did not create {name}")
 
-    async def _find(self, name: str) -> Any | None:
-        manager = self._new(_Manager)
+        try:
+            return await self._creates.call(converge)
+        except _StillMissing:
+            raise DropletError(
+                f"DigitalOcean did not answer the request to create {name}, and it "
+                "has not appeared yet; the next deploy adopts it if it does, "
+                "rather than creating another"
+            ) from None
+        except Transient as exc:
+            raise DropletError(f"DigitalOcean did not create {name}: {exc.message}") from None
+        except DigitalOceanError as exc:
+            raise _explained(exc, f"create {name}", self.max_attempts) from None
+
+    async def _find(self, name: str) -> digitalocean.Droplet | None:
+        manager = self.api.new(digitalocean.Manager)
         tagged = await self._call(
             "list the service's droplets", manager.get_all_droplets, tag_name=DROPLET_TAG
         )
@@ -504,14 +453,14 @@ class DropletDriver:
         return named[0] if named else None
 
     async def _ensure_key(self, public_key: str, key_fingerprint: str, progress: Progress) -> int:
-        manager = self._new(_Manager)
+        manager = self.api.new(digitalocean.Manager)
         keys = await self._call("list the account's SSH keys", manager.get_all_sshkeys)
         wanted = public_key.split()[:2]
         for key in keys:
             if key.fingerprint == key_fingerprint or (key.public_key or "").split()[:2] == wanted:
                 return int(key.id)
         await _say(progress, f"Adding the service's SSH key ({key_fingerprint}) to the account")
-        key = self._new(_SSHKey, name=DROPLET_TAG, public_key=public_key.strip())
+        key = self.api.new(digitalocean.SSHKey, name=DROPLET_TAG, public_key=public_key.strip())
         await self._call("add the service's SSH key", key.create)
         return int(key.id)
 
@@ -547,14 +496,15 @@ class DropletDriver:
             await self._power_down(droplet_id, progress)
             what = "resize (CPU, RAM and disk)" if disk else "resize (CPU and RAM only)"
             await _say(progress, f"Resizing to {size}; {'disk too' if disk else 'disk unchanged'}")
-            # python-digitalocean's resize() defaults to disk=True and, for False, leaves the
-            # field out; send the API's own boolean so the request says what it means.
+            # Droplet.resize() defaults to disk=True and, for False, leaves the field out;
+            # the library's get_data sends the API's own boolean, so the request says what
+            # it means whichever way ``disk`` goes.
+            action = {"type": "resize", "size": size, "disk": bool(disk)}
             await self._action(
                 droplet_id,
                 what,
                 self.timeout,
-                "_perform_action",
-                {"type": "resize", "size": size, "disk": bool(disk)},
+                lambda d: d.get_data(f"droplets/{d.id}/actions/", type=POST, params=action),
             )
         except DropletError as exc:
             failure = exc
@@ -572,48 +522,54 @@ class DropletDriver:
             return
         await _say(progress, "Shutting the droplet down")
         try:
-            await self._action(droplet_id, "shutdown", self.shutdown_timeout, "shutdown")
+            await self._action(droplet_id, "shutdown", self.shutdown_timeout, _shutdown)
         except DropletError as exc:
             await _say(progress, f"Graceful shutdown did not finish ({exc}); powering off")
         if (await self._load(droplet_id)).status == "off":
             return
         try:
-            await self._action(droplet_id, "power-off", self.timeout, "power_off")
+            await self._action(droplet_id, "power-off", self.timeout, _power_off)
         except DropletError as exc:
             raise DropletError(f"could not power the droplet off before resizing: {exc}") from exc
 
     async def _power_on(
         self, droplet_id: int, progress: Progress, *, after: DropletError | None = None
     ) -> None:
-        last: Exception | None = None
-        for attempt in range(POWER_ON_ATTEMPTS):
-            try:
-                if (await self._load(droplet_id)).status == "active":
-                    return
-                await _say(progress, "Powering the droplet on")
-                await self._action(droplet_id, "power-on", self.timeout, "power_on")
+        async def once() -> None:
+            if (await self._load(droplet_id)).status == "active":
                 return
-            except DropletError as exc:
-                last = exc
-                if attempt + 1 < POWER_ON_ATTEMPTS:
-                    await _say(progress, f"Power-on failed ({exc}); trying again")
-                    await self._sleep(retry_delay(None, {}, attempt, time.time()))
-        earlier = f" after: {after}" if after else ""
-        raise DropletError(
-            f"could not power droplet {droplet_id} back on ({last}){earlier}; "
-            "power it on from DigitalOcean's control panel"
+            await _say(progress, "Powering the droplet on")
+            await self._action(droplet_id, "power-on", self.timeout, _power_on)
+
+        async def on_retry(failure: BaseException, _tries: int, _delay: float) -> None:
+            await _say(progress, f"Power-on failed ({failure}); trying again")
+
+        policy = RetryPolicy(
+            retry_on=lambda failure: isinstance(failure, DropletError),
+            attempts=POWER_ON_ATTEMPTS,
+            sleep=self._sleep,
         )
+        try:
+            await policy.call(once, on_retry=on_retry)
+        except DropletError as last:
+            earlier = f" after: {after}" if after else ""
+            raise DropletError(
+                f"could not power droplet {droplet_id} back on ({last}){earlier}; "
+                "power it on from DigitalOcean's control panel"
+            ) from None
 
     async def snapshot(self, droplet_id: int, name: str, progress: Progress) -> None:
         """Take a snapshot of the running droplet (DigitalOcean allows it while on)."""
         _check(SNAPSHOT_NAME_PATTERN, name, "snapshot name", "physics101-2024-05-01")
         await _say(progress, f"Taking snapshot {name}")
-        await self._action(int(droplet_id), "snapshot", self.timeout, "take_snapshot", name)
+        await self._action(
+            int(droplet_id), "snapshot", self.timeout, lambda d: d.take_snapshot(name)
+        )
         await _say(progress, f"Snapshot {name} is done")
 
     async def reboot(self, droplet_id: int, progress: Progress) -> None:
         await _say(progress, "Rebooting the droplet")
-        await self._action(int(droplet_id), "reboot", self.timeout, "reboot")
+        await self._action(int(droplet_id), "reboot", self.timeout, _reboot)
         await self._wait_running(int(droplet_id), progress)
 
     # ---- DNS ----
@@ -626,15 +582,17 @@ class DropletDriver:
             address = ipaddress.IPv4Address(ipv4)
         except ValueError:
             raise DropletError(f"{ipv4[:40]!r} is not an IPv4 address") from None
-        manager = self._new(_Manager)
+        manager = self.api.new(digitalocean.Manager)
         domains = await self._call("list the account's domains", manager.get_all_domains)
         domain_name = owning_domain(hostname, [d.name for d in domains])
         if domain_name is None:
             return False
         name = record_name(hostname, domain_name)
-        domain = self._new(_Domain, name=domain_name)
+        domain = self.api.new(digitalocean.Domain, name=domain_name)
         unanswered = False  # a create went out and no answer came back
-        for attempt in range(self.max_attempts):
+
+        async def converge() -> bool:
+            nonlocal unanswered
             records = await self._call(
                 f"list the DNS records of {domain_name}",
                 domain.get_records,
@@ -657,32 +615,60 @@ class DropletDriver:
             if unanswered:
                 # The create we got no answer to may still land; asking again could make a
                 # second record, so only look for the first.
-                if attempt + 1 >= self.max_attempts:
-                    break
-                await self._sleep(retry_delay(None, {}, attempt, time.time()))
-                continue
+                raise _StillMissing()
             try:
                 await asyncio.to_thread(
                     domain.create_new_domain_record, type="A", name=name, data=str(address), ttl=300
                 )
-                return True
-            except _Transient as exc:
-                if attempt + 1 >= self.max_attempts:
-                    raise DropletError(
-                        f"DigitalOcean did not create an A record for {hostname} after "
-                        f"{self.max_attempts} tries: {exc.message}"
-                    ) from None
-                unanswered = exc.status is None
-                await self._sleep(retry_delay(exc.status, exc.headers, attempt, time.time()))
-            except digitalocean.Error as exc:
-                raise DropletError(
-                    f"DigitalOcean could not create an A record for {hostname}: {redact(str(exc))}"
-                ) from None
-        raise DropletError(
-            f"DigitalOcean did not answer the request to create an A record for {hostname}, "
-            "and it has not appeared yet; the next deploy finds it if it does, rather than "
-            "creating another"
+            except Transient as exc:
+                unanswered = unanswered or exc.status is None
+                raise
+            return True
+
+        try:
+            return await self._creates.call(converge)
+        except _StillMissing:
+            raise DropletError(
+                f"DigitalOcean did not answer the request to create an A record for "
+                f"{hostname}, and it has not appeared yet; the next deploy finds it if it "
+                "does, rather than creating another"
+            ) from None
+        except Transient as exc:
+            raise DropletError(
+                f"DigitalOcean did not create an A record for {hostname} after "
+                f"{self.max_attempts} tries: {exc.message}"
+            ) from None
+        except DigitalOceanError as exc:
+            raise _explained(exc, f"create an A record for {hostname}", self.max_attempts) from None
+
+
+def _shutdown(droplet: digitalocean.Droplet) -> dict[str, Any]:
+    return droplet.shutdown()
+
+
+def _power_off(droplet: digitalocean.Droplet) -> dict[str, Any]:
+    return droplet.power_off()
+
+
+def _power_on(droplet: digitalocean.Droplet) -> dict[str, Any]:
+    return droplet.power_on()
+
+
+def _reboot(droplet: digitalocean.Droplet) -> dict[str, Any]:
+    return droplet.reboot()
+
+
+def _explained(failure: DigitalOceanError, what: str, attempts: int) -> DropletError:
+    """A DigitalOcean failure as the sentence an instructor or operator reads."""
+    if isinstance(failure, Transient):
+        return DropletError(f"DigitalOcean did not {what} after {attempts} tries: {failure}")
+    if isinstance(failure, Gone):
+        return DropletError(f"DigitalOcean could not {what}: not found")
+    if isinstance(failure, WrongToken):
+        return DropletError(
+            f"DigitalOcean refused the token (DIGITALOCEAN_ACCESS_TOKEN) asked to {what}: {failure}"
         )
+    return DropletError(f"DigitalOcean refused to {what}: {failure}")
 
 
 def _info(droplet: Any) -> DropletInfo:

@@ -82,6 +82,21 @@ class MonitorSpec:
 
 
 @dataclass(frozen=True)
+class StorageSpec:
+    """The block storage volume that holds ``/home`` and the hub's state (digitalocean)."""
+
+    size_gib: int
+
+
+@dataclass(frozen=True)
+class BackupSpec:
+    """Volume snapshots: how often (``None``: never, ``every: off``) and how many are kept."""
+
+    every_seconds: int | None = 86400
+    keep: int = 14
+
+
+@dataclass(frozen=True)
 class Packages:
     """What the user environment should hold, from the Binder-style files."""
 
@@ -108,6 +123,9 @@ class CourseConfig:
     packages: Packages
     badges: bool = True
     prune: bool = False
+    # None: no volume; /home stays on the droplet's disk (as for every course before).
+    storage: StorageSpec | None = None
+    backup: BackupSpec = field(default_factory=BackupSpec)
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,8 @@ class Observed:
     state: dict = field(default_factory=dict)  # contents of STATE_FILE
     accounts: HubAccounts = field(default_factory=HubAccounts)
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
+    home_volume: str = ""  # name of the course volume mounted on the server, if any
+    home_on_volume: bool = False  # /home is that volume's home folder
 
 
 class Reload(enum.Flag):
@@ -229,6 +249,9 @@ class ServerRecord:
     host_key: str | None = None  # OpenSSH public key line pinned at first contact
     size: str | None = None
     region: str | None = None
+    # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
+    # new droplet keeps.
+    reserved_ip: str | None = None
 
 
 class ServerRecords(Protocol):

@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from deploy import accounts, tljh
+from deploy import accounts, homevolume, tljh
 from deploy.model import STATE_FILE, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
@@ -32,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "disk": "df -B1 --output=size,used,avail /home",
     "meminfo": "cat /proc/meminfo",
     "state": f"cat {shlex.quote(STATE_FILE)}",
+    "home-volume": homevolume.OBSERVE_COMMAND,
     "api-service": f"cat {shlex.quote(tljh.API_SERVICE_FILE)}",
     # Nothing on stdin: the listing reads no request.
     "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
@@ -178,6 +179,7 @@ def parse_observation(stdout: str) -> Observed:
     installed = sections.get("tljh", "") == "present"
     disk_percent, disk_free = _disk(sections.get("disk", ""))
     memory = _meminfo(sections.get("meminfo", ""))
+    home_volume, home_on_volume = homevolume.parse_observed(sections.get("home-volume", ""))
     return Observed(
         reachable=True,
         os_id=os_release.get("ID", ""),
@@ -194,6 +196,8 @@ def parse_observation(stdout: str) -> Observed:
         memory_total_bytes=memory.get("MemTotal"),
         memory_available_bytes=memory.get("MemAvailable"),
         state=_state(sections.get("state", "")),
+        home_volume=home_volume,
+        home_on_volume=home_on_volume,
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
         api_service=sections.get("api-service", ""),
     )

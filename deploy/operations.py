@@ -8,7 +8,6 @@ crash or a cut connection converges instead of repeating side effects.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from deploy import accounts, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
+    DROPLET_TAG,
     CourseConfig,
     HubAccounts,
     Observed,
@@ -34,9 +34,11 @@ from deploy.model import (
 from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
-from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, stamp
+from deploy.retry import RetryPolicy
+from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint, stamp
+from deploy.volumes import VolumeDriver, VolumeInfo
 
-ENGINE_STEPS = ("provision", "wait-ssh", "dns", "accounts")
+ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns", "accounts")
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -77,24 +79,41 @@ class Engine:
 def hub_url(config: CourseConfig, record: ServerRecord | None) -> str | None:
     if config.hub.hostname:
         return f"https://{config.hub.hostname}"
-    if record is not None and record.address:
-        return f"http://{record.address}"
-    return None
+    address = public_address(record)
+    return f"http://{address}" if address else None
+
+
+def public_address(record: ServerRecord | None) -> str | None:
+    """Where people reach the hub: the course's reserved IP, else the droplet's address."""
+    if record is None:
+        return None
+    return record.reserved_ip or record.address
 
 
 def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
+    """Where to reach the server: its address, and the config's port, user and host key.
+
+    The config decides for droplets as for ``provider: ssh`` servers: a droplet whose
+    SSH listens on another port, or logs in as another user, is reached as the course says.
+    """
     assert record.address is not None
     return Target(
         host=record.address,
-        port=record.port,
-        user=record.user,
+        port=config.server.port,
+        user=config.server.user,
         pinned_key=config.server.host_key or record.host_key,
         client_key=engine.service_key.private,
     )
 
 
-async def _known_server(engine: Engine, course: str, config: CourseConfig) -> ServerRecord | None:
-    """The server as remembered, or as the config names it for ``provider: ssh``."""
+async def _known_server(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress | None = None
+) -> ServerRecord | None:
+    """The course's server: remembered, named by the config (``provider: ssh``), or found.
+
+    The database is a cache: a droplet it does not remember is looked up in DigitalOcean
+    by the config's ``server.name`` and the service's tag, and remembered again.
+    """
     record = await engine.records.get_server(course)
     server = config.server
     if server.provider == "ssh":
@@ -108,8 +127,30 @@ async def _known_server(engine: Engine, course: str, config: CourseConfig) -> Se
             host_key=server.host_key or (record.host_key if same and record else None),
         )
     if record is not None and record.provider == "digitalocean" and record.droplet_id:
-        return record
-    return None
+        return replace(record, port=server.port, user=server.user)
+    droplets = await engine.droplets_for(course)
+    if droplets is None:
+        return None
+    found = await droplets.find(server.name)
+    if found is None or not found.ipv4:
+        return None
+    if progress is not None:
+        await progress(
+            f"found droplet {found.name} (id {found.id}) by its name and the "
+            f"{DROPLET_TAG} tag; remembering it"
+        )
+    found_record = ServerRecord(
+        provider="digitalocean",
+        address=found.ipv4,
+        port=server.port,
+        user=server.user,
+        droplet_id=found.id,
+        host_key=server.host_key,
+        size=found.size,
+        region=found.region,
+    )
+    await engine.records.save_server(course, found_record)
+    return found_record
 
 
 async def _droplets(engine: Engine, course: str) -> DropletDriver:
@@ -139,30 +180,43 @@ async def _provision(
     record = ServerRecord(
         provider="digitalocean",
         address=info.ipv4,
-        port=22,
-        user="root",
+        port=server.port,
+        user=server.user,
         droplet_id=info.id,
         # A droplet with a new id is a new machine with a new host key.
         host_key=previous.host_key if previous and previous.droplet_id == info.id else None,
         size=info.size,
         region=info.region,
+        reserved_ip=previous.reserved_ip if previous else None,
     )
+    if record.reserved_ip and (previous is None or previous.droplet_id != info.id):
+        # A new droplet for the course (the old one is gone): it takes the course's address.
+        await VolumeDriver(droplets).assign_reserved_ip(record.reserved_ip, info.id, progress)
     await engine.records.save_server(course, record)
     return record
 
 
 async def _observe(
-    engine: Engine, course: str, config: CourseConfig, record: ServerRecord
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    record: ServerRecord,
+    progress: Progress | None = None,
 ) -> Observed:
     """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
     target = _target(engine, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     remembered = replace(record, host_key=target.pinned_key)
+    stored = await engine.records.get_server(course)
     if not target.pinned_key:
         _, seen = await engine.ssh.connect(target)  # the pooled connection: no new round trip
         remembered = replace(record, host_key=seen)
+        if progress is not None and (stored is None or stored.host_key != seen):
+            await progress(
+                f"pinned the host key of {target.address} on first contact: {fingerprint(seen)}"
+            )
     # Remembered for the monitor and /status, which work without the repository's config.
-    if remembered != await engine.records.get_server(course):
+    if remembered != stored:
         await engine.records.save_server(course, remembered)
     return parse_observation(stdout)
 
@@ -170,20 +224,26 @@ async def _observe(
 async def _wait_for_ssh(
     engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> Observed:
-    deadline = time.monotonic() + engine.ssh_wait_seconds
-    while True:
-        try:
-            return await _observe(engine, course, config, record)
-        except HostKeyChanged:
-            raise
-        except UNREACHABLE as exc:
-            if time.monotonic() > deadline:
-                raise OperationError(
-                    f"the server at {record.address} did not answer over SSH within "
-                    f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
-                ) from None
-            await progress(f"waiting for SSH on {record.address}")
-            await asyncio.sleep(engine.ssh_poll_seconds)
+    """Observe the server once it answers over SSH (a new or rebooted droplet takes a while)."""
+
+    async def on_retry(_failure: BaseException, _tries: int, _delay: float) -> None:
+        await progress(f"waiting for SSH on {record.address}")
+
+    policy = RetryPolicy(
+        retry_on=lambda failure: isinstance(failure, UNREACHABLE),
+        attempts=None,
+        within=engine.ssh_wait_seconds,
+        wait=lambda _failure, _failures: engine.ssh_poll_seconds,
+    )
+    try:
+        return await policy.call(
+            lambda: _observe(engine, course, config, record, progress), on_retry=on_retry
+        )
+    except UNREACHABLE as exc:
+        raise OperationError(
+            f"the server at {record.address} did not answer over SSH within "
+            f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
+        ) from None
 
 
 def _result(
@@ -231,11 +291,11 @@ async def _deploy(
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
 ) -> OperationResult:
-    record = await _known_server(engine, course, config)
+    record = await _known_server(engine, course, config, progress)
     observed = None
     if record is not None:
         try:
-            observed = await _observe(engine, course, config, record)
+            observed = await _observe(engine, course, config, record, progress)
         except HostKeyChanged:
             raise
         except UNREACHABLE as exc:
@@ -277,6 +337,8 @@ async def _deploy(
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
                 record = outcome  # type: ignore[assignment]
+            if step.name == "volume":
+                record = await engine.records.get_server(course) or record
             ok = True
             if step.name == "wait-ssh":
                 assert record is not None
@@ -337,18 +399,65 @@ async def _engine_step(
 ) -> ServerRecord | None:
     if step.name == "provision":
         return await _provision(engine, course, config, progress)
+    if step.name == "volume":
+        await _home_volume(engine, course, config, progress)
+    if step.name == "volume-snapshot":
+        await _snapshot_home_volume(engine, course, config, progress)
     if step.name == "dns":
         record = await engine.records.get_server(course)
-        if record and record.address and config.hub.hostname:
+        address = public_address(record)
+        if address and config.hub.hostname:
             droplets = await _droplets(engine, course)
-            done = await droplets.ensure_dns_a_record(config.hub.hostname, record.address)
+            done = await droplets.ensure_dns_a_record(config.hub.hostname, address)
             await progress(
-                f"DNS A record {config.hub.hostname} → {record.address}"
+                f"DNS A record {config.hub.hostname} → {address}"
                 if done
                 else f"{config.hub.hostname} is not a domain in this DigitalOcean account; "
                 "point its DNS at the server yourself"
             )
     return None
+
+
+async def _home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> VolumeInfo:
+    """The course's volume found or created, grown to ``storage.size``, attached; and the
+    course's reserved IP on its droplet."""
+    record = await engine.records.get_server(course)
+    if config.storage is None or record is None or record.droplet_id is None:
+        raise OperationError("the course's volume needs its droplet, and none is known yet")
+    volumes = VolumeDriver(await _droplets(engine, course))
+    volume = await volumes.ensure_home_volume(
+        config.server.name,
+        record.region or config.server.region,
+        config.storage.size_gib,
+        progress,
+        droplet_id=record.droplet_id,
+    )
+    volume = await volumes.attach(volume, record.droplet_id, progress)
+    region = record.region or config.server.region
+    if record.reserved_ip:
+        await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
+    else:
+        reserved = await volumes.ensure_reserved_ip(record.droplet_id, region, progress)
+        await engine.records.save_server(course, replace(record, reserved_ip=reserved))
+    return volume
+
+
+async def _snapshot_home_volume(
+    engine: Engine, course: str, config: CourseConfig, progress: Progress
+) -> None:
+    """A snapshot before TLJH changes; if it fails, the change waits (the step raises)."""
+    record = await engine.records.get_server(course)
+    assert config.storage is not None and record is not None
+    volumes = VolumeDriver(await _droplets(engine, course))
+    volume = await volumes.current_home_volume(
+        config.server.name, record.region or config.server.region, record.droplet_id
+    )
+    if volume is None:
+        raise OperationError("the course's volume is missing; nothing was changed")
+    await volumes.take_snapshot(volume, config.server.name, datetime.now(UTC), progress)
+    await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
 
 
 async def status(
@@ -361,12 +470,13 @@ async def status(
 ) -> OperationResult:
     """Provider, size, region, address and power; hub version and health; disk and memory.
 
-    Without ``config`` it works from what the last deploy remembered, so answering
-    ``/status`` needs nothing from the repository.
+    With ``config`` the server is found as a deploy finds it (a droplet the database
+    forgot is looked up by name and tag); without it (the repository's config has errors)
+    it works from what the last deploy remembered.
     """
     try:
         if config is not None:
-            record = await _known_server(engine, course, config)
+            record = await _known_server(engine, course, config, progress)
         else:
             record = await engine.records.get_server(course)
         if record is None or not record.address:
@@ -380,14 +490,13 @@ async def status(
         droplets = await engine.droplets_for(course)
         if record.provider == "digitalocean" and record.droplet_id and droplets:
             droplet = await droplets.get(record.droplet_id)
-        target = (
-            _target(engine, config, record)
-            if config is not None
-            else _remembered_target(engine, record)
-        )
         try:
-            _, stdout, _ = await engine.ssh.run_script(target, observe_script())
-            observed = parse_observation(stdout)
+            if config is not None:
+                observed = await _observe(engine, course, config, record, progress)
+            else:
+                target = _remembered_target(engine, record)
+                _, stdout, _ = await engine.ssh.run_script(target, observe_script())
+                observed = parse_observation(stdout)
         except UNREACHABLE as exc:
             observed = Observed(reachable=False)
             await progress(f"SSH failed: {type(exc).__name__}")
@@ -408,7 +517,7 @@ async def restart(
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
     try:
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if record is None:
             raise OperationError("there is no server yet: push to the default branch first")
         if reboot:
@@ -445,7 +554,7 @@ async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
     try:
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
             raise OperationError(
                 "`provider: ssh` servers cannot be snapshotted from here; "
@@ -481,7 +590,7 @@ async def resize(
             raise OperationError(
                 "`provider: ssh` servers cannot be resized from here; resize it with your provider"
             )
-        record = await _known_server(engine, course, config)
+        record = await _known_server(engine, course, config, progress)
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         droplets = await _droplets(engine, course)

@@ -20,7 +20,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy import tljh
+from deploy import homevolume, tljh
 from deploy.model import STATE_FILE, CourseConfig, HubAccounts, Observed, Plan, Reload, Step
 
 ENGINE = "littlest-classroom"
@@ -314,6 +314,10 @@ def plan(
             )
         )
 
+    # 1b. The course's volume, before TLJH is installed, so /home and the hub's state
+    # are on it from the start.
+    steps.extend(homevolume.plan_steps(desired, seen))
+
     # 2. TLJH itself. After a fresh install the installer has set users.admin to the
     # admins it was given, so the rest of the plan starts from that config.
     config = seen.tljh_config
@@ -341,6 +345,15 @@ def plan(
             if rebuild and not _version_differs(seen.tljh_version, hub.tljh_version)
             else f"hub.tljh_version is {hub.tljh_version}, the server runs "
             f"{seen.tljh_version or 'an unknown version'}"
+        )
+        steps.extend(
+            homevolume.snapshot_before_change(
+                desired,
+                seen,
+                "TLJH is upgraded"
+                if _version_differs(seen.tljh_version, hub.tljh_version)
+                else "TLJH is reinstalled",
+            )
         )
         steps.append(
             Step(
@@ -726,4 +739,9 @@ def state_record(
         "pip": list(packages.pip) + kept_specs.get("pip", []),
         "applied_at": applied_at
         or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        **(
+            {homevolume.STORAGE_STATE_KEY: desired.storage.size_gib}
+            if desired.storage is not None and desired.server.provider == "digitalocean"
+            else {}
+        ),
     }

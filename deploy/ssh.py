@@ -29,6 +29,7 @@ import asyncssh
 
 from deploy.model import Progress, Step, StepResult
 from deploy.redact import redact
+from deploy.retry import RetryPolicy
 
 TAIL_LINES = 50
 # Exit statuses of GNU timeout: the command timed out (TERM), or had to be KILLed.
@@ -117,6 +118,12 @@ def stamp(line: str) -> str:
 
 class _ConnectionDropped(Exception):
     """The connection went away while a command ran."""
+
+
+# A connection that went away under a running command: worth opening again.
+LOST = (_ConnectionDropped, asyncssh.ConnectionLost, asyncssh.DisconnectError)
+# What may also fail opening it again; run_step retries these too, except on first contact.
+DROPPED = (*LOST, OSError, Unreachable)
 
 
 class _PinningClient(asyncssh.SSHClient):
@@ -266,7 +273,7 @@ class SSHPool:
         pooled.in_use += 1
         try:
             yield connection
-        except (_ConnectionDropped, asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError):
+        except (*LOST, OSError):
             self._discard(key, pooled)
             raise
         finally:
@@ -298,35 +305,48 @@ class SSHPool:
         first connection are raised; every other failure is a failed ``StepResult``.
         """
         started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                async with self._borrow(target) as connection:
-                    return await self._run_step_once(connection, step, progress, started)
-            except (_ConnectionDropped, asyncssh.ConnectionLost, asyncssh.DisconnectError,
-                    OSError, Unreachable) as exc:  # fmt: skip
-                if isinstance(exc, Unreachable) and attempt == 0:
-                    raise
-                if attempt >= self.max_reconnects:
-                    return StepResult(
-                        step,
-                        ok=False,
-                        seconds=time.monotonic() - started,
-                        output_tail=redact(
-                            f"step {step.name}: lost the connection to {target.address} "
-                            f"{attempt + 1} times; last: {exc}"
-                        ),
-                    )
-                attempt += 1
-                self.reconnects += 1
-                await progress(
-                    stamp(
-                        f"connection to {target.address} lost ({redact(str(exc)) or 'dropped'});"
-                        f" reconnecting and running step {step.name} again"
-                        f" ({attempt}/{self.max_reconnects})"
-                    )
+        tries = 0
+
+        async def once() -> StepResult:
+            nonlocal tries
+            tries += 1
+            async with self._borrow(target) as connection:
+                return await self._run_step_once(connection, step, progress, started)
+
+        def worth_again(failure: BaseException) -> bool:
+            # A server that never answered is not retried here: the caller waits for it.
+            first_contact = isinstance(failure, Unreachable) and tries == 1
+            return isinstance(failure, DROPPED) and not first_contact
+
+        async def on_retry(failure: BaseException, failures: int, _delay: float) -> None:
+            self.reconnects += 1
+            await progress(
+                stamp(
+                    f"connection to {target.address} lost ({redact(str(failure)) or 'dropped'});"
+                    f" reconnecting and running step {step.name} again"
+                    f" ({failures}/{self.max_reconnects})"
                 )
-                await asyncio.sleep(self.reconnect_delay * attempt)
+            )
+
+        policy = RetryPolicy(
+            retry_on=worth_again,
+            attempts=self.max_reconnects + 1,
+            wait=lambda _failure, failures: self.reconnect_delay * failures,
+        )
+        try:
+            return await policy.call(once, on_retry=on_retry)
+        except DROPPED as exc:
+            if isinstance(exc, Unreachable) and tries == 1:
+                raise
+            return StepResult(
+                step,
+                ok=False,
+                seconds=time.monotonic() - started,
+                output_tail=redact(
+                    f"step {step.name}: lost the connection to {target.address} "
+                    f"{tries} times; last: {exc}"
+                ),
+            )
 
     async def _run_step_once(
         self,
@@ -384,28 +404,36 @@ class SSHPool:
         each accounts action, one transaction each).
         """
         text = wrap_script(script) if stdin is None else script_with_input(script, stdin)
-        for attempt in range(2):
-            try:
-                async with self._borrow(target) as connection:
-                    self.commands_run += 1
-                    result = await connection.run(
-                        step_command(timeout),
-                        input=text,
-                        encoding="utf-8",
-                        errors="replace",
-                        timeout=timeout + 15,
-                    )
-                    if result.exit_status is None and result.exit_signal is None:
-                        raise _ConnectionDropped("the connection closed while the script ran")
-            except (_ConnectionDropped, asyncssh.ConnectionLost, asyncssh.DisconnectError):
-                if attempt:
-                    raise Unreachable(f"lost the connection to {target.address} twice") from None
-                self.reconnects += 1
-                continue
-            except asyncssh.TimeoutError:
-                raise SSHError(
-                    f"a script on {target.address} did not finish within {timeout:g} s"
-                ) from None
+
+        async def once() -> tuple[int, str, str]:
+            async with self._borrow(target) as connection:
+                self.commands_run += 1
+                result = await connection.run(
+                    step_command(timeout),
+                    input=text,
+                    encoding="utf-8",
+                    errors="replace",
+                    timeout=timeout + 15,
+                )
+                if result.exit_status is None and result.exit_signal is None:
+                    # Inside the borrow, so the pool drops the dead connection.
+                    raise _ConnectionDropped("the connection closed while the script ran")
             status = result.exit_status if result.exit_status is not None else -1
             return status, str(result.stdout or ""), str(result.stderr or "")
-        raise AssertionError("unreachable")
+
+        async def on_retry(_failure: BaseException, _failures: int, _delay: float) -> None:
+            self.reconnects += 1
+
+        policy = RetryPolicy(
+            retry_on=lambda failure: isinstance(failure, LOST),
+            attempts=2,
+            wait=lambda _failure, _failures: 0.0,
+        )
+        try:
+            return await policy.call(once, on_retry=on_retry)
+        except LOST:
+            raise Unreachable(f"lost the connection to {target.address} twice") from None
+        except asyncssh.TimeoutError:
+            raise SSHError(
+                f"a script on {target.address} did not finish within {timeout:g} s"
+            ) from None

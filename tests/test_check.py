@@ -24,11 +24,13 @@ from bot.check import (
 )
 from bot.github.readme import END_MARKER, START_MARKER
 from deploy.config import (
+    BACKUP_KEYS,
     CONTENT_KEYS,
     HUB_KEYS,
     LIMIT_KEYS,
     MONITOR_KEYS,
     SERVER_KEYS,
+    STORAGE_KEYS,
     TOP_KEYS,
     load_course,
 )
@@ -175,7 +177,16 @@ def test_example_course_is_valid_and_its_plan_names_its_packages():
 
 def test_example_config_shows_every_key_with_designs_defaults():
     text = (EXAMPLE / ".github" / "classroom.yml").read_text()
-    for key in (*TOP_KEYS, *SERVER_KEYS, *HUB_KEYS, *LIMIT_KEYS, *CONTENT_KEYS, *MONITOR_KEYS):
+    for key in (
+        *TOP_KEYS,
+        *SERVER_KEYS,
+        *HUB_KEYS,
+        *LIMIT_KEYS,
+        *CONTENT_KEYS,
+        *MONITOR_KEYS,
+        *STORAGE_KEYS,
+        *BACKUP_KEYS,
+    ):
         assert f"{key}:" in text, f"{key} is not shown in the example"
     files = read_course_files(EXAMPLE)
     config = load_course(files, "physics", "phys101")

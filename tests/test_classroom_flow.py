@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.github.reporting import DEPLOYMENT_ASKED
 from tests.plugins.classroom import ssh_course_files
 
 pytestmark = pytest.mark.sshd
@@ -104,3 +105,24 @@ async def test_a_rerun_with_nothing_left_to_apply_concludes_the_deployment_it_op
     states = [s["state"] for s in classroom.github.deployment_statuses[opened]]
     assert states == ["in_progress", "success"]
     assert [d["id"] for d in classroom.github.deployments.values() if d["sha"] == sha] == [opened]
+
+
+async def test_a_rerun_after_a_kill_while_asking_for_the_deployment_makes_no_second_one(
+    classroom, example
+):
+    # The kill lands after GitHub made the deployment and before its id was recorded.
+    sha = classroom.commit(ssh_course_files(classroom.target))
+    runner = classroom.services.runner
+    runner.pause()
+    try:
+        await classroom.push(example, sha)
+        [job] = await classroom.services.store.jobs()
+        reporter = classroom.services.reporter
+        await reporter.start_deployment(job, "first attempt")
+        await classroom.services.store.set_meta(f"deployment:job:{job.id}", DEPLOYMENT_ASKED)
+    finally:
+        runner.resume()
+    await classroom.settle()
+    [deployment] = [d for d in classroom.github.deployments.values() if d["sha"] == sha]
+    states = [s["state"] for s in classroom.github.deployment_statuses[deployment["id"]]]
+    assert states[-1] == "success" and "in_progress" in states

@@ -15,10 +15,13 @@ from tests.plugins.github_fake import COURSE_REPO
 
 pytestmark = pytest.mark.sshd
 
-DO_CONFIG = (
-    "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
-    "  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
-)
+
+def do_config(port: int) -> str:
+    # The droplet's SSH is the loopback server's port: server.port applies to droplets too.
+    return (
+        "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
+        f"  size: s-2vcpu-4gb\n  port: {port}\nhub:\n  admins: [alice]\n"
+    )
 
 
 async def droplet_classroom(classroom, do_fake, example) -> tuple[int, str]:
@@ -39,7 +42,7 @@ async def droplet_classroom(classroom, do_fake, example) -> tuple[int, str]:
         ),
     )
     files = ssh_course_files(classroom.target)
-    files[".github/classroom.yml"] = DO_CONFIG.encode()
+    files[".github/classroom.yml"] = do_config(classroom.target.port).encode()
     sha = classroom.commit(files)
     await classroom.push(example, sha)
     await classroom.settle()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from deploy.digitalocean_api import DigitalOceanAPI, Gone, Refused, Transient, WrongToken
 from deploy.droplets import (
     DropletDriver,
     DropletError,
@@ -688,3 +689,87 @@ async def test_the_fake_keeps_actions_in_progress_for_their_time(monkeypatch) ->
         await fake.close()
     assert action.status == "in-progress"
     assert fake.validation_errors == []
+
+
+# ---- the one request path: deploy.digitalocean_api -------------------------------------------
+
+PRIVATE_LIBRARY_NAMES = re.compile(r"_BaseAPI__|_perform_action|__perform_request|__deal_with")
+
+
+def test_no_deploy_source_uses_python_digitaloceans_private_names() -> None:
+    offenders = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted(DEPLOY.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE_LIBRARY_NAMES.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == []
+
+
+async def test_the_request_path_maps_each_answer(do_fake) -> None:
+    api = DigitalOceanAPI(do_fake.token, request_timeout=2.0)
+    droplet = do_fake.add_droplet("hub", tags=[DROPLET_TAG])
+
+    loaded = api.new(digitalocean.Droplet, id=droplet.id)
+    await asyncio.to_thread(loaded.load)
+    assert loaded.name == "hub" and loaded.size_slug == "s-2vcpu-4gb"
+
+    with pytest.raises(Gone):
+        await asyncio.to_thread(api.new(digitalocean.Droplet, id=424242).load)
+
+    do_fake.fail("GET /v2/droplets/{droplet_id}", 429, retry_after=9)
+    with pytest.raises(Transient) as limited:
+        await asyncio.to_thread(api.new(digitalocean.Droplet, id=droplet.id).load)
+    assert limited.value.status == 429 and limited.value.headers["retry-after"] == "9"
+
+    do_fake.fail("GET /v2/sizes", 503)
+    with pytest.raises(Transient) as broken:
+        await asyncio.to_thread(api.new(digitalocean.Manager).get_all_sizes)
+    assert broken.value.status == 503
+
+    with pytest.raises(Refused, match="Droplet is currently on"):
+        await asyncio.to_thread(
+            api.request,
+            f"droplets/{droplet.id}/actions",
+            "POST",
+            {"type": "resize", "size": "s-4vcpu-8gb", "disk": False},
+        )
+
+
+async def test_a_wrong_token_is_wrongtoken_with_digitaloceans_message(do_fake) -> None:
+    token = "dop_v1_" + "e" * 64
+    api = DigitalOceanAPI(token)
+    with pytest.raises(WrongToken, match="Unable to authenticate you") as caught:
+        await asyncio.to_thread(api.new(digitalocean.Manager).get_all_sizes)
+    assert token not in str(caught.value)
+
+
+async def test_no_answer_is_transient_without_a_status(do_fake) -> None:
+    droplet = do_fake.add_droplet("hub", tags=[DROPLET_TAG])
+    do_fake.slow("GET /v2/droplets/{droplet_id}", 5.0)
+    api = DigitalOceanAPI(do_fake.token, request_timeout=0.2)
+    with pytest.raises(Transient) as caught:
+        await asyncio.to_thread(api.new(digitalocean.Droplet, id=droplet.id).load)
+    assert caught.value.status is None
+
+
+async def test_find_names_the_tagged_droplet_or_none(do_fake, rec) -> None:
+    do_fake.add_droplet("physics101-hub")  # untagged: not the service's
+    assert await driver(do_fake, rec).find("physics101-hub") is None
+    tagged = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG], size="s-4vcpu-8gb")
+    found = await driver(do_fake, rec).find("physics101-hub")
+    assert found is not None and (found.id, found.size) == (tagged.id, "s-4vcpu-8gb")
+
+
+async def test_the_request_path_reads_every_page(do_fake) -> None:
+    names = [f"hub-{n}" for n in range(5)]
+    for name in names:
+        do_fake.add_droplet(name, tags=[DROPLET_TAG])
+    api = DigitalOceanAPI(do_fake.token)
+    manager = api.new(digitalocean.Manager)
+    data = await asyncio.to_thread(
+        manager.get_data, "droplets/", params={"tag_name": DROPLET_TAG, "per_page": 2}
+    )
+    assert [d["name"] for d in data["droplets"]] == names
+    pages = [r.query.get("page") for r in do_fake.calls("GET", "/v2/droplets")]
+    assert pages == [None, "2", "3"]

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from dotenv import dotenv_values
 
 from bot.app import make_app
@@ -225,6 +226,24 @@ async def test_a_state_from_another_visit_cannot_be_used_twice(setup_client, git
     assert again.status == 400
     assert "Nothing was saved" in await again.text()
     assert github_fake.count(CONVERSION) == 1
+
+
+async def test_a_conversion_answer_without_credentials_saves_nothing(
+    setup_client, github_fake: FakeGitHub, tmp_path: Path, monkeypatch
+) -> None:
+    """The callback checks GitHub's answer as the client's ``convert_manifest`` does."""
+
+    async def answer_without_credentials(request, params, body):
+        github_fake.conversions.pop(params["code"], None)
+        return web.json_response({"id": github_fake.app.id, "slug": "x"}, status=201)
+
+    monkeypatch.setattr(github_fake, "_op_apps_create_from_manifest", answer_without_credentials)
+    location = await post_to_github(await register_form(setup_client))
+    response = await setup_client.get(callback_path(location), allow_redirects=False)
+    assert response.status == 502
+    assert "Nothing was saved" in await response.text()
+    assert not (tmp_path / ".env").exists()
+    assert not setup_client.app[SERVICES].settings.registered
 
 
 async def test_registration_saves_credentials_and_uses_them_at_once(

@@ -46,7 +46,8 @@ INSTALLATION_CACHE_SIZE = 1024
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _REF = re.compile(r"^(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,255}(?<!/)$")
-_MANIFEST_CODE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# The one-time code GitHub's manifest flow hands back; anything else is refused unsent.
+MANIFEST_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -366,7 +367,7 @@ async def convert_manifest(
     The answer holds the App's private key, webhook secret and client secret: callers
     store it and must not log it.
     """
-    if not _MANIFEST_CODE.match(code):
+    if not MANIFEST_CODE_PATTERN.match(code):
         raise GitHubError(f"manifest code {code!r} is not one GitHub issues")
     api = gh_aiohttp.GitHubAPI(session, REQUESTER, base_url=api_url.rstrip("/"))
     answer = await api.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 CHECK_NAME = "classroom"
 DEPLOY_ENVIRONMENT = "classroom"
+# What a job's deployment meta holds between asking GitHub for it and learning its id.
+DEPLOYMENT_ASKED = "asked"
 SUMMARY_LIMIT = 65535
 PROGRESS_INTERVAL = 5.0  # seconds between progress updates of one check run
 
@@ -230,6 +232,9 @@ class Reporter:
             return recorded
         owner, repo = split_course(job.course)
         gh = await self.api(job.installation_id)
+        # Noted before asking, so a re-run after a kill in between finds the deployment.
+        key = f"deployment:job:{job.id}"
+        await self.services.store.set_meta(key, DEPLOYMENT_ASKED)
         deployment = await gh.post(
             "/repos/{owner}/{repo}/deployments",
             {"owner": owner, "repo": repo},
@@ -240,19 +245,52 @@ class Reporter:
                 "auto_merge": False,
                 "required_contexts": [],
                 "production_environment": True,
+                "payload": {"classroom_job": job.id},
             },
         )
         deployment_id = deployment.get("id")
         if deployment_id is None:
             return None
-        await self.services.store.set_meta(f"deployment:job:{job.id}", str(deployment_id))
+        await self.services.store.set_meta(key, str(deployment_id))
         await self.deployment_status(job, deployment_id, "in_progress")
         return int(deployment_id)
 
+    async def _deployment_of(self, gh: Any, job: st.Job) -> int | None:
+        owner, repo = split_course(job.course)
+        found = await gh.getitem(
+            "/repos/{owner}/{repo}/deployments{?sha,environment}",
+            {
+                "owner": owner,
+                "repo": repo,
+                "sha": job.payload["head_sha"],
+                "environment": DEPLOY_ENVIRONMENT,
+            },
+        )
+        for deployment in found:
+            payload = deployment.get("payload")
+            if isinstance(payload, dict) and payload.get("classroom_job") == job.id:
+                return int(deployment["id"])
+        return None
+
     async def recorded_deployment(self, job: st.Job) -> int | None:
-        """The deployment an earlier attempt of this job created, if any."""
-        recorded = await self.services.store.get_meta(f"deployment:job:{job.id}")
-        return int(recorded) if recorded is not None else None
+        """The deployment an earlier attempt of this job created, if any.
+
+        An attempt killed between asking GitHub for the deployment and recording its id
+        left only a note that it asked; the deployment is then found by the job id it
+        carries in its payload, so the commit never gets a second one.
+        """
+        key = f"deployment:job:{job.id}"
+        recorded = await self.services.store.get_meta(key)
+        if recorded is None:
+            return None
+        if recorded != DEPLOYMENT_ASKED:
+            return int(recorded)
+        if job.installation_id is None:
+            return None
+        found = await self._deployment_of(await self.api(job.installation_id), job)
+        if found is not None:
+            await self.services.store.set_meta(key, str(found))
+        return found
 
     async def deployment_status(
         self,

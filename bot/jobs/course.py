@@ -215,6 +215,44 @@ async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseCon
     return load_course(files, owner, repo), files
 
 
+def config_ref(job: Job) -> str:
+    """Where a job reads the course's configuration: its commit, else the default branch."""
+    return job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
+
+
+async def remember_course(
+    services: Services, job: Job, config: CourseConfig, hub_url: str, branch: str
+) -> None:
+    """What the monitor needs between deploys, without reading the repository again."""
+    assert job.installation_id is not None
+    await services.store.add_courses(job.installation_id, [(job.course, None)])
+    await services.store.save_course_facts(
+        job.course,
+        {
+            "hub_url": hub_url,
+            "monitor_every": config.monitor.every_seconds,
+            "monitor_issue": config.monitor.issue,
+            "tljh_version": config.hub.tljh_version,
+            "branch": branch,
+            # Scheduled snapshots of the course's volume (bot.backups); None: none.
+            "backup_every": config.backup.every_seconds if config.storage else None,
+            "monitor_signups": config.monitor.signups,
+            # The console offers these people their own hub password form.
+            "hub_admins": list(config.hub.admins),
+        },
+    )
+
+
+async def remember_course_if_forgotten(
+    services: Services, job: Job, config: CourseConfig, hub_url: str | None
+) -> None:
+    """The database is a cache: an operation that found the course's server puts back
+    what the monitor needs, should the database have been lost since the last deploy."""
+    if hub_url and not await services.store.course_facts(job.course):
+        branch = job.payload.get("default_branch") or "main"
+        await remember_course(services, job, config, hub_url, branch)
+
+
 async def run_entry(
     ctx: JobContext, op: Operation, args: Any, *, user: str | None, source: str, title: str
 ) -> JobResult:
@@ -224,9 +262,8 @@ async def run_entry(
     job = ctx.job
     config, files = None, CommitFiles()
     if op.needs_config:
-        ref = job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
         try:
-            config, files = await load_config(services, job, ref)
+            config, files = await load_config(services, job, config_ref(job))
         except ConfigErrors as errors:
             return texts.config_failure(errors)
         ctx.checkpoint()
@@ -244,6 +281,9 @@ async def run_entry(
         on_checkpoint=ctx.checkpoint,
     )
     result = await op.run(context, args)
+    if config is not None and source != "commit":
+        # A commit's deploy remembers the course itself, and only when it applies.
+        await remember_course_if_forgotten(services, job, config, result.hub_url)
     return JobResult.of(result, log=progress.text)
 
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from bot.github import texts
 from bot.github.commit_files import CommitFiles
-from bot.jobs.course import keep_badges_current, launch_url
+from bot.jobs.course import (
+    config_ref,
+    keep_badges_current,
+    launch_url,
+    load_config,
+    remember_course,
+    remember_course_if_forgotten,
+)
 from bot.jobs.registry import (
     WRITE,
     Button,
@@ -27,7 +34,7 @@ from bot.jobs.registry import (
 )
 from bot.monitor import note_hub_up
 from deploy import operations as engine
-from deploy.model import OperationResult
+from deploy.model import ConfigErrors, OperationResult
 
 
 @dataclass(frozen=True)
@@ -68,20 +75,7 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
     if args.mode == "apply" and result.hub_url:
-        # What the monitor needs between deploys, without reading the repository again.
-        await services.store.save_course_facts(
-            op.course,
-            {
-                "hub_url": result.hub_url,
-                "monitor_every": config.monitor.every_seconds,
-                "monitor_issue": config.monitor.issue,
-                "tljh_version": config.hub.tljh_version,
-                "monitor_signups": config.monitor.signups,
-                # The console offers these people their own hub password form.
-                "hub_admins": list(config.hub.admins),
-                "branch": branch,
-            },
-        )
+        await remember_course(services, job, config, result.hub_url, branch)
         if hub_verified(result):
             await note_hub_up(services, op.course, "the deploy's check of the hub passed")
     if result.hub_url:
@@ -127,11 +121,21 @@ def hub_verified(result: OperationResult) -> bool:
     needs_config=False,
 )
 async def status(op: OperationContext, args: NoArgs) -> OperationResult:
-    # What the last deploy remembered is enough: no need to read the repository.
-    facts = await op.services.store.course_facts(op.course)
-    return await engine.status(
-        op.engine, op.course, None, progress=op.progress, hub=facts.get("hub_url")
-    )
+    if await op.engine.records.get_server(op.course) is not None:
+        # What the last deploy remembered is enough: no need to read the repository.
+        facts = await op.services.store.course_facts(op.course)
+        return await engine.status(
+            op.engine, op.course, None, progress=op.progress, hub=facts.get("hub_url")
+        )
+    # Nothing remembered (a new service, or its database lost): the config names the
+    # droplet, found by its name and the service's tag.
+    try:
+        config, _ = await load_config(op.services, op.job, config_ref(op.job))
+    except ConfigErrors as errors:
+        return OperationResult("failure", "The course configuration has errors", str(errors))
+    result = await engine.status(op.engine, op.course, config, progress=op.progress)
+    await remember_course_if_forgotten(op.services, op.job, config, result.hub_url)
+    return result
 
 
 @operation("plan", summary="Show what a deploy would change, without changing it.")

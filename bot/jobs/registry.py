@@ -63,7 +63,7 @@ SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "com
 SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
 
 # Modules whose import registers entries; loaded on first use of the registry.
-ENTRY_MODULES: list[str] = ["bot.jobs.operations"]
+ENTRY_MODULES: list[str] = ["bot.jobs.operations", "bot.jobs.volume_operations"]
 
 # GitHub's limits on check-run actions.
 MAX_BUTTONS = 3
@@ -434,7 +434,8 @@ def _who(op: Operation) -> str:
 def help_text() -> str:
     """The ``/help`` reply, in Markdown."""
     rows = "\n".join(
-        f"| `{op.usage}` | {op.summary}{_who(op)} | `{op.example}` |" for op in commands()
+        f"| `{_cell(op.usage)}` | {_cell(op.summary)}{_who(op)} | `{_cell(op.example)}` |"
+        for op in commands()
     )
     return (
         "Commands go on the **first line** of an issue or pull-request comment. "
@@ -444,6 +445,11 @@ def help_text() -> str:
         "|---|---|---|\n"
         f"{rows}\n"
     )
+
+
+def _cell(text: str) -> str:
+    # GitHub ends a table cell at a bare `|`, even inside a code span.
+    return text.replace("|", "\\|")
 
 
 # ---- permission -------------------------------------------------------------------------

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
+import gidgethub
 import yaml
 from aiohttp import web
 from cachetools import TTLCache
 
+from bot.github.client import MANIFEST_CODE_PATTERN, GitHubError, convert_manifest
 from bot.services import SERVICES, Services
 from bot.settings import SettingsError, write_env
 
@@ -31,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 APP_MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
 ORG_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
-CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 STATE_LIFETIME = 3600
 
 PENDING_STATES = web.AppKey("setup_states", TTLCache)
@@ -157,21 +159,30 @@ async def setup_callback(request: web.Request) -> web.Response:
                 "<code>state</code>). Nothing was saved. <a href='/'>Start again</a>.</p>",
                 400,
             )
-        if not CODE_PATTERN.fullmatch(code):
+        if not MANIFEST_CODE_PATTERN.fullmatch(code):
             return _page("Setup failed", "<p>GitHub sent no usable code.</p>", 400)
-        url = f"{services.settings.github_api_url}/app-manifests/{code}/conversions"
-        async with services.session.post(
-            url, headers={"Accept": "application/vnd.github+json"}
-        ) as response:
-            if response.status != 201:
-                logger.warning("manifest conversion answered %s", response.status)
-                return _page(
-                    "Setup failed",
-                    f"<p>GitHub refused the code (HTTP {response.status}); it may be used or "
-                    "expired. Nothing was saved. <a href='/'>Start again</a>.</p>",
-                    502 if response.status >= 500 else 400,
-                )
-            app_data = await response.json()
+        try:
+            app_data = await convert_manifest(
+                services.session, services.settings.github_api_url, code
+            )
+        except gidgethub.HTTPException as exc:
+            status = exc.status_code.value
+            logger.warning("manifest conversion answered %s", status)
+            return _page(
+                "Setup failed",
+                f"<p>GitHub refused the code (HTTP {status}); it may be used or "
+                "expired. Nothing was saved. <a href='/'>Start again</a>.</p>",
+                502 if status >= 500 else 400,
+            )
+        except (GitHubError, aiohttp.ClientError) as exc:
+            # GitHubError: an answer without the App's credentials; ClientError: no answer.
+            logger.warning("manifest conversion failed: %s", type(exc).__name__)
+            return _page(
+                "Setup failed",
+                "<p>GitHub did not send the new App's credentials. Nothing was saved. "
+                "<a href='/'>Start again</a>.</p>",
+                502,
+            )
         values = {
             "GITHUB_APP_ID": str(app_data["id"]),
             "GITHUB_PRIVATE_KEY": app_data["pem"],

@@ -1,9 +1,10 @@
 """A fake DigitalOcean API on loopback: droplets whose actions take time, fail and rate-limit.
 
 It keeps just enough state (account, SSH keys, droplets, actions, sizes, regions,
-snapshots, domains, records, tags) for the droplet driver to be exercised end to end
-through python-digitalocean, and records every request and every droplet action so a
-test can assert what was (and was never) asked of DigitalOcean.
+snapshots, volumes with their actions and snapshots, reserved IPs, domains, records,
+tags) for the droplet and volume drivers to be exercised end to end through
+python-digitalocean, and records every request and every action so a test can assert
+what was (and was never) asked of DigitalOcean.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import itertools
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,16 +130,21 @@ class FakeAction:
     completed_at: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     region: str = "nyc3"
+    volume_id: str | None = None  # set for a volume action
+    reserved_ip: str | None = None  # set for a reserved IP action
 
     def to_json(self) -> dict[str, Any]:
+        resource_type = (
+            "volume" if self.volume_id else "reserved_ip" if self.reserved_ip else "droplet"
+        )
         return {
             "id": self.id,
             "status": self.status,
             "type": self.type,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
-            "resource_id": self.droplet_id,
-            "resource_type": "droplet",
+            "resource_id": self.droplet_id if resource_type == "droplet" else None,
+            "resource_type": resource_type,
             "region": _region_json(self.region),
             "region_slug": self.region,
         }
@@ -158,6 +165,7 @@ class FakeDroplet:
     ipv4: str | None = None
     boot_polls_left: int = 2
     snapshot_ids: list[int] = field(default_factory=list)
+    volume_ids: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=_now)
     account: str = ""  # uuid of the account it lives in; "" for the main account
 
@@ -197,7 +205,7 @@ class FakeDroplet:
                 "min_disk_size": 7,
                 "created_at": "2024-04-25T00:00:00Z",
             },
-            "volume_ids": [],
+            "volume_ids": list(self.volume_ids),
             "size": size,
             "size_slug": self.size,
             "networks": {"v4": networks_v4, "v6": []},
@@ -209,10 +217,46 @@ class FakeDroplet:
 
 
 @dataclass
+class FakeVolume:
+    """A block storage volume; ``attached_to`` remembers every droplet it was ever on."""
+
+    id: str
+    name: str
+    region: str
+    size_gigabytes: int
+    tags: list[str]
+    droplet_ids: list[int] = field(default_factory=list)
+    snapshot_id: str | None = None  # the snapshot it was made from
+    attached_to: set[int] = field(default_factory=set)
+    created_at: str = field(default_factory=_now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "region": _region_json(self.region),
+            "droplet_ids": list(self.droplet_ids),
+            "description": "",
+            "size_gigabytes": self.size_gigabytes,
+            "created_at": self.created_at,
+            "filesystem_type": "",
+            "filesystem_label": "",
+            "tags": list(self.tags),
+        }
+
+
+@dataclass
+class FakeReservedIP:
+    ip: str
+    region: str
+    droplet_id: int | None = None
+
+
+@dataclass
 class _Fault:
     """An injected failure for the next ``times`` requests to one operation."""
 
-    kind: str  # "status" or "slow"
+    kind: str  # "status", "slow" or "lost" (carried out, then answered with ``status``)
     times: int
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -261,10 +305,22 @@ class DigitalOceanFake:
         self.ssh_keys: list[dict[str, Any]] = []
         self.droplets: dict[int, FakeDroplet] = {}
         self.snapshots: list[dict[str, Any]] = []
+        self.volumes: dict[str, FakeVolume] = {}
+        self.deleted_volumes: list[FakeVolume] = []
+        self.deleted_snapshots: list[dict[str, Any]] = []
+        self.reserved_ips: dict[str, FakeReservedIP] = {}
+        # Called when a volume attach or detach completes, so a test can make the volume
+        # appear on (or leave) the server its droplet stands for.
+        self.on_attach: Callable[[FakeVolume, FakeDroplet], None] | None = None
+        self.on_detach: Callable[[FakeVolume, FakeDroplet], None] | None = None
         self.domains: dict[str, list[dict[str, Any]]] = {}
         self.tags: set[str] = set()
         self._ids = itertools.count(1001)
         self._addresses = itertools.count(2)
+        self._reserved_addresses = itertools.count(2)
+        # Where new droplets' SSH can be reached in a test (the loopback SSH server's
+        # address); by default each droplet gets an address of its own that nobody serves.
+        self.new_droplet_address: str | None = None
         self._faults: dict[str, list[_Fault]] = {}
         self._action_faults: dict[str, list[str]] = {}
         self._closing = asyncio.Event()
@@ -299,6 +355,14 @@ class DigitalOceanFake:
     def slow(self, operation: str, seconds: float, *, times: int = 1) -> None:
         """Delay the next ``times`` answers to ``operation`` by ``seconds`` (a client timeout)."""
         self._faults.setdefault(operation, []).append(_Fault("slow", times, seconds=seconds))
+
+    def lose_answer(self, operation: str, status: int = 500, *, times: int = 1) -> None:
+        """Carry out the next ``times`` requests to ``operation`` but answer ``status``.
+
+        What a client sees when DigitalOcean did the work and the answer was lost on the
+        way back: asking again blindly would do it twice.
+        """
+        self._faults.setdefault(operation, []).append(_Fault("lost", times, status=status))
 
     def error_action(self, action_type: str, *, times: int = 1) -> None:
         """Make the next ``times`` actions of ``action_type`` end ``errored``."""
@@ -371,9 +435,56 @@ class DigitalOceanFake:
             for i in (1, 2, 3)
         ]
 
+    def add_volume(
+        self,
+        name: str,
+        *,
+        region: str = "syd1",
+        size_gigabytes: int = 20,
+        tags: list[str] | None = None,
+        droplet_id: int | None = None,
+    ) -> FakeVolume:
+        """Put an already existing volume in the account, attached to ``droplet_id`` if given."""
+        volume = FakeVolume(
+            id=str(uuid.uuid4()),
+            name=name,
+            region=region,
+            size_gigabytes=size_gigabytes,
+            tags=list(tags or []),
+        )
+        if droplet_id is not None:
+            volume.droplet_ids = [droplet_id]
+            volume.attached_to.add(droplet_id)
+        self.volumes[volume.id] = volume
+        self.tags.update(volume.tags)
+        return volume
+
+    def add_volume_snapshot(
+        self, volume: FakeVolume, name: str, *, tags: list[str] | None = None, created_at: str = ""
+    ) -> dict[str, Any]:
+        """Put a snapshot of ``volume`` in the account (``created_at`` as the API writes it)."""
+        snapshot = self._volume_snapshot(volume, name, list(tags or []))
+        if created_at:
+            snapshot["created_at"] = created_at
+        return snapshot
+
+    def volume_action_types(self, volume_id: str | None = None) -> list[str]:
+        """The types of the volume actions performed, in order."""
+        return [
+            a.type
+            for a in self.actions
+            if a.volume_id is not None and (volume_id is None or a.volume_id == volume_id)
+        ]
+
     def action_types(self, droplet_id: int | None = None) -> list[str]:
         """The types of the droplet actions performed, in order."""
-        return [a.type for a in self.actions if droplet_id is None or a.droplet_id == droplet_id]
+        return [
+            a.type
+            for a in self.actions
+            if a.volume_id is None
+            and a.reserved_ip is None
+            and (droplet_id is None or a.droplet_id == droplet_id)
+        ]
 
     def calls(self, method: str, path_prefix: str) -> list[FakeRequest]:
         return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
@@ -404,6 +515,25 @@ class DigitalOceanFake:
             ("GET", "/v2/domains/{domain_name}/records/{domain_record_id}", self._get_record),
             ("PUT", "/v2/domains/{domain_name}/records/{domain_record_id}", self._put_record),
             ("GET", "/v2/tags", self._list_tags),
+            ("GET", "/v2/snapshots/{snapshot_id}", self._get_snapshot),
+            ("DELETE", "/v2/snapshots/{snapshot_id}", self._delete_snapshot),
+            ("GET", "/v2/volumes", self._list_volumes),
+            ("POST", "/v2/volumes", self._create_volume),
+            ("GET", "/v2/volumes/snapshots/{snapshot_id}", self._get_snapshot),
+            ("DELETE", "/v2/volumes/snapshots/{snapshot_id}", self._delete_snapshot),
+            ("GET", "/v2/volumes/{volume_id}", self._get_volume),
+            ("DELETE", "/v2/volumes/{volume_id}", self._delete_volume),
+            ("GET", "/v2/volumes/{volume_id}/actions", self._list_volume_actions),
+            ("POST", "/v2/volumes/{volume_id}/actions", self._volume_action),
+            ("GET", "/v2/volumes/{volume_id}/actions/{action_id}", self._get_action),
+            ("GET", "/v2/volumes/{volume_id}/snapshots", self._list_volume_snapshots),
+            ("POST", "/v2/volumes/{volume_id}/snapshots", self._create_volume_snapshot),
+            ("GET", "/v2/reserved_ips", self._list_reserved_ips),
+            ("POST", "/v2/reserved_ips", self._create_reserved_ip),
+            ("GET", "/v2/reserved_ips/{reserved_ip}", self._get_reserved_ip),
+            ("GET", "/v2/reserved_ips/{reserved_ip}/actions", self._list_reserved_ip_actions),
+            ("POST", "/v2/reserved_ips/{reserved_ip}/actions", self._reserved_ip_action),
+            ("GET", "/v2/reserved_ips/{reserved_ip}/actions/{action_id}", self._get_action),
         ]
         for method, path, handler in routes:
             # python-digitalocean asks for "droplets/" as often as "droplets".
@@ -465,6 +595,12 @@ class DigitalOceanFake:
                 # Ends early when the fake closes, so teardown never waits on it.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), fault.seconds)
+            elif fault.kind == "lost":
+                request["json"] = body
+                await handler(request)
+                return _error(
+                    fault.status, "server_error", "Server was unable to give you a response."
+                )
             elif fault.status == 429:
                 return _error(429, "too_many_requests", "API Rate limit exceeded.", fault.headers)
             else:
@@ -507,7 +643,20 @@ class DigitalOceanFake:
             and (tag is None or tag in d.tags)
             and (name is None or d.name.lower() == name.lower())
         ]
-        return _listing("droplets", found)
+        return self._page(request, "droplets", found)
+
+    def _page(self, request: web.Request, key: str, items: list[dict[str, Any]]) -> web.Response:
+        """One page of ``items`` as DigitalOcean pages a list: ``links.pages.next`` if more."""
+        per_page = int(request.query.get("per_page", 20))
+        page = int(request.query.get("page", 1))
+        start = (page - 1) * per_page
+        links: dict[str, Any] = {}
+        if start + per_page < len(items):
+            query = {**request.query, "page": str(page + 1), "per_page": str(per_page)}
+            following = request.url.with_query(query)
+            links["pages"] = {"next": str(following)}
+        body = {key: items[start : start + per_page], "links": links, "meta": {"total": len(items)}}
+        return web.json_response(body)
 
     async def _create_droplet(self, request: web.Request) -> web.Response:
         body = request["json"] or {}
@@ -566,7 +715,7 @@ class DigitalOceanFake:
     def _boot(self, droplet: FakeDroplet) -> None:
         droplet.status = "active"
         if droplet.ipv4 is None:
-            droplet.ipv4 = f"127.0.0.{next(self._addresses)}"
+            droplet.ipv4 = self.new_droplet_address or f"127.0.0.{next(self._addresses)}"
 
     async def _destroy_droplet(self, request: web.Request) -> web.Response:
         # Served only so that a call would be recorded; the driver must never make one.
@@ -574,6 +723,12 @@ class DigitalOceanFake:
         if droplet is None:
             return _error(404, "not_found", "The resource you were accessing could not be found.")
         del self.droplets[droplet.id]
+        for volume in self.volumes.values():
+            if droplet.id in volume.droplet_ids:
+                volume.droplet_ids.remove(droplet.id)
+        for reserved in self.reserved_ips.values():
+            if reserved.droplet_id == droplet.id:
+                reserved.droplet_id = None
         return web.Response(status=204)
 
     async def _list_droplet_actions(self, request: web.Request) -> web.Response:
@@ -651,6 +806,10 @@ class DigitalOceanFake:
             return
         action.completed_at = _now()
         action.status = action.outcome
+        if action.volume_id is not None or action.reserved_ip is not None:
+            if action.status == "completed":
+                self._finish_resource_action(action)
+            return
         droplet = self.droplets.get(action.droplet_id or -1)
         if action.status != "completed" or droplet is None:
             return
@@ -688,7 +847,9 @@ class DigitalOceanFake:
         return _listing("regions", [_region_json(slug) for slug, _ in _REGIONS])
 
     async def _list_snapshots(self, request: web.Request) -> web.Response:
-        return _listing("snapshots", self.snapshots)
+        kind = request.query.get("resource_type")
+        found = [s for s in self.snapshots if kind is None or s["resource_type"] == kind]
+        return _listing("snapshots", found)
 
     async def _list_domains(self, request: web.Request) -> web.Response:
         domains = [{"name": n, "ttl": 1800, "zone_file": ""} for n in sorted(self.domains)]
@@ -770,6 +931,258 @@ class DigitalOceanFake:
                 }
             )
         return _listing("tags", tags)
+
+    # ---- volumes, their snapshots and reserved IPs ---------------------------------------
+
+    def _finish_resource_action(self, action: FakeAction) -> None:
+        if action.reserved_ip is not None:
+            reserved = self.reserved_ips[action.reserved_ip]
+            reserved.droplet_id = action.droplet_id if action.type == "assign" else None
+            return
+        volume = self.volumes.get(action.volume_id or "")
+        if volume is None:
+            return
+        droplet = self.droplets.get(action.droplet_id or -1)
+        if action.type == "attach" and droplet is not None:
+            volume.droplet_ids = [droplet.id]
+            volume.attached_to.add(droplet.id)
+            droplet.volume_ids.append(volume.id)
+            if self.on_attach is not None:
+                self.on_attach(volume, droplet)
+        elif action.type == "detach":
+            volume.droplet_ids = []
+            if droplet is not None and volume.id in droplet.volume_ids:
+                droplet.volume_ids.remove(volume.id)
+            if droplet is not None and self.on_detach is not None:
+                self.on_detach(volume, droplet)
+        elif action.type == "resize":
+            volume.size_gigabytes = int(action.params["size_gigabytes"])
+
+    def _start_resource_action(
+        self,
+        kind: str,
+        *,
+        region: str,
+        droplet_id: int | None,
+        params: dict[str, Any],
+        volume_id: str | None = None,
+        reserved_ip: str | None = None,
+    ) -> FakeAction:
+        outcome = "completed"
+        pending = self._action_faults.get(kind)
+        if pending:
+            outcome = pending.pop(0)
+        action = FakeAction(
+            id=next(self._ids),
+            type=kind,
+            droplet_id=droplet_id,
+            polls_left=self.action_polls,
+            outcome=outcome,
+            params=dict(params),
+            region=region,
+            not_before=time.monotonic() + self.action_seconds,
+            volume_id=volume_id,
+            reserved_ip=reserved_ip,
+        )
+        self.actions.append(action)
+        return action
+
+    def _volume_or_none(self, request: web.Request) -> FakeVolume | None:
+        return self.volumes.get(request.match_info["volume_id"])
+
+    async def _list_volumes(self, request: web.Request) -> web.Response:
+        name = request.query.get("name")
+        region = request.query.get("region")
+        found = [
+            v.to_json()
+            for v in self.volumes.values()
+            if (name is None or v.name == name) and (region is None or v.region == region)
+        ]
+        return _listing("volumes", found)
+
+    async def _create_volume(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        name, region = body.get("name"), body.get("region")
+        if any(v.name == name and v.region == region for v in self.volumes.values()):
+            return _error(409, "conflict", "a volume with that name already exists in the region")
+        size = int(body.get("size_gigabytes") or 0)
+        source = body.get("snapshot_id")
+        if source is not None:
+            snapshot = next((s for s in self.snapshots if s["id"] == source), None)
+            if snapshot is None or snapshot["resource_type"] != "volume":
+                return _error(404, "not_found", "The snapshot could not be found.")
+            if size < snapshot["min_disk_size"]:
+                return _error(422, "unprocessable_entity", "size is below the snapshot's size")
+        volume = FakeVolume(
+            id=str(uuid.uuid4()),
+            name=str(name),
+            region=str(region),
+            size_gigabytes=size,
+            tags=list(body.get("tags") or []),
+            snapshot_id=source,
+        )
+        self.volumes[volume.id] = volume
+        self.tags.update(volume.tags)
+        return web.json_response({"volume": volume.to_json()}, status=201)
+
+    async def _get_volume(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        return web.json_response({"volume": volume.to_json()})
+
+    async def _delete_volume(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        if volume.droplet_ids:
+            return _error(409, "conflict", "The volume is attached to a Droplet; detach it first.")
+        del self.volumes[volume.id]
+        self.deleted_volumes.append(volume)
+        return web.Response(status=204)
+
+    async def _list_volume_actions(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        return _listing("actions", [a.to_json() for a in self.actions if a.volume_id == volume.id])
+
+    async def _volume_action(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        body = request["json"] or {}
+        kind = str(body.get("type"))
+        droplet_id = body.get("droplet_id")
+        if kind == "attach":
+            droplet = self.droplets.get(droplet_id)
+            if droplet is None:
+                return _error(404, "not_found", "The Droplet could not be found.")
+            if droplet.region != volume.region:
+                return _error(422, "unprocessable_entity", "Volume and Droplet regions differ.")
+            if volume.droplet_ids and volume.droplet_ids != [droplet_id]:
+                return _error(
+                    422, "unprocessable_entity", "Volume is already attached to another Droplet."
+                )
+        elif kind == "detach" and droplet_id not in volume.droplet_ids:
+            return _error(422, "unprocessable_entity", "Volume is not attached to this Droplet.")
+        elif kind == "resize" and int(body.get("size_gigabytes") or 0) < volume.size_gigabytes:
+            return _error(422, "unprocessable_entity", "Volumes cannot be decreased in size.")
+        action = self._start_resource_action(
+            kind,
+            region=volume.region,
+            droplet_id=droplet_id,
+            params=body,
+            volume_id=volume.id,
+        )
+        return web.json_response({"action": action.to_json()}, status=202)
+
+    def _volume_snapshot(self, volume: FakeVolume, name: str, tags: list[str]) -> dict[str, Any]:
+        snapshot = {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "created_at": _now(),
+            "regions": [volume.region],
+            "resource_id": volume.id,
+            "resource_type": "volume",
+            "min_disk_size": volume.size_gigabytes,
+            "size_gigabytes": round(volume.size_gigabytes * 0.1, 2),
+            "tags": tags,
+        }
+        self.snapshots.append(snapshot)
+        self.tags.update(tags)
+        return snapshot
+
+    async def _list_volume_snapshots(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        return _listing("snapshots", [s for s in self.snapshots if s["resource_id"] == volume.id])
+
+    async def _create_volume_snapshot(self, request: web.Request) -> web.Response:
+        volume = self._volume_or_none(request)
+        if volume is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        body = request["json"] or {}
+        name = str(body.get("name"))
+        if any(s["name"] == name and s["resource_id"] == volume.id for s in self.snapshots):
+            return _error(409, "conflict", "a snapshot with that name already exists")
+        snapshot = self._volume_snapshot(volume, name, list(body.get("tags") or []))
+        return web.json_response({"snapshot": snapshot}, status=201)
+
+    def _snapshot_or_none(self, request: web.Request) -> dict[str, Any] | None:
+        wanted = request.match_info["snapshot_id"]
+        return next((s for s in self.snapshots if str(s["id"]) == wanted), None)
+
+    async def _get_snapshot(self, request: web.Request) -> web.Response:
+        snapshot = self._snapshot_or_none(request)
+        if snapshot is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        return web.json_response({"snapshot": snapshot})
+
+    async def _delete_snapshot(self, request: web.Request) -> web.Response:
+        snapshot = self._snapshot_or_none(request)
+        if snapshot is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        self.snapshots.remove(snapshot)
+        self.deleted_snapshots.append(snapshot)
+        return web.Response(status=204)
+
+    def _reserved_ip_json(self, reserved: FakeReservedIP) -> dict[str, Any]:
+        droplet = self.droplets.get(reserved.droplet_id or -1)
+        return {
+            "ip": reserved.ip,
+            "region": _region_json(reserved.region),
+            "droplet": droplet.to_json() if droplet else None,
+            "locked": False,
+            "project_id": "746c6152-2fa2-11ed-92d3-27aaa54e4988",
+        }
+
+    async def _list_reserved_ips(self, request: web.Request) -> web.Response:
+        found = [self._reserved_ip_json(r) for r in self.reserved_ips.values()]
+        return _listing("reserved_ips", found)
+
+    async def _create_reserved_ip(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        droplet = self.droplets.get(body.get("droplet_id") or -1)
+        if "droplet_id" in body and droplet is None:
+            return _error(404, "not_found", "The Droplet could not be found.")
+        region = droplet.region if droplet else str(body.get("region"))
+        reserved = FakeReservedIP(
+            ip=f"127.1.0.{next(self._reserved_addresses)}",
+            region=region,
+            droplet_id=droplet.id if droplet else None,
+        )
+        self.reserved_ips[reserved.ip] = reserved
+        return web.json_response({"reserved_ip": self._reserved_ip_json(reserved)}, status=202)
+
+    async def _get_reserved_ip(self, request: web.Request) -> web.Response:
+        reserved = self.reserved_ips.get(request.match_info["reserved_ip"])
+        if reserved is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        return web.json_response({"reserved_ip": self._reserved_ip_json(reserved)})
+
+    async def _list_reserved_ip_actions(self, request: web.Request) -> web.Response:
+        ip = request.match_info["reserved_ip"]
+        return _listing("actions", [a.to_json() for a in self.actions if a.reserved_ip == ip])
+
+    async def _reserved_ip_action(self, request: web.Request) -> web.Response:
+        reserved = self.reserved_ips.get(request.match_info["reserved_ip"])
+        if reserved is None:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        body = request["json"] or {}
+        kind = str(body.get("type"))
+        droplet_id = body.get("droplet_id")
+        if kind == "assign" and droplet_id not in self.droplets:
+            return _error(404, "not_found", "The Droplet could not be found.")
+        action = self._start_resource_action(
+            kind,
+            region=reserved.region,
+            droplet_id=droplet_id,
+            params=body,
+            reserved_ip=reserved.ip,
+        )
+        return web.json_response({"action": action.to_json()}, status=201)
 
 
 def fingerprint(public_key: str) -> str:

@@ -1154,6 +1154,17 @@ class FakeGitHub:
         self.deployments[deployment_id] = deployment
         return web.json_response(deployment, status=201)
 
+    async def _op_repos_list_deployments(self, request, params, body) -> web.Response:
+        full_name = self._repository(params).full_name
+        wanted = {k: request.query[k] for k in ("sha", "ref", "environment") if k in request.query}
+        found = [
+            deployment
+            for deployment in sorted(self.deployments.values(), key=lambda d: -d["id"])
+            if deployment["repository"] == full_name
+            and all(deployment.get(key) == value for key, value in wanted.items())
+        ]
+        return web.json_response(found)
+
     async def _op_repos_create_deployment_status(self, request, params, body) -> web.Response:
         deployment_id = int(params["deployment_id"])
         if deployment_id not in self.deployments:

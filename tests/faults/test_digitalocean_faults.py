@@ -151,9 +151,10 @@ async def test_a_droplet_created_while_powered_off_is_adopted_and_powered_on(do_
 
 # ---- resize, through deploy.operations -----------------------------------------------------
 
+# The droplet's SSH is the loopback server's port: server.port applies to droplets too.
 DO_CONFIG = (
     "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
-    "  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
+    "  size: s-2vcpu-4gb\n  port: {port}\nhub:\n  admins: [alice]\n"
 )
 
 
@@ -197,7 +198,11 @@ async def droplet_engine(tmp_path, ssh_target, do_fake):
         droplets=driver(do_fake, armed),
         ssh_poll_seconds=0.05,
     )
-    config = load_course({".github/classroom.yml": DO_CONFIG.encode()}, "octo-org", "physics101")
+    config = load_course(
+        {".github/classroom.yml": DO_CONFIG.format(port=ssh_target.port).encode()},
+        "octo-org",
+        "physics101",
+    )
     yield engine, armed, droplet, config
     await engine.close()
 

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.sshd
 
 DEPLOY_SEEDS = [11, 12, 13, 14, 15, 16, 17]
 RESIZE_SEEDS = [21, 22, 23]
+# The droplet's SSH is the loopback server's port: server.port applies to droplets too.
 DO_CONFIG = (
     "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
-    "  size: s-2vcpu-4gb\nhub:\n  admins: [alice]\n"
+    "  size: s-2vcpu-4gb\n  port: {port}\nhub:\n  admins: [alice]\n"
 )
 
 
@@ -100,7 +101,7 @@ async def seed_droplet_course(service, do_fake, ssh_target, github_fake) -> int:
         json.dumps({"jupyterhub": "active", "traefik": "active"})
     )
     files = ssh_course_files(ssh_target)
-    files[".github/classroom.yml"] = DO_CONFIG.encode()
+    files[".github/classroom.yml"] = DO_CONFIG.format(port=ssh_target.port).encode()
     github_fake.put_commit(COURSE_REPO, files, branch="main")
     return droplet.id
 

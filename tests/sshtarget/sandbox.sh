@@ -34,6 +34,23 @@ for program in apt-get dpkg-query systemctl curl; do
         mount --bind "$sandbox/bin/$program" "/usr/bin/$program"
     fi
 done
+
+# Block storage, for the tests that ask for it (they create $sandbox/devices): a private
+# /mnt and /etc/fstab, attached volumes as files under /dev/disk/by-id (an overlay on
+# /dev), and the mounts earlier commands made, made again: each command gets a new mount
+# namespace, as a server mounts its fstab again at each boot.
+if [ -d "$sandbox/devices" ]; then
+    mount --bind "$sandbox/mnt" /mnt
+    mount --bind "$sandbox/etc/fstab" /etc/fstab
+    mount -t overlay overlay \
+        -o "lowerdir=/dev,upperdir=$sandbox/devices/upper,workdir=$sandbox/devices/work" /dev
+    if [ -f "$sandbox/state/mounts.list" ]; then
+        while read -r source target; do
+            mount --bind "$source" "$target"
+        done < "$sandbox/state/mounts.list"
+    fi
+fi
+
 mount --bind "$sandbox/tmp" /tmp
 
 # Where a real program is missing there is nothing to cover; PATH finds the stand-in.

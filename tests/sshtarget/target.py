@@ -32,6 +32,9 @@ SANDBOX_WRAPPER = HERE / "sandbox.sh"
 STANDINS = HERE / "standins" / "standins.py"
 SSHD = Path("/usr/sbin/sshd")
 COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
+# Found before the real ones through PATH, once a test enables volumes.
+VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs", "cp")
+DEVICE_PREFIX = "disk/by-id/scsi-0DO_Volume_"
 FALLBACK_SSHD = HERE / "fallback_sshd.py"
 OS_RELEASE = """\
 PRETTY_NAME="Ubuntu 24.04.1 LTS"
@@ -134,7 +137,51 @@ class SSHTarget:
         path = self.sandbox / "state" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    # -- block storage ----------------------------------------------------------------
+
+    def attach_volume(self, name: str) -> Path:
+        """Attach the volume ``name`` (made blank the first time); returns its folder.
+
+        The first call turns on the sandbox's block storage: a private /mnt and
+        /etc/fstab, /dev/disk/by-id, and stand-ins for blkid, mkfs.ext4, mount, resize2fs.
+        """
+        devices = self.sandbox / "devices"
+        if not devices.exists():
+            for sub in ("mnt", "volumes", "devices/upper/disk/by-id", "devices/work"):
+                (self.sandbox / sub).mkdir(parents=True, exist_ok=True)
+            (self.sandbox / "etc" / "fstab").write_text("# the sandbox's /etc/fstab\n")
+            for program in VOLUME_PROGRAMS:
+                self._shim(program)
+        folder = self.sandbox / "volumes" / name
+        folder.mkdir(exist_ok=True)
+        (devices / "upper" / f"{DEVICE_PREFIX}{name}").write_text("")
+        return folder
+
+    def detach_volume(self, name: str) -> None:
+        """The volume leaves the server (its folder, the volume's data, stays)."""
+        (self.sandbox / "devices" / "upper" / f"{DEVICE_PREFIX}{name}").unlink(missing_ok=True)
+
+    def give_filesystem(self, name: str, uuid: str | None = None) -> str:
+        """Make the volume ``name`` hold an ext4 filesystem already; returns its UUID.
+
+        A volume made from a snapshot has the same filesystem, UUID included.
+        """
+        path = self.sandbox / "state" / "filesystems.json"
+        filesystems = json.loads(path.read_text()) if path.exists() else {}
+        fresh = uuid or secrets.token_hex(16)
+        filesystems[name] = {"type": "ext4", "uuid": fresh, "grown": 0}
+        path.write_text(json.dumps(filesystems))
+        return filesystems[name]["uuid"]
+
+    def empty_home(self) -> None:
+        """A new droplet: nothing in /home yet (the canary goes)."""
+        shutil.rmtree(self.sandbox / "home" / "jupyter-student")
+
     # -- trouble on demand ------------------------------------------------------------
+
+    def corrupt_next_copy(self) -> None:
+        """The next ``cp`` (with volumes on) copies, then one copied file differs."""
+        (self.sandbox / "control" / "cp.corrupt").write_text("")
 
     def fail_next(self, program: str, message: str = "") -> None:
         """The next call of ``program`` prints ``message`` to stderr and exits 1."""
@@ -216,16 +263,19 @@ class SSHTarget:
         (self.sandbox / "log" / "calls.jsonl").write_text("")
         shutil.copyfile(STANDINS, self.sandbox / "standins.py")
         for program in COVERED_PROGRAMS:
-            shim = self.sandbox / "bin" / program
-            # Inside the namespace the sandbox is at /srv (see sandbox.sh).
-            shim.write_text(
-                f'#!/bin/sh\nexec /usr/bin/python3 -I /srv/standins.py /srv {program} "$@"\n'
-            )
-            shim.chmod(0o755)
+            self._shim(program)
         self.sshd_dir.mkdir(parents=True, exist_ok=True)
         authorized = self.sshd_dir / "authorized_keys"
         authorized.write_text(self.client_key.export_public_key("openssh").decode())
         authorized.chmod(0o600)
+
+    def _shim(self, program: str) -> None:
+        shim = self.sandbox / "bin" / program
+        # Inside the namespace the sandbox is at /srv (see sandbox.sh).
+        shim.write_text(
+            f'#!/bin/sh\nexec /usr/bin/python3 -I /srv/standins.py /srv {program} "$@"\n'
+        )
+        shim.chmod(0o755)
 
     def _plant_canary(self) -> Canary:
         student = self.sandbox / "home" / "jupyter-student"

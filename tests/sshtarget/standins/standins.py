@@ -1,9 +1,10 @@
 """Stand-ins for the programs the engine drives on a server, for the loopback SSH target.
 
 One program, dispatched on its first two arguments (the sandbox root and the name it
-stands in for): curl, TLJH's bootstrap, tljh-config, apt-get, dpkg-query, conda, pip and
-systemctl. Each call is recorded as one JSON line in ``<root>/log/calls.jsonl`` and each
-keeps its state in files under the sandbox, so a second call sees what the first did.
+stands in for): curl, TLJH's bootstrap, tljh-config, apt-get, dpkg-query, conda, pip,
+systemctl, and for block storage blkid, mkfs.ext4, mount and resize2fs. Each call is
+recorded as one JSON line in ``<root>/log/calls.jsonl`` and each keeps its state in
+files under the sandbox, so a second call sees what the first did.
 
 It runs under the server's own ``/usr/bin/python3 -I`` inside the sandbox's mount
 namespace, where the project's virtualenv may be hidden (it can live under /opt or
@@ -16,10 +17,13 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(sys.argv[1])
@@ -650,7 +654,158 @@ def systemctl() -> int:
     return 0
 
 
+# -- block storage: blkid, mkfs.ext4, mount, resize2fs ---------------------------------------
+#
+# A volume is the folder <root>/volumes/<name>; it is attached while the file
+# /dev/disk/by-id/scsi-0DO_Volume_<name> exists (sandbox.sh lays <root>/devices over /dev).
+# Its filesystem, if any, is an entry of the state file ``filesystems``: formatting makes
+# one (and empties the folder, as a real format loses everything); mounting binds the
+# folder for real inside the command's mount namespace and records it in
+# ``state/mounts.list``, which sandbox.sh replays for every later command, as a server
+# mounts its fstab at each boot.
+
+DEVICE_PREFIX = "/dev/disk/by-id/scsi-0DO_Volume_"
+
+
+def volume_of(device: str) -> str:
+    if not device.startswith(DEVICE_PREFIX) or "/" in device[len(DEVICE_PREFIX) :]:
+        raise Refused(f"{device}: not a device this server has", 2)
+    name = device[len(DEVICE_PREFIX) :]
+    if not Path(device).exists():
+        raise Refused(f"{device}: No such file or directory", 2)
+    return name
+
+
+def blkid() -> int:
+    tag = None
+    args = list(ARGS)
+    if "-s" in args:
+        tag = args[args.index("-s") + 1]
+    try:
+        name = volume_of(args[-1])
+    except Refused:
+        return 2
+    filesystem = load("filesystems", {}).get(name)  # type: ignore[union-attr]
+    if not filesystem:
+        return 2  # what blkid answers when it finds no signature
+    fields = {"TYPE": filesystem["type"], "UUID": filesystem["uuid"]}
+    if tag is not None:
+        print(fields.get(tag, ""))
+    else:
+        print(f'{args[-1]}: UUID="{fields["UUID"]}" TYPE="{fields["TYPE"]}"')
+    return 0
+
+
+def mkfs_ext4() -> int:
+    name = volume_of(ARGS[-1])
+    if any(line.split()[0] == str(ROOT / "volumes" / name) for line in mounts()):
+        raise Refused(f"{ARGS[-1]} is mounted; will not make a filesystem here!", 1)
+    folder = ROOT / "volumes" / name
+    for child in list(folder.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    filesystems = load("filesystems", {})
+    assert isinstance(filesystems, dict)
+    label = ARGS[ARGS.index("-L") + 1] if "-L" in ARGS else ""
+    filesystems[name] = {"type": "ext4", "uuid": str(uuid.uuid4()), "label": label, "grown": 0}
+    save("filesystems", filesystems)
+    return 0
+
+
+def resize2fs() -> int:
+    name = volume_of(ARGS[-1])
+    filesystems = load("filesystems", {})
+    assert isinstance(filesystems, dict)
+    if name not in filesystems:
+        raise Refused(f"resize2fs: Bad magic number in super-block while trying to open {ARGS[-1]}")
+    filesystems[name]["grown"] = filesystems[name].get("grown", 0) + 1
+    save("filesystems", filesystems)
+    return 0
+
+
+def mounts() -> list[str]:
+    path = STATE / "mounts.list"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def mount() -> int:
+    positional = [a for a in ARGS if not a.startswith("-")]
+    if "-o" in ARGS:
+        positional.remove(ARGS[ARGS.index("-o") + 1])
+    if len(positional) == 1:
+        target = positional[0]
+        entries = [
+            line.split()
+            for line in Path("/etc/fstab").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        found = [e for e in entries if len(e) >= 2 and e[1] == target]
+        if not found:
+            raise Refused(f"mount: {target}: can't find in /etc/fstab.", 1)
+        source = found[0][0]
+    elif len(positional) == 2:
+        source, target = positional
+    else:
+        raise Refused("mount: bad usage", 1)
+    if source.startswith("UUID="):
+        filesystems = load("filesystems", {})
+        assert isinstance(filesystems, dict)
+        names = [
+            n
+            for n, f in filesystems.items()
+            if f["uuid"] == source[5:] and Path(DEVICE_PREFIX + n).exists()
+        ]
+        if not names:
+            raise Refused(f"mount: {target}: can't find {source}.", 32)
+        source = str(ROOT / "volumes" / names[0])
+    elif source.startswith(DEVICE_PREFIX):
+        name = volume_of(source)
+        if name not in load("filesystems", {}):  # type: ignore[operator]
+            raise Refused(f"mount: {target}: wrong fs type, bad option, bad superblock", 32)
+        source = str(ROOT / "volumes" / name)
+    options = ["--bind"]
+    if "-o" in ARGS and "ro" in ARGS[ARGS.index("-o") + 1].split(","):
+        options += ["-o", "ro"]
+    result = subprocess.run(["/usr/bin/mount", *options, source, target], check=False)
+    if result.returncode != 0:
+        raise Refused(f"mount: {target}: mount failed", 32)
+    with open(STATE / "mounts.list", "a") as listing:
+        listing.write(f"{source} {target}\n")
+    return 0
+
+
+def cp() -> int:
+    """The real cp; with ``control/cp.corrupt`` armed, one copied file then differs."""
+    result = subprocess.run(["/usr/bin/cp", *ARGS], check=False)
+    corrupt = CONTROL / "cp.corrupt"
+    if result.returncode == 0 and corrupt.exists():
+        corrupt.unlink()
+        copied = sorted(p for p in Path(ARGS[-1]).rglob("*") if p.is_file())
+        if copied:
+            with open(copied[0], "ab") as changed:
+                changed.write(b"!")
+    return result.returncode
+
+
+def umount() -> int:
+    target = ARGS[-1]
+    result = subprocess.run(["/usr/bin/umount", target], check=False)
+    if result.returncode != 0:
+        raise Refused(f"umount: {target}: not mounted.", 32)
+    kept = [line for line in mounts() if line.split()[-1] != target]
+    (STATE / "mounts.list").write_text("".join(f"{line}\n" for line in kept))
+    return 0
+
+
 PROGRAMS = {
+    "cp": cp,
+    "umount": umount,
+    "blkid": blkid,
+    "mkfs.ext4": mkfs_ext4,
+    "mount": mount,
+    "resize2fs": resize2fs,
     "bootstrap": bootstrap,
     "tljh-config": tljh_config,
     "curl": curl,

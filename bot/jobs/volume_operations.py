@@ -1,0 +1,109 @@
+"""The registry entries for a course's home volume: ``/backup``, ``/restore`` and
+``/move-home`` (see ``bot.jobs.registry``). Each decides what to run; the engine
+(``deploy.backup``, ``deploy.movehome``) does the work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.backups import report_backup
+from bot.jobs.registry import (
+    ADMIN,
+    WRITE,
+    ArgKind,
+    Flag,
+    OperationContext,
+    Option,
+    Positional,
+    operation,
+    parse_hub_user,
+    parse_snapshot_name,
+)
+from deploy import backup as engine_backup
+from deploy import movehome
+from deploy.model import OperationResult
+
+parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.check)
+
+
+@operation(
+    "backup",
+    summary="Snapshot the course's volume now (`storage` in the config); older snapshots "
+    "this service made are deleted beyond `backup.keep`.",
+)
+async def backup(op: OperationContext, args: object) -> OperationResult:
+    assert op.config is not None
+    result = await engine_backup.backup(op.engine, op.course, op.config, progress=op.progress)
+    if result.conclusion == "success" or result.details.get("snapshot_failed"):
+        await report_backup(
+            op.services, op.course, op.job.installation_id, result.conclusion, result.summary
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class RestoreArgs:
+    snapshot: str | None = None
+    student: str | None = None
+    all: bool = False
+    confirm: bool = False
+
+
+def restore_permission(args: RestoreArgs) -> str:
+    # Bringing every home back replaces what everyone did since: admins only.
+    return ADMIN if args.all else WRITE
+
+
+@operation(
+    "restore",
+    # No "|" in the usage: /help shows it in a Markdown table.
+    usage="/restore [SNAPSHOT] [--student NAME | --all --confirm]",
+    summary="List the volume's snapshots; bring one student's home back into a new "
+    "`restored-…` folder (writers), or every home (admins, with `--confirm`).",
+    example="/restore physics101-hub-home-20250301-020000 --student alice",
+    grammar=(
+        Positional("snapshot", parse=parse_snapshot, required=False),
+        Option("student", "--student", parse=parse_hub_user),
+        Flag("all", "--all"),
+        Flag("confirm", "--confirm"),
+    ),
+    args=RestoreArgs,
+    permission=restore_permission,
+)
+async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
+    assert op.config is not None
+    usage = "`/restore SNAPSHOT --student NAME` or `/restore SNAPSHOT --all --confirm`"
+    if args.snapshot is None:
+        if args.student or args.all or args.confirm:
+            return OperationResult("failure", "Nothing restored", f"Name a snapshot: {usage}.")
+        return await engine_backup.list_snapshots(
+            op.engine, op.course, op.config, progress=op.progress
+        )
+    if args.student and args.all:
+        return OperationResult(
+            "failure", "Nothing restored", f"Choose one of `--student` and `--all`: {usage}."
+        )
+    if args.student:
+        return await engine_backup.restore_student(
+            op.engine, op.course, op.config, args.snapshot, args.student, progress=op.progress
+        )
+    if args.all:
+        return await engine_backup.restore_all(
+            op.engine,
+            op.course,
+            op.config,
+            args.snapshot,
+            confirm=args.confirm,
+            progress=op.progress,
+        )
+    return OperationResult("failure", "Nothing restored", f"Say what to restore: {usage}.")
+
+
+@operation(
+    "move-home",
+    summary="Move /home and the hub's accounts onto the course's volume: a droplet "
+    "snapshot first, a checked copy, the original kept on the droplet's disk.",
+)
+async def move_home(op: OperationContext, args: object) -> OperationResult:
+    assert op.config is not None
+    return await movehome.move_home(op.engine, op.course, op.config, progress=op.progress)

@@ -1,0 +1,139 @@
+"""``/move-home`` over real SSH: a droplet snapshot first, a checked copy, then the mount.
+
+The course starts as every course did before ``storage``: TLJH installed with /home on
+the droplet's disk, holding canary homes (owners, modes, times, a hard link, a symlink).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from deploy import movehome, operations
+from deploy.observe import observe_script, parse_observation
+from tests.test_home_volume import COURSE, VOLUME, course, droplet, noop  # noqa: F401
+
+pytestmark = pytest.mark.sshd
+
+
+def manifest(root: Path) -> list[tuple]:
+    """Every entry under ``root``: type, mode, owner, group, links, size, mtime, content."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        link = os.readlink(path) if path.is_symlink() else ""
+        found.append(
+            (
+                str(path.relative_to(root)),
+                info.st_mode,
+                info.st_uid,
+                info.st_gid,
+                info.st_nlink,
+                info.st_size if not path.is_dir() else 0,
+                info.st_mtime_ns,
+                digest,
+                link,
+            )
+        )
+    return found
+
+
+def plant_homes(home: Path) -> None:
+    for uid, name in ((1001, "jupyter-alice"), (1002, "jupyter-bob")):
+        folder = home / name
+        folder.mkdir()
+        (folder / "work.ipynb").write_bytes(os.urandom(5000))
+        (folder / "private.txt").write_text(f"{name}'s notes")
+        (folder / "private.txt").chmod(0o600)
+        (folder / ".hidden").mkdir()
+        os.utime(folder / "work.ipynb", (1_600_000_000, 1_600_000_000))
+        for path in (folder, *folder.rglob("*")):
+            os.chown(path, uid, uid, follow_symlinks=False)
+    os.link(home / "jupyter-alice" / "work.ipynb", home / "jupyter-alice" / "same.ipynb")
+    (home / "jupyter-bob" / "link").symlink_to("work.ipynb")
+
+
+async def existing_course(droplet, ssh_target, do_fake):  # noqa: F811
+    """A hub deployed without storage, with homes on the droplet's disk."""
+    do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
+    ssh_target.attach_volume("unused")  # turn the target's block storage on
+    deployed = await operations.deploy(droplet, COURSE, course(""), mode="apply", progress=noop)
+    assert deployed.conclusion == "success", deployed.summary
+    plant_homes(ssh_target.sandbox / "home")
+    return manifest(ssh_target.sandbox / "home")
+
+
+async def observed(droplet):  # noqa: F811
+    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    _, out, _ = await droplet.ssh.run_script(target, observe_script())
+    return parse_observation(out)
+
+
+async def test_move_home_snapshots_first_copies_exactly_and_keeps_the_original(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    original = await existing_course(droplet, ssh_target, do_fake)
+
+    result = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+
+    assert result.conclusion == "success", result.summary
+    assert "mount --bind / /mnt/disk" in result.summary  # how to reclaim the space
+    kinds = [(a.type, a.volume_id is not None) for a in do_fake.actions]
+    assert kinds.index(("snapshot", False)) < kinds.index(("attach", True))
+    on_volume = ssh_target.sandbox / "volumes" / VOLUME / "home"
+    assert manifest(on_volume) == original
+    assert manifest(ssh_target.sandbox / "home") == original  # untouched, under the mount
+    seen = await observed(droplet)
+    assert (seen.home_volume, seen.home_on_volume) == (VOLUME, True)
+    assert ssh_target.state("services")["jupyterhub"] == "active"
+
+    again = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+    assert again.conclusion == "neutral" and again.title == "Already moved"
+
+
+async def test_a_copy_that_fails_its_check_leaves_everything_as_it_was(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    original = await existing_course(droplet, ssh_target, do_fake)
+    ssh_target.corrupt_next_copy()
+
+    failed = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+
+    assert failed.conclusion == "failure"
+    assert "check failed" in failed.summary and "as it was" in failed.summary
+    assert manifest(ssh_target.sandbox / "home") == original
+    assert not (await observed(droplet)).home_on_volume
+    assert ssh_target.state("services")["jupyterhub"] == "active"
+    volume_root = ssh_target.sandbox / "volumes" / VOLUME
+    assert not (volume_root / "home.moving").exists()
+
+    fixed = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+    assert fixed.conclusion == "success", fixed.summary
+    assert (await observed(droplet)).home_on_volume
+
+
+async def test_a_cut_connection_during_the_copy_is_finished_by_the_retry(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    original = await existing_course(droplet, ssh_target, do_fake)
+    ssh_target.cut_next("cp")
+
+    result = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+    if result.conclusion != "success":
+        result = await movehome.move_home(droplet, COURSE, course(), progress=noop)
+
+    assert result.conclusion == "success", result.summary
+    assert not (ssh_target.sandbox / "control" / "cp.cut").exists(), "the cut happened"
+    assert manifest(ssh_target.sandbox / "home") == original
+    assert (await observed(droplet)).home_on_volume
+    assert len(do_fake.volumes) == 1

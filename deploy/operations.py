@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import planner, tljh
+from deploy import homevolume, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -348,6 +348,9 @@ async def _deploy(
                 steps=results,
                 url=url,
             )
+    if config.storage is not None and config.server.provider == "digitalocean":
+        assert record is not None
+        await _record_users(engine, config, record, progress)
     url = hub_url(config, record)
     return _result(
         "success",
@@ -356,6 +359,23 @@ async def _deploy(
         steps=results,
         url=url,
     )
+
+
+async def _record_users(
+    engine: Engine, config: CourseConfig, record: ServerRecord, progress: Progress
+) -> None:
+    """Keep the record of the server's Linux users on the volume, for ``/recover``.
+
+    Not a step: a deploy whose hub is running is not failed for it; the next one records.
+    """
+    try:
+        status, _, err = await engine.ssh.run_script(
+            _target(engine, config, record), homevolume.record_users_script()
+        )
+    except (SSHError, *UNREACHABLE) as exc:
+        status, err = -1, type(exc).__name__
+    if status != 0:
+        await progress(f"the students' accounts were not recorded on the volume: {err[-200:]}")
 
 
 async def _engine_step(

@@ -236,6 +236,8 @@ async def remember_course(
             "branch": branch,
             # Scheduled snapshots of the course's volume (bot.backups); None: none.
             "backup_every": config.backup.every_seconds if config.storage else None,
+            # The droplet's name: the monitor looks for it when the hub stops answering.
+            "server_name": config.server.name if config.server.provider == "digitalocean" else None,
         },
     )
 

@@ -84,8 +84,9 @@ def test_scripts_are_valid_shell_with_each_value_one_word() -> None:
     for script in scripts:
         checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
         assert checked.returncode == 0, checked.stderr
-    assert "useradd -u 1001 -g 1002 -d /home/jupyter-a.b_c-d -M -s /bin/bash jupyter-a.b_c-d" in (
-        scripts[1]
+    assert (
+        "useradd -u 1001 -g 1002 -d /home/jupyter-a.b_c-d -M -s /bin/bash jupyter-a.b_c-d"
+        in (scripts[1])
     )
     with pytest.raises(rec.RecoverError):
         rec.users_script([rec.LinuxUser("jupyter-x y", 1001, 1001)])

@@ -140,8 +140,7 @@ async def deployed_then_lost(engine, ssh_target, do_fake) -> tuple[int, dict[Pat
     return old.droplet_id, files
 
 
-def assert_recovered(engine, ssh_target, do_fake, old_id: int, files: dict[Path, bytes]) -> None:
-    record = engine.records.records[COURSE]
+def assert_recovered(record, ssh_target, do_fake, old_id: int, files: dict[Path, bytes]) -> None:
     assert record.droplet_id != old_id and record.droplet_id in do_fake.droplets
     [volume] = do_fake.volumes.values()
     assert volume.name == VOLUME and volume.droplet_ids == [record.droplet_id]
@@ -177,12 +176,14 @@ async def test_a_lost_droplet_comes_back_with_accounts_uids_address_and_files(
     old_id, files = await deployed_then_lost(droplet, ssh_target, do_fake)
     lost = await rec.lost_droplet(droplet.droplets, droplet.records.records[COURSE], NAME)
     assert lost == f"DigitalOcean answers 404 (not found) for droplet {old_id}"
+    lost = await rec.lost_droplet(droplet.droplets, None, NAME)
+    assert lost == f"DigitalOcean has no droplet named {NAME} tagged {DROPLET_TAG}"
     before = len(ssh_target.calls())
 
     result = await rec.recover(droplet, COURSE, course(), progress=noop)
 
     assert result.conclusion == "success", result.summary
-    assert_recovered(droplet, ssh_target, do_fake, old_id, files)
+    assert_recovered(droplet.records.records[COURSE], ssh_target, do_fake, old_id, files)
     calls = [c["program"] for c in ssh_target.calls()[before:]]
     assert "mkfs.ext4" not in calls
     # The accounts are there before TLJH's installer (and so before anyone is spawned).
@@ -251,7 +252,7 @@ async def test_a_failing_digitalocean_step_then_recover_again_completes_it(
     do_fake._faults.clear()
     done = await rec.recover(droplet, COURSE, course(), progress=noop)
     assert done.conclusion == "success", done.summary
-    assert_recovered(droplet, ssh_target, do_fake, old_id, files)
+    assert_recovered(droplet.records.records[COURSE], ssh_target, do_fake, old_id, files)
 
 
 @pytest.mark.sshd
@@ -273,4 +274,4 @@ async def test_an_ssh_cut_during_recover_then_recover_again_completes_it(
         assert path.read_bytes() == content
     done = await rec.recover(droplet, COURSE, course(), progress=noop)
     assert done.conclusion == "success", done.summary
-    assert_recovered(droplet, ssh_target, do_fake, old_id, files)
+    assert_recovered(droplet.records.records[COURSE], ssh_target, do_fake, old_id, files)

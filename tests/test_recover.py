@@ -92,13 +92,6 @@ def test_scripts_are_valid_shell_with_each_value_one_word() -> None:
         rec.users_script([rec.LinuxUser("jupyter-x y", 1001, 1001)])
 
 
-def test_recovery_never_formats() -> None:
-    script = rec.mount_script(VOLUME)
-    refusal = script.index("holds no filesystem")
-    # The format in the shared lines is behind blkid's answer, which was checked first.
-    assert refusal < script.index("mkfs.ext4")
-
-
 # ---- over SSH --------------------------------------------------------------------------------
 
 
@@ -275,3 +268,22 @@ async def test_an_ssh_cut_during_recover_then_recover_again_completes_it(
     done = await rec.recover(droplet, COURSE, course(), progress=noop)
     assert done.conclusion == "success", done.summary
     assert_recovered(droplet.records.records[COURSE], ssh_target, do_fake, old_id, files)
+
+
+@pytest.mark.sshd
+async def test_a_volume_without_a_filesystem_is_never_formatted_by_recover(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    await deployed_then_lost(droplet, ssh_target, do_fake)
+    filesystems = ssh_target.sandbox / "state" / "filesystems.json"
+    filesystems.write_text("{}")  # blkid finds no filesystem on it now
+    before = len(ssh_target.calls())
+
+    refused = await rec.recover(droplet, COURSE, course(), progress=noop)
+
+    assert refused.conclusion == "failure"
+    assert "holds no filesystem" in refused.summary and "nothing was formatted" in refused.summary
+    calls = [c["program"] for c in ssh_target.calls()[before:]]
+    assert "mkfs.ext4" not in calls and "bootstrap" not in calls

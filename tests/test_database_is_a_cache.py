@@ -144,6 +144,8 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "monitor_issue": True,
         "tljh_version": "2.0.0",
         "branch": "main",
+        "backup_every": None,
+        "server_name": NAME,
     }
     monitored = await room.services.store.monitored_courses()
     assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [

@@ -82,6 +82,7 @@ def test_help_buttons_and_parser_are_the_registrys():
         "backup",
         "restore",
         "move-home",
+        "recover",
     ]
     text = registry.help_text()
     rows = [line for line in text.splitlines() if line.startswith("| `/")]

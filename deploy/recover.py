@@ -239,16 +239,25 @@ def _refuse(why: str) -> OperationResult:
     return _result("failure", "Nothing recovered", why)
 
 
-async def _course_volume(volumes: VolumeDriver, config: CourseConfig, region: str) -> VolumeInfo:
-    """The course's volume: the one attached to no droplet, or to nothing but ours."""
-    volume = await volumes.current_home_volume(config.server.name, region, None)
-    if volume is None or DROPLET_TAG not in volume.tags:
+async def _course_volume(
+    volumes: VolumeDriver, config: CourseConfig, region: str, progress: Progress
+) -> VolumeInfo:
+    """The volume that held the homes last: after ``/restore --all`` the course has more
+    than one (the previous ones are kept), and the one last attached is current."""
+    found = await volumes.course_volumes(config.server.name, region)
+    if not found:
         raise OperationError(
             f"there is no volume {home_volume_name(config.server.name)} tagged {DROPLET_TAG} "
             f"in {region}, so nothing of the students' to recover from; push to deploy "
             "a new server instead"
         )
-    return volume
+    if len(found) == 1:
+        return found[0]
+    attached = [(await volumes.last_attached(v), v.name, v) for v in found]
+    latest = max(attached, key=lambda entry: entry[:2])[2]
+    others = ", ".join(v.name for v in found if v is not latest)
+    await progress(f"{latest.name} was attached last, so it holds the homes; kept: {others}")
+    return latest
 
 
 async def recover(
@@ -301,7 +310,7 @@ async def _recover(
         await progress("the course's droplet is there without its hub: finishing the recovery")
     elif lost is not None:
         await progress(f"the course's droplet is gone: {lost}")
-    volume = await _course_volume(volumes, config, region)
+    volume = await _course_volume(volumes, config, region, progress)
     await progress(f"the course's volume is {volume.name}")
 
     record = await _provision(engine, course, config, progress)

@@ -243,6 +243,31 @@ class VolumeDriver:
                 return attached[0]
         return await self.find_volume(home_volume_name(server_name), region)
 
+    async def course_volumes(self, server_name: str, region: str) -> list[VolumeInfo]:
+        """Every volume that ever held this course's homes: the first and any swapped in
+        by ``/restore --all``; tagged, never a temporary restore volume."""
+        data = await self._get("list volumes", "volumes", {"region": region})
+        return [
+            v
+            for v in (_volume_info(d) for d in data.get("volumes", []))
+            if DROPLET_TAG in v.tags
+            and RESTORE_TAG not in v.tags
+            and is_home_volume_name(v.name, server_name)
+        ]
+
+    async def last_attached(self, volume: VolumeInfo) -> tuple[str, int]:
+        """When the volume was last attached to a droplet (the time DigitalOcean started
+        the attach, then its action id); ``("", 0)`` if never."""
+        data = await self._get(
+            f"list the actions of volume {volume.name}", f"volumes/{volume.id}/actions"
+        )
+        attaches = [
+            (str(a.get("started_at") or ""), int(a["id"]))
+            for a in data.get("actions", [])
+            if a.get("type") == "attach" and a.get("status") == "completed"
+        ]
+        return max(attaches, default=("", 0))
+
     async def ensure_home_volume(
         self,
         server_name: str,

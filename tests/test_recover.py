@@ -14,8 +14,18 @@ import pytest
 
 from deploy import homevolume, operations
 from deploy import recover as rec
+from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
-from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
+from deploy.volumes import RESTORE_TAG, VolumeDriver
+from tests.test_home_volume import (  # noqa: F401
+    COURSE,
+    NAME,
+    VOLUME,
+    course,
+    droplet,
+    instant,
+    noop,
+)
 
 # ---- pure ----------------------------------------------------------------------------------
 
@@ -287,3 +297,24 @@ async def test_a_volume_without_a_filesystem_is_never_formatted_by_recover(
     assert "holds no filesystem" in refused.summary and "nothing was formatted" in refused.summary
     calls = [c["program"] for c in ssh_target.calls()[before:]]
     assert "mkfs.ext4" not in calls and "bootstrap" not in calls
+
+
+@pytest.mark.parametrize("last", [VOLUME, f"{VOLUME}-from-20260301-020000"])
+async def test_of_the_courses_volumes_the_one_attached_last_holds_the_homes(do_fake, last) -> None:
+    """After ``/restore --all`` the course has two volumes; either may be current."""
+    driver = DropletDriver(do_fake.token, poll_interval=0.001, timeout=1.0, sleep=instant)
+    volumes = VolumeDriver(driver)
+    made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
+    first = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    swapped = do_fake.add_volume(f"{VOLUME}-from-20260301-020000", tags=[DROPLET_TAG])
+    do_fake.add_volume(f"{VOLUME}-restore-20260301-020000", tags=[DROPLET_TAG, RESTORE_TAG])
+    order = [first, swapped] if last == swapped.name else [swapped, first]
+    for volume in order:
+        info = await volumes.attach(await volumes.get_volume(volume.id), made.id, noop)
+        await volumes.detach(info, made.id, noop)
+    do_fake.lose_droplet(made.id)
+
+    chosen = await rec._course_volume(volumes, course(), "syd1", noop)
+
+    assert chosen.name == last
+    assert do_fake.deleted_volumes == []

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 from bot.jobs import registry
 from bot.jobs.commands import Command, CommandError, parse_command
@@ -84,11 +85,17 @@ def test_help_buttons_and_parser_are_the_registrys():
         "move-home",
         "recover",
     ]
-    text = registry.help_text()
-    rows = [line for line in text.splitlines() if line.startswith("| `/")]
-    assert rows == [
-        f"| `{op.usage}` | {op.summary}{registry._who(op)} | `{op.example}` |" for op in commands
-    ]
+    # The table as GitHub renders it: a row per command, its usage and example as written.
+    table: list[list[str]] = []
+    for token in MarkdownIt("commonmark").enable("table").parse(registry.help_text()):
+        if token.type == "tr_open":
+            table.append([])
+        elif token.type == "inline" and table:
+            table[-1].append(token.content)
+    assert table[0] == ["Command", "What it does", "Example"]
+    rows = [[cell.strip("`").replace("\\|", "|") for cell in row[::2]] for row in table[1:]]
+    assert rows == [[op.usage, op.example] for op in commands]
+    assert "/restore [SNAPSHOT] [--student NAME | --all --confirm]" in [r[0] for r in rows]
     for op in commands:
         parsed = parse_command(op.example)
         assert parsed is not None and parsed.name == op.name

@@ -50,7 +50,7 @@ def test_restore_words_and_who_may_run_them(words, expected, role) -> None:
 def test_bad_restore_words_are_refused_with_the_usage(words) -> None:
     with pytest.raises(CommandError) as refused:
         entry("restore").parse(list(words))
-    assert "/restore [SNAPSHOT] [--student NAME] [--all --confirm]" in str(refused.value)
+    assert "/restore [SNAPSHOT] [--student NAME | --all --confirm]" in str(refused.value)
 
 
 @pytest.mark.parametrize("name", ["backup", "move-home"])

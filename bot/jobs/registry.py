@@ -434,7 +434,8 @@ def _who(op: Operation) -> str:
 def help_text() -> str:
     """The ``/help`` reply, in Markdown."""
     rows = "\n".join(
-        f"| `{op.usage}` | {op.summary}{_who(op)} | `{op.example}` |" for op in commands()
+        f"| `{_cell(op.usage)}` | {_cell(op.summary)}{_who(op)} | `{_cell(op.example)}` |"
+        for op in commands()
     )
     return (
         "Commands go on the **first line** of an issue or pull-request comment. "
@@ -444,6 +445,11 @@ def help_text() -> str:
         "|---|---|---|\n"
         f"{rows}\n"
     )
+
+
+def _cell(text: str) -> str:
+    # GitHub ends a table cell at a bare `|`, even inside a code span.
+    return text.replace("|", "\\|")
 
 
 # ---- permission -------------------------------------------------------------------------

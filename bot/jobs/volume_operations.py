@@ -58,7 +58,7 @@ def restore_permission(args: RestoreArgs) -> str:
 @operation(
     "restore",
     # No "|" in the usage: /help shows it in a Markdown table.
-    usage="/restore [SNAPSHOT] [--student NAME] [--all --confirm]",
+    usage="/restore [SNAPSHOT] [--student NAME | --all --confirm]",
     summary="List the volume's snapshots; bring one student's home back into a new "
     "`restored-…` folder (writers), or every home (admins, with `--confirm`).",
     example="/restore physics101-hub-home-20250301-020000 --student alice",

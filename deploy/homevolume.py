@@ -11,11 +11,13 @@ Layout of the volume, mounted at ``/mnt/classroom-home``: ``home/`` (bound on ``
 ``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals), a
 marker file naming the volume, which is how the observer knows it is mounted, and
 ``classroom-users``, the Linux users TLJH made with their UIDs, which ``/recover`` makes
-again on a new droplet (``deploy.recover``).
+again on a new droplet (``deploy.recover``), and ``classroom-address``, the course's
+reserved IP, which it gives the new droplet.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 
 from deploy import tljh
@@ -27,6 +29,8 @@ MARKER = f"{MOUNT_POINT}/.littlest-classroom-volume"
 DEVICE_DIR = "/dev/disk/by-id"  # where DigitalOcean's volumes appear, by name
 FILESYSTEM_LABEL = "classroom-home"
 USERS_FILE = f"{MOUNT_POINT}/classroom-users"
+# The course's reserved IP, so /recover keeps the address even with the database lost.
+ADDRESS_FILE = f"{MOUNT_POINT}/classroom-address"
 HOME_ON_VOLUME = "home-on-volume"
 STORAGE_STATE_KEY = "storage_gib"
 # Where each folder of the volume is bound, in mount order.
@@ -242,5 +246,13 @@ def record_users_lines() -> list[str]:
     ]
 
 
-def record_users_script() -> str:
-    return tljh.script(*record_users_lines())
+def record_users_script(reserved_ip: str | None = None) -> str:
+    """The users' record, and the course's reserved IP beside it when there is one."""
+    lines = record_users_lines()
+    if reserved_ip is not None:
+        address = shlex.quote(str(ipaddress.IPv4Address(reserved_ip)))
+        lines += [
+            f"if [ -f {shlex.quote(MARKER)} ]; then "
+            f"printf '%s\\n' {address} > {shlex.quote(ADDRESS_FILE)}; fi"
+        ]
+    return tljh.script(*lines)

@@ -364,13 +364,14 @@ async def _deploy(
 async def _record_users(
     engine: Engine, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> None:
-    """Keep the record of the server's Linux users on the volume, for ``/recover``.
+    """Keep the record of the server's Linux users (and its reserved IP) on the volume,
+    for ``/recover``.
 
     Not a step: a deploy whose hub is running is not failed for it; the next one records.
     """
     try:
         status, _, err = await engine.ssh.run_script(
-            _target(engine, config, record), homevolume.record_users_script()
+            _target(engine, config, record), homevolume.record_users_script(record.reserved_ip)
         )
     except (SSHError, *UNREACHABLE) as exc:
         status, err = -1, type(exc).__name__

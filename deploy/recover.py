@@ -19,13 +19,15 @@ finishes it. The pure half (the scripts, reading the users file) has no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploy import tljh
 from deploy.droplets import DropletDriver, DropletError
 from deploy.homevolume import (
+    ADDRESS_FILE,
     ATTACH_WAIT_SECONDS,
     MOUNT_POINT,
     STEP_TIMEOUT,
@@ -58,6 +60,7 @@ LINUX_USER = re.compile(r"jupyter-[a-z0-9][a-z0-9._-]{0,23}")
 # Ubuntu's range for people's accounts (UID_MIN..UID_MAX in /etc/login.defs).
 FIRST_ID, LAST_ID = 1000, 59999
 HOMES_SECTION = "--- homes ---"
+ADDRESS_SECTION = "--- address ---"
 
 
 class RecoverError(ValueError):
@@ -75,7 +78,8 @@ class LinuxUser:
 
 
 def read_users_script() -> str:
-    """The recorded users, then the owner of every ``jupyter-*`` home on the volume."""
+    """The recorded users, the owner of every ``jupyter-*`` home on the volume, and the
+    course's reserved IP as the last deploy recorded it."""
     homes = shlex.quote(f"{MOUNT_POINT}/home")
     return tljh.script(
         f"cat {shlex.quote(USERS_FILE)} 2>/dev/null || true",
@@ -83,6 +87,8 @@ def read_users_script() -> str:
         f"for home in {homes}/jupyter-*; do",
         '  if [ -d "$home" ]; then stat -c "%n:%u:%g" "$home"; fi',
         "done",
+        f"echo {shlex.quote(ADDRESS_SECTION)}",
+        f"cat {shlex.quote(ADDRESS_FILE)} 2>/dev/null || true",
     )
 
 
@@ -142,6 +148,7 @@ def users_to_recreate(output: str) -> list[LinuxUser]:
     """The record first; a home whose owner the record lacks (a student who first logged
     in after the last deploy) adds its owner, unless that UID is someone else's."""
     recorded, _, homes = output.partition(HOMES_SECTION)
+    homes = homes.partition(ADDRESS_SECTION)[0]
     users = {u.name: u for u in parse_users(recorded)}
     taken = {u.uid for u in users.values()}
     for owner in parse_homes(homes):
@@ -149,6 +156,15 @@ def users_to_recreate(output: str) -> list[LinuxUser]:
             users[owner.name] = owner
             taken.add(owner.uid)
     return sorted(users.values())
+
+
+def recorded_address(output: str) -> str | None:
+    """The reserved IP recorded on the volume, if it is one IPv4 address."""
+    text = output.partition(ADDRESS_SECTION)[2].strip()
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
 
 
 def users_script(users: list[LinuxUser]) -> str:
@@ -260,6 +276,30 @@ async def _course_volume(
     return latest
 
 
+async def _adopt_recorded_address(
+    engine: Engine,
+    course: str,
+    volumes: VolumeDriver,
+    record: ServerRecord,
+    output: str,
+    progress: Progress,
+) -> ServerRecord:
+    """With the database lost, the course's reserved IP as the volume remembers it: taken
+    only if the account has it and it is on no droplet (or on this one already)."""
+    address = recorded_address(output)
+    if address is None:
+        return record
+    exists, holder = await volumes.reserved_ip_holder(address)
+    if not exists or holder not in (None, record.droplet_id):
+        where = "is not in the account" if not exists else f"is on droplet {holder}"
+        await progress(f"the recorded address {address} {where}; a new one will be reserved")
+        return record
+    await progress(f"the course's address, recorded on the volume, is {address}")
+    record = replace(record, reserved_ip=address)
+    await engine.records.save_server(course, record)
+    return record
+
+
 async def recover(
     engine: Engine, course: str, config: CourseConfig, *, progress: Progress
 ) -> OperationResult:
@@ -348,6 +388,8 @@ async def _recover(
     if not made.ok:
         raise OperationError(f"the accounts were not recreated:\n```\n{made.output_tail}\n```")
 
+    if not record.reserved_ip:
+        record = await _adopt_recorded_address(engine, course, volumes, record, out, progress)
     if record.reserved_ip:
         await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
     deployed = await deploy(engine, course, config, mode="apply", progress=progress)

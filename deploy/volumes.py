@@ -482,6 +482,18 @@ class VolumeDriver:
         )
         return str(created["reserved_ip"]["ip"])
 
+    async def reserved_ip_holder(self, ip: str) -> tuple[bool, int | None]:
+        """Whether the account has reserved IP ``ip``, and the droplet it is assigned to."""
+        try:
+            current = (await self._get(f"read reserved IP {ip}", f"reserved_ips/{ip}"))[
+                "reserved_ip"
+            ]
+        except DropletError as exc:
+            if "not found" in str(exc):
+                return False, None
+            raise
+        return True, (current.get("droplet") or {}).get("id")
+
     async def assign_reserved_ip(self, ip: str, droplet_id: int, progress: Progress) -> None:
         """Move an existing reserved IP to ``droplet_id`` (a new droplet keeps the address)."""
         current = (await self._get(f"read reserved IP {ip}", f"reserved_ips/{ip}"))["reserved_ip"]

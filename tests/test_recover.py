@@ -83,6 +83,14 @@ def test_a_home_the_record_lacks_adds_its_owner_unless_the_uid_is_taken() -> Non
     ]
 
 
+def test_the_recorded_address_is_taken_only_when_it_is_one_ipv4_address() -> None:
+    assert rec.recorded_address(f"x\n{rec.ADDRESS_SECTION}\n203.0.113.7\n") == "203.0.113.7"
+    for bad in ("", "203.0.113.7; reboot", "::1", "203.0.113.7\n10.0.0.1"):
+        assert rec.recorded_address(f"{rec.ADDRESS_SECTION}\n{bad}\n") is None
+    with pytest.raises(ValueError):
+        homevolume.record_users_script("$(reboot)")
+
+
 def test_scripts_are_valid_shell_with_each_value_one_word() -> None:
     users = [rec.LinuxUser("jupyter-a.b_c-d", 1001, 1002)]
     scripts = [
@@ -90,6 +98,7 @@ def test_scripts_are_valid_shell_with_each_value_one_word() -> None:
         rec.users_script(users),
         rec.read_users_script(),
         homevolume.record_users_script(),
+        homevolume.record_users_script("203.0.113.7"),
     ]
     for script in scripts:
         checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
@@ -318,3 +327,22 @@ async def test_of_the_courses_volumes_the_one_attached_last_holds_the_homes(do_f
 
     assert chosen.name == last
     assert do_fake.deleted_volumes == []
+
+
+@pytest.mark.sshd
+async def test_with_the_database_lost_the_address_recorded_on_the_volume_is_kept(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    old_id, files = await deployed_then_lost(droplet, ssh_target, do_fake)
+    forgotten = droplet.records.records.pop(COURSE)  # the database is a cache
+    assert forgotten.reserved_ip
+
+    result = await rec.recover(droplet, COURSE, course(), progress=noop)
+
+    assert result.conclusion == "success", result.summary
+    record = droplet.records.records[COURSE]
+    assert record.reserved_ip == forgotten.reserved_ip
+    assert result.hub_url == f"http://{forgotten.reserved_ip}"
+    assert_recovered(record, ssh_target, do_fake, old_id, files)

@@ -241,6 +241,7 @@ async def test_nothing_to_recover_while_the_droplet_is_there(
     [
         "GET /v2/droplets/{droplet_id}",
         "POST /v2/droplets",
+        "GET /v2/volumes",
         "POST /v2/volumes/{volume_id}/actions",
         "POST /v2/reserved_ips/{reserved_ip}/actions",
     ],

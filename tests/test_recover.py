@@ -5,8 +5,10 @@ playing the new droplet (``replace_machine``: an empty disk; the volume's folder
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -127,7 +129,17 @@ def student_files(ssh_target) -> dict[Path, bytes]:
             os.chown(path, uid, uid)
         files[notebook] = notebook.read_bytes()
     database = on_volume / "tljh-state" / "jupyterhub.sqlite"
-    database.write_bytes(b"users: alice (admin, password hash), bob; approvals" * 20)
+    # The hub's accounts as the first deploy left them (alice's row made by the service),
+    # then alice set her password on the console and bob signed up and was approved.
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute(
+            "UPDATE users_info SET password=? WHERE username='alice'",
+            (b"$2b$12$" + b"a" * 53,),
+        )
+        db.execute(
+            "INSERT INTO users_info (username, password, is_authorized) VALUES (?, ?, 1)",
+            ("bob", b"$2b$12$" + b"b" * 53),
+        )
     files[database] = database.read_bytes()
     return files
 

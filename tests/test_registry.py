@@ -79,6 +79,7 @@ def test_help_buttons_and_parser_are_the_registrys():
         "resize",
         "restart",
         "snapshot",
+        "approve",
         "help",
         "backup",
         "restore",
@@ -114,33 +115,31 @@ def test_help_buttons_and_parser_are_the_registrys():
 
 def test_a_new_entry_is_one_entry_and_one_function(scratch_registry):
     @dataclass(frozen=True)
-    class ApproveArgs:
+    class PromoteArgs:
         names: tuple[str, ...]
 
     @operation(
-        "approve",
-        usage="/approve NAME…",
-        summary="Approve students waiting to sign up.",
-        example="/approve ada grace",
+        "promote",
+        usage="/promote NAME…",
+        summary="Make students hub admins.",
+        example="/promote ada grace",
         grammar=(Words("names", parse=parse_hub_user),),
-        args=ApproveArgs,
+        args=PromoteArgs,
         permission=ADMIN,
         needs_config=False,
     )
-    async def approve(op, args: ApproveArgs) -> OperationResult:
-        return OperationResult("success", "Approved", ", ".join(args.names))
+    async def promote(op, args: PromoteArgs) -> OperationResult:
+        return OperationResult("success", "Promoted", ", ".join(args.names))
 
-    command = parse_command("/approve Ada grace")
-    assert command == Command("approve", ("ada", "grace"), "/approve Ada grace")
-    assert command.arguments == ApproveArgs(("ada", "grace"))
-    assert "| `/approve NAME…` | Approve students waiting to sign up. Admins only." in (
-        registry.help_text()
-    )
+    command = parse_command("/promote Ada grace")
+    assert command == Command("promote", ("ada", "grace"), "/promote Ada grace")
+    assert command.arguments == PromoteArgs(("ada", "grace"))
+    assert "| `/promote NAME…` | Make students hub admins. Admins only." in (registry.help_text())
     with pytest.raises(CommandError, match="needs a hub user name"):
-        parse_command("/approve")
+        parse_command("/promote")
     with pytest.raises(CommandError, match="is not a hub user name"):
-        parse_command("/approve ada gr/ace")
-    assert registry.get("approve").required_role(command.arguments) == ADMIN
+        parse_command("/promote ada gr/ace")
+    assert registry.get("promote").required_role(command.arguments) == ADMIN
     assert registry.button_names() == {"rebuild", "restart", "snapshot"}
 
 

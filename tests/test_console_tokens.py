@@ -139,6 +139,25 @@ async def test_only_an_admin_sets_the_token(classroom, do_fake):
     assert not any(r.token == COURSE_TOKEN for r in do_fake.requests)
 
 
+async def test_only_an_admin_removes_the_token(classroom, do_fake):
+    account = do_fake.add_account(COURSE_TOKEN, "physics@example.edu")
+    await droplet_course(classroom, do_fake, account=account["uuid"])
+    await sign_in(classroom.client, classroom.github, "alice")
+    assert (await post_token(classroom, COURSE_TOKEN)).status == 303
+    classroom.github.repositories[COURSE_REPO].collaborators["carol"] = "write"
+    await sign_in(classroom.client, classroom.github, "carol")
+    page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+    answer = await classroom.client.post(
+        f"/courses/{COURSE_REPO}/token/delete",
+        data={"csrf_token": csrf_of(page)},
+        allow_redirects=False,
+    )
+    assert answer.status == 403
+    assert "Only an admin of the repository can remove the course" in await answer.text()
+    saved = await classroom.services.store.course_token(COURSE_REPO)
+    assert saved is not None and saved.last_four == "5a1e"
+
+
 async def test_with_require_course_token_a_course_without_one_is_told_in_its_check_run(
     classroom, example
 ):

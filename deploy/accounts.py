@@ -190,32 +190,26 @@ if action == "seed":
             out["taken"].append(name)
     if out["created"]:
         remember(mine)
-elif action == "approve":
+elif action in ("approve", "discard"):
+    # Both sort the names alike (unknown, approved already, or waiting) and change only a
+    # waiting sign-up: approve authorises it, discard deletes it.
+    done, kept, change = {
+        "approve": ("approved", "already", "UPDATE users_info SET is_authorized=1"
+                    " WHERE username=?"),
+        "discard": ("discarded", "approved", "DELETE FROM users_info"
+                    " WHERE username=? AND is_authorized=0"),
+    }[action]
     names = request["names"]
     have = rows(db, names)
-    out.update(approved=[], already=[], unknown=[])
+    out.update({done: [], kept: [], "unknown": []})
     for name in names:
         if name not in have:
             out["unknown"].append(name)
         elif have[name]:
-            out["already"].append(name)
+            out[kept].append(name)
         else:
-            db.execute("UPDATE users_info SET is_authorized=1 WHERE username=?", (name,))
-            out["approved"].append(name)
-elif action == "discard":
-    names = request["names"]
-    have = rows(db, names)
-    out.update(discarded=[], approved=[], unknown=[])
-    for name in names:
-        if name not in have:
-            out["unknown"].append(name)
-        elif have[name]:
-            out["approved"].append(name)
-        else:
-            db.execute(
-                "DELETE FROM users_info WHERE username=? AND is_authorized=0", (name,)
-            )
-            out["discarded"].append(name)
+            db.execute(change, (name,))
+            out[done].append(name)
 elif action == "set-password":
     changed = db.execute(
         "UPDATE users_info SET password=? WHERE username=?",

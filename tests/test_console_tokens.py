@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from bot import course_tokens
 from bot.course_tokens import CourseDroplets
 from deploy import operations
 from deploy.droplets import DropletDriver
@@ -123,6 +124,30 @@ async def test_a_token_of_another_account_than_the_droplets_is_refused(classroom
     assert answer.status == 400
     text = await answer.text()
     assert f"droplet (id {droplet_id}) lives in another DigitalOcean account" in text
+    assert await classroom.services.store.course_token(COURSE_REPO) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [("500", "DigitalOcean answered 500"), ("slow", "no answer from DigitalOcean")],
+)
+async def test_a_token_digitalocean_cannot_check_now_is_not_saved(
+    classroom, do_fake, monkeypatch, fault, said
+):
+    # Asked through the engine's request path: its timeout, and a 5xx is not a refusal.
+    monkeypatch.setattr(course_tokens, "REQUEST_TIMEOUT", 0.2)
+    account = do_fake.add_account(COURSE_TOKEN, "physics@example.edu")
+    await droplet_course(classroom, do_fake, account=account["uuid"])
+    await sign_in(classroom.client, classroom.github, "alice")
+    if fault == "500":
+        do_fake.fail("GET /v2/account", 500)
+    else:
+        do_fake.slow("GET /v2/account", 0.6)
+    answer = await post_token(classroom, COURSE_TOKEN)
+    assert answer.status == 400
+    text = await answer.text()
+    assert "DigitalOcean could not be asked" in text and said in text
+    assert COURSE_TOKEN not in text
     assert await classroom.services.store.course_token(COURSE_REPO) is None
 
 

@@ -3,7 +3,8 @@
 Against the fake DigitalOcean API (checked against DigitalOcean's OpenAPI description)
 and the loopback SSH target, with a droplet already there: a new course with
 ``storage`` (volume created, attached, formatted, mounted, TLJH installed), a second
-deploy, ``/backup``, a student restore; and the time one snapshot takes on the fake.
+deploy, ``/backup``, a student restore, ``/recover`` after the droplet is lost; and the
+time one snapshot takes on the fake.
 
     .venv/bin/python bench/volumes.py [--repeat 3]
 """
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _service
 
 from deploy import backup, operations
+from deploy import recover as droplet_recovery
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
@@ -93,7 +95,13 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
         engine = operations.Engine(
             records=records,
             ssh=ssh,
-            service_key=ServiceKey(target.client_key, "", "", "", base / "key"),
+            service_key=ServiceKey(
+                target.client_key,
+                target.client_key.export_public_key("openssh").decode().strip(),
+                "",
+                "",
+                base / "key",
+            ),
             droplets=DropletDriver(fake.token, poll_interval=0.001, timeout=5.0, sleep=instant),
         )
         text = CONFIG.format(name=NAME, port=target.port)
@@ -137,6 +145,14 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
             lambda: backup.restore_student(
                 engine, COURSE, config, snapshot["name"], "alice", progress=quiet
             ),
+        )
+        os.chown(home, 1001, 1001)  # alice's account, made when she first logged in
+        fake.new_droplet_address = target.host
+        fake.lose_droplet(droplet.id)
+        target.replace_machine()
+        await measure(
+            "/recover (new droplet, volume, users, reserved IP, TLJH, packages)",
+            lambda: droplet_recovery.recover(engine, COURSE, config, progress=quiet),
         )
         await engine.close()
     finally:

@@ -5,6 +5,10 @@ A hub is up only when ``GET {hub}/hub/api`` answers 200 with JSON holding a vers
 redirect, a 502 or a timeout is down. An SSH look at the services and the disk adds what
 a person needs to act; when the hub's service is inactive, one restart is asked for.
 
+When the course's droplet is gone (DigitalOcean answers 404 for it, or no droplet has the
+course's name and tag), the issue says so and names ``/recover``, and no restart is asked
+for: there is nothing to restart.
+
 The monitor changes nothing itself: a restart is a ``restart`` job of the course's queue
 (source ``monitor``), so it waits for a deploy or resize under way instead of cutting into
 it. While a job of the course runs, the hub may be down on purpose: a failed probe that
@@ -29,6 +33,7 @@ from bot.backups import BackupSchedule
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
+from deploy.recover import lost_droplet
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,27 @@ async def probe_hub(session: aiohttp.ClientSession, hub_url: str, timeout: float
         return HubProbe(False, f"{url} did not answer within {timeout:.0f} s")
     except aiohttp.ClientError as exc:
         return HubProbe(False, f"{url} could not be reached: {type(exc).__name__}")
+
+
+def lost_droplet_body(hub_url: str, probes: list[str], lost: str) -> str:
+    """The outage issue when the droplet itself is gone: what to comment to get it back."""
+    return "\n".join(
+        [
+            f"The course hub at {hub_url} did not answer {FAILURES_BEFORE_ISSUE} checks in a "
+            "row, and its droplet is gone.",
+            "",
+            "What was seen:",
+            *[f"- {p}" for p in probes],
+            f"- {lost}",
+            "",
+            "The students' homes and the hub's accounts are on the course's volume, which is "
+            "kept. A person with write access can comment `/recover` to make a new droplet "
+            "with that volume, the students' accounts and the course's address; students "
+            "then log in with their old passwords and find their files.",
+            "",
+            "This issue closes by itself when the hub answers again.",
+        ]
+    )
 
 
 def issue_body(hub_url: str, probes: list[str], look: dict[str, Any], restarted: str | None) -> str:
@@ -231,16 +257,22 @@ class Monitor:
                 if state.state != "down":
                     state.changed_at = now
                 state.state = "down"
-                look = await self._look(course.full_name)
+                # Asked once, when the issue opens: a down course costs no API calls per probe.
+                lost = None if state.issue_number else await self._lost(course.full_name, facts)
+                look = {} if lost else await self._look(course.full_name)
                 state.detail["look"] = look
                 inactive = look.get("services", {}).get("jupyterhub") not in (None, "active")
                 restart = inactive and not state.detail.get("restart_tried")
                 if state.issue_number is None and facts.get("monitor_issue", True):
-                    body = issue_body(
-                        facts["hub_url"],
-                        probes[-FAILURES_BEFORE_ISSUE:],
-                        look,
-                        RESTART_ASKED if restart else None,
+                    body = (
+                        lost_droplet_body(facts["hub_url"], probes[-FAILURES_BEFORE_ISSUE:], lost)
+                        if lost
+                        else issue_body(
+                            facts["hub_url"],
+                            probes[-FAILURES_BEFORE_ISSUE:],
+                            look,
+                            RESTART_ASKED if restart else None,
+                        )
                     )
                     state.issue_number = await self.services.reporter.open_issue(
                         course.installation_id, course.full_name, ISSUE_TITLE, body
@@ -294,6 +326,21 @@ class Monitor:
             return await operations.look(engine, course)
         except Exception as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def _lost(self, course: str, facts: dict[str, Any]) -> str | None:
+        """Why the course's droplet counts as gone, or None (also when nobody can tell)."""
+        engine = self.services.engine
+        if engine is None:
+            return None
+        try:
+            droplets = await engine.droplets_for(course)
+            if droplets is None:
+                return None
+            record = await engine.records.get_server(course)
+            return await lost_droplet(droplets, record, facts.get("server_name"))
+        except Exception:
+            logger.exception("could not tell whether the droplet is gone", extra={"course": course})
+            return None
 
     async def request_restart(
         self, course: st.Course, facts: dict[str, Any], issue_number: int | None

@@ -8,12 +8,16 @@ over a ``/home`` or ``/opt/tljh/state`` that already holds files on the droplet'
 those move to the volume only with ``/move-home`` (safety invariant 3).
 
 Layout of the volume, mounted at ``/mnt/classroom-home``: ``home/`` (bound on ``/home``),
-``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals) and a
-marker file naming the volume, which is how the observer knows it is mounted.
+``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals), a
+marker file naming the volume, which is how the observer knows it is mounted, and
+``classroom-users``, the Linux users TLJH made with their UIDs, which ``/recover`` makes
+again on a new droplet (``deploy.recover``), and ``classroom-address``, the course's
+reserved IP, which it gives the new droplet.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 
 from deploy import tljh
@@ -24,6 +28,9 @@ MOUNT_POINT = "/mnt/classroom-home"
 MARKER = f"{MOUNT_POINT}/.littlest-classroom-volume"
 DEVICE_DIR = "/dev/disk/by-id"  # where DigitalOcean's volumes appear, by name
 FILESYSTEM_LABEL = "classroom-home"
+USERS_FILE = f"{MOUNT_POINT}/classroom-users"
+# The course's reserved IP, so /recover keeps the address even with the database lost.
+ADDRESS_FILE = f"{MOUNT_POINT}/classroom-address"
 HOME_ON_VOLUME = "home-on-volume"
 STORAGE_STATE_KEY = "storage_gib"
 # Where each folder of the volume is bound, in mount order.
@@ -220,4 +227,32 @@ def unmount_script() -> str:
             f"then umount {where}; fi"
         )
     lines.append(f"if [ -f {shlex.quote(MARKER)} ]; then umount {mnt}; fi")
+    return tljh.script(*lines)
+
+
+def record_users_lines() -> list[str]:
+    """Add the server's ``jupyter-*`` users to the record on the volume, when it is mounted.
+
+    A user once recorded stays recorded (the file is a union, the newest line for a name
+    first), so a deploy on a half-recovered droplet that has no users yet forgets nobody.
+    """
+    users, partial = shlex.quote(USERS_FILE), shlex.quote(f"{USERS_FILE}.partial")
+    return [
+        f"if [ -f {shlex.quote(MARKER)} ]; then",
+        f"  {{ getent passwd | grep '^jupyter-' || true; cat {users} 2>/dev/null || true; }} "
+        f"| awk -F: '!seen[$1]++' > {partial}",
+        f"  mv {partial} {users}",
+        "fi",
+    ]
+
+
+def record_users_script(reserved_ip: str | None = None) -> str:
+    """The users' record, and the course's reserved IP beside it when there is one."""
+    lines = record_users_lines()
+    if reserved_ip is not None:
+        address = shlex.quote(str(ipaddress.IPv4Address(reserved_ip)))
+        lines += [
+            f"if [ -f {shlex.quote(MARKER)} ]; then "
+            f"printf '%s\\n' {address} > {shlex.quote(ADDRESS_FILE)}; fi"
+        ]
     return tljh.script(*lines)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, planner, tljh
+from deploy import accounts, homevolume, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -363,6 +363,9 @@ async def _deploy(
                 steps=results,
                 url=url,
             )
+    if config.storage is not None and config.server.provider == "digitalocean":
+        assert record is not None
+        await _record_users(engine, config, record, progress)
     url = hub_url(config, record)
     return _result(
         "success",
@@ -392,6 +395,24 @@ async def _seed_accounts(
         await progress(stamp(message))
         return StepResult(step, False, time.monotonic() - started, message)
     return StepResult(step, True, time.monotonic() - started)
+
+
+async def _record_users(
+    engine: Engine, config: CourseConfig, record: ServerRecord, progress: Progress
+) -> None:
+    """Keep the record of the server's Linux users (and its reserved IP) on the volume,
+    for ``/recover``.
+
+    Not a step: a deploy whose hub is running is not failed for it; the next one records.
+    """
+    try:
+        status, _, err = await engine.ssh.run_script(
+            _target(engine, config, record), homevolume.record_users_script(record.reserved_ip)
+        )
+    except (SSHError, *UNREACHABLE) as exc:
+        status, err = -1, type(exc).__name__
+    if status != 0:
+        await progress(f"the students' accounts were not recorded on the volume: {err[-200:]}")
 
 
 async def _engine_step(

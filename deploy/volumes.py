@@ -243,6 +243,31 @@ class VolumeDriver:
                 return attached[0]
         return await self.find_volume(home_volume_name(server_name), region)
 
+    async def course_volumes(self, server_name: str, region: str) -> list[VolumeInfo]:
+        """Every volume that ever held this course's homes: the first and any swapped in
+        by ``/restore --all``; tagged, never a temporary restore volume."""
+        data = await self._get("list volumes", "volumes", {"region": region})
+        return [
+            v
+            for v in (_volume_info(d) for d in data.get("volumes", []))
+            if DROPLET_TAG in v.tags
+            and RESTORE_TAG not in v.tags
+            and is_home_volume_name(v.name, server_name)
+        ]
+
+    async def last_attached(self, volume: VolumeInfo) -> tuple[str, int]:
+        """When the volume was last attached to a droplet (the time DigitalOcean started
+        the attach, then its action id); ``("", 0)`` if never."""
+        data = await self._get(
+            f"list the actions of volume {volume.name}", f"volumes/{volume.id}/actions"
+        )
+        attaches = [
+            (str(a.get("started_at") or ""), int(a["id"]))
+            for a in data.get("actions", [])
+            if a.get("type") == "attach" and a.get("status") == "completed"
+        ]
+        return max(attaches, default=("", 0))
+
     async def ensure_home_volume(
         self,
         server_name: str,
@@ -456,6 +481,18 @@ class VolumeDriver:
             "reserve an IP address", "reserved_ips", POST, {"droplet_id": int(droplet_id)}
         )
         return str(created["reserved_ip"]["ip"])
+
+    async def reserved_ip_holder(self, ip: str) -> tuple[bool, int | None]:
+        """Whether the account has reserved IP ``ip``, and the droplet it is assigned to."""
+        try:
+            current = (await self._get(f"read reserved IP {ip}", f"reserved_ips/{ip}"))[
+                "reserved_ip"
+            ]
+        except DropletError as exc:
+            if "not found" in str(exc):
+                return False, None
+            raise
+        return True, (current.get("droplet") or {}).get("id")
 
     async def assign_reserved_ip(self, ip: str, droplet_id: int, progress: Progress) -> None:
         """Move an existing reserved IP to ``droplet_id`` (a new droplet keeps the address)."""

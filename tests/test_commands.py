@@ -204,6 +204,7 @@ def test_help_lists_every_command_with_who_and_example() -> None:
         "backup",
         "restore",
         "move-home",
+            "recover",
     }
 
 

@@ -147,6 +147,7 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "backup_every": None,
         "monitor_signups": True,
         "hub_admins": ["alice"],
+        "server_name": NAME,
     }
     monitored = await room.services.store.monitored_courses()
     assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [

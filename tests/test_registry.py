@@ -83,6 +83,7 @@ def test_help_buttons_and_parser_are_the_registrys():
         "backup",
         "restore",
         "move-home",
+        "recover",
     ]
     # The table as GitHub renders it: a row per command, its usage and example as written.
     table: list[list[str]] = []

@@ -239,6 +239,8 @@ async def remember_course(
             "monitor_signups": config.monitor.signups,
             # The console offers these people their own hub password form.
             "hub_admins": list(config.hub.admins),
+            # The droplet's name: the monitor looks for it when the hub stops answering.
+            "server_name": config.server.name if config.server.provider == "digitalocean" else None,
         },
     )
 

@@ -1,6 +1,6 @@
-"""The registry entries for a course's home volume: ``/backup``, ``/restore`` and
-``/move-home`` (see ``bot.jobs.registry``). Each decides what to run; the engine
-(``deploy.backup``, ``deploy.movehome``) does the work."""
+"""The registry entries for a course's home volume: ``/backup``, ``/restore``,
+``/move-home`` and ``/recover`` (see ``bot.jobs.registry``). Each decides what to run; the
+engine (``deploy.backup``, ``deploy.movehome``, ``deploy.recover``) does the work."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from bot.jobs.registry import (
 )
 from deploy import backup as engine_backup
 from deploy import movehome
+from deploy import recover as droplet_recovery
 from deploy.model import OperationResult
 
 parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.check)
@@ -107,3 +108,14 @@ async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
 async def move_home(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
     return await movehome.move_home(op.engine, op.course, op.config, progress=op.progress)
+
+
+@operation(
+    "recover",
+    summary="The droplet is gone: make a new one with the course's volume, the students' "
+    "accounts and UIDs, the reserved IP and the course's packages.",
+    permission=WRITE,
+)
+async def recover(op: OperationContext, args: object) -> OperationResult:
+    assert op.config is not None
+    return await droplet_recovery.recover(op.engine, op.course, op.config, progress=op.progress)

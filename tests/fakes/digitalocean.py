@@ -417,6 +417,19 @@ class DigitalOceanFake:
         self.tags.update(droplet.tags)
         return droplet
 
+    def lose_droplet(self, droplet_id: int) -> None:
+        """The droplet is destroyed in the control panel: its volumes are detached and
+        kept, its reserved IP is left unassigned."""
+        droplet = self.droplets.pop(droplet_id)
+        for volume in self.volumes.values():
+            if droplet_id in volume.droplet_ids:
+                volume.droplet_ids.remove(droplet_id)
+                if self.on_detach is not None:
+                    self.on_detach(volume, droplet)
+        for reserved in self.reserved_ips.values():
+            if reserved.droplet_id == droplet_id:
+                reserved.droplet_id = None
+
     def add_domain(self, name: str) -> None:
         """Put a domain (with DigitalOcean's default NS records) in the account."""
         self.domains[name] = [

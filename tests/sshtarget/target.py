@@ -34,6 +34,8 @@ SSHD = Path("/usr/sbin/sshd")
 COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
 # Found before the real ones through PATH, once a test enables volumes.
 VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs", "cp")
+# The server's accounts, kept in a state file rather than the machine's own /etc/passwd.
+ACCOUNT_PROGRAMS = ("getent", "useradd", "groupadd")
 DEVICE_PREFIX = "disk/by-id/scsi-0DO_Volume_"
 FALLBACK_SSHD = HERE / "fallback_sshd.py"
 OS_RELEASE = """\
@@ -150,7 +152,7 @@ class SSHTarget:
             for sub in ("mnt", "volumes", "devices/upper/disk/by-id", "devices/work"):
                 (self.sandbox / sub).mkdir(parents=True, exist_ok=True)
             (self.sandbox / "etc" / "fstab").write_text("# the sandbox's /etc/fstab\n")
-            for program in VOLUME_PROGRAMS:
+            for program in (*VOLUME_PROGRAMS, *ACCOUNT_PROGRAMS):
                 self._shim(program)
         folder = self.sandbox / "volumes" / name
         folder.mkdir(exist_ok=True)
@@ -172,6 +174,34 @@ class SSHTarget:
         filesystems[name] = {"type": "ext4", "uuid": fresh, "grown": 0}
         path.write_text(json.dumps(filesystems))
         return filesystems[name]["uuid"]
+
+    def add_account(self, name: str, uid: int, gid: int) -> None:
+        """A Linux user as TLJH makes one when a student first logs in (own group)."""
+        path = self.sandbox / "state" / "accounts.json"
+        found = json.loads(path.read_text()) if path.exists() else {"passwd": {}, "group": {}}
+        found["group"][name] = gid
+        found["passwd"][name] = [uid, gid]
+        path.write_text(json.dumps(found))
+
+    def accounts(self) -> dict[str, tuple[int, int]]:
+        """Every Linux user the server has: name -> (uid, gid)."""
+        found = self.state("accounts") or {"passwd": {}}
+        assert isinstance(found, dict)
+        return {name: (uid, gid) for name, (uid, gid) in found["passwd"].items()}
+
+    def replace_machine(self) -> None:
+        """The droplet is gone and a new one answers at this address: an empty disk (no
+        TLJH, no /home, no accounts, no mounts); volumes and their filesystems stay."""
+        for sub in ("opt", "home"):
+            shutil.rmtree(self.sandbox / sub)
+            (self.sandbox / sub).mkdir()
+        for name in ("accounts", "services", "pip-hub", "conda", "pip-user", "apt", "apt-updated"):
+            (self.sandbox / "state" / f"{name}.json").unlink(missing_ok=True)
+        (self.sandbox / "state" / "mounts.list").unlink(missing_ok=True)
+        if (self.sandbox / "devices").exists():
+            (self.sandbox / "etc" / "fstab").write_text("# the sandbox's /etc/fstab\n")
+            for device in (self.sandbox / "devices" / "upper" / "disk" / "by-id").iterdir():
+                device.unlink()
 
     def empty_home(self) -> None:
         """A new droplet: nothing in /home yet (the canary goes)."""

@@ -2,7 +2,8 @@
 
 One program, dispatched on its first two arguments (the sandbox root and the name it
 stands in for): curl, TLJH's bootstrap, tljh-config, apt-get, dpkg-query, conda, pip,
-systemctl, and for block storage blkid, mkfs.ext4, mount and resize2fs. Each call is
+systemctl, for block storage blkid, mkfs.ext4, mount and resize2fs, and for the
+server's accounts getent, useradd and groupadd. Each call is
 recorded as one JSON line in ``<root>/log/calls.jsonl`` and each keeps its state in
 files under the sandbox, so a second call sees what the first did.
 
@@ -799,7 +800,81 @@ def umount() -> int:
     return 0
 
 
+# -- the server's accounts: getent, useradd, groupadd ------------------------------------------
+#
+# Kept in the state file ``accounts`` ({"passwd": {name: [uid, gid]}, "group": {name: gid}}),
+# not in the machine's real /etc/passwd, which the sandbox must never touch. A new machine
+# starts with none.
+
+
+def accounts() -> dict:
+    found = load("accounts", {})
+    assert isinstance(found, dict)
+    found.setdefault("passwd", {})
+    found.setdefault("group", {})
+    return found
+
+
+def getent() -> int:
+    if not ARGS or ARGS[0] not in ("passwd", "group"):
+        raise Refused("getent: unknown database", 1)
+    database, keys = ARGS[0], ARGS[1:]
+    entries = accounts()[database]
+    names = keys or sorted(entries)
+    missing = False
+    for name in names:
+        if name not in entries:
+            missing = True
+            continue
+        if database == "passwd":
+            uid, gid = entries[name]
+            print(f"{name}:x:{uid}:{gid}::/home/{name}:/bin/bash")
+        else:
+            print(f"{name}:x:{entries[name]}:")
+    return 2 if missing else 0
+
+
+def option(flag: str) -> str | None:
+    return ARGS[ARGS.index(flag) + 1] if flag in ARGS else None
+
+
+def groupadd() -> int:
+    name, gid = ARGS[-1], option("-g")
+    state = accounts()
+    if name in state["group"]:
+        raise Refused(f"groupadd: group '{name}' already exists", 9)
+    if gid is None:
+        gid = str(max([999, *state["group"].values()]) + 1)
+    if int(gid) in state["group"].values():
+        raise Refused(f"groupadd: GID '{gid}' already exists", 4)
+    state["group"][name] = int(gid)
+    save("accounts", state)
+    return 0
+
+
+def useradd() -> int:
+    name, uid, group = ARGS[-1], option("-u"), option("-g")
+    state = accounts()
+    if name in state["passwd"]:
+        raise Refused(f"useradd: user '{name}' already exists", 9)
+    if uid is None:
+        uid = str(max([999, *(u for u, _ in state["passwd"].values())]) + 1)
+    if any(u == int(uid) for u, _ in state["passwd"].values()):
+        raise Refused(f"useradd: UID {uid} is not unique", 4)
+    if group is None:
+        raise Refused("useradd: the stand-in needs -g", 2)
+    gid = int(group) if group.isdigit() else state["group"].get(group)
+    if gid not in state["group"].values():
+        raise Refused(f"useradd: group '{group}' does not exist", 6)
+    state["passwd"][name] = [int(uid), gid]
+    save("accounts", state)
+    return 0
+
+
 PROGRAMS = {
+    "getent": getent,
+    "useradd": useradd,
+    "groupadd": groupadd,
     "cp": cp,
     "umount": umount,
     "blkid": blkid,

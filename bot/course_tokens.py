@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import digitalocean
-import requests
 from cryptography.fernet import Fernet, InvalidToken
 
 from bot.jobs.results import JobResult
 from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
+from deploy.digitalocean_api import DigitalOceanAPI, DigitalOceanError, Gone, Refused, WrongToken
 from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
 from deploy.redact import add_secrets
@@ -64,17 +64,16 @@ class TokenVault:
         return token
 
 
-def _account(token: str) -> AccountInfo:
-    account = digitalocean.Account(token=token)
-    account.get_timeout = lambda: REQUEST_TIMEOUT  # type: ignore[method-assign]
+def _account(api: DigitalOceanAPI) -> AccountInfo:
+    account = api.new(digitalocean.Account)
     account.load()
     return AccountInfo(str(account.uuid), str(getattr(account, "email", "")))
 
 
-def _droplet_reachable(token: str, droplet_id: int) -> bool:
+def _droplet_reachable(api: DigitalOceanAPI, droplet_id: int) -> bool:
     try:
-        digitalocean.Droplet.get_object(api_token=token, droplet_id=droplet_id)
-    except digitalocean.NotFoundError:
+        api.new(digitalocean.Droplet, id=droplet_id).load()
+    except Gone:
         return False
     return True
 
@@ -90,20 +89,23 @@ async def check_token(token: str, record: ServerRecord | None) -> AccountInfo:
             "that is not a DigitalOcean personal access token (letters, digits and _; "
             "it starts with dop_v1_)"
         )
-    add_secrets([token])
+    # The engine's one request path: its timeout, and DigitalOcean's answers mapped the same.
+    api = DigitalOceanAPI(token, request_timeout=REQUEST_TIMEOUT)
     try:
-        account = await asyncio.to_thread(_account, token)
+        account = await asyncio.to_thread(_account, api)
         droplet_id = record.droplet_id if record and record.provider == "digitalocean" else None
-        if droplet_id and not await asyncio.to_thread(_droplet_reachable, token, droplet_id):
+        if droplet_id and not await asyncio.to_thread(_droplet_reachable, api, droplet_id):
             raise TokenRefused(
                 f"the course's droplet (id {droplet_id}) lives in another DigitalOcean "
                 f"account than this token's ({account.email}); a course keeps its droplet, "
                 "so only a token of the account that holds it can be used"
             )
-    except digitalocean.DataReadError as exc:
-        raise TokenRefused(f"DigitalOcean refused the token: {exc}") from None
-    except (requests.RequestException, digitalocean.Error) as exc:
-        raise TokenRefused(f"DigitalOcean could not be asked: {type(exc).__name__}") from None
+    except WrongToken as exc:
+        raise TokenRefused(exc.message) from None
+    except (Refused, Gone) as exc:
+        raise TokenRefused(f"DigitalOcean refused the token: {exc.message}") from None
+    except DigitalOceanError as exc:
+        raise TokenRefused(f"DigitalOcean could not be asked: {exc.message}") from None
     return account
 
 

@@ -190,32 +190,26 @@ if action == "seed":
             out["taken"].append(name)
     if out["created"]:
         remember(mine)
-elif action == "approve":
+elif action in ("approve", "discard"):
+    # Both sort the names alike (unknown, approved already, or waiting) and change only a
+    # waiting sign-up: approve authorises it, discard deletes it.
+    done, kept, change = {
+        "approve": ("approved", "already", "UPDATE users_info SET is_authorized=1"
+                    " WHERE username=?"),
+        "discard": ("discarded", "approved", "DELETE FROM users_info"
+                    " WHERE username=? AND is_authorized=0"),
+    }[action]
     names = request["names"]
     have = rows(db, names)
-    out.update(approved=[], already=[], unknown=[])
+    out.update({done: [], kept: [], "unknown": []})
     for name in names:
         if name not in have:
             out["unknown"].append(name)
         elif have[name]:
-            out["already"].append(name)
+            out[kept].append(name)
         else:
-            db.execute("UPDATE users_info SET is_authorized=1 WHERE username=?", (name,))
-            out["approved"].append(name)
-elif action == "discard":
-    names = request["names"]
-    have = rows(db, names)
-    out.update(discarded=[], approved=[], unknown=[])
-    for name in names:
-        if name not in have:
-            out["unknown"].append(name)
-        elif have[name]:
-            out["approved"].append(name)
-        else:
-            db.execute(
-                "DELETE FROM users_info WHERE username=? AND is_authorized=0", (name,)
-            )
-            out["discarded"].append(name)
+            db.execute(change, (name,))
+            out[done].append(name)
 elif action == "set-password":
     changed = db.execute(
         "UPDATE users_info SET password=? WHERE username=?",
@@ -320,6 +314,11 @@ def _strings(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def _name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
+    """The names the hub's script listed under each of ``keys``, in order; absent is empty."""
+    return tuple(tuple(_strings(answer.get(key))) for key in keys)
+
+
 def parse_accounts(stdout: str) -> HubAccounts:
     answer = parse_answer(stdout)
     if not answer.get("database"):
@@ -384,31 +383,19 @@ async def seed_admins(
     pool: SSHPool, target: Target, admins: Iterable[str], wait: float = SEED_WAIT_SECONDS
 ) -> SeedOutcome:
     answer = await run(pool, target, "seed", seed_request(admins, wait))
-    return SeedOutcome(
-        tuple(_strings(answer.get("created"))),
-        tuple(_strings(answer.get("present"))),
-        tuple(_strings(answer.get("taken"))),
-    )
+    return SeedOutcome(*_name_lists(answer, "created", "present", "taken"))
 
 
 async def approve(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Authorise waiting sign-ups, all in one round trip; approving twice changes nothing."""
     answer = await run(pool, target, "approve", names_request(names))
-    return NamesOutcome(
-        tuple(_strings(answer.get("approved"))),
-        tuple(_strings(answer.get("already"))),
-        tuple(_strings(answer.get("unknown"))),
-    )
+    return NamesOutcome(*_name_lists(answer, "approved", "already", "unknown"))
 
 
 async def discard(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Delete waiting sign-ups; an approved account is never deleted (it is in ``already``)."""
     answer = await run(pool, target, "discard", names_request(names))
-    return NamesOutcome(
-        tuple(_strings(answer.get("discarded"))),
-        tuple(_strings(answer.get("approved"))),
-        tuple(_strings(answer.get("unknown"))),
-    )
+    return NamesOutcome(*_name_lists(answer, "discarded", "approved", "unknown"))
 
 
 async def set_password(pool: SSHPool, target: Target, name: str, password: str) -> bool:

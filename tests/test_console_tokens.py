@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from bot import course_tokens
 from bot.course_tokens import CourseDroplets
 from deploy import operations
 from deploy.droplets import DropletDriver
@@ -126,6 +127,30 @@ async def test_a_token_of_another_account_than_the_droplets_is_refused(classroom
     assert await classroom.services.store.course_token(COURSE_REPO) is None
 
 
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [("500", "DigitalOcean answered 500"), ("slow", "no answer from DigitalOcean")],
+)
+async def test_a_token_digitalocean_cannot_check_now_is_not_saved(
+    classroom, do_fake, monkeypatch, fault, said
+):
+    # Asked through the engine's request path: its timeout, and a 5xx is not a refusal.
+    monkeypatch.setattr(course_tokens, "REQUEST_TIMEOUT", 0.2)
+    account = do_fake.add_account(COURSE_TOKEN, "physics@example.edu")
+    await droplet_course(classroom, do_fake, account=account["uuid"])
+    await sign_in(classroom.client, classroom.github, "alice")
+    if fault == "500":
+        do_fake.fail("GET /v2/account", 500)
+    else:
+        do_fake.slow("GET /v2/account", 0.6)
+    answer = await post_token(classroom, COURSE_TOKEN)
+    assert answer.status == 400
+    text = await answer.text()
+    assert "DigitalOcean could not be asked" in text and said in text
+    assert COURSE_TOKEN not in text
+    assert await classroom.services.store.course_token(COURSE_REPO) is None
+
+
 async def test_only_an_admin_sets_the_token(classroom, do_fake):
     do_fake.add_account(COURSE_TOKEN, "physics@example.edu")
     await droplet_course(classroom, do_fake, account="")
@@ -137,6 +162,25 @@ async def test_only_an_admin_sets_the_token(classroom, do_fake):
     assert answer.status == 403
     assert await classroom.services.store.course_token(COURSE_REPO) is None
     assert not any(r.token == COURSE_TOKEN for r in do_fake.requests)
+
+
+async def test_only_an_admin_removes_the_token(classroom, do_fake):
+    account = do_fake.add_account(COURSE_TOKEN, "physics@example.edu")
+    await droplet_course(classroom, do_fake, account=account["uuid"])
+    await sign_in(classroom.client, classroom.github, "alice")
+    assert (await post_token(classroom, COURSE_TOKEN)).status == 303
+    classroom.github.repositories[COURSE_REPO].collaborators["carol"] = "write"
+    await sign_in(classroom.client, classroom.github, "carol")
+    page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+    answer = await classroom.client.post(
+        f"/courses/{COURSE_REPO}/token/delete",
+        data={"csrf_token": csrf_of(page)},
+        allow_redirects=False,
+    )
+    assert answer.status == 403
+    assert "Only an admin of the repository can remove the course" in await answer.text()
+    saved = await classroom.services.store.course_token(COURSE_REPO)
+    assert saved is not None and saved.last_four == "5a1e"
 
 
 async def test_with_require_course_token_a_course_without_one_is_told_in_its_check_run(

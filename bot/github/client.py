@@ -145,22 +145,17 @@ class RequestCounters:
 
 
 class _ObservedAPI(gh_aiohttp.GitHubAPI):
-    """gidgethub's aiohttp client that counts answers and waits out rate limits."""
+    """gidgethub's aiohttp client that counts answers and waits out rate limits.
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        requester: str,
-        *,
-        counters: RequestCounters,
-        sleeper: Sleep,
-        clock: Clock,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(session, requester, **kwargs)
-        self._counters = counters
-        self._sleeper = sleeper
-        self._clock = clock
+    Every client of one App shares its session, counters, sleeper and clock; ``auth`` is
+    what differs (the App's JWT, or an installation's token and ETag cache).
+    """
+
+    def __init__(self, app: GitHubApp, **auth: Any) -> None:
+        super().__init__(app.session, app.requester, base_url=app.api_url, **auth)
+        self._counters = app.counters
+        self._sleeper = app.sleeper
+        self._clock = app.clock
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
@@ -205,16 +200,7 @@ class InstallationAPI(_ObservedAPI):
     """A client acting as one installation; a refused token is renewed once per call."""
 
     def __init__(self, app: GitHubApp, installation_id: int, token: str, cache: Any) -> None:
-        super().__init__(
-            app.session,
-            app.requester,
-            counters=app.counters,
-            sleeper=app.sleeper,
-            clock=app.clock,
-            oauth_token=token,
-            cache=cache,
-            base_url=app.api_url,
-        )
+        super().__init__(app, oauth_token=token, cache=cache)
         self._app = app
         self.installation_id = installation_id
 
@@ -308,16 +294,7 @@ class GitHubApp:
 
     async def app_api(self) -> gh_aiohttp.GitHubAPI:
         """A client authenticated as the App itself (a JWT), for ``/app`` calls."""
-        return _ObservedAPI(
-            self.session,
-            self.requester,
-            counters=self.counters,
-            sleeper=self.sleeper,
-            clock=self.clock,
-            app_id=self.app_id,
-            private_key=self._private_key,
-            base_url=self.api_url,
-        )
+        return _ObservedAPI(self, app_id=self.app_id, private_key=self._private_key)
 
     async def installation_token(self, installation_id: int, *, refuse: str | None = None) -> str:
         """A token for the installation, from the cache unless it is the ``refuse``d one."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,11 +34,12 @@ from bot import course_tokens
 from bot.github.oauth import OAuthError, TokenRejected
 from bot.jobs import registry
 from bot.jobs.course import LIVE_LOGS
-from bot.store import FINAL_STATES, RUNNING, Job
+from bot.store import FINAL_STATES, RUNNING, Course, Job
 from bot.web import sessions
 from bot.web.access import (
     ACCESS,
     AccessState,
+    SignedIn,
     course_for,
     fingerprint,
     is_admin,
@@ -128,6 +131,42 @@ def not_found(request: web.Request) -> web.Response:
 
 def login_redirect() -> web.HTTPFound:
     return web.HTTPFound("/login")
+
+
+CourseHandler = Callable[[web.Request, SignedIn, Course], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def course_route(*, admins_only: str | None = None) -> Callable[[CourseHandler], Handler]:
+    """A handler under ``/courses/{owner}/{repo}``, called with the person and the course.
+
+    Every such page and POST starts the same way: a signed-out person is sent to sign in,
+    a course they may not see is the same 404 as an unknown one, and with ``admins_only``
+    (what the handler does, as "can ...") anyone but a repository admin gets a 403 saying
+    so. Only then does the handler run, so a refused request changes nothing.
+    """
+
+    def decorate(handler: CourseHandler) -> Handler:
+        @functools.wraps(handler)
+        async def route(request: web.Request) -> web.StreamResponse:
+            user = await signed_in(request)
+            if user is None:
+                raise login_redirect()
+            course = await course_for(request, user)
+            if course is None:
+                return not_found(request)
+            if admins_only and not is_admin(await permission(request, course, user.login)):
+                return message(
+                    request,
+                    "Admins only",
+                    f"Only an admin of the repository {admins_only}.",
+                    403,
+                )
+            return await handler(request, user, course)
+
+        return route
+
+    return decorate
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -285,13 +324,8 @@ async def droplet_power(request: web.Request, course: str, droplet_id: int) -> s
     return state.power[key]
 
 
-async def course_page(request: web.Request) -> web.Response:
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect()
-    course = await course_for(request, user)
-    if course is None:
-        return not_found(request)
+@course_route()
+async def course_page(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     services = services_of(request)
     name = course.full_name
     record = await services.store.get_server(name)
@@ -365,25 +399,16 @@ def back_to_accounts(course: str, notice: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/courses/{course}?{urlencode({'notice': notice[:200]})}#accounts")
 
 
-async def _account_request(request: web.Request) -> tuple[Any, Any, Any, Any]:
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect()
-    course = await course_for(request, user)
-    form = await request.post() if course is not None else {}
-    return user, course, form, services_of(request)
-
-
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
 
 
-async def approve_signup(request: web.Request) -> web.Response:
+@course_route()
+async def approve_signup(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     """Approve one waiting sign-up (one SSH round trip); approving twice changes nothing."""
-    user, course, form, services = await _account_request(request)
-    if course is None:
-        return not_found(request)
+    form = await request.post()
+    services = services_of(request)
     name = _field(form, "name")
     result = await engine_operations.approve_students(
         services.engine, course.full_name, [name], progress=_quiet
@@ -397,11 +422,11 @@ async def approve_signup(request: web.Request) -> web.Response:
     )
 
 
-async def discard_signup(request: web.Request) -> web.Response:
+@course_route()
+async def discard_signup(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     """Delete one waiting sign-up; an approved account is never deleted."""
-    user, course, form, services = await _account_request(request)
-    if course is None:
-        return not_found(request)
+    form = await request.post()
+    services = services_of(request)
     name = _field(form, "name")
     try:
         outcome = await engine_operations.discard_students(
@@ -417,11 +442,11 @@ async def discard_signup(request: web.Request) -> web.Response:
     raise back_to_accounts(course.full_name, f"Nobody called {name} is waiting.")
 
 
-async def set_own_password(request: web.Request) -> web.Response:
+@course_route()
+async def set_own_password(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     """A hub admin (in hub.admins, with write) sets their own hub password."""
-    user, course, form, services = await _account_request(request)
-    if course is None:
-        return not_found(request)
+    form = await request.post()
+    services = services_of(request)
     facts = await services.store.course_facts(course.full_name)
     name = user.login.lower()
     if name not in facts.get("hub_admins", []):
@@ -441,15 +466,13 @@ async def set_own_password(request: web.Request) -> web.Response:
     raise back_to_accounts(course.full_name, "Your hub password is set: log in on the hub.")
 
 
-async def reset_student_password(request: web.Request) -> web.Response:
+@course_route(admins_only="can reset a password")
+async def reset_student_password(
+    request: web.Request, user: SignedIn, course: Course
+) -> web.Response:
     """A repository admin gives a locked-out student a new password, shown once."""
-    user, course, form, services = await _account_request(request)
-    if course is None:
-        return not_found(request)
-    if not is_admin(await permission(request, course, user.login)):
-        return message(
-            request, "Admins only", "Only an admin of the repository can reset a password.", 403
-        )
+    form = await request.post()
+    services = services_of(request)
     name = _field(form, "name")
     try:
         password = await engine_operations.reset_student_password(
@@ -486,13 +509,10 @@ async def course_jobs(request: web.Request) -> web.Response:
     return response
 
 
-async def run_operation(request: web.Request) -> web.Response:
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect()
-    course = await course_for(request, user)
+@course_route()
+async def run_operation(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     operation = console_operations().get(request.match_info["operation"])
-    if course is None or operation is None:
+    if operation is None:
         return not_found(request)
     services = services_of(request)
     words: list[str] = []
@@ -538,21 +558,9 @@ async def run_operation(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
 
 
-async def set_course_token(request: web.Request) -> web.Response:
+@course_route(admins_only="can set the course's DigitalOcean token")
+async def set_course_token(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     """An admin of the repository gives the course its own DigitalOcean token."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect()
-    course = await course_for(request, user)
-    if course is None:
-        return not_found(request)
-    if not is_admin(await permission(request, course, user.login)):
-        return message(
-            request,
-            "Admins only",
-            "Only an admin of the repository can set the course's DigitalOcean token.",
-            403,
-        )
     services = services_of(request)
     form = await request.post()
     token = form.get("token")
@@ -568,20 +576,8 @@ async def set_course_token(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/courses/{course.full_name}#do-token")
 
 
-async def remove_course_token(request: web.Request) -> web.Response:
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect()
-    course = await course_for(request, user)
-    if course is None:
-        return not_found(request)
-    if not is_admin(await permission(request, course, user.login)):
-        return message(
-            request,
-            "Admins only",
-            "Only an admin of the repository can remove the course's DigitalOcean token.",
-            403,
-        )
+@course_route(admins_only="can remove the course's DigitalOcean token")
+async def remove_course_token(request: web.Request, user: SignedIn, course: Course) -> web.Response:
     services = services_of(request)
     await services.store.remove_course_token(course.full_name)
     request.app[CONSOLE].sizes.clear()

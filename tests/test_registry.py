@@ -114,8 +114,6 @@ def test_help_buttons_and_parser_are_the_registrys():
 
 
 def test_a_new_entry_is_one_entry_and_one_function(scratch_registry):
-    # A stand-in for the real /approve, registered afresh (the fixture puts it back).
-    registry.OPERATIONS.pop("approve", None)
 
     @dataclass(frozen=True)
     class PromoteArgs:

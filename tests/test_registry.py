@@ -114,7 +114,6 @@ def test_help_buttons_and_parser_are_the_registrys():
 
 
 def test_a_new_entry_is_one_entry_and_one_function(scratch_registry):
-
     @dataclass(frozen=True)
     class PromoteArgs:
         names: tuple[str, ...]

@@ -1,1 +1,1 @@
-"""Durable jobs: the runner, the slash-command grammar and the course's job kinds."""
+"""Durable jobs: the registry of operations, the runner, the command grammar, the job kinds."""

@@ -1,1 +1,1 @@
-"""The service's own pages: setup, landing, health, metrics and badges."""
+"""The service's own pages: setup, landing, the instructor console, health, metrics, badges."""

@@ -18,7 +18,7 @@ droplet.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -405,23 +405,14 @@ class VolumeDriver:
 
         Tagged like the first one and never deleted: from now on it holds the homes.
         """
-        if not is_own_snapshot(snapshot, server_name):
-            raise VolumeError(f"{snapshot.name} is not a snapshot of this course's volume")
-        name = swapped_volume_name(server_name, snapshot_time(snapshot))
-        existing = await self.find_volume(name, region)
-        if existing is not None:
-            return existing
-        await _say(progress, f"Making volume {name} from snapshot {snapshot.name}")
-        return await self._create_volume(
-            name,
+        return await self._volume_from_snapshot(
+            snapshot,
+            server_name,
+            swapped_volume_name,
             region,
-            {
-                "name": name,
-                "region": region,
-                "size_gigabytes": max(size_gib, snapshot.min_disk_size),
-                "snapshot_id": snapshot.id,
-                "tags": [DROPLET_TAG],
-            },
+            max(size_gib, snapshot.min_disk_size),
+            [DROPLET_TAG],
+            progress,
         )
 
     # ---- restore volumes ----
@@ -430,9 +421,31 @@ class VolumeDriver:
         self, snapshot: SnapshotInfo, server_name: str, region: str, progress: Progress
     ) -> VolumeInfo:
         """A temporary volume made from ``snapshot`` (found again if a try was cut short)."""
+        return await self._volume_from_snapshot(
+            snapshot,
+            server_name,
+            restore_volume_name,
+            region,
+            snapshot.min_disk_size,
+            [DROPLET_TAG, RESTORE_TAG],
+            progress,
+        )
+
+    async def _volume_from_snapshot(
+        self,
+        snapshot: SnapshotInfo,
+        server_name: str,
+        volume_name: Callable[[str, str], str],
+        region: str,
+        size_gib: int,
+        tags: list[str],
+        progress: Progress,
+    ) -> VolumeInfo:
+        """A volume made from one of the course's own snapshots, found again by its name
+        if an earlier try made it before being cut short."""
         if not is_own_snapshot(snapshot, server_name):
             raise VolumeError(f"{snapshot.name} is not a snapshot of this course's volume")
-        name = restore_volume_name(server_name, snapshot_time(snapshot))
+        name = volume_name(server_name, snapshot_time(snapshot))
         existing = await self.find_volume(name, region)
         if existing is not None:
             return existing
@@ -443,9 +456,9 @@ class VolumeDriver:
             {
                 "name": name,
                 "region": region,
-                "size_gigabytes": snapshot.min_disk_size,
+                "size_gigabytes": size_gib,
                 "snapshot_id": snapshot.id,
-                "tags": [DROPLET_TAG, RESTORE_TAG],
+                "tags": tags,
             },
         )
 

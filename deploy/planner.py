@@ -216,6 +216,24 @@ def desired_settings(desired: CourseConfig) -> dict[str, object]:
     return settings
 
 
+def _hub_settings_step(
+    name: str, keys: list[str], settings: dict[str, object], config: dict, signup: str
+) -> list[Step]:
+    """The step that brings the authenticator's ``keys`` to what ``hub.signup`` asks, if any."""
+    commands, reasons = _settings_changes(keys, settings, config)
+    if not commands:
+        return []
+    return [
+        Step(
+            name,
+            f"hub.signup is {signup}: " + ", ".join(reasons),
+            tljh.script(*commands),
+            reload=Reload.HUB,
+            timeout=CONFIG_TIMEOUT,
+        )
+    ]
+
+
 def _settings_changes(
     keys: Iterable[str], settings: dict[str, object], config: dict
 ) -> tuple[list[str], list[str]]:
@@ -368,17 +386,7 @@ def plan(
 
     # 3. Authentication; sign-up itself opens only once every admin has an account (5).
     auth_keys = [k for k in settings if k.startswith("auth.") and k != SIGNUP_KEY]
-    commands, reasons = _settings_changes(auth_keys, settings, config)
-    if commands:
-        steps.append(
-            Step(
-                "auth",
-                f"hub.signup is {hub.signup}: " + ", ".join(reasons),
-                tljh.script(*commands),
-                reload=Reload.HUB,
-                timeout=CONFIG_TIMEOUT,
-            )
-        )
+    steps.extend(_hub_settings_step("auth", auth_keys, settings, config, hub.signup))
 
     # 4. Admin accounts, before any name becomes an admin: a name is an admin only once
     # its account is the service's, never a stranger's sign-up.
@@ -413,17 +421,7 @@ def plan(
     steps.extend(_admin_steps(granted, observed_admins))
 
     # 5. Sign-up, now that every admin name is claimed.
-    commands, reasons = _settings_changes([SIGNUP_KEY], settings, config)
-    if commands:
-        steps.append(
-            Step(
-                "signup",
-                f"hub.signup is {hub.signup}: " + ", ".join(reasons),
-                tljh.script(*commands),
-                reload=Reload.HUB,
-                timeout=CONFIG_TIMEOUT,
-            )
-        )
+    steps.extend(_hub_settings_step("signup", [SIGNUP_KEY], settings, config, hub.signup))
 
     # The service's API access to the hub, for the console's list of students.
     if seen.api_service.strip() != tljh.API_SERVICE_CONFIG.strip():

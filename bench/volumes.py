@@ -35,31 +35,13 @@ from deploy.model import DROPLET_TAG, ServerRecord
 from deploy.ssh import SSHPool
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.plugins.digitalocean_fake import openapi_validator
+from tests.support.engine import MemoryRecords, instant, noop
 
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
 VOLUME = f"{NAME}-home"
 # The droplet's SSH is the loopback target's port (server.port applies to droplets too).
 CONFIG = "server:\n  name: {name}\n  port: {port}\nhub:\n  admins: [alice]\nstorage: {{size: 20}}\n"
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: dict[str, ServerRecord] = {}
-
-    async def get_server(self, course: str) -> ServerRecord | None:
-        return self.records.get(course)
-
-    async def save_server(self, course: str, record: ServerRecord) -> None:
-        self.records[course] = record
-
-
-async def quiet(_line: str) -> None:
-    return None
-
-
-async def instant(_seconds: float) -> None:
-    return None
 
 
 async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
@@ -82,7 +64,7 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
 
         fake.on_attach = attached
         fake.on_detach = lambda volume, _droplet: target.detach_volume(volume.name)
-        records = Records()
+        records = MemoryRecords()
         records.records[COURSE] = ServerRecord(
             provider="digitalocean",
             address=target.host,
@@ -123,18 +105,18 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
 
         await measure(
             "new course (volume, format, mount, TLJH)",
-            lambda: operations.deploy(engine, COURSE, config, mode="apply", progress=quiet),
+            lambda: operations.deploy(engine, COURSE, config, mode="apply", progress=noop),
         )
         await measure(
             "second deploy (nothing to do)",
-            lambda: operations.deploy(engine, COURSE, config, mode="apply", progress=quiet),
+            lambda: operations.deploy(engine, COURSE, config, mode="apply", progress=noop),
         )
         home = target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
         home.mkdir(parents=True)
         (home / "hw1.ipynb").write_bytes(b"x" * 4096)
         await measure(
             "/backup (snapshot + retention)",
-            lambda: backup.backup(engine, COURSE, config, progress=quiet, now=datetime.now(UTC)),
+            lambda: backup.backup(engine, COURSE, config, progress=noop, now=datetime.now(UTC)),
         )
         [snapshot] = fake.snapshots
         saved[snapshot["id"]] = base / "snapshot"
@@ -143,7 +125,7 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
         await measure(
             "/restore SNAPSHOT --student alice",
             lambda: backup.restore_student(
-                engine, COURSE, config, snapshot["name"], "alice", progress=quiet
+                engine, COURSE, config, snapshot["name"], "alice", progress=noop
             ),
         )
         os.chown(home, 1001, 1001)  # alice's account, made when she first logged in
@@ -152,7 +134,7 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
         target.replace_machine()
         await measure(
             "/recover (new droplet, volume, users, reserved IP, TLJH, packages)",
-            lambda: droplet_recovery.recover(engine, COURSE, config, progress=quiet),
+            lambda: droplet_recovery.recover(engine, COURSE, config, progress=noop),
         )
         await engine.close()
     finally:

@@ -27,6 +27,7 @@ from deploy.model import DROPLET_TAG, Observed, ServerRecord
 from deploy.ssh import SSHPool
 from deploy.validate import DROPLET_NAME
 from deploy.volumes import VolumeDriver
+from tests.support.engine import MemoryRecords, instant, noop
 
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
@@ -97,25 +98,6 @@ def test_observation_reads_the_marker_and_the_home_check() -> None:
 
 
 # ---- deploys over SSH ------------------------------------------------------------------------
-
-
-class MemoryRecords:
-    def __init__(self) -> None:
-        self.records: dict[str, ServerRecord] = {}
-
-    async def get_server(self, course: str) -> ServerRecord | None:
-        return self.records.get(course)
-
-    async def save_server(self, course: str, record: ServerRecord) -> None:
-        self.records[course] = record
-
-
-async def instant(_seconds: float) -> None:
-    return None
-
-
-async def noop(_line: str) -> None:
-    return None
 
 
 @pytest.fixture

@@ -15,20 +15,10 @@ from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
 from deploy.model import DROPLET_TAG, ServerRecord
 from deploy.ssh import SSHPool
+from tests.support.engine import MemoryRecords
 
 COURSE = "octo-org/physics101"
 NAME = "physics101-hub"
-
-
-class MemoryRecords:
-    def __init__(self) -> None:
-        self.records: dict[str, ServerRecord] = {}
-
-    async def get_server(self, course: str) -> ServerRecord | None:
-        return self.records.get(course)
-
-    async def save_server(self, course: str, record: ServerRecord) -> None:
-        self.records[course] = record
 
 
 def config(extra: str = ""):

@@ -33,6 +33,7 @@ from tests.faults.dofaults import (
     let_abandoned_requests_land,
     requests_to,
 )
+from tests.support.engine import MemoryRecords
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtp3NuY76Bt19vHq5nw0bXQredWkiVPdEmBZy3Ndz0P bot"
 POLL = 0.01
@@ -156,19 +157,6 @@ DO_CONFIG = (
     "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
     "  size: s-2vcpu-4gb\n  port: {port}\nhub:\n  admins: [alice]\n"
 )
-
-
-class MemoryRecords:
-    """The service's server records, kept in a dict."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, ServerRecord] = {}
-
-    async def get_server(self, course: str) -> ServerRecord | None:
-        return self.records.get(course)
-
-    async def save_server(self, course: str, record: ServerRecord) -> None:
-        self.records[course] = record
 
 
 @pytest.fixture

@@ -228,7 +228,8 @@ async def restore_student(
             copy_home_script(temporary.name, student, stamp),
             timeout=STEP_TIMEOUT,
         )
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        target = await _target(engine, course, config, record)
+        result = await engine.ssh.run_step(target, step, progress)
         if not result.ok:
             raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
         await volumes.delete_restore_volume(
@@ -281,7 +282,7 @@ async def restore_all(
             )
         assert record.droplet_id is not None
         region = record.region or config.server.region
-        target = _target(engine, config, record)
+        target = await _target(engine, course, config, record)
         wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
         if current.name != wanted:
             stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())

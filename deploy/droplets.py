@@ -51,6 +51,8 @@ SNAPSHOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 HOSTNAME_PATTERN = re.compile(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
 )
+# An account SSH key's name, taken from the public line's comment (a course's key).
+KEY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PUBLIC_KEY_PATTERN = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) ([A-Za-z0-9+/]+={0,3})(?: .*)?$"
 )
@@ -459,9 +461,12 @@ class DropletDriver:
         for key in keys:
             if key.fingerprint == key_fingerprint or (key.public_key or "").split()[:2] == wanted:
                 return int(key.id)
-        await _say(progress, f"Adding the service's SSH key ({key_fingerprint}) to the account")
-        key = self.api.new(digitalocean.SSHKey, name=DROPLET_TAG, public_key=public_key.strip())
-        await self._call("add the service's SSH key", key.create)
+        # Named by the key's comment: a course's key is "lc-course-<repository id>".
+        comment = public_key.split()[2:3]
+        name = comment[0] if comment and KEY_NAME_PATTERN.fullmatch(comment[0]) else DROPLET_TAG
+        await _say(progress, f"Adding the SSH key {name} ({key_fingerprint}) to the account")
+        key = self.api.new(digitalocean.SSHKey, name=name, public_key=public_key.strip())
+        await self._call(f"add the SSH key {name}", key.create)
         return int(key.id)
 
     async def _wait_running(self, droplet_id: int, progress: Progress) -> DropletInfo:

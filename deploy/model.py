@@ -252,6 +252,10 @@ class ServerRecord:
     # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
     # new droplet keeps.
     reserved_ip: str | None = None
+    # The server may still trust the service's key (it was set up before per-course keys,
+    # or found again by its tags): offered after the course's key until a deploy moves the
+    # server to the course's key. A new droplet or ``provider: ssh`` host never gets it.
+    trusts_service_key: bool = True
 
 
 class ServerRecords(Protocol):

@@ -136,7 +136,7 @@ async def move_home(
         record = await _known_server(engine, course, config)
         if record is None or not record.droplet_id:
             raise OperationError("the course has no droplet yet; push to deploy it first")
-        target = _target(engine, config, record)
+        target = await _target(engine, course, config, record)
         _, stdout, _ = await engine.ssh.run_script(target, observe_script())
         seen = parse_observation(stdout)
         if is_home_volume_name(seen.home_volume, config.server.name) and seen.home_on_volume:

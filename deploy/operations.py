@@ -17,7 +17,7 @@ from typing import Literal
 
 from deploy import accounts, homevolume, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
-from deploy.keys import ServiceKey
+from deploy.keys import CourseKey, ServiceKey, forget_key_script, trust_key_script
 from deploy.model import (
     DROPLET_TAG,
     CourseConfig,
@@ -35,7 +35,16 @@ from deploy.observe import observe_script, parse_observation
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.retry import RetryPolicy
-from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint, stamp
+from deploy.ssh import (
+    HostKeyChanged,
+    KeyRefused,
+    SSHError,
+    SSHPool,
+    Target,
+    Unreachable,
+    fingerprint,
+    stamp,
+)
 from deploy.volumes import VolumeDriver, VolumeInfo
 
 ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns", "accounts")
@@ -50,6 +59,9 @@ class OperationError(Exception):
 
 # A course's own DigitalOcean driver (its own token), or None to use the operator's.
 DropletResolver = Callable[[str], Awaitable[DropletDriver | None]]
+# A course's own SSH key pair, or None for a course the service cannot tell by its
+# repository's id (then only the service's key is offered, as before per-course keys).
+CourseKeyResolver = Callable[[str], Awaitable[CourseKey | None]]
 
 
 @dataclass
@@ -63,6 +75,11 @@ class Engine:
     ssh_wait_seconds: float = 600.0
     ssh_poll_seconds: float = 5.0
     droplet_resolver: DropletResolver | None = None
+    key_resolver: CourseKeyResolver | None = None
+
+    async def course_key(self, course: str) -> CourseKey | None:
+        """The course's own SSH key pair (made on first need by the resolver)."""
+        return await self.key_resolver(course) if self.key_resolver is not None else None
 
     async def droplets_for(self, course: str) -> DropletDriver | None:
         """The driver for this course's droplets: its own token's, else the operator's."""
@@ -90,19 +107,42 @@ def public_address(record: ServerRecord | None) -> str | None:
     return record.reserved_ip or record.address
 
 
-def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
+async def _target(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord
+) -> Target:
     """Where to reach the server: its address, and the config's port, user and host key.
 
     The config decides for droplets as for ``provider: ssh`` servers: a droplet whose
     SSH listens on another port, or logs in as another user, is reached as the course says.
     """
     assert record.address is not None
-    return Target(
-        host=record.address,
-        port=config.server.port,
-        user=config.server.user,
-        pinned_key=config.server.host_key or record.host_key,
-        client_key=engine.service_key.private,
+    return await _with_keys(
+        engine,
+        course,
+        record,
+        Target(
+            host=record.address,
+            port=config.server.port,
+            user=config.server.user,
+            pinned_key=config.server.host_key or record.host_key,
+        ),
+    )
+
+
+async def _with_keys(engine: Engine, course: str, record: ServerRecord, target: Target) -> Target:
+    """``target`` with the keys this course offers this server.
+
+    The course's own key, and after it the service's key only while the server may still
+    trust it (``record.trusts_service_key``: a server from before per-course keys, until
+    its next deploy moves it). So a course's deploy naming another course's server
+    offers nothing that server trusts.
+    """
+    key = await engine.course_key(course)
+    if key is None:
+        return replace(target, client_key=engine.service_key.private)
+    fallback = engine.service_key.private if record.trusts_service_key else None
+    return replace(
+        target, client_key=key.private, fallback_key=fallback, authorize_line=key.public_line
     )
 
 
@@ -125,6 +165,8 @@ async def _known_server(
             port=server.port,
             user=server.user,
             host_key=server.host_key or (record.host_key if same and record else None),
+            # Only the server this course already had may still trust the service's key.
+            trusts_service_key=bool(same and record and record.trusts_service_key),
         )
     if record is not None and record.provider == "digitalocean" and record.droplet_id:
         return replace(record, port=server.port, user=server.user)
@@ -153,6 +195,49 @@ async def _known_server(
     return found_record
 
 
+async def _move_to_course_key(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
+) -> ServerRecord:
+    """Move a server that may still trust the service's key to the course's own key.
+
+    Logged in with the course's key or else the service's, the course's key is added to
+    the user's ``authorized_keys`` (once); a new login with the course's key alone must
+    then work, and only after that the service key's line goes. A deploy cut anywhere in
+    between leaves a server that one of the two keys still opens, and the next deploy,
+    which offers the course's key first, finishes the move. Not reachable: nothing is
+    changed, and the deploy reports the server as it would have.
+    """
+    key = await engine.course_key(course)
+    if key is None or not record.trusts_service_key or not record.address:
+        return record
+    both = await _target(engine, course, config, record)
+    try:
+        _, seen = await engine.ssh.connect(both)
+        status, _, err = await engine.ssh.run_script(both, trust_key_script(key.public_line))
+    except UNREACHABLE:
+        return record
+    if status != 0:
+        raise OperationError(f"could not add the course's SSH key on the server: {err[-300:]}")
+    alone = replace(both, fallback_key=None, pinned_key=both.pinned_key or seen)
+    try:
+        status, _, err = await engine.ssh.run_script(alone, "true")
+    except Unreachable:
+        raise OperationError(
+            f"the server at {alone.address} still refuses the course's SSH key after it was "
+            f"added to ~{alone.user}/.ssh/authorized_keys (does sshd read another "
+            "AuthorizedKeysFile?); the service's key was left in place"
+        ) from None
+    if status == 0:
+        forget = forget_key_script(key.public_line, engine.service_key.public_line)
+        status, _, err = await engine.ssh.run_script(alone, forget)
+    if status != 0:
+        raise OperationError(f"could not remove the service's SSH key: {err[-300:]}")
+    moved = replace(record, trusts_service_key=False)
+    await engine.records.save_server(course, moved)
+    await progress(f"the server now trusts the course's own SSH key ({key.name}) only")
+    return moved
+
+
 async def _droplets(engine: Engine, course: str) -> DropletDriver:
     droplets = await engine.droplets_for(course)
     if droplets is None:
@@ -168,12 +253,13 @@ async def _provision(
 ) -> ServerRecord:
     server = config.server
     droplets = await _droplets(engine, course)
+    key = await engine.course_key(course)
     info = await droplets.ensure_droplet(
         server.name,
         server.region,
         server.size,
         server.image,
-        engine.service_key.public_line,
+        key.public_line if key is not None else engine.service_key.public_line,
         progress,
     )
     previous = await engine.records.get_server(course)
@@ -188,6 +274,10 @@ async def _provision(
         size=info.size,
         region=info.region,
         reserved_ip=previous.reserved_ip if previous else None,
+        # A droplet found by name may be one from before per-course keys.
+        trusts_service_key=previous.trusts_service_key
+        if previous and previous.droplet_id == info.id
+        else True,
     )
     if record.reserved_ip and (previous is None or previous.droplet_id != info.id):
         # A new droplet for the course (the old one is gone): it takes the course's address.
@@ -204,7 +294,7 @@ async def _observe(
     progress: Progress | None = None,
 ) -> Observed:
     """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
-    target = _target(engine, config, record)
+    target = await _target(engine, course, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     remembered = replace(record, host_key=target.pinned_key)
     stored = await engine.records.get_server(course)
@@ -229,8 +319,14 @@ async def _wait_for_ssh(
     async def on_retry(_failure: BaseException, _tries: int, _delay: float) -> None:
         await progress(f"waiting for SSH on {record.address}")
 
+    def worth_waiting(failure: BaseException) -> bool:
+        # A new droplet may refuse keys until cloud-init has put them in place; a
+        # ``provider: ssh`` server that refuses the course's key waits for a person.
+        refused = isinstance(failure, KeyRefused) and record.provider == "ssh"
+        return isinstance(failure, UNREACHABLE) and not refused
+
     policy = RetryPolicy(
-        retry_on=lambda failure: isinstance(failure, UNREACHABLE),
+        retry_on=worth_waiting,
         attempts=None,
         within=engine.ssh_wait_seconds,
         wait=lambda _failure, _failures: engine.ssh_poll_seconds,
@@ -239,6 +335,13 @@ async def _wait_for_ssh(
         return await policy.call(
             lambda: _observe(engine, course, config, record, progress), on_retry=on_retry
         )
+    except KeyRefused as exc:
+        if record.provider == "ssh":
+            raise OperationError(str(exc)) from None
+        raise OperationError(
+            f"the server at {record.address} did not answer over SSH within "
+            f"{engine.ssh_wait_seconds:.0f} s ({type(exc).__name__})"
+        ) from None
     except UNREACHABLE as exc:
         raise OperationError(
             f"the server at {record.address} did not answer over SSH within "
@@ -293,6 +396,8 @@ async def _deploy(
 ) -> OperationResult:
     record = await _known_server(engine, course, config, progress)
     observed = None
+    if record is not None and mode == "apply":
+        record = await _move_to_course_key(engine, course, config, record, progress)
     if record is not None:
         try:
             observed = await _observe(engine, course, config, record, progress)
@@ -300,6 +405,8 @@ async def _deploy(
             raise
         except UNREACHABLE as exc:
             await progress(f"the server did not answer over SSH ({type(exc).__name__})")
+            if isinstance(exc, KeyRefused):
+                await progress(str(exc))
             observed = Observed(reachable=False)
     plan = planner.plan(config, observed, rebuild=rebuild, droplet_exists=record is not None)
     url = hub_url(config, record)
@@ -322,7 +429,7 @@ async def _deploy(
         await progress(f"step {step.name}: {step.reason}")
         if step.name == "accounts":
             assert record is not None
-            result = await _seed_accounts(engine, config, record, step, progress)
+            result = await _seed_accounts(engine, course, config, record, step, progress)
             results.append(result)
             if not result.ok:
                 return _result(
@@ -351,7 +458,8 @@ async def _deploy(
             results.append(StepResult(step, ok, time.monotonic() - started))
             continue
         assert record is not None
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        target = await _target(engine, course, config, record)
+        result = await engine.ssh.run_step(target, step, progress)
         results.append(result)
         if not result.ok:
             url = hub_url(config, record)
@@ -365,7 +473,7 @@ async def _deploy(
             )
     if config.storage is not None and config.server.provider == "digitalocean":
         assert record is not None
-        await _record_users(engine, config, record, progress)
+        await _record_users(engine, course, config, record, progress)
     url = hub_url(config, record)
     return _result(
         "success",
@@ -377,12 +485,18 @@ async def _deploy(
 
 
 async def _seed_accounts(
-    engine: Engine, config: CourseConfig, record: ServerRecord, step: Step, progress: Progress
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    record: ServerRecord,
+    step: Step,
+    progress: Progress,
 ) -> StepResult:
     """Create the admins' hub accounts; a name a sign-up took meanwhile stops the deploy."""
     started = time.monotonic()
     try:
-        seeded = await accounts.seed_admins(engine.ssh, _target(engine, config, record), step.names)
+        target = await _target(engine, course, config, record)
+        seeded = await accounts.seed_admins(engine.ssh, target, step.names)
     except SSHError as exc:
         return StepResult(step, False, time.monotonic() - started, redact(str(exc)))
     if seeded.created:
@@ -398,7 +512,7 @@ async def _seed_accounts(
 
 
 async def _record_users(
-    engine: Engine, config: CourseConfig, record: ServerRecord, progress: Progress
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> None:
     """Keep the record of the server's Linux users (and its reserved IP) on the volume,
     for ``/recover``.
@@ -407,7 +521,8 @@ async def _record_users(
     """
     try:
         status, _, err = await engine.ssh.run_script(
-            _target(engine, config, record), homevolume.record_users_script(record.reserved_ip)
+            await _target(engine, course, config, record),
+            homevolume.record_users_script(record.reserved_ip),
         )
     except (SSHError, *UNREACHABLE) as exc:
         status, err = -1, type(exc).__name__
@@ -515,7 +630,7 @@ async def status(
             if config is not None:
                 observed = await _observe(engine, course, config, record, progress)
             else:
-                target = _remembered_target(engine, record)
+                target = await _remembered_target(engine, course, record)
                 _, stdout, _ = await engine.ssh.run_script(target, observe_script())
                 observed = parse_observation(stdout)
         except UNREACHABLE as exc:
@@ -553,7 +668,8 @@ async def restart(
             tljh.script("systemctl restart jupyterhub", *tljh.wait_for_hub()),
             timeout=300.0,
         )
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        target = await _target(engine, course, config, record)
+        result = await engine.ssh.run_step(target, step, progress)
     except (OperationError, SSHError, DropletError) as exc:
         return _result("failure", "Could not restart", str(exc))
     if not result.ok:
@@ -633,7 +749,8 @@ async def resize(
             tljh.script(*tljh.wait_for_hub()),
             changes_server=False,
         )
-        verified = await engine.ssh.run_step(_target(engine, config, record), check, progress)
+        target = await _target(engine, course, config, record)
+        verified = await engine.ssh.run_step(target, check, progress)
     except (OperationError, SSHError, DropletError) as exc:
         return _result("failure", "Resize failed", str(exc))
     note = choice.message
@@ -642,11 +759,10 @@ async def resize(
     return _result("success", f"Resized to {slug}", note, url=hub_url(config, record), size=slug)
 
 
-def _remembered_target(engine: Engine, record: ServerRecord) -> Target:
+async def _remembered_target(engine: Engine, course: str, record: ServerRecord) -> Target:
     assert record.address is not None
-    return Target(
-        record.address, record.port, record.user, record.host_key, engine.service_key.private
-    )
+    target = Target(record.address, record.port, record.user, record.host_key)
+    return await _with_keys(engine, course, record, target)
 
 
 def server_lines(record: ServerRecord, droplet: DropletInfo | None) -> str:
@@ -666,7 +782,8 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         return {}
-    _, stdout, _ = await engine.ssh.run_script(_remembered_target(engine, record), observe_script())
+    target = await _remembered_target(engine, course, record)
+    _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     observed = parse_observation(stdout)
     return {
         "services": observed.services,
@@ -687,7 +804,7 @@ async def _hub_target(engine: Engine, course: str) -> Target:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
-    return _remembered_target(engine, record)
+    return await _remembered_target(engine, course, record)
 
 
 # --- the console's account operations: each raises OperationError with the reason -----

@@ -357,7 +357,7 @@ async def _recover(
     assert record.droplet_id is not None
     volume = await volumes.attach(volume, record.droplet_id, progress)
     await _wait_for_ssh(engine, course, config, record, progress)
-    target = _target(engine, config, record)
+    target = await _target(engine, course, config, record)
 
     mounted = await engine.ssh.run_step(
         target,

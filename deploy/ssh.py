@@ -44,6 +44,10 @@ class Unreachable(SSHError):
     """The server did not answer, or refused the service's key."""
 
 
+class KeyRefused(Unreachable):
+    """The server answered and refused every key offered; the message says what to add."""
+
+
 class HostKeyChanged(SSHError):
     """The server presented a host key other than the pinned one; nothing was run."""
 
@@ -64,18 +68,36 @@ class HostKeyChanged(SSHError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where and as whom to connect, and the host key to insist on (None: first contact)."""
+    """Where and as whom to connect, and the host key to insist on (None: first contact).
+
+    ``client_key`` is offered first, then ``fallback_key`` if any (a server that may still
+    trust the service's key from before per-course keys). ``authorize_line`` is the public
+    key line the server's user must trust, named in the error when the server refuses.
+    """
 
     host: str
     port: int = 22
     user: str = "root"
     pinned_key: str | None = None
     client_key: asyncssh.SSHKey | None = field(default=None, compare=False, repr=False)
+    fallback_key: asyncssh.SSHKey | None = field(default=None, compare=False, repr=False)
+    authorize_line: str | None = field(default=None, compare=False)
 
     @property
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def client_keys(self) -> list[asyncssh.SSHKey]:
+        return [key for key in (self.client_key, self.fallback_key) if key is not None]
+
+    @property
+    def pool_key(self) -> tuple[str, int, str, tuple[str, ...]]:
+        """A pooled connection serves only the same server, user and offered keys: a
+        connection one course's key opened is never lent to another course."""
+        keys = tuple(key_line(key) for key in self.client_keys)
+        return (self.host, self.port, self.user, keys)
 
 
 def key_line(key: asyncssh.SSHKey | str) -> str:
@@ -144,6 +166,10 @@ class _PinningClient(asyncssh.SSHClient):
         return self.first_contact
 
 
+# Host, port, user and the offered client keys' lines.
+PoolKey = tuple[str, int, str, tuple[str, ...]]
+
+
 @dataclass
 class _Pooled:
     connection: asyncssh.SSHClientConnection
@@ -172,9 +198,9 @@ class SSHPool:
         self.connections_opened = 0
         self.commands_run = 0
         self.reconnects = 0
-        self._pool: dict[tuple[str, int, str], _Pooled] = {}
-        self._locks: collections.defaultdict[tuple[str, int, str], asyncio.Lock] = (
-            collections.defaultdict(asyncio.Lock)
+        self._pool: dict[PoolKey, _Pooled] = {}
+        self._locks: collections.defaultdict[PoolKey, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
         )
 
     def counters(self) -> dict[str, int]:
@@ -193,7 +219,7 @@ class SSHPool:
         With ``target.pinned_key`` None the key is accepted and returned so the caller can
         pin it; otherwise any other key raises ``HostKeyChanged`` before anything runs.
         """
-        key = (target.host, target.port, target.user)
+        key = target.pool_key
         async with self._locks[key]:
             pooled = self._pool.get(key)
             if pooled is not None and (
@@ -226,7 +252,7 @@ class SSHPool:
                 target.host,
                 target.port,
                 username=target.user,
-                client_keys=[target.client_key] if target.client_key else None,
+                client_keys=target.client_keys or None,
                 known_hosts=(trusted, [], []),
                 client_factory=lambda: client,
                 keepalive_interval=self.keepalive_interval,
@@ -246,7 +272,13 @@ class SSHPool:
                 target.host, target.port, key_line(client.presented), key_line(target.pinned_key)
             ) from None
         except asyncssh.PermissionDenied:
-            raise Unreachable(
+            if target.authorize_line:
+                raise KeyRefused(
+                    f"the server at {target.address} refused the course's SSH key for user "
+                    f"{target.user!r}; add this line to that user's ~/.ssh/authorized_keys "
+                    f"there:\n\n    {target.authorize_line}"
+                ) from None
+            raise KeyRefused(
                 f"the server at {target.address} refused the service's SSH key for user "
                 f"{target.user!r}; add the key from /ssh-key.pub to that user's "
                 "~/.ssh/authorized_keys"
@@ -258,7 +290,7 @@ class SSHPool:
         assert presented is not None
         return _Pooled(connection, key_line(presented))
 
-    def _discard(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
+    def _discard(self, key: PoolKey, pooled: _Pooled) -> None:
         if self._pool.get(key) is pooled:
             del self._pool[key]
         if pooled.idle_timer is not None:
@@ -268,7 +300,7 @@ class SSHPool:
     @contextlib.asynccontextmanager
     async def _borrow(self, target: Target):  # type: ignore[no-untyped-def]
         connection, _ = await self.connect(target)
-        key = (target.host, target.port, target.user)
+        key = target.pool_key
         pooled = self._pool[key]
         pooled.in_use += 1
         try:
@@ -282,7 +314,7 @@ class SSHPool:
                 loop = asyncio.get_running_loop()
                 pooled.idle_timer = loop.call_later(self.idle_timeout, self._expire, key, pooled)
 
-    def _expire(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
+    def _expire(self, key: PoolKey, pooled: _Pooled) -> None:
         if pooled.in_use == 0:
             self._discard(key, pooled)
 

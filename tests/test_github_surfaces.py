@@ -231,7 +231,8 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
     record = await classroom.services.store.get_server(COURSE_REPO)
     from deploy.operations import _remembered_target
 
-    await engine.ssh.run_script(_remembered_target(engine, record), "systemctl stop jupyterhub")
+    target = await _remembered_target(engine, COURSE_REPO, record)
+    await engine.ssh.run_script(target, "systemctl stop jupyterhub")
 
     async def down(request: web.Request) -> web.Response:
         return web.Response(status=502)

@@ -50,8 +50,8 @@ async def progress_into(lines: list[str]):
 async def test_the_config_port_user_and_host_key_reach_a_droplet(engine) -> None:
     pinned = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtp3NuY76Bt19vHq5nw0bXQredWkiVPdEmBZy3Ndz0P"
     record = ServerRecord("digitalocean", address="127.0.0.9", droplet_id=5, host_key=None)
-    target = operations._target(
-        engine, config(f"  port: 2222\n  user: ubuntu\n  host_key: {pinned}\n"), record
+    target = await operations._target(
+        engine, "o/r", config(f"  port: 2222\n  user: ubuntu\n  host_key: {pinned}\n"), record
     )
     assert (target.host, target.port, target.user) == ("127.0.0.9", 2222, "ubuntu")
     assert target.pinned_key == pinned

@@ -139,6 +139,21 @@ class SSHTarget:
         path = self.sandbox / "state" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    @property
+    def authorized_keys(self) -> Path:
+        """The login user's ``~/.ssh/authorized_keys`` (the sandbox's ``/srv/root``)."""
+        return self.sandbox / "root" / ".ssh" / "authorized_keys"
+
+    def authorize(self, public_line: str) -> None:
+        """Add a public key line to the keys the server trusts."""
+        with self.authorized_keys.open("a") as file:
+            file.write(public_line.strip() + "\n")
+
+    def authorized_blobs(self) -> list[str]:
+        """The keys the server trusts now (the base64 part of each line)."""
+        lines = self.authorized_keys.read_text().splitlines()
+        return [line.split()[1] for line in lines if len(line.split()) > 1]
+
     # -- block storage ----------------------------------------------------------------
 
     def attach_volume(self, name: str) -> Path:
@@ -250,7 +265,7 @@ class SSHTarget:
                 str(FALLBACK_SSHD),
                 str(self.port),
                 str(self._host_key_path),
-                str(self.sshd_dir / "authorized_keys"),
+                str(self.authorized_keys),
                 str(self.sandbox),
             ]
         with open(self.sshd_dir / "sshd.log", "ab") as log:
@@ -295,9 +310,11 @@ class SSHTarget:
         for program in COVERED_PROGRAMS:
             self._shim(program)
         self.sshd_dir.mkdir(parents=True, exist_ok=True)
-        authorized = self.sshd_dir / "authorized_keys"
-        authorized.write_text(self.client_key.export_public_key("openssh").decode())
-        authorized.chmod(0o600)
+        # root's own authorized_keys (the sandbox's HOME), which sshd reads as a server's
+        # sshd reads ~/.ssh/authorized_keys: what a command changes there counts.
+        self.authorized_keys.parent.mkdir(mode=0o700)
+        self.authorized_keys.write_text(self.client_key.export_public_key("openssh").decode())
+        self.authorized_keys.chmod(0o600)
 
     def _shim(self, program: str) -> None:
         shim = self.sandbox / "bin" / program
@@ -323,7 +340,7 @@ class SSHTarget:
                 port=self.port,
                 host_key=self._host_key_path,
                 pid_file=self.sshd_dir / "sshd.pid",
-                authorized_keys=self.sshd_dir / "authorized_keys",
+                authorized_keys=self.authorized_keys,
                 force_command=f"/bin/sh {SANDBOX_WRAPPER} {self.sandbox}",
             )
         )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from bot.course_keys import CourseKeys
 from bot.course_tokens import CourseDroplets, TokenVault
 from bot.github.reporting import Reporter
 from bot.github.texts import coalesced
@@ -93,11 +94,14 @@ async def prune_periodically(store: Store, every: float) -> None:
         await asyncio.sleep(every)
 
 
-async def build_engine(settings: Settings, store: Store, resolver: CourseDroplets) -> Engine:
-    """The deploy engine with the service's own SSH key and, if configured, DigitalOcean.
+async def build_engine(
+    settings: Settings, store: Store, resolver: CourseDroplets, keys: CourseKeys
+) -> Engine:
+    """The deploy engine with the SSH keys and, if configured, DigitalOcean.
 
     A course that brought its own DigitalOcean token uses it (``resolver``); the others
-    use the operator's.
+    use the operator's. Each course logs in with its own key (``keys``); the service's
+    key is offered only to servers from before per-course keys, until their next deploy.
     """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
@@ -107,6 +111,7 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
         service_key=key,
         droplets=droplets,
         droplet_resolver=resolver,
+        key_resolver=keys,
     )
 
 
@@ -146,7 +151,10 @@ def make_app(
         app[SERVICES] = services
         wire_reporting(services)
         services.course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
-        services.engine = await build_engine(settings, store, services.course_droplets)
+        services.course_keys = CourseKeys(store, settings.data_dir)
+        services.engine = await build_engine(
+            settings, store, services.course_droplets, services.course_keys
+        )
         await services.runner.start()
         monitor = Monitor(services)
         services.extras["monitor"] = monitor

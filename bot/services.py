@@ -32,6 +32,7 @@ class Services:
     reporter: Any = None  # bot.reporting.Reporter
     engine: Any = None  # deploy.operations.Engine
     course_droplets: Any = None  # bot.course_tokens.CourseDroplets: courses' own tokens
+    course_keys: Any = None  # bot.course_keys.CourseKeys: courses' own SSH keys
     extras: dict[str, Any] = field(default_factory=dict)
     on_job_created: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     _tasks: set[asyncio.Task] = field(default_factory=set)

@@ -19,7 +19,12 @@ import aiohttp
 import pytest
 
 from tests.fakes.github import FakeGitHub
-from tests.plugins.classroom import ssh_course_files
+from tests.plugins.classroom import (
+    COURSE_REPO_ID,
+    course_public_line,
+    repository_payload,
+    ssh_course_files,
+)
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
 from tests.support.service_process import ServiceProcess
@@ -41,14 +46,7 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
 def push_payload(example: Callable[..., dict], sha: str, branch: str = "main") -> dict[str, Any]:
     """GitHub's published push example, pointed at the course repository and ``sha``."""
     payload = example("push")
-    repository = dict(payload["repository"])
-    owner, name = COURSE_REPO.split("/")
-    repository.update(
-        full_name=COURSE_REPO,
-        name=name,
-        default_branch="main",
-        owner={**repository["owner"], "login": owner},
-    )
+    repository = repository_payload(payload)
     payload.update(
         ref=f"refs/heads/{branch}",
         after=sha,
@@ -100,6 +98,7 @@ def course_service(
     key_file = data_dir / "ssh_ed25519"
     key_file.write_bytes(ssh_target.client_key.export_private_key("openssh"))
     key_file.chmod(0o600)
+    ssh_target.authorize(course_public_line(data_dir, COURSE_REPO_ID))
     settings = {
         "BOT_ENV_FILE": str(tmp_path / ".env"),
         "BOT_DATA_DIR": str(data_dir),

@@ -12,11 +12,13 @@ from bot.store.database import MIGRATIONS, Database
 from bot.store.deliveries import (
     DeliveryTables,
     add_courses,
+    follow_repository,
     remove_courses,
     remove_installation,
     upsert_installation,
 )
 from bot.store.jobs import JobTables
+from bot.store.keys import KeyTables, StoredCourseKey
 from bot.store.records import (
     CANCELLED,
     DONE,
@@ -36,7 +38,7 @@ from bot.store.records import (
 )
 
 
-class Store(DeliveryTables, JobTables, CourseTables, ConsoleTables):
+class Store(DeliveryTables, JobTables, CourseTables, ConsoleTables, KeyTables):
     """Async facade over one SQLite connection owned by one thread."""
 
 
@@ -60,7 +62,9 @@ __all__ = [
     "NewJob",
     "Recorded",
     "Store",
+    "StoredCourseKey",
     "add_courses",
+    "follow_repository",
     "remove_courses",
     "remove_installation",
     "upsert_installation",

@@ -101,6 +101,16 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # Courses' own SSH keys (by repository id), and courses found by repository id.
+    """
+    CREATE TABLE course_keys (
+        repo_id INTEGER PRIMARY KEY,
+        ciphertext BLOB NOT NULL,
+        public_line TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX courses_repo_id ON courses(repo_id);
+    """,
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from tests.fakes.github import FakeGitHub
-from tests.plugins.classroom import repository_payload
+from tests.plugins.classroom import COURSE_REPO_ID, course_public_line, repository_payload
 from tests.plugins.github_fake import INSTALLATION_ID
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
 from tests.sshtarget.target import free_port
@@ -43,6 +43,7 @@ class ServiceProcess:
         key_file = self.data_dir / "ssh_ed25519"
         key_file.write_bytes(ssh_target.client_key.export_private_key("openssh"))
         key_file.chmod(0o600)
+        ssh_target.authorize(course_public_line(self.data_dir, COURSE_REPO_ID))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env_file = base / "service.env"

@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import make_app
+from bot.course_keys import course_key_secret
 from bot.services import SERVICES, Services
+from deploy.keys import derive_course_key
 from tests.fakes.github import FakeGitHub
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver
 from tests.support.service_process import free_port
 
+# The course repository's id in every delivery: the service knows a course by it.
+COURSE_REPO_ID = 4_242_001
 README_WITH_MARKERS = (
     b"# Physics 101\n\n<!-- classroom-badges:start -->\n<!-- classroom-badges:end -->\n\nWelcome.\n"
 )
@@ -48,12 +53,18 @@ def repository_payload(example: dict[str, Any]) -> dict[str, Any]:
     repository = dict(example.get("repository") or {})
     owner, name = COURSE_REPO.split("/")
     repository.update(
+        id=COURSE_REPO_ID,
         full_name=COURSE_REPO,
         name=name,
         default_branch="main",
         owner={**(repository.get("owner") or {}), "login": owner},
     )
     return repository
+
+
+def course_public_line(data_dir: Path, repo_id: int) -> str:
+    """The public line of the key the service in ``data_dir`` gives this repository."""
+    return derive_course_key(course_key_secret(data_dir), repo_id).public_line
 
 
 @dataclass
@@ -130,6 +141,8 @@ async def classroom(aiohttp_client, make_settings, github_fake, ssh_target, tmp_
     key_file = data_dir / "ssh_ed25519"
     key_file.write_bytes(ssh_target.client_key.export_private_key("openssh"))
     key_file.chmod(0o600)
+    # The course's own key, which the course's server is set up to trust.
+    ssh_target.authorize(course_public_line(data_dir, COURSE_REPO_ID))
     github_fake.put_commit(COURSE_REPO, ssh_course_files(ssh_target), branch="main")
     # A port known in advance, so BOT_PUBLIC_URL is where a browser really finds the service.
     port = free_port()

@@ -6,8 +6,13 @@ touch SSH or DigitalOcean.
 
 from gidgethub import routing
 
-from handlers import checks, comments, installation, pull_request, push
+from handlers import checks, comments, installation, pull_request, push, repository
 
 router = routing.Router(
-    installation.router, push.router, pull_request.router, checks.router, comments.router
+    installation.router,
+    push.router,
+    pull_request.router,
+    checks.router,
+    comments.router,
+    repository.router,
 )

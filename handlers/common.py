@@ -9,6 +9,7 @@ from typing import Any
 from gidgethub import sansio
 
 from bot.intake.delivery import Intake
+from bot.store import Change, follow_repository
 
 ZERO_SHA = "0" * 40
 # What GitHub allows in an owner and a repository name; a course name becomes API paths,
@@ -27,6 +28,22 @@ def course_of(event: sansio.Event) -> tuple[str, int] | None:
     if not FULL_NAME.fullmatch(name):
         return None
     return name, installation_id
+
+
+def identity_changes(event: sansio.Event) -> list[Change]:
+    """The store brought in step with the delivery's repository, known by its id.
+
+    A course is its repository, whose id never changes while its name may (a rename, a
+    transfer): the course moves to the current name, and a course another repository
+    left under that name is put aside, out of sight (``bot.store.follow_repository``).
+    """
+    repository = event.data.get("repository") or {}
+    found = course_of(event)
+    repo_id = repository.get("id") if isinstance(repository, dict) else None
+    if found is None or not isinstance(repo_id, int) or isinstance(repo_id, bool):
+        return []
+    name, installation_id = found
+    return [follow_repository(repo_id, name, installation_id)]
 
 
 def default_branch(event: sansio.Event) -> str | None:

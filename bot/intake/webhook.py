@@ -22,6 +22,7 @@ from bot.intake.delivery import Intake
 from bot.services import SERVICES, Services
 from bot.store import Delivery
 from handlers import router
+from handlers.common import identity_changes
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
         else:
             outcome, status = ("accepted", 202) if intake.jobs or intake.notes else ("ignored", 200)
 
+    if intake.jobs:
+        # Before the jobs: they name the course as the repository is named now.
+        intake.changes[:0] = identity_changes(event)
     delivery = Delivery(delivery_id, event.event, action, repository, installation_id, outcome)
     # Deduplication happens here, in the transaction: a redelivery (same id, also after a
     # restart) records nothing, changes nothing and asks for no job.

@@ -46,13 +46,86 @@ def remove_installation(installation_id: int) -> Change:
 
 
 def add_courses(installation_id: int, repositories: Iterable[tuple[str, int | None]]) -> Change:
+    """Courses (name, repository id if known) of an installation, active; a repository
+    known under another name is followed there first (``follow_repository``)."""
     now = time.time()
     rows = [(name, installation_id, repo_id, now) for name, repo_id in repositories]
-    return lambda db: db.executemany(
-        "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
-        "installation_id=excluded.installation_id, repo_id=excluded.repo_id, active=1, "
-        "updated_at=excluded.updated_at",
-        rows,
+
+    def run(db: sqlite3.Connection) -> None:
+        for name, _, repo_id, _ in rows:
+            if repo_id is not None:
+                _follow(db, repo_id, name)
+        db.executemany(
+            "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
+            "installation_id=excluded.installation_id, "
+            "repo_id=COALESCE(excluded.repo_id, courses.repo_id), active=1, "
+            "updated_at=excluded.updated_at",
+            rows,
+        )
+
+    return run
+
+
+def parked_name(repo_id: int) -> str:
+    """Where a repository's course waits once another repository took its name: keyed to
+    its id, and no ``owner/repo`` that a route, a delivery or a job can name."""
+    return f"repository#{repo_id}"
+
+
+def follow_repository(repo_id: int, full_name: str, installation_id: int) -> Change:
+    """Courses are known by their repository's id: the delivery's repository, now named
+    ``full_name``, takes its course (server record, facts, monitor state, tokens, jobs)
+    along from any older name, and a course another repository left under this name
+    is put aside, keyed to that repository's id, out of sight."""
+
+    def run(db: sqlite3.Connection) -> None:
+        _follow(db, repo_id, full_name)
+        db.execute(
+            "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
+            "repo_id=excluded.repo_id, installation_id=excluded.installation_id",
+            (full_name, installation_id, repo_id, time.time()),
+        )
+
+    return run
+
+
+def _follow(db: sqlite3.Connection, repo_id: int, full_name: str) -> None:
+    here = db.execute("SELECT repo_id FROM courses WHERE full_name=?", (full_name,)).fetchone()
+    if here is not None and here[0] is not None and here[0] != repo_id:
+        # Another repository had this name (renamed, transferred or deleted since).
+        parked = parked_name(here[0])
+        move_course(db, full_name, parked)
+        db.execute("UPDATE courses SET active=0 WHERE full_name=?", (parked,))
+        db.execute(
+            "UPDATE jobs SET state='cancelled', finished_at=?, error=? "
+            "WHERE course=? AND state='queued'",
+            (time.time(), "another repository took the course's name", parked),
+        )
+    elsewhere = db.execute(
+        "SELECT full_name FROM courses WHERE repo_id=? AND full_name<>?", (repo_id, full_name)
+    ).fetchone()
+    if elsewhere is not None:
+        move_course(db, elsewhere[0], full_name)
+
+
+def move_course(db: sqlite3.Connection, old: str, new: str) -> None:
+    """Every row of course ``old`` renamed to ``new``: the courses row, every table with a
+    ``course`` column, and the small facts kept under ``…:{course}``."""
+    if old == new:
+        return
+    db.execute("DELETE FROM courses WHERE full_name=?", (new,))
+    db.execute("UPDATE courses SET full_name=? WHERE full_name=?", (new, old))
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        columns = {r[1] for r in db.execute(f'PRAGMA table_info("{table}")')}
+        if "course" in columns:
+            # The table names come from the schema itself, not from any input.
+            sql = f'UPDATE OR REPLACE "{table}" SET course=? WHERE course=?'  # noqa: S608
+            db.execute(sql, (new, old))
+    db.execute(
+        "UPDATE OR REPLACE meta SET key = substr(key, 1, length(key) - ?) || ? "
+        "WHERE length(key) > ? AND substr(key, -?) = ? AND substr(key, -? - 1, 1) = ':'",
+        (len(old), new, len(old), len(old), old, len(old)),
     )
 
 

@@ -82,7 +82,7 @@ def follow_repository(repo_id: int, full_name: str, installation_id: int) -> Cha
         _follow(db, repo_id, full_name)
         db.execute(
             "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
-            "repo_id=excluded.repo_id, installation_id=excluded.installation_id",
+            "repo_id=excluded.repo_id, installation_id=excluded.installation_id, active=1",
             (full_name, installation_id, repo_id, time.time()),
         )
 

@@ -343,6 +343,9 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
         except Exception as exc:  # the page still shows, without the picker
             size_problem = redact(str(exc))
     token = await services.store.course_token(name)
+    ssh_key = None
+    if course.repo_id is not None and services.course_keys is not None:
+        ssh_key = (await services.course_keys.for_repository(course.repo_id)).public_line
     admin = is_admin(await permission(request, course, user.login))
     hub = await hub_accounts_view(services, name, record)
     # hub.admins are GitHub logins, lower-cased as hub names; this page needs write.
@@ -364,6 +367,7 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
             "power": power,
             "size_problem": size_problem,
             "token": token,
+            "ssh_key": ssh_key,
             "admin": admin,
             "require_token": services.settings.require_course_token,
             "notice": request.query.get("notice", "")[:200],

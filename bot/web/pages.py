@@ -58,7 +58,9 @@ async def status_badge(request: web.Request) -> web.Response:
 
 
 async def ssh_public_key(request: web.Request) -> web.Response:
-    """The service's own SSH key, for instructors to authorise on a ``provider: ssh`` server."""
+    """The service's own SSH key: what servers set up before per-course keys trust until
+    their next deploy moves them to their course's key. A new server trusts its course's
+    key instead, shown on the console's course page and in the check run."""
     services: Services = request.app[SERVICES]
     return web.Response(text=services.engine.service_key.public_line + "\n")
 

@@ -125,8 +125,8 @@ class Classroom:
         payload.update(
             repository=self.repository_payload(payload),
             installation={"id": INSTALLATION_ID, "node_id": "x"},
-            **changes,
         )
+        payload.update(changes)
         return await deliver(self.client, "issue_comment", payload)
 
     def runs(self) -> list[dict[str, Any]]:

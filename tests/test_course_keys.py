@@ -192,7 +192,7 @@ async def test_a_new_droplet_trusts_only_its_course_key(do_fake, tmp_path: Path)
         owner, repo = course.split("/")
         text = f"server:\n  provider: digitalocean\n  name: {repo}-hub\nhub:\n  admins: [ada]\n"
         config = load_course({".github/classroom.yml": text.encode()}, owner, repo)
-        await operations._provision(engine, course, config, noop)
+        await operations.provision(engine, course, config, noop)
 
     keys = {key["name"]: key for key in do_fake.ssh_keys}
     assert sorted(keys) == ["lc-course-1", "lc-course-2"]

@@ -90,7 +90,8 @@ async def test_an_old_server_moves_to_its_course_key_on_the_next_deploy(engine, 
     record = await engine.records.get_server(COURSE_A)
     assert record is not None and record.trusts_service_key is False
     # From then on only the course's key is offered.
-    target = await operations._target(engine, COURSE_A, config_for(ssh_target, COURSE_A), record)
+    config = config_for(ssh_target, COURSE_A)
+    target = await operations.server_target(engine, COURSE_A, config, record)
     assert target.client_keys == [course_key.private]
     again = await operations.deploy(
         engine, COURSE_A, config_for(ssh_target, COURSE_A), mode="apply", progress=noop

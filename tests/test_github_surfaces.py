@@ -229,9 +229,9 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
     await classroom.settle()
     engine = classroom.services.engine
     record = await classroom.services.store.get_server(COURSE_REPO)
-    from deploy.operations import _remembered_target
+    from deploy.operations import remembered_target
 
-    target = await _remembered_target(engine, COURSE_REPO, record)
+    target = await remembered_target(engine, COURSE_REPO, record)
     await engine.ssh.run_script(target, "systemctl stop jupyterhub")
 
     async def down(request: web.Request) -> web.Response:

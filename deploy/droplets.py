@@ -34,6 +34,7 @@ from deploy.digitalocean_api import (
     Transient,
     WrongToken,
 )
+from deploy.keys import COURSE_KEY_PREFIX
 from deploy.model import DROPLET_TAG, Progress
 from deploy.redact import redact
 from deploy.retry import MAX_RATE_LIMIT_WAIT, RetryPolicy, backoff, rate_limit_wait
@@ -464,9 +465,14 @@ class DropletDriver:
         # Named by the key's comment: a course's key is "lc-course-<repository id>".
         comment = public_key.split()[2:3]
         name = comment[0] if comment and KEY_NAME_PATTERN.fullmatch(comment[0]) else DROPLET_TAG
-        await _say(progress, f"Adding the SSH key {name} ({key_fingerprint}) to the account")
+        whose = (
+            f"the course's SSH key {name}"
+            if name.startswith(COURSE_KEY_PREFIX)
+            else "the service's SSH key"
+        )
+        await _say(progress, f"Adding {whose} ({key_fingerprint}) to the account")
         key = self.api.new(digitalocean.SSHKey, name=name, public_key=public_key.strip())
-        await self._call(f"add the SSH key {name}", key.create)
+        await self._call(f"add {whose}", key.create)
         return int(key.id)
 
     async def _wait_running(self, droplet_id: int, progress: Progress) -> DropletInfo:

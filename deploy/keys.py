@@ -85,8 +85,11 @@ class CourseKey:
     name: str
 
 
+COURSE_KEY_PREFIX = "lc-course-"
+
+
 def course_key_name(repo_id: int) -> str:
-    return f"lc-course-{repo_id}"
+    return f"{COURSE_KEY_PREFIX}{repo_id}"
 
 
 def derive_course_key(secret: bytes, repo_id: int) -> CourseKey:

@@ -187,6 +187,12 @@ def layout_script(config: CourseConfig) -> str:
             f"gid=$(getent group {ADMIN_GROUP} | cut -d: -f3)",
             'if [ -z "$gid" ]; then echo "no group ' + ADMIN_GROUP + '" >&2; exit 1; fi',
         ]
+    if read_only(config):
+        # git fetches the folders; git-lfs brings their Git LFS files.
+        install = "; ".join(tljh.apt_install(["git", "git-lfs"]))
+        lines.append(
+            f"if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null; then {install}; fi"
+        )
     for folder in config.shared:
         link = shlex.quote(_link_folder(folder.name))
         if folder.writable:
@@ -256,8 +262,8 @@ def fetch_script(source: SharedSource, folders: tuple[SharedFolder, ...]) -> str
     """Fetch the ``from`` folders at ``source.commit``; the token arrives on stdin.
 
     Sparse, partial clone: only the listed folders are checked out, and only blobs the
-    clone lacks are downloaded. Git LFS files come through git-lfs's smudge filter when
-    git-lfs is installed (the layout of a course that has LFS files installs it).
+    clone lacks are downloaded. Git LFS files come through git-lfs's smudge filter (the
+    layout step installs git-lfs).
     """
     if not CLONE_URL.fullmatch(source.clone_url) or not COMMIT.fullmatch(source.commit):
         raise ValueError("the source was not checked")
@@ -290,9 +296,11 @@ def fetch_script(source: SharedSource, folders: tuple[SharedFolder, ...]) -> str
         "fi",
         f"helper={shlex.quote(helper)}",
         # The token is in git's environment only, for this one command (and the git and
-        # git-lfs processes it starts): no export, no argument, no file.
+        # git-lfs processes it starts): no export, no argument, no file. The server's
+        # system-wide git settings (another credential helper) do not apply.
         "g() {",
-        f'  {TOKEN_VARIABLE}="$token" GIT_TERMINAL_PROMPT=0 GIT_CONFIG_COUNT=2 '
+        f'  {TOKEN_VARIABLE}="$token" GIT_TERMINAL_PROMPT=0 GIT_CONFIG_NOSYSTEM=1 '
+        "GIT_CONFIG_COUNT=2 "
         "GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0= "
         'GIT_CONFIG_KEY_1=credential.helper GIT_CONFIG_VALUE_1="$helper" '
         'git -C "$src" "$@"',

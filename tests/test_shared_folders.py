@@ -30,6 +30,9 @@ STUDENT_UID, ADMIN_UID = 3101, 3102
 def git(repo: Path, *args: str) -> str:
     env = {
         **os.environ,
+        # The instructor's own git: none of this machine's settings (its LFS hooks).
+        "HOME": str(repo.parent),
+        "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_AUTHOR_NAME": "Alice",
         "GIT_AUTHOR_EMAIL": "alice@example.edu",
         "GIT_COMMITTER_NAME": "Alice",
@@ -56,8 +59,9 @@ def config_text(target) -> bytes:
     ).encode()
 
 
-def make_course(work: Path, target) -> str:
-    """A course repository with a 100 MB data/ folder; returns the first commit."""
+def make_course(work: Path, target, lfs_pointer: bytes) -> str:
+    """A course repository with a 100 MB data/ folder and one Git LFS file in it;
+    returns the first commit."""
     work.mkdir()
     git(work, "init", "-q", "-b", "main")
     (work / ".github").mkdir()
@@ -66,6 +70,8 @@ def make_course(work: Path, target) -> str:
     for index in range(FILES):
         (work / "data" / f"part{index:03}.bin").write_bytes(os.urandom(FILE_BYTES))
     (work / "README.md").write_text("# Physics 101\n")
+    (work / ".gitattributes").write_text("*.h5 filter=lfs diff=lfs merge=lfs -text\n")
+    (work / "data" / "model.h5").write_bytes(lfs_pointer)
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "course data")
     return git(work, "rev-parse", "HEAD")
@@ -119,17 +125,19 @@ async def test_one_changed_file_moves_one_file_and_the_token_leaves_no_trace(
 ):
     ssh_target.keep_accounts()
     work = tmp_path / "course"
-    first = make_course(work, ssh_target)
     bare = tmp_path / "bare.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     served = github_fake.serve_git(COURSE_REPO, bare)
+    assert github_fake.git is not None
+    model = os.urandom(64 * 1024)
+    first = make_course(work, ssh_target, github_fake.git.add_lfs_object(model))
+    git(work, "push", "-q", str(served), "main")
     processes: list[str] = []
 
     def during_fetch(_request) -> None:
         # While the server's git waits for this answer: every process's command line.
         processes.append(subprocess.run(["ps", "-eo", "args"], capture_output=True).stdout.decode())
 
-    assert github_fake.git is not None
     github_fake.git.on_request = during_fetch
 
     async with aiohttp.ClientSession() as session:
@@ -161,7 +169,9 @@ async def test_one_changed_file_moves_one_file_and_the_token_leaves_no_trace(
         sandbox = ssh_target.sandbox
         source = sandbox / "classroom" / "shared-source" / "data"
         assert os.readlink(sandbox / "shared" / "data") == "/srv/classroom/shared-source/data"
-        assert len(list(source.iterdir())) == FILES
+        assert len(list(source.iterdir())) == FILES + 1
+        # The Git LFS file came along: its contents, not its pointer.
+        assert (source / "model.h5").read_bytes() == model
         first_bytes = sum(r.sent_bytes for r in github_fake.git.requests)
         assert first_bytes > FILES * FILE_BYTES * 0.9
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -104,6 +106,15 @@ class GitServer:
         self.root = root
         self.requests: list[GitRequest] = []
         self.on_request: Callable[[GitRequest], None] | None = None
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> contents (Git LFS)
+
+    def add_lfs_object(self, data: bytes) -> bytes:
+        """Keep ``data`` in the LFS store; returns the pointer file a commit holds for it."""
+        oid = hashlib.sha256(data).hexdigest()
+        self.lfs_objects[oid] = data
+        return (
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n"
+        ).encode()
 
     def path_of(self, full_name: str) -> Path:
         return self.root / f"{full_name}.git"
@@ -126,9 +137,48 @@ class GitServer:
             return web.Response(status=404, text="Repository not found.")
         if self.on_request is not None:
             self.on_request(record)
+        if rest.startswith("info/lfs/"):
+            return await self._lfs(request, record, full_name, rest)
         status, headers, payload = await run_backend(
             request, self.root, f"/{full_name}.git/{rest}", "x-access-token"
         )
         record.status, record.sent_bytes = status, len(payload)
         headers.pop("Content-Length", None)
         return web.Response(status=status, body=payload, headers=headers)
+
+    async def _lfs(
+        self, request: web.Request, record: GitRequest, full_name: str, rest: str
+    ) -> web.Response:
+        """Git LFS's batch API (download only) and its objects, as GitHub serves them."""
+        media = "application/vnd.git-lfs+json"
+        if rest == "info/lfs/objects/batch" and request.method == "POST":
+            asked = json.loads(await request.read())
+            base = f"{request.scheme}://{request.host}/{full_name}.git/info/lfs/objects"
+            answers = []
+            for item in asked.get("objects", []):
+                oid = item["oid"]
+                if oid not in self.lfs_objects:
+                    answers.append({**item, "error": {"code": 404, "message": "Not found"}})
+                    continue
+                answers.append(
+                    {
+                        "oid": oid,
+                        "size": len(self.lfs_objects[oid]),
+                        "authenticated": True,
+                        "actions": {
+                            "download": {
+                                "href": f"{base}/{oid}",
+                                "header": {"Authorization": request.headers["Authorization"]},
+                            }
+                        },
+                    }
+                )
+            body = json.dumps({"transfer": "basic", "objects": answers}).encode()
+            record.status, record.sent_bytes = 200, len(body)
+            return web.Response(body=body, headers={"Content-Type": media})
+        oid = rest.removeprefix("info/lfs/objects/")
+        if request.method == "GET" and oid in self.lfs_objects:
+            record.status, record.sent_bytes = 200, len(self.lfs_objects[oid])
+            return web.Response(body=self.lfs_objects[oid])
+        record.status = 404
+        return web.Response(status=404, text="Not found")

@@ -18,7 +18,7 @@ SHARED = STORAGE + "shared:\n  - writable: notes\n"
 
 
 async def read_on_server(droplet, path: str) -> tuple[int, str]:  # noqa: F811
-    target = operations._target(droplet, course(SHARED), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(SHARED), droplet.records.records[COURSE])
     status, out, _ = await droplet.ssh.run_script(target, f"cat {path}\n")
     return status, out
 

@@ -199,6 +199,8 @@ class Observed:
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
+    shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
+    shared_commit: str = ""  # the commit the shared folders' clone has checked out
 
 
 class Reload(enum.Flag):

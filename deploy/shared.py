@@ -59,6 +59,22 @@ CLONE_URL = re.compile(
     r"/[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}\.git"
 )
 
+LAID_OUT = "shared-laid-out"
+# What the observer prints: whether /srv/shared is there, and the clone's commit. A new
+# droplet (after /recover) has neither, whatever the state file on the volume says.
+OBSERVE_COMMAND = (
+    f"if [ -d {SHARED_ROOT} ]; then echo {LAID_OUT}; fi; "
+    f"git -C {SOURCE_DIR} rev-parse -q --verify HEAD"
+)
+
+
+def parse_observed(text: str) -> tuple[bool, str]:
+    """(whether /srv/shared exists, the commit the clone has checked out or "")."""
+    lines = [line.strip() for line in text.splitlines()]
+    commits = [line for line in lines if COMMIT.fullmatch(line)]
+    return LAID_OUT in lines, commits[0] if commits else ""
+
+
 # Runs in the student's own Jupyter server, as the student, when it starts.
 USER_SERVER_LINK = f"""\
 {MARKER} links to the course's shared folders.
@@ -123,11 +139,16 @@ def state_record(config: CourseConfig, commit: str | None, seen: Observed) -> di
 
 
 def plan_steps(config: CourseConfig, seen: Observed, commit: str | None) -> list[Step]:
-    """The layout step when the folders changed, the fetch when the commit did."""
+    """The layout step when the folders changed (or the server has none), the fetch when
+    the commit differs from the one the server's clone has checked out."""
     previous = seen.state.get(STATE_KEY)
     previous = previous if isinstance(previous, dict) else None
     if not config.shared and previous is None:
         return []
+    if not seen.shared_laid_out:
+        # The state file (on the volume) remembers a layout this server does not have:
+        # a new droplet. Everything is laid out and fetched again.
+        previous = None
     wanted = layout_record(config)
     steps: list[Step] = []
     layout_changed = previous is None or any(previous.get(k) != v for k, v in wanted.items())
@@ -144,7 +165,7 @@ def plan_steps(config: CourseConfig, seen: Observed, commit: str | None) -> list
             )
         )
     folders = read_only(config)
-    fetched = previous.get("commit") if previous else None
+    fetched = seen.shared_commit or None
     if folders and (layout_changed or (commit is not None and commit != fetched)):
         at = f"commit {commit[:7]}" if commit else "the pushed commit"
         listing = ", ".join(f"{f.source}/" for f in folders)

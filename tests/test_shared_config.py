@@ -63,11 +63,15 @@ def test_shared_must_be_a_list():
 
 
 def installed(state: dict | None = None) -> Observed:
+    """A server with TLJH; with ``state``, also the shared folders that state records."""
+    record = (state or {}).get(shared.STATE_KEY) or {}
     return Observed(
         tljh_installed=True,
         tljh_version="2.0.0",
         tljh_config={},
         state=state or {},
+        shared_laid_out=bool(record),
+        shared_commit=record.get("commit") or "",
     )
 
 
@@ -159,3 +163,17 @@ def test_a_source_with_a_bad_url_or_commit_is_refused(url, commit):
     shared.SharedSource("https://github.com/octo-org/physics101.git", COMMIT_A, _no_token)
     with pytest.raises(ValueError):
         shared.SharedSource(url, commit, _no_token)
+
+
+def test_a_new_droplet_under_a_remembered_layout_is_laid_out_and_fetched_again():
+    config = course("  - from: data/\n    to: data\n  - writable: notes\n", provider="ssh")
+    state = applied_state(config, COMMIT_A, installed())
+    fresh = Observed(tljh_installed=True, tljh_version="2.0.0", state=state)
+    steps = names(planner.plan(config, fresh, commit=COMMIT_A))
+    assert "shared-folders" in steps and "shared-fetch" in steps
+
+
+def test_the_observer_reads_the_layout_and_the_clones_commit():
+    assert shared.parse_observed(f"shared-laid-out\n{COMMIT_A}\n") == (True, COMMIT_A)
+    assert shared.parse_observed("") == (False, "")
+    assert shared.parse_observed("fatal: not a git repository\n") == (False, "")

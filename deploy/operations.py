@@ -462,7 +462,7 @@ async def _deploy(
             continue
         if step.name == "shared-fetch":
             assert record is not None
-            result = await _fetch_shared(engine, config, record, step, source, progress)
+            result = await _fetch_shared(engine, course, config, record, step, source, progress)
             results.append(result)
             if not result.ok:
                 return operation_result(
@@ -546,6 +546,7 @@ async def _seed_accounts(
 
 async def _fetch_shared(
     engine: Engine,
+    course: str,
     config: CourseConfig,
     record: ServerRecord,
     step: Step,
@@ -564,7 +565,7 @@ async def _fetch_shared(
     token = await source.token()
     try:
         status, out, err = await engine.ssh.run_script(
-            server_target(engine, config, record),
+            await server_target(engine, course, config, record),
             shared.fetch_script(source, shared.read_only(config)),
             step.timeout,
             stdin=token + "\n",

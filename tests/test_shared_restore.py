@@ -18,7 +18,8 @@ SHARED = STORAGE + "shared:\n  - writable: notes\n"
 
 
 async def read_on_server(droplet, path: str) -> tuple[int, str]:  # noqa: F811
-    target = operations.server_target(droplet, course(SHARED), droplet.records.records[COURSE])
+    record = droplet.records.records[COURSE]
+    target = await operations.server_target(droplet, COURSE, course(SHARED), record)
     status, out, _ = await droplet.ssh.run_script(target, f"cat {path}\n")
     return status, out
 

@@ -109,7 +109,7 @@ def unusable_password_hash() -> str:
 # Standard library only: it runs under TLJH's hub Python (or any python3). One action per
 # run, named in argv; its data comes as one JSON object on stdin; it prints one JSON
 # object. Every change is one transaction, so a cut connection leaves all or nothing.
-SERVER_PROGRAM = r"""
+_SERVER_PROGRAM = r"""
 import base64, json, os, sqlite3, sys, time
 DATABASE = @DATABASE@
 SEEDED = @SEEDED@
@@ -222,7 +222,16 @@ else:
     sys.exit(2)
 db.execute("COMMIT")
 print(json.dumps(out))
-""".replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
+"""
+
+
+def server_program(database: str = HUB_DATABASE, seeded: str = SEEDED_FILE) -> str:
+    """The constant accounts program for a hub database at ``database`` (TLJH's by default;
+    a Zero to JupyterHub hub keeps its own on the hub's volume)."""
+    return _SERVER_PROGRAM.replace("@DATABASE@", repr(database)).replace("@SEEDED@", repr(seeded))
+
+
+SERVER_PROGRAM = server_program()
 
 # The listing, read-only (the database opened so), for the observe script as well.
 LIST_PROGRAM = r"""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, homevolume, planner, tljh
+from deploy import accounts, homevolume, kubernetes_course, planner, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -63,6 +63,10 @@ class Engine:
     ssh_wait_seconds: float = 600.0
     ssh_poll_seconds: float = 5.0
     droplet_resolver: DropletResolver | None = None
+    # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
+    course_ids: Callable[[str], Awaitable[int | None]] | None = None
+    # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).
+    cluster_options: dict = field(default_factory=dict)
 
     async def droplets_for(self, course: str) -> DropletDriver | None:
         """The driver for this course's droplets: its own token's, else the operator's."""
@@ -273,6 +277,10 @@ async def deploy(
     checkpoint: Callable[[], None] | None = None,
 ) -> OperationResult:
     """Plan what the server needs; in ``apply`` mode, do it, step by step."""
+    if config.server.provider == "kubernetes":
+        return await kubernetes_course.deploy(
+            engine, course, config, mode=mode, progress=progress, before_apply=before_apply
+        )
     try:
         return await _deploy(
             engine, course, config, mode, rebuild, progress, before_apply, checkpoint
@@ -495,6 +503,11 @@ async def status(
     forgot is looked up by name and tag); without it (the repository's config has errors)
     it works from what the last deploy remembered.
     """
+    remembered = await engine.records.get_server(course)
+    if (config is not None and config.server.provider == "kubernetes") or (
+        config is None and remembered is not None and remembered.provider == "kubernetes"
+    ):
+        return await kubernetes_course.status(engine, course, config, progress=progress)
     try:
         if config is not None:
             record = await _known_server(engine, course, config, progress)
@@ -537,6 +550,8 @@ async def restart(
     engine: Engine, course: str, config: CourseConfig, *, reboot: bool = False, progress: Progress
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("Restarting the hub")
     try:
         record = await _known_server(engine, course, config, progress)
         if record is None:
@@ -574,6 +589,8 @@ def snapshot_name(config: CourseConfig, name: str | None) -> str:
 async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("/snapshot")
     try:
         record = await _known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
@@ -603,9 +620,28 @@ async def resize(
     wanted: str,
     *,
     disk: bool = False,
+    nodes: tuple[int, int] | None = None,
     progress: Progress,
 ) -> OperationResult:
-    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub."""
+    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub.
+
+    A kubernetes course changes its node pool instead: its nodes' size, or with ``nodes``
+    its autoscaling range.
+    """
+    if config.server.provider == "kubernetes":
+        if disk:
+            return _result(
+                "failure",
+                "Resize failed",
+                "`--disk` is for droplets; nodes' disks come with their size",
+            )
+        return await kubernetes_course.resize(
+            engine, course, config, size=wanted or None, nodes=nodes, progress=progress
+        )
+    if nodes is not None:
+        return _result(
+            "failure", "Resize failed", "`--nodes` is for `provider: kubernetes` node pools"
+        )
     try:
         if config.server.provider != "digitalocean":
             raise OperationError(
@@ -664,7 +700,7 @@ def server_lines(record: ServerRecord, droplet: DropletInfo | None) -> str:
 async def look(engine: Engine, course: str) -> dict[str, object]:
     """For the monitor: services, disk and memory, from the remembered server."""
     record = await engine.records.get_server(course)
-    if record is None or not record.address:
+    if record is None or not record.address or record.provider == "kubernetes":
         return {}
     _, stdout, _ = await engine.ssh.run_script(_remembered_target(engine, record), observe_script())
     observed = parse_observation(stdout)
@@ -685,6 +721,11 @@ RESET_PASSWORD_BYTES = 12
 async def _hub_target(engine: Engine, course: str) -> Target:
     """The course's server as remembered: account work needs no repository read."""
     record = await engine.records.get_server(course)
+    if record is not None and record.provider == "kubernetes":
+        raise OperationError(
+            "hub accounts of a `provider: kubernetes` course cannot be reached from the "
+            "service yet; manage them on the hub's admin page"
+        )
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
     return _remembered_target(engine, record)

@@ -227,10 +227,7 @@ class KubernetesFake:
         }
         if not key[1]:
             obj["metadata"].pop("namespace")
-        if key[0] == "secrets" and "stringData" in obj:
-            data = obj.setdefault("data", {})
-            for k, v in obj.pop("stringData").items():
-                data[k] = base64.b64encode(v.encode()).decode()
+        _string_data(obj)
         self.cluster.objects[key] = obj
         if key[0] == "jobs":
             obj["status"] = {"active": 1}
@@ -256,6 +253,7 @@ class KubernetesFake:
             "uid": old["metadata"]["uid"],
             "resourceVersion": str(int(old["metadata"]["resourceVersion"]) + 1),
         }
+        _string_data(obj)
         self.cluster.objects[key] = obj
         return _json(obj)
 
@@ -393,6 +391,15 @@ class KubernetesFake:
             check=False,
         )
         return done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+def _string_data(obj: dict[str, Any]) -> None:
+    """A Secret's ``stringData`` written into ``data``, base64-encoded, as the API server does."""
+    if obj.get("kind") == "Secret" and "stringData" in obj:
+        data = obj.setdefault("data", {}) or {}
+        obj["data"] = data
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(value.encode()).decode()
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

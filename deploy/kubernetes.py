@@ -69,6 +69,7 @@ class ClusterClient:
             field_manager=FIELD_MANAGER,
             trust_env=False,
         )
+        self._present: set[tuple[str, str]] = set()  # (kind, name) seen in the cluster
         self.poll_seconds = poll_seconds
         self.wait_seconds = wait_seconds
         self.sleep = sleep
@@ -99,17 +100,22 @@ class ClusterClient:
                 ) from None
 
     async def put(self, manifest: Mapping[str, Any]) -> None:
-        """Create the object, or replace the one of its kind and name."""
+        """Create the object, or replace the one of its kind and name (at once when this
+        client has seen it: one request, not two)."""
         obj = codecs.from_dict(dict(manifest))
-        try:
-            await self.client.create(obj)
-            return
-        except ApiError as exc:
-            if exc.status.code != 409:
-                raise KubernetesError(
-                    redact(f"Kubernetes refused to create {manifest['kind']}: {exc.status.message}")
-                ) from None
-        await self._call(f"replace {manifest['kind']}", self.client.replace(obj))
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        if key not in self._present:
+            try:
+                await self.client.create(obj)
+                self._present.add(key)
+                return
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise KubernetesError(
+                        redact(f"Kubernetes refused to create {key[0]}: {exc.status.message}")
+                    ) from None
+        await self._call(f"replace {key[0]}", self.client.replace(obj))
+        self._present.add(key)
 
     async def configmap(self, name: str) -> dict[str, Any] | None:
         try:
@@ -118,6 +124,7 @@ class ClusterClient:
             if exc.status.code == 404:
                 return None
             raise KubernetesError(f"Kubernetes refused to read ConfigMap {name}") from None
+        self._present.add(("ConfigMap", name))
         return found.to_dict()
 
     async def job_count(self) -> int:

@@ -194,13 +194,16 @@ async def _apply(
     driver = await _driver(engine, course)
     client = ClusterClient(await driver.kubeconfig(cluster.id), **engine.cluster_options)
     try:
-        for manifest in (
-            release.namespace(),
-            release.service_account(),
-            release.cluster_role_binding(),
-        ):
-            await client.ensure(manifest)
-        state = release.release_state(await client.configmap(release.VALUES_CONFIGMAP))
+        configmap = await client.configmap(release.VALUES_CONFIGMAP)
+        if configmap is None:
+            # A new release: its namespace and helm's account first (kept if found).
+            for manifest in (
+                release.namespace(),
+                release.service_account(),
+                release.cluster_role_binding(),
+            ):
+                await client.ensure(manifest)
+        state = release.release_state(configmap)
         jobs = release.jobs_for(config.hub.admins, closed, wanted, state)
         plan = _plan(jobs, cluster.id)
         address = await client.hub_address()

@@ -323,7 +323,11 @@ def _strings(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
+# The approve action's answer keys, in NamesOutcome's order.
+APPROVED = ("approved", "already", "unknown")
+
+
+def name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
     """The names the hub's script listed under each of ``keys``, in order; absent is empty."""
     return tuple(tuple(_strings(answer.get(key))) for key in keys)
 
@@ -392,19 +396,19 @@ async def seed_admins(
     pool: SSHPool, target: Target, admins: Iterable[str], wait: float = SEED_WAIT_SECONDS
 ) -> SeedOutcome:
     answer = await run(pool, target, "seed", seed_request(admins, wait))
-    return SeedOutcome(*_name_lists(answer, "created", "present", "taken"))
+    return SeedOutcome(*name_lists(answer, "created", "present", "taken"))
 
 
 async def approve(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Authorise waiting sign-ups, all in one round trip; approving twice changes nothing."""
     answer = await run(pool, target, "approve", names_request(names))
-    return NamesOutcome(*_name_lists(answer, "approved", "already", "unknown"))
+    return NamesOutcome(*name_lists(answer, *APPROVED))
 
 
 async def discard(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Delete waiting sign-ups; an approved account is never deleted (it is in ``already``)."""
     answer = await run(pool, target, "discard", names_request(names))
-    return NamesOutcome(*_name_lists(answer, "discarded", "approved", "unknown"))
+    return NamesOutcome(*name_lists(answer, "discarded", "approved", "unknown"))
 
 
 async def set_password(pool: SSHPool, target: Target, name: str, password: str) -> bool:

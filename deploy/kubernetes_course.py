@@ -48,6 +48,10 @@ class KubernetesCourseError(Exception):
     """The operation cannot go on; the message is for the instructor."""
 
 
+# What an operation on a kubernetes course may fail with, each message safe to show.
+ERRORS = (KubernetesCourseError, *FAILURES)
+
+
 def _result(
     conclusion: Literal["success", "failure", "neutral"],
     title: str,
@@ -263,7 +267,7 @@ async def _run(
             state = replace(state, applied_hash=job.values_hash)
             await client.put(release.values_configmap(job.values, state, applied=True))
         return outcome, state, ""
-    await client.put(release.seed_request_secret(accounts.seed_request(job.admins)))
+    await client.put(release.accounts_request_secret(accounts.seed_request(job.admins)))
     outcome = await client.run_job(release.seed_job(name), progress)
     answer = accounts.parse_answer(outcome.log)
     made = set(answer.get("created") or []) | set(answer.get("present") or [])
@@ -372,6 +376,35 @@ async def resize(
         "restarted on the new nodes, students' files are kept.",
         size=size,
     )
+
+
+async def accounts_action(
+    engine: Any, course: str, action: str, request: dict[str, Any], progress: Progress
+) -> dict[str, Any]:
+    """One action of deploy.accounts' program on the hub's database, run by a Job in the
+    course's cluster; its answer. The request Secret is emptied afterwards."""
+    record = await engine.records.get_server(course)
+    if record is None or not record.cluster_id:
+        raise KubernetesCourseError("there is no cluster yet: push to the default branch first")
+    driver = await _driver(engine, course)
+    client = ClusterClient(await driver.kubeconfig(record.cluster_id), **engine.cluster_options)
+    try:
+        await client.put(release.accounts_request_secret(request))
+        name = release.job_name("accounts", await client.job_count() + 1)
+        try:
+            outcome = await client.run_job(release.accounts_job(name, action), progress)
+        finally:
+            await client.put(release.accounts_request_secret({}))
+    finally:
+        await client.close()
+    answer = accounts.parse_answer(outcome.log)
+    if not outcome.ok or not answer:
+        raise KubernetesCourseError(
+            f"the hub's accounts could not be reached (Job {name}: {outcome.reason or 'no answer'})"
+        )
+    if not answer.get("database"):
+        raise KubernetesCourseError("the hub has no account database yet: deploy first")
+    return answer
 
 
 def not_built(what: str) -> OperationResult:

@@ -718,13 +718,22 @@ APPROVE_LIMIT = 100
 RESET_PASSWORD_BYTES = 12
 
 
+async def _on_kubernetes(engine: Engine, course: str) -> bool:
+    record = await engine.records.get_server(course)
+    return record is not None and record.provider == "kubernetes"
+
+
+async def _quiet(_line: str) -> None:
+    """Progress nobody reads (the console waits for the answer)."""
+
+
 async def _hub_target(engine: Engine, course: str) -> Target:
     """The course's server as remembered: account work needs no repository read."""
     record = await engine.records.get_server(course)
     if record is not None and record.provider == "kubernetes":
         raise OperationError(
-            "hub accounts of a `provider: kubernetes` course cannot be reached from the "
-            "service yet; manage them on the hub's admin page"
+            "on a `provider: kubernetes` course only `/approve` and the admins' passwords "
+            "reach the hub's accounts yet; manage the others on the hub's admin page"
         )
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
@@ -757,10 +766,16 @@ async def set_hub_password(
     """An admin sets their own hub password (typed twice, the hub's own rules)."""
     try:
         accounts.check_new_password(password, again)
-        changed = await accounts.set_password(
-            engine.ssh, await _hub_target(engine, course), name, password
-        )
-    except (accounts.AccountError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "set-password", accounts.password_request(name, password), _quiet
+            )
+            changed = bool(answer.get("updated"))
+        else:
+            changed = await accounts.set_password(
+                engine.ssh, await _hub_target(engine, course), name, password
+            )
+    except (accounts.AccountError, SSHError, *kubernetes_course.ERRORS) as exc:
         raise OperationError(str(exc)) from None
     if not changed:
         raise OperationError(f"the hub has no account {name!r}: deploy first")
@@ -804,8 +819,15 @@ async def approve_students(
             wanted = accounts.hub_names(names)
         except accounts.AccountError as exc:
             raise OperationError(str(exc)) from None
-        outcome = await accounts.approve(engine.ssh, await _hub_target(engine, course), wanted)
-    except (OperationError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "approve", accounts.names_request(wanted), progress
+            )
+            outcome = accounts.NamesOutcome(*accounts.name_lists(answer, *accounts.APPROVED))
+        else:
+            target = await _hub_target(engine, course)
+            outcome = await accounts.approve(engine.ssh, target, wanted)
+    except (OperationError, SSHError, *kubernetes_course.ERRORS) as exc:
         return _result("failure", "Could not approve", str(exc))
     await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))
     lines = []

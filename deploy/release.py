@@ -61,7 +61,7 @@ JOB_DEADLINE_SECONDS = 900
 # Where the hub is reached: the chart's proxy service, a DigitalOcean load balancer.
 PROXY_SERVICE = "proxy-public"
 
-JobKind = Literal["helm", "seed"]
+JobKind = Literal["helm", "seed", "accounts"]
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,8 @@ def helm_job(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return _job(name, "helm", pod, values_hash(values))
 
 
-def seed_request_secret(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed Job's request (names and unusable password hashes), as a Secret."""
+def accounts_request_secret(request: Mapping[str, Any]) -> dict[str, Any]:
+    """An accounts Job's request (names, password hashes: never a password), as a Secret."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -256,6 +256,13 @@ def accounts_program() -> str:
 
 
 def seed_job(name: str) -> dict[str, Any]:
+    return accounts_job(name, "seed")
+
+
+def accounts_job(name: str, action: str) -> dict[str, Any]:
+    """A Job running deploy.accounts' program for ``action`` on the hub's database."""
+    if action not in ("seed", "approve", "set-password"):
+        raise ValueError(f"unknown accounts action {action!r}")
     pod = {
         "securityContext": {"runAsUser": HUB_USER, "runAsGroup": HUB_USER, "fsGroup": HUB_USER},
         # The database volume is ReadWriteOnce: run beside the hub pod, on its node.
@@ -276,7 +283,7 @@ def seed_job(name: str) -> dict[str, Any]:
                 "command": [
                     "/bin/sh",
                     "-c",
-                    'exec python3 -I -c "$ACCOUNTS_PROGRAM" seed < /request/request.json',
+                    f'exec python3 -I -c "$ACCOUNTS_PROGRAM" {action} < /request/request.json',
                 ],
                 "env": [{"name": "ACCOUNTS_PROGRAM", "value": accounts_program()}],
                 "volumeMounts": [
@@ -290,4 +297,4 @@ def seed_job(name: str) -> dict[str, Any]:
             {"name": "request", "secret": {"secretName": SEED_REQUEST_SECRET_NAME}},
         ],
     }
-    return _job(name, "seed", pod, "")
+    return _job(name, "seed" if action == "seed" else "accounts", pod, "")

@@ -4,8 +4,11 @@ providers' OpenAPI descriptions)."""
 
 from __future__ import annotations
 
+import base64
+import sqlite3
 from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 
@@ -238,8 +241,38 @@ async def test_what_is_not_built_yet_is_refused_clearly(engine, kube_fake):
     await deploy(engine)
     restarted = await operations.restart(engine, COURSE, course(), progress=noop)
     assert restarted.conclusion == "neutral" and "not built yet" in restarted.summary
-    approved = await operations.approve_students(engine, COURSE, ["carol"], progress=noop)
-    assert approved.conclusion == "failure" and "kubernetes" in approved.summary
+    with pytest.raises(operations.OperationError, match="hub's admin page"):
+        await operations.hub_accounts(engine, COURSE)
+
+
+async def test_approve_reaches_the_hubs_database_through_a_job(engine, kube_fake):
+    await deploy(engine)
+    kube_fake.sign_up("carol")
+    result = await operations.approve_students(
+        engine, COURSE, ["carol", "alice", "zed"], progress=noop
+    )
+    assert result.conclusion == "success", result.summary
+    assert result.details == {"approved": ["carol"], "already": ["alice"], "unknown": ["zed"]}
+    assert kube_fake.rows()["carol"] is True
+    job = kube_fake.jobs()[-1]
+    assert job["metadata"]["labels"]["littlest-classroom/job"] == "accounts"
+    # The request Secret is emptied once the Job has run.
+    secret = kube_fake.cluster.objects[("secrets", NAMESPACE, "classroom-accounts-request")]
+    assert base64.b64decode(secret["data"]["request.json"]) == b"{}"
+
+
+async def test_an_admin_sets_the_hub_password_on_the_console_through_a_job(engine, kube_fake):
+    await deploy(engine)
+    await operations.set_hub_password(
+        engine, COURSE, "alice", "correct horse battery", "correct horse battery"
+    )
+    with sqlite3.connect(kube_fake.database) as db:
+        (stored,) = db.execute("SELECT password FROM users_info WHERE username='alice'").fetchone()
+    assert bcrypt.checkpw(b"correct horse battery", stored)
+    with pytest.raises(operations.OperationError, match="no account 'nobody'"):
+        await operations.set_hub_password(
+            engine, COURSE, "nobody", "correct horse battery", "correct horse battery"
+        )
 
 
 def test_the_values_configmap_is_what_the_helm_job_reads():

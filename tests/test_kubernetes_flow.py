@@ -112,3 +112,17 @@ async def test_a_config_key_of_another_provider_fails_the_check_run_naming_it(
     assert run["conclusion"] == "failure"
     assert "server.size" in run["output"]["summary"] or "server.size" in run["output"]["text"]
     assert do_fake.clusters == {} and kube_fake.requests == []
+
+
+async def test_approve_reaches_the_hub_through_the_kubernetes_api(
+    classroom, do_fake, kube_fake, example
+):
+    await kubernetes_classroom(classroom, do_fake)
+    await push(classroom, example)
+    kube_fake.sign_up("carol")
+    issue = classroom.github.add_issue(COURSE_REPO, "Sign-ups")
+    await classroom.comment(example, "/approve carol", issue=issue_payload(example, issue.number))
+    await classroom.settle()
+    assert kube_fake.rows()["carol"] is True
+    (reply,) = classroom.github.issues[(COURSE_REPO, issue.number)].comments
+    assert reply["body"].startswith("@alice `/approve carol` done")

@@ -96,6 +96,14 @@ def _plan(jobs: list[release.PlannedJob], cluster: str | None) -> Plan:
     return Plan(tuple(steps))
 
 
+def fresh_plan(config: CourseConfig) -> str:
+    """The plan for a course with no cluster yet, as Markdown; ``ValuesInvalid`` if the
+    chart's schema refuses the values (for ``python -m bot check``)."""
+    closed, wanted = values_pair(config)
+    jobs = release.jobs_for(config.hub.admins, closed, wanted, release.ReleaseState())
+    return render_plan(_plan(jobs, None))
+
+
 async def _course_tags(engine: Any, course: str) -> list[str]:
     resolver: Callable[[str], Awaitable[int | None]] | None = engine.course_ids
     repository_id = await resolver(course) if resolver is not None else None

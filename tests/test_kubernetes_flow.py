@@ -126,3 +126,15 @@ async def test_approve_reaches_the_hub_through_the_kubernetes_api(
     assert kube_fake.rows()["carol"] is True
     (reply,) = classroom.github.issues[(COURSE_REPO, issue.number)].comments
     assert reply["body"].startswith("@alice `/approve carol` done")
+
+
+async def test_a_branch_push_only_plans_from_the_config(classroom, do_fake, kube_fake, example):
+    await kubernetes_classroom(classroom, do_fake)
+    sha = classroom.commit(files(), branch="feature")
+    await classroom.push(example, sha, branch="feature")
+    await classroom.settle()
+    (run,) = [r for r in classroom.runs() if r["head_sha"] == sha]
+    assert run["conclusion"] == "success", run["output"]
+    assert "install the hub with sign-up closed" in run["output"]["summary"]
+    assert do_fake.requests == [] and kube_fake.requests == []
+    assert classroom.github.deployments == {}

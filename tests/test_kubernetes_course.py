@@ -24,6 +24,7 @@ from tests.support.engine import MemoryRecords, instant, noop
 
 COURSE = "physics/p101"
 REPO_ID = 4242
+DEPT_ID = "6b0e7a8c-1d2e-4f50-9a6b-7c8d9e0f1a2b"
 CONFIG = b"""\
 server:
   provider: kubernetes
@@ -285,3 +286,23 @@ def test_the_values_configmap_is_what_the_helm_job_reads():
     assert job["metadata"]["namespace"] == NAMESPACE
     volume = job["spec"]["template"]["spec"]["volumes"][0]
     assert volume == {"name": "values", "configMap": {"name": release.VALUES_CONFIGMAP}}
+
+
+async def test_an_existing_cluster_named_in_the_config_is_used_when_tagged_for_the_course(
+    engine, do_fake, kube_fake
+):
+    config = course(CONFIG.replace(b"  region: fra1\n", b"  region: fra1\n  cluster: dept\n"))
+    missing = await deploy(engine, config)
+    assert missing.conclusion == "failure" and "no cluster named dept" in missing.summary
+    do_fake.clusters[DEPT_ID] = {
+        "id": DEPT_ID,
+        "name": "dept",
+        "region": "fra1",
+        "tags": ["k8s", f"lc-course-{REPO_ID}"],
+        "node_pools": [],
+    }
+    do_fake._cluster_reads[DEPT_ID] = 1
+    result = await deploy(engine, config)
+    assert result.conclusion == "success", result.summary
+    assert list(do_fake.clusters) == [DEPT_ID]
+    assert (await engine.records.get_server(COURSE)).cluster_id == DEPT_ID

@@ -125,3 +125,9 @@ def test_package_files_without_an_image_are_refused_naming_each_file():
 def test_package_files_beside_an_image_are_accepted():
     course = load(KUBERNETES, **{"requirements.txt": b"numpy\n"})
     assert course.hub.image is not None
+
+
+def test_shared_folders_are_refused_on_kubernetes_naming_the_key():
+    found = errors_of(b"server:\n  provider: kubernetes\nshared:\n  - {from: data/, to: data}\n")
+    assert [(n, k) for _, n, k, _ in found] == [(3, "shared")]
+    assert "not built yet" in found[0][3]

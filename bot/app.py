@@ -105,6 +105,11 @@ async def build_engine(
     """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
+
+    async def course_id(full_name: str) -> int | None:
+        known = await store.course(full_name)
+        return known.repo_id if known is not None else None
+
     return Engine(
         records=store,
         ssh=SSHPool(),
@@ -112,6 +117,7 @@ async def build_engine(
         droplets=droplets,
         droplet_resolver=resolver,
         key_resolver=keys,
+        course_ids=course_id,
     )
 
 

@@ -88,6 +88,7 @@ class Engine:
     async def course_key(self, course: str) -> CourseKey | None:
         """The course's own SSH key pair (made on first need by the resolver)."""
         return await self.key_resolver(course) if self.key_resolver is not None else None
+
     # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
     course_ids: Callable[[str], Awaitable[int | None]] | None = None
     # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).

@@ -8,13 +8,14 @@ import pytest
 
 from deploy.droplets import DropletDriver
 from tests.fakes.kubernetes import LOAD_BALANCER_IP
-from tests.plugins.classroom import NOTEBOOK, README_WITH_MARKERS
+from tests.plugins.classroom import COURSE_REPO_ID, NOTEBOOK, README_WITH_MARKERS
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.test_commands_flow import issue_payload
 
 pytestmark = pytest.mark.sshd
 
-REPO_ID = 90210
+# The id every delivery of the course repository carries: a course is known by it.
+REPO_ID = COURSE_REPO_ID
 CONFIG = b"""\
 server:
   provider: kubernetes

@@ -119,13 +119,35 @@ def test_invalid_size_text_is_refused_before_matching(wanted: str) -> None:
     assert choice.valid  # still says what one could ask for
 
 
-@given(st.text(max_size=30))
-def test_choose_size_never_picks_something_unasked_for(wanted: str) -> None:
-    choice = choose_size(wanted, SIZES, "syd1")
-    if choice.chosen is not None:
-        assert choice.chosen.available and "syd1" in choice.chosen.regions
-        assert choice.chosen.slug == wanted or (
-            choice.chosen.slug.startswith(wanted) and not choice.chosen.slug.endswith("-amd")
+# What people type: every prefix of every slug (so most draws name a size), or any text.
+TYPED_SIZES = st.one_of(
+    st.sampled_from([s.slug for s in SIZES]).flatmap(
+        lambda slug: st.integers(1, len(slug)).map(lambda n: slug[:n])
+    ),
+    st.text(max_size=30),
+)
+
+
+@given(TYPED_SIZES, st.sampled_from(["syd1", "nyc3"]))
+def test_choose_size_never_picks_something_unasked_for(wanted: str, region: str) -> None:
+    choice = choose_size(wanted, SIZES, region)
+    usable = [s for s in SIZES if s.available and region in s.regions]
+    exact = next((s for s in SIZES if s.slug == wanted), None)
+    prefixed = [
+        s for s in usable if s.slug.startswith(wanted) and not re.search(r"-(amd|intel)$", s.slug)
+    ]
+    if not re.fullmatch(r"[a-z0-9]+(?:[-_][a-z0-9]+)*", wanted):
+        expected = None  # not a size's shape: nothing is matched at all
+    elif exact is not None:
+        expected = exact if exact in usable else None
+    elif prefixed:
+        expected = min(prefixed, key=lambda s: (s.price_monthly, s.slug))
+    else:
+        expected = None
+    assert choice.chosen == expected
+    if expected is None:
+        assert choice.message and choice.valid == tuple(
+            s.slug for s in sorted(usable, key=lambda s: (s.price_monthly, s.slug))
         )
 
 

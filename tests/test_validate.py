@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
@@ -276,9 +277,24 @@ def test_default_droplet_name_is_always_valid(owner, repo, name):
     assert check_droplet_name(name) == name
 
 
-@given(st.text(max_size=50), st.text(max_size=50))
+OWNERS = st.one_of(st.from_regex(r"[A-Za-z0-9-]{1,39}", fullmatch=True), st.text(max_size=50))
+REPOS = st.one_of(st.from_regex(r"[A-Za-z0-9._-]{1,100}", fullmatch=True), st.text(max_size=50))
+
+
+@given(OWNERS, REPOS)
 def test_default_droplet_name_from_any_owner_and_repo_is_valid(owner, repo):
-    check_droplet_name(droplet_name_for(owner, repo))
+    name = droplet_name_for(owner, repo)
+    assert check_droplet_name(name) == name
+    # It keeps the owner's then the repository's letters and digits, in order, cut to fit.
+    lowered = f"{owner}-{repo}".lower()
+    wanted = re.sub(r"[^a-z0-9]", "", lowered)
+    kept = re.sub(r"[^a-z0-9]", "", name)
+    if not wanted:
+        assert name == "classroom"
+    elif len(lowered) <= 63:
+        assert kept == wanted  # nothing needed cutting
+    else:
+        assert wanted.startswith(kept)
 
 
 # --- quoting ---------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 - In ``bot/`` only the webhook intake imports the handlers (to dispatch to them).
 - No module imports another module's private name (``from x import _y``): what modules
   share is public, so a reader can see what a module offers.
+- No module imports a test module: helpers tests share live in ``tests/support/``,
+  fixtures in ``tests/plugins/``.
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``, and so does
 ``importlib.import_module("...")`` with a literal name.
@@ -138,6 +140,20 @@ def private_name_violations(found: list[Import]) -> list[str]:
     ]
 
 
+def is_test_module(module: str) -> bool:
+    return module.split(".")[-1].startswith("test_")
+
+
+def imports_of_test_modules(found: list[Import]) -> list[str]:
+    return [
+        f"{edge.where}: {edge.module} imports the test module {target}; "
+        "move what it shares to tests/support/"
+        for edge in found
+        for target in (edge.target, *(f"{edge.target}.{name}" for name in edge.names))
+        if under(target, "tests") and is_test_module(target) and target != edge.module
+    ]
+
+
 # ---- the rules themselves, on sources made here -------------------------------------------
 
 
@@ -185,6 +201,14 @@ def test_a_private_name_from_another_module_is_found() -> None:
     assert private_name_violations(imports_in(dunder, "deploy.backup", "x.py")) == []
 
 
+def test_an_import_of_a_test_module_is_found() -> None:
+    for source in ("from tests.test_recover import VOLUME\n", "from tests import test_recover\n"):
+        [violation] = imports_of_test_modules(imports_in(source, "tests.test_x", "x.py"))
+        assert "tests.test_recover" in violation
+    fine = "from tests.support.recovery import student_files\n"
+    assert imports_of_test_modules(imports_in(fine, "tests.test_x", "x.py")) == []
+
+
 # ---- the project ----------------------------------------------------------------------------
 
 
@@ -196,3 +220,7 @@ def test_the_project_imports_follow_the_direction() -> None:
 
 def test_no_module_imports_another_modules_private_name() -> None:
     assert private_name_violations(project_imports(ALL_SOURCES)) == []
+
+
+def test_no_module_imports_a_test_module() -> None:
+    assert imports_of_test_modules(project_imports(ALL_SOURCES)) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -11,9 +11,8 @@ from deploy import backup, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import snapshot_name
 from tests.support.engine import noop
-from tests.support.volume_course import COURSE, NAME, VOLUME, course
+from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
-T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 

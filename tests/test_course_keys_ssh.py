@@ -15,7 +15,6 @@ from deploy.keys import CourseKey, ServiceKey, derive_course_key
 from deploy.model import ServerRecord
 from deploy.ssh import SSHPool, Target, Unreachable, key_line
 from tests.support.engine import MemoryRecords, noop
-from tests.test_engine_ssh import course_files
 
 pytestmark = pytest.mark.sshd
 
@@ -48,8 +47,14 @@ async def engine(tmp_path: Path, ssh_target):
 
 
 def config_for(target, course: str):
+    """A ``provider: ssh`` course whose config names the loopback server's address."""
     owner, repo = course.split("/")
-    return load_course(course_files(target), owner, repo)
+    text = (
+        f"server:\n  provider: ssh\n  host: {target.host}\n  port: {target.port}\n"
+        "hub:\n  admins: [alice]\n"
+    )
+    files = {".github/classroom.yml": text.encode(), "apt.txt": b"graphviz\n"}
+    return load_course(files, owner, repo)
 
 
 async def opens(target, key) -> bool:

@@ -17,6 +17,7 @@ import yaml
 
 from deploy.model import (
     CONFIG_PATH,
+    AssignmentsSpec,
     BackupSpec,
     ConfigError,
     ConfigErrors,
@@ -32,8 +33,10 @@ from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.validate import (
     MAX_ADMINS,
     YamlReader,
+    check_assignment_name,
     check_branch,
     check_content_path,
+    check_course_id,
     check_cpu,
     check_droplet_name,
     check_email,
@@ -43,11 +46,14 @@ from deploy.validate import (
     check_hub_username,
     check_memory,
     check_port,
+    check_repository,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
+    course_id_for,
     droplet_name_for,
+    parse_due,
     parse_duration,
     parse_yaml,
 )
@@ -61,7 +67,17 @@ CONFIG_FILES: frozenset[str] = frozenset(
     }
 )
 
-TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune", "storage", "backup")
+TOP_KEYS = (
+    "server",
+    "hub",
+    "content",
+    "badges",
+    "monitor",
+    "prune",
+    "storage",
+    "backup",
+    "assignments",
+)
 SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
 HUB_KEYS = (
     "hostname",
@@ -78,6 +94,8 @@ CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
 STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
+ASSIGNMENTS_KEYS = ("tool", "source", "course_id", "submissions", "due")
+MAX_DUE_DATES = 200
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 # DigitalOcean's volumes are 1 GiB to 16 TiB.
@@ -126,6 +144,7 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         prune=settings.prune,
         storage=settings.storage,
         backup=settings.backup,
+        assignments=settings.assignments,
     )
 
 
@@ -141,6 +160,7 @@ class CourseSettings:
     prune: bool = False
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    assignments: AssignmentsSpec | None = None
 
 
 def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
@@ -158,7 +178,8 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     storage = _storage(reader, top.get("storage"))
     backup = _backup(reader, top.get("backup"))
     _volume_needs_a_droplet(reader, server, top)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup}
+    assignments = _assignments(reader, top.get("assignments"), repo)
+    flags: dict[str, Any] = {"storage": storage, "backup": backup, "assignments": assignments}
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -364,6 +385,54 @@ def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
         elif keep is not None:
             values["keep"] = keep
     return BackupSpec(**values)
+
+
+def _assignments(reader: YamlReader, entry: Entry | None, repo: str) -> AssignmentsSpec | None:
+    """``assignments``: nbgrader on the hub; ``None`` when the key is absent."""
+    if entry is None:
+        return None
+    keys = _section(reader, entry, "assignments", ASSIGNMENTS_KEYS)
+    values: dict[str, Any] = {"course_id": course_id_for(repo)}
+    if "tool" in keys:
+        reader.choice(keys["tool"][1], "assignments.tool", ("nbgrader",))
+    if "source" in keys:
+        source = reader.checked_text(keys["source"][1], "assignments.source", check_content_path)
+        if source:
+            values["source"] = source
+    if "course_id" in keys:
+        course_id = reader.checked_text(
+            keys["course_id"][1], "assignments.course_id", check_course_id
+        )
+        if course_id:
+            values["course_id"] = course_id
+    if "submissions" in keys:
+        values["submissions"] = reader.checked_text(
+            keys["submissions"][1], "assignments.submissions", check_repository
+        )
+    due_entry = keys.get("due")
+    # Every key is allowed here (assignment names, each checked below).
+    names = (
+        tuple(k.value for k, _ in due_entry[1].value if isinstance(k, yaml.ScalarNode))
+        if due_entry is not None and isinstance(due_entry[1], yaml.MappingNode)
+        else ()
+    )
+    due_keys = _section(reader, due_entry, "assignments.due", names)
+    if len(due_keys) > MAX_DUE_DATES:
+        reader.error(
+            keys["due"][0], "assignments.due", f"has {len(due_keys)} entries; at most "
+            f"{MAX_DUE_DATES} are allowed"
+        )  # fmt: skip
+        due_keys = {}
+    due: list[tuple[str, str]] = []
+    for name, (key_node, value_node) in due_keys.items():
+        where = f"assignments.due.{name}"
+        if reader.check(key_node, where, check_assignment_name, name) is None:
+            continue
+        when = reader.checked_text(value_node, where, parse_due)
+        if when:
+            due.append((name, when))
+    values["due"] = tuple(sorted(due))
+    return AssignmentsSpec(**values)
 
 
 def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:

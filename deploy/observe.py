@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from deploy import accounts, homevolume, tljh
+from deploy import accounts, assignments, homevolume, tljh
 from deploy.model import STATE_FILE, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
@@ -36,6 +36,7 @@ _COMMANDS: dict[str, str] = {
     "api-service": f"cat {shlex.quote(tljh.API_SERVICE_FILE)}",
     # Nothing on stdin: the listing reads no request.
     "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
+    "nbgrader": assignments.OBSERVE_COMMAND,
 }
 
 _MARKER = re.compile(r"=== ([a-z-]+) ===")
@@ -200,4 +201,5 @@ def parse_observation(stdout: str) -> Observed:
         home_on_volume=home_on_volume,
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
         api_service=sections.get("api-service", ""),
+        nbgrader_config=sections.get("nbgrader", ""),
     )

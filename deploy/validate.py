@@ -20,8 +20,8 @@ import ipaddress
 import re
 import shlex
 import struct
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
 

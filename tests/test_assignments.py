@@ -123,6 +123,9 @@ def test_a_course_with_assignments_gets_nbgrader_pinned_then_nothing_more():
         nbgrader_config=assignments.nbgrader_config(desired.assignments),
     )
     assert "nbgrader" not in [s.name for s in plan(desired, done, applied_at=NOW).steps]
+    # Another nbgrader version on the server: the pinned one is installed.
+    older = dataclasses.replace(done, pip={**done.pip, "nbgrader": "0.9.5"})
+    assert "nbgrader" in [s.name for s in plan(desired, older, applied_at=NOW).steps]
     # A new course id rewrites the configuration.
     moved = with_assignments(source="assignments")
     moved = dataclasses.replace(

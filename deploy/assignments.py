@@ -257,13 +257,21 @@ if action == "release":
                notebooks=len([p for p in files if p.endswith(".ipynb")]))
 elif action == "collect":
     name = request["assignment"]
+    def stamps(folder):
+        found = {}
+        for path in glob.glob(os.path.join(course, folder, "*", name, "timestamp.txt")):
+            with open(path) as f:
+                found[path.split(os.sep)[-3]] = f.read().strip()
+        return found
+    before = stamps("submitted")
     status = nbgrader("collect", name, "--update")
     inbound = glob.glob(os.path.join(EXCHANGE, course_id, "inbound", "*+" + name + "+*"))
     if status != 0 and inbound:
         print(json.dumps({"error": "collect failed", "step": "collect"}))
         sys.exit(0)
+    after = stamps("submitted")
     submitted = count(os.path.join("submitted", "*", name))
-    if submitted:
+    if after != before or stamps("autograded") != after:
         # Grades new and updated submissions; one that fails is left ungraded and counted.
         nbgrader("autograde", name, "--create")
     graded = count(os.path.join("autograded", "*", name))

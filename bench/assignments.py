@@ -94,7 +94,7 @@ async def run(base: Path, students: int) -> dict[str, object]:
         )
         spec = config.assignments
         assert spec is not None
-        setup = operations._target(engine, config, records.records[COURSE])
+        setup = operations.server_target(engine, config, records.records[COURSE])
         status, _, _ = await ssh.run_script(
             setup, assignments.setup_script(spec, on_volume=False), 600
         )

@@ -14,10 +14,10 @@ from deploy.model import CourseConfig, OperationResult, Progress
 from deploy.operations import (
     Engine,
     OperationError,
-    _hub_target,
-    _known_server,
-    _result,
-    _target,
+    known_server,
+    operation_result,
+    remembered_target,
+    server_target,
 )
 from deploy.render import escape
 from deploy.ssh import SSHError, Target, stamp
@@ -29,10 +29,10 @@ NOT_CONFIGURED = (
 
 
 async def _course_target(engine: Engine, course: str, config: CourseConfig) -> Target:
-    record = await _known_server(engine, course, config)
+    record = await known_server(engine, course, config)
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
-    return _target(engine, config, record)
+    return server_target(engine, config, record)
 
 
 async def release(
@@ -47,7 +47,7 @@ async def release(
     """Put ``assignments/NAME`` in the course's source folder, generate it, release it."""
     spec = config.assignments
     if spec is None:
-        return _result("failure", "Not released", NOT_CONFIGURED)
+        return operation_result("failure", "Not released", NOT_CONFIGURED)
     try:
         wanted = assignments.assignment_files(files, spec.source, name)
         target = await _course_target(engine, course, config)
@@ -56,14 +56,14 @@ async def release(
             engine.ssh, target, "release", assignments.release_request(spec, name, wanted)
         )
     except (AssignmentError, OperationError, SSHError) as exc:
-        return _result("failure", f"{name} was not released", str(exc))
+        return operation_result("failure", f"{name} was not released", str(exc))
     if not answer.get("changed") and not answer.get("released") and not answer.get("generated"):
-        return _result(
+        return operation_result(
             "neutral",
             f"{name} is already released",
             f"`{escape(name)}` is released as it is at this commit: nothing to do.",
         )
-    return _result(
+    return operation_result(
         "success",
         f"Released {name}",
         f"`{escape(name)}` ({answer.get('notebooks', 0)} notebook(s)) is generated and "
@@ -77,7 +77,7 @@ async def collect(
     """Collect the submissions, then autograde them; counts only."""
     spec = config.assignments
     if spec is None:
-        return _result("failure", "Not collected", NOT_CONFIGURED)
+        return operation_result("failure", "Not collected", NOT_CONFIGURED)
     try:
         target = await _course_target(engine, course, config)
         await progress(stamp(f"collecting and autograding {name}"))
@@ -85,10 +85,10 @@ async def collect(
             engine.ssh, target, "collect", assignments.assignment_request(spec.course_id, name)
         )
     except (AssignmentError, OperationError, SSHError) as exc:
-        return _result("failure", f"{name} was not collected", str(exc))
+        return operation_result("failure", f"{name} was not collected", str(exc))
     counts = {key: int(answer.get(key) or 0) for key in ("submitted", "graded", "failed")}
     await progress(stamp(", ".join(f"{key}: {value}" for key, value in counts.items())))
-    return _result(
+    return operation_result(
         "failure" if counts["failed"] else "success",
         f"Collected {name}: {counts['submitted']} submitted",
         f"`{escape(name)}`: {counts['submitted']} submitted, {counts['graded']} graded, "
@@ -104,7 +104,7 @@ async def return_feedback(
     """Generate feedback for the graded submissions and release it to their students."""
     spec = config.assignments
     if spec is None:
-        return _result("failure", "Not returned", NOT_CONFIGURED)
+        return operation_result("failure", "Not returned", NOT_CONFIGURED)
     try:
         target = await _course_target(engine, course, config)
         await progress(stamp(f"generating and releasing feedback for {name}"))
@@ -112,15 +112,15 @@ async def return_feedback(
             engine.ssh, target, "return", assignments.assignment_request(spec.course_id, name)
         )
     except (AssignmentError, OperationError, SSHError) as exc:
-        return _result("failure", f"{name} was not returned", str(exc))
+        return operation_result("failure", f"{name} was not returned", str(exc))
     feedback = int(answer.get("feedback") or 0)
     if not answer.get("graded"):
-        return _result(
+        return operation_result(
             "neutral",
             f"Nothing to return for {name}",
             f"No graded submission of `{escape(name)}` yet: `/collect {escape(name)}` first.",
         )
-    return _result(
+    return operation_result(
         "success",
         f"Returned {name}: {feedback} feedback",
         f"Feedback on `{escape(name)}` is released for {feedback} submission(s); students "
@@ -134,7 +134,10 @@ async def gradebook(
 ) -> list[Submission]:
     """The course's submissions and scores, from the remembered server, for the console."""
     try:
-        target = await _hub_target(engine, course)
+        record = await engine.records.get_server(course)
+        if record is None or not record.address:
+            raise OperationError("there is no server yet: push to the default branch first")
+        target = remembered_target(engine, record)
         return await assignments.read_gradebook(engine.ssh, target, course_id, due)
     except (OperationError, AssignmentError, SSHError) as exc:
         raise AssignmentError(str(exc)) from None

@@ -211,7 +211,7 @@ async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
 
 
 async def on_server(droplet, script: str) -> str:  # noqa: F811
-    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, script)
     return out
 

@@ -126,11 +126,11 @@ def student_command(student: Student, *words: str) -> str:
         f"USER={student.linux}",
         f"PATH={USER_PREFIX}/bin:/usr/bin:/bin",
     ]
+    drop = f"setpriv --reuid={student.uid} --regid={student.uid} --clear-groups"
     return (
-        f"{mounts} && cd {shlex.quote(student.home)} && "
-        f"setpriv --reuid={student.uid} --regid={student.uid} --clear-groups "
-        f"env -i {' '.join(shlex.quote(e) for e in environment)} {' '.join(shlex.quote(w) for w in words)}"
-    )  # fmt: skip
+        f"{mounts} && cd {shlex.quote(student.home)} && {drop} "
+        f"env -i {shlex.join(environment)} {shlex.join(words)}"
+    )
 
 
 ANSWER_PROGRAM = """

@@ -27,6 +27,7 @@ from deploy.model import (
     MonitorSpec,
     Packages,
     ServerSpec,
+    SharedFolder,
     StorageSpec,
 )
 from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
@@ -47,12 +48,15 @@ from deploy.validate import (
     check_memory,
     check_port,
     check_repository,
+    check_repository_folder,
+    check_shared_name,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
     course_id_for,
     droplet_name_for,
+    line_of,
     parse_due,
     parse_duration,
     parse_yaml,
@@ -77,6 +81,7 @@ TOP_KEYS = (
     "storage",
     "backup",
     "assignments",
+    "shared",
 )
 SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
 HUB_KEYS = (
@@ -96,6 +101,8 @@ STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
 ASSIGNMENTS_KEYS = ("tool", "source", "course_id", "submissions", "due")
 MAX_DUE_DATES = 200
+SHARED_KEYS = ("from", "to", "writable")
+MAX_SHARED_FOLDERS = 20
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 # DigitalOcean's volumes are 1 GiB to 16 TiB.
@@ -145,6 +152,7 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         storage=settings.storage,
         backup=settings.backup,
         assignments=settings.assignments,
+        shared=settings.shared,
     )
 
 
@@ -161,6 +169,7 @@ class CourseSettings:
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
     assignments: AssignmentsSpec | None = None
+    shared: tuple[SharedFolder, ...] = ()
 
 
 def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
@@ -177,9 +186,15 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     monitor = _monitor(reader, top.get("monitor"))
     storage = _storage(reader, top.get("storage"))
     backup = _backup(reader, top.get("backup"))
+    shared = _shared(reader, top.get("shared"))
     _volume_needs_a_droplet(reader, server, top)
     assignments = _assignments(reader, top.get("assignments"), repo)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup, "assignments": assignments}
+    flags: dict[str, Any] = {
+        "storage": storage,
+        "backup": backup,
+        "shared": shared,
+        "assignments": assignments,
+    }
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -433,6 +448,64 @@ def _assignments(reader: YamlReader, entry: Entry | None, repo: str) -> Assignme
             due.append((name, when))
     values["due"] = tuple(sorted(due))
     return AssignmentsSpec(**values)
+
+
+def _shared(reader: YamlReader, entry: Entry | None) -> tuple[SharedFolder, ...]:
+    """``shared:``: a list of ``{from: FOLDER/, to: NAME}`` and ``{writable: NAME}``."""
+    if entry is None:
+        return ()
+    folders: list[SharedFolder] = []
+    first_line: dict[str, int] = {}
+    for index, node in enumerate(reader.sequence(entry[1], "shared", MAX_SHARED_FOLDERS)):
+        where = f"shared[{index}]"
+        if not isinstance(node, yaml.MappingNode):
+            reader.error(
+                node,
+                where,
+                "must be a mapping: {from: data/, to: data} (read-only, from the repository) "
+                "or {writable: notes} (writable by the hub's admins)",
+            )
+            continue
+        keys = reader.mapping(node, where, SHARED_KEYS)
+        if "writable" in keys and ("from" in keys or "to" in keys):
+            reader.error(
+                node,
+                where,
+                "is either {from: FOLDER/, to: NAME} or {writable: NAME}, not both: a "
+                "writable folder is filled on the hub, not from the repository",
+            )
+            continue
+        if "writable" in keys:
+            name_node = keys["writable"][1]
+            name = reader.checked_text(name_node, f"{where}.writable", check_shared_name)
+            source = None
+        elif "from" in keys and "to" in keys:
+            name_node = keys["to"][1]
+            source = reader.checked_text(keys["from"][1], f"{where}.from", check_repository_folder)
+            name = reader.checked_text(name_node, f"{where}.to", check_shared_name)
+            if source is None:
+                continue
+        else:
+            missing = "to" if "from" in keys else "from"
+            reader.error(
+                node,
+                f"{where}.{missing}",
+                "is required: give both from (a repository folder, e.g. data/) and to "
+                "(its name under ~/shared, e.g. data), or writable: NAME",
+            )
+            continue
+        if name is None:
+            continue
+        if name in first_line:
+            reader.error(
+                name_node,
+                where,
+                f"{name!r} is named twice under ~/shared (first on line {first_line[name]})",
+            )
+            continue
+        first_line[name] = line_of(name_node)
+        folders.append(SharedFolder(name=name, source=source))
+    return tuple(folders)
 
 
 def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:

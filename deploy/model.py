@@ -111,6 +111,21 @@ class AssignmentsSpec:
         return dict(self.due).get(name)
 
 
+class SharedFolder:
+    """One folder under ``~/shared``: read-only from the repository, or writable by admins.
+
+    ``source`` is the repository folder (``from``, without its trailing '/'); ``None`` for
+    a ``writable`` folder, which the hub's admins fill on the server.
+    """
+
+    name: str
+    source: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.source is None
+
+
 @dataclass(frozen=True)
 class Packages:
     """What the user environment should hold, from the Binder-style files."""
@@ -143,6 +158,8 @@ class CourseConfig:
     backup: BackupSpec = field(default_factory=BackupSpec)
     # None: no nbgrader on the hub.
     assignments: AssignmentsSpec | None = None
+    # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
+    shared: tuple[SharedFolder, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +216,8 @@ class Observed:
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
     nbgrader_config: str = ""  # the user environment's nbgrader_config.py as found
+    shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
+    shared_commit: str = ""  # the commit the shared folders' clone has checked out
 
 
 class Reload(enum.Flag):

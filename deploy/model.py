@@ -111,6 +111,7 @@ class AssignmentsSpec:
         return dict(self.due).get(name)
 
 
+@dataclass(frozen=True)
 class SharedFolder:
     """One folder under ``~/shared``: read-only from the repository, or writable by admins.
 

@@ -207,3 +207,12 @@ def test_the_gradebook_answer_becomes_submissions_late_against_due():
     csv = assignments.gradebook_csv(found).splitlines()
     assert csv[0] == "assignment,student,submitted_at,late,score,max_score"
     assert csv[2] == "hw1,bo,2027-02-01 17:00:01.000000,yes,0,1"
+
+
+def test_assignments_are_refused_on_kubernetes_naming_the_key():
+    found = errors_of(
+        "server: {provider: kubernetes, nodes: {size: s-2vcpu-4gb, min: 1, max: 3}}\n"
+        "assignments: {course_id: physics101}\n"
+    )
+    assert [(line, key) for line, key, _ in found] == [(2, "assignments")]
+    assert "TLJH hubs only" in found[0][2]

@@ -109,22 +109,6 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
-def quoted_words(values: Iterable[str]) -> str:
-    """Return ``values`` as shell words separated by spaces, each quoted."""
-    return " ".join(shlex.quote(v) for v in values)
-
-
-def is_one_shell_word(value: str) -> bool:
-    """Whether ``quote(value)`` is read back by a POSIX shell as the single word ``value``."""
-    if "\x00" in value:
-        # A C string (argv) cannot hold NUL, whatever the quoting.
-        return False
-    try:
-        return shlex.split(quote(value)) == [value]
-    except ValueError:
-        return False
-
-
 def _text(value: str, what: str, limit: int = MAX_VALUE_LENGTH) -> str:
     """Refuse what no checked value may be: too long, or holding control characters."""
     if not isinstance(value, str):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from extract_openapi import ExtractError, _ArgumentParser, extract
+from extract_openapi import ExtractArgumentParser, ExtractError, extract
 
 GROUP_FILES = (
     "api__v1_openapi.json",
@@ -46,7 +46,7 @@ def merged_description(folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _ArgumentParser(description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
+    parser = ExtractArgumentParser(description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
     parser.add_argument("folder", type=Path, help="Kubernetes' api/openapi-spec/v3 folder")
     parser.add_argument("out", type=Path, help="where to write the subset (JSON)")
     parser.add_argument("operations", nargs="+", help="'METHOD /path/template' or @FILE")

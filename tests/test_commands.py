@@ -164,26 +164,45 @@ def test_commands_without_arguments_parse_to_no_args() -> None:
     assert command.arguments == registry.NoArgs()
 
 
-@given(st.text())
+# Comments as people write them: any text, or a command (known or not, any case) on the
+# first line after blank lines, followed by anything.
+COMMENT_BODIES = st.one_of(
+    st.text(),
+    st.builds(
+        lambda before, name, rest: f"{before}/{name}{rest}",
+        st.sampled_from(["", "\n", "  ", "\r\n\r\n"]),
+        st.sampled_from([*COMMANDS, "Status", "RESIZE", "nosuch"]),
+        st.text(),
+    ),
+)
+# Argument text: the characters of real arguments mixed with the shell's own.
+ARGUMENT_TEXT = st.text(alphabet=st.sampled_from(list("as4-_.09 -;$`'\"|&()*\\\té")), min_size=1)
+
+
+@given(COMMENT_BODIES)
 def test_parse_never_fails_unexpectedly(body: str) -> None:
     try:
         command = parse_command(body)
     except CommandError as error:
         assert "`/help`" in str(error) or "Usage:" in str(error)
     else:
-        assert command is None or command.name in COMMANDS
+        first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+        if command is not None:
+            # The command is the one the first line names, never another.
+            assert first.split()[0].lower() == f"/{command.name}"
+            assert command.name in COMMANDS
 
 
-@given(st.text(alphabet=st.characters(), min_size=1))
-def test_validated_args_are_shell_safe(arg: str) -> None:
-    for verb in ("resize", "snapshot"):
-        try:
-            command = parse_command(f"/{verb} {arg}")
-        except CommandError:
-            continue
-        assert command is not None
-        for word in command.args:
-            assert all(c.isascii() and (c.isalnum() or c in "._-") for c in word)
+@given(st.sampled_from(sorted(COMMANDS)), ARGUMENT_TEXT)
+def test_validated_args_are_shell_safe(verb: str, arg: str) -> None:
+    try:
+        command = parse_command(f"/{verb} {arg}")
+    except CommandError:
+        return
+    assert command is not None
+    for word in command.args:
+        assert word.startswith("--") or word[:1].isalnum(), word
+        assert all(c.isascii() and (c.isalnum() or c in "._-") for c in word), word
 
 
 def test_help_lists_every_command_with_who_and_example() -> None:

@@ -10,7 +10,7 @@ from deploy.droplets import DropletDriver
 from tests.fakes.kubernetes import LOAD_BALANCER_IP
 from tests.plugins.classroom import NOTEBOOK, README_WITH_MARKERS
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
-from tests.test_commands_flow import issue_payload
+from tests.support.droplet_classroom import issue_payload
 
 pytestmark = pytest.mark.sshd
 

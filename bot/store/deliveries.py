@@ -249,10 +249,6 @@ class DeliveryTables(Database):
                 recorded.superseded.extend(inserted[1])
         return recorded
 
-    async def has_delivery(self, delivery_id: str) -> bool:
-        rows = await self._fetch("SELECT 1 FROM deliveries WHERE id=?", (delivery_id,))
-        return bool(rows)
-
     async def delivery(self, delivery_id: str) -> Delivery | None:
         rows = await self._fetch("SELECT * FROM deliveries WHERE id=?", (delivery_id,))
         return Delivery(**dict(rows[0])) if rows else None

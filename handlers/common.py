@@ -12,6 +12,7 @@ import aiohttp
 import gidgethub
 from gidgethub import sansio
 
+from bot.github.client import GitHubError
 from bot.intake.delivery import Intake
 from bot.jobs.registry import may_run
 
@@ -49,7 +50,7 @@ async def may_ask(intake: Intake, course: str, installation_id: int, login: str)
         return None
     try:
         answer = await intake.permission(installation_id, course, login)
-    except (gidgethub.GitHubException, aiohttp.ClientError, TimeoutError) as exc:
+    except (gidgethub.GitHubException, GitHubError, aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("permission of %s on %s unknown at intake: %s", login, course, exc)
         return None
     return may_run(answer)

@@ -433,6 +433,8 @@ async def _deploy(
     if config.storage is not None and config.server.provider == "digitalocean":
         assert record is not None
         await _record_users(engine, config, record, progress)
+    assert record is not None
+    await _observe_after_apply(engine, course, config, record, seen)
     url = hub_url(config, record)
     return _result(
         "success",
@@ -441,6 +443,18 @@ async def _deploy(
         steps=results,
         url=url,
     )
+
+
+async def _observe_after_apply(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord, seen: list[Observed]
+) -> None:
+    """What the server reports once a deploy applied everything: what pull requests' plans
+    compare with until the next deploy. One round trip on the open connection; if it fails,
+    the observation from before the deploy is not kept either (it no longer holds)."""
+    try:
+        seen.append(await _observe(engine, course, config, record))
+    except (SSHError, *UNREACHABLE):
+        seen.clear()
 
 
 async def _seed_accounts(

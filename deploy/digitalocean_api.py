@@ -150,6 +150,18 @@ class OneRequestPath:
         return data
 
     def _send(self, url: str, method: str, params: dict) -> Any:
+        response, content = self._response(url, method, params)
+        status = response.status_code
+        if status == 204 or not content:
+            return True
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
+
+    def _response(self, url: str, method: str, params: dict) -> tuple[requests.Response, bytes]:
+        """One request and its body (read up to ``RESPONSE_LIMIT``), its refusals mapped to
+        this module's errors."""
         token = self.token
         address = urljoin(self.end_point, url)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -180,12 +192,7 @@ class OneRequestPath:
             raise WrongToken(f"DigitalOcean refused the token: {message}", status)
         if status >= 400:
             raise Refused(_message(response, content), status)
-        if status == 204 or not content:
-            return True
-        try:
-            return json.loads(content)
-        except ValueError:
-            raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
+        return response, content
 
 
 class DigitalOceanAPI:
@@ -218,3 +225,8 @@ class DigitalOceanAPI:
     def request(self, url: str, method: str = GET, params: dict | None = None) -> Any:
         """A call python-digitalocean has no method for, through the same request path."""
         return self.new(digitalocean.Manager).get_data(url, type=method, params=params)
+
+    def text(self, url: str) -> str:
+        """A GET whose answer is not JSON (a cluster's kubeconfig is YAML), as text."""
+        response, content = self.new(digitalocean.Manager)._response(url, GET, {})
+        return content.decode(response.encoding or "utf-8", "replace")

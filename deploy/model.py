@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Provider = Literal["digitalocean", "ssh"]
+Provider = Literal["digitalocean", "ssh", "kubernetes"]
 Signup = Literal["approval", "open", "closed"]
 DefaultApp = Literal["jupyterlab", "classic"]
 
@@ -43,6 +43,16 @@ class ConfigErrors(ValueError):
 
 
 @dataclass(frozen=True)
+class NodePoolSpec:
+    """The node pool of a course's Kubernetes cluster (provider kubernetes): size and
+    autoscaling range."""
+
+    size: str = "s-4vcpu-8gb"
+    min: int = 1
+    max: int = 3
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     provider: Provider = "digitalocean"
     name: str = ""
@@ -53,6 +63,8 @@ class ServerSpec:
     user: str = "root"
     port: int = 22
     host_key: str | None = None
+    nodes: NodePoolSpec | None = None  # provider kubernetes only
+    cluster: str | None = None  # provider kubernetes: an existing cluster of the operator's
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class HubSpec:
     cpu_limit: float | None = None
     idle_timeout: int = 3600
     tljh_version: str = "2.0.0"
+    # provider kubernetes: the single-user image (packages come from it); None: the
+    # chart's own sample image, which holds JupyterLab and nbgitpuller.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +287,9 @@ class ServerRecord:
     # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
     # new droplet keeps.
     reserved_ip: str | None = None
+    # provider kubernetes: the course's DOKS cluster and its node pool.
+    cluster_id: str | None = None
+    node_pool_id: str | None = None
 
 
 class ServerRecords(Protocol):

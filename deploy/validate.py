@@ -91,6 +91,14 @@ _HOST_KEY = re.compile(
     r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
     r" (?P<blob>[A-Za-z0-9+/]{16,1400}={0,2})(?: (?P<comment>[A-Za-z0-9@._:+-]{1,100}))?"
 )
+# A container image reference with a tag or a digest (docker's reference grammar, narrowed):
+# an optional registry host[:port], lower-case path parts, then :tag and/or @sha256:digest.
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"(?:(?P<registry>{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?)/)?"
+    rf"(?P<path>{_IMAGE_PART}(?:/{_IMAGE_PART}){{0,6}})"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?"
+)
 _DURATION = re.compile(r"(?P<amount>[0-9]{1,6}) ?(?P<unit>s|m|h|d)")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -98,22 +106,6 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def quote(value: str) -> str:
     """Return ``value`` as exactly one POSIX shell word."""
     return shlex.quote(value)
-
-
-def quoted_words(values: Iterable[str]) -> str:
-    """Return ``values`` as shell words separated by spaces, each quoted."""
-    return " ".join(shlex.quote(v) for v in values)
-
-
-def is_one_shell_word(value: str) -> bool:
-    """Whether ``quote(value)`` is read back by a POSIX shell as the single word ``value``."""
-    if "\x00" in value:
-        # A C string (argv) cannot hold NUL, whatever the quoting.
-        return False
-    try:
-        return shlex.split(quote(value)) == [value]
-    except ValueError:
-        return False
 
 
 def _text(value: str, what: str, limit: int = MAX_VALUE_LENGTH) -> str:
@@ -373,6 +365,22 @@ def check_tljh_version(value: str) -> str:
         Version(value)
     except InvalidVersion:
         raise Invalid(f"{_shown(value)} is not a PEP 440 version") from None
+    return value
+
+
+def check_image(value: str) -> str:
+    """A container image with a tag or a digest, e.g. ``quay.io/jupyter/scipy-notebook:2025-06-02``.
+
+    A tag (or digest) is required: an image without one is whatever ``latest`` is that day.
+    """
+    _text(value, "image", 255)
+    match = IMAGE.fullmatch(value)
+    if not match or not (match["tag"] or match["digest"]):
+        raise Invalid(
+            f"{_shown(value)} is not an image reference this accepts: use "
+            "[registry/]name:tag or name@sha256:digest with a tag or digest always given "
+            "(e.g. 'quay.io/jupyter/scipy-notebook:2025-06-02')"
+        )
     return value
 
 

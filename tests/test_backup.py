@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from deploy import backup, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import snapshot_name
-from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
-T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 
@@ -32,7 +32,7 @@ def test_a_bad_student_name_never_reaches_a_script(student) -> None:
 
 
 async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
-    droplet,  # noqa: F811
+    droplet,
     do_fake,
 ) -> None:
     home = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
@@ -52,7 +52,7 @@ async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
 
 
 async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
-    droplet,  # noqa: F811
+    droplet,
     do_fake,
 ) -> None:
     do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
@@ -64,14 +64,14 @@ async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
     assert not do_fake.snapshots
 
 
-async def test_backup_of_a_course_without_storage_says_what_to_set(droplet) -> None:  # noqa: F811
+async def test_backup_of_a_course_without_storage_says_what_to_set(droplet) -> None:
     result = await backup.backup(droplet, COURSE, course(""), progress=noop)
     assert result.conclusion == "failure" and "storage.size" in result.summary
 
 
 @pytest.mark.sshd
 async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -104,7 +104,7 @@ async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothin
 
 @pytest.mark.sshd
 async def test_restore_of_an_unknown_snapshot_changes_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -140,7 +140,7 @@ def test_scheduled_snapshots_are_spread_over_the_day_and_regular() -> None:
 
 @pytest.mark.sshd
 async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old_one(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -173,7 +173,7 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     assert again.title == "Nothing to do", again.summary
 
 
-async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
+async def course_with_a_snapshot(droplet, ssh_target, do_fake):
     """A deployed course whose volume was snapshotted holding alice's hw1, which she
     then deleted; volumes made from the snapshot hold what it held."""
     saved: dict[str, tuple[object, str]] = {}
@@ -203,7 +203,7 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
     return alice, snapshot["name"]
 
 
-async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
+async def home_listing(droplet, folder: str) -> list[str]:
     target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, f"ls {folder}\n")
     return out.split()
@@ -211,7 +211,7 @@ async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
 
 @pytest.mark.sshd
 async def test_a_cut_connection_during_a_student_restore_is_finished_by_the_retry(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -229,7 +229,7 @@ async def test_a_cut_connection_during_a_student_restore_is_finished_by_the_retr
 @pytest.mark.sshd
 @pytest.mark.parametrize("program", ["umount", "mount", "systemctl"])
 async def test_a_cut_connection_during_a_full_restore_loses_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
     program,

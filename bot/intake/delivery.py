@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.settings import Settings
-from bot.store import Change, NewJob, Store
+from bot.store import Change, NewJob
 
 # GitHub's collaborator-permission answer for (installation, course, login); None on 404.
 PermissionLookup = Callable[[int, str, str], Awaitable[dict[str, Any] | None]]
@@ -22,9 +22,7 @@ PermissionLookup = Callable[[int, str, str], Awaitable[dict[str, Any] | None]]
 
 @dataclass
 class Intake:
-    store: Store
     settings: Settings
-    app_slug: str | None = None
     permission: PermissionLookup | None = None
     jobs: list[NewJob] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)

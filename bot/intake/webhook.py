@@ -134,9 +134,7 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
 
     reporter = services.reporter
     intake = Intake(
-        services.store,
         settings,
-        app_slug=services.app_slug,
         permission=reporter.cached_permission if reporter is not None else None,
     )
     if event.event == "ping":

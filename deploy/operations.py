@@ -320,6 +320,10 @@ async def deploy(
     return result
 
 
+async def _silent(_line: str) -> None:
+    return None
+
+
 def _same_server(config: CourseConfig, record: ServerRecord | None) -> bool:
     """Whether ``config`` names the server the course has (as the store remembers it)."""
     if record is None:
@@ -349,14 +353,9 @@ async def plan_from_config(
     naming another server than the course's is planned as a new server, and said so.
     """
     if config.server.provider == "kubernetes":
-        # The cluster's planner reads the cluster; from config alone there is nothing to
-        # compare with yet.
-        return operation_result(
-            "neutral",
-            "Not planned",
-            "No server was contacted: a Kubernetes course's changes are planned when they "
-            "reach the default branch.",
-            plan=True,
+        # The cluster's own plan is made from the config alone too.
+        return await kubernetes_course.deploy(
+            engine, course, config, mode="plan", progress=_silent, before_apply=None
         )
     record = await engine.records.get_server(course)
     same = _same_server(config, record)

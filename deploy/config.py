@@ -17,6 +17,7 @@ import yaml
 
 from deploy.model import (
     CONFIG_PATH,
+    AssignmentsSpec,
     BackupSpec,
     ConfigError,
     ConfigErrors,
@@ -34,8 +35,10 @@ from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.validate import (
     MAX_ADMINS,
     YamlReader,
+    check_assignment_name,
     check_branch,
     check_content_path,
+    check_course_id,
     check_cpu,
     check_droplet_name,
     check_email,
@@ -46,14 +49,17 @@ from deploy.validate import (
     check_image,
     check_memory,
     check_port,
+    check_repository,
     check_repository_folder,
     check_shared_name,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
+    course_id_for,
     droplet_name_for,
     line_of,
+    parse_due,
     parse_duration,
     parse_yaml,
 )
@@ -76,6 +82,7 @@ TOP_KEYS = (
     "prune",
     "storage",
     "backup",
+    "assignments",
     "shared",
 )
 SERVER_KEYS = (
@@ -108,6 +115,8 @@ CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
 STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
+ASSIGNMENTS_KEYS = ("tool", "source", "course_id", "submissions", "due")
+MAX_DUE_DATES = 200
 SHARED_KEYS = ("from", "to", "writable")
 MAX_SHARED_FOLDERS = 20
 
@@ -136,6 +145,8 @@ NOT_ON_KUBERNETES = {
     "remove the key (and see docs/instructors.md)",
     "shared": "shared folders are not built yet on provider: kubernetes; remove the key "
     "(put the files in the students' image instead)",
+    "assignments": "nbgrader is set up on TLJH hubs only for now; remove the key on "
+    "provider: kubernetes",
 }
 # Keys that only mean something on provider: kubernetes.
 ONLY_ON_KUBERNETES = {
@@ -186,6 +197,7 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         prune=settings.prune,
         storage=settings.storage,
         backup=settings.backup,
+        assignments=settings.assignments,
         shared=settings.shared,
     )
 
@@ -221,6 +233,7 @@ class CourseSettings:
     prune: bool = False
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    assignments: AssignmentsSpec | None = None
     shared: tuple[SharedFolder, ...] = ()
 
 
@@ -241,7 +254,13 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     shared = _shared(reader, top.get("shared"))
     _volume_needs_a_droplet(reader, server, top)
     _keys_for_the_provider(reader, server, top)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup, "shared": shared}
+    assignments = _assignments(reader, top.get("assignments"), repo)
+    flags: dict[str, Any] = {
+        "storage": storage,
+        "backup": backup,
+        "shared": shared,
+        "assignments": assignments,
+    }
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -488,6 +507,54 @@ def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
         elif keep is not None:
             values["keep"] = keep
     return BackupSpec(**values)
+
+
+def _assignments(reader: YamlReader, entry: Entry | None, repo: str) -> AssignmentsSpec | None:
+    """``assignments``: nbgrader on the hub; ``None`` when the key is absent."""
+    if entry is None:
+        return None
+    keys = _section(reader, entry, "assignments", ASSIGNMENTS_KEYS)
+    values: dict[str, Any] = {"course_id": course_id_for(repo)}
+    if "tool" in keys:
+        reader.choice(keys["tool"][1], "assignments.tool", ("nbgrader",))
+    if "source" in keys:
+        source = reader.checked_text(keys["source"][1], "assignments.source", check_content_path)
+        if source:
+            values["source"] = source
+    if "course_id" in keys:
+        course_id = reader.checked_text(
+            keys["course_id"][1], "assignments.course_id", check_course_id
+        )
+        if course_id:
+            values["course_id"] = course_id
+    if "submissions" in keys:
+        values["submissions"] = reader.checked_text(
+            keys["submissions"][1], "assignments.submissions", check_repository
+        )
+    due_entry = keys.get("due")
+    # Every key is allowed here (assignment names, each checked below).
+    names = (
+        tuple(k.value for k, _ in due_entry[1].value if isinstance(k, yaml.ScalarNode))
+        if due_entry is not None and isinstance(due_entry[1], yaml.MappingNode)
+        else ()
+    )
+    due_keys = _section(reader, due_entry, "assignments.due", names)
+    if len(due_keys) > MAX_DUE_DATES:
+        reader.error(
+            keys["due"][0], "assignments.due", f"has {len(due_keys)} entries; at most "
+            f"{MAX_DUE_DATES} are allowed"
+        )  # fmt: skip
+        due_keys = {}
+    due: list[tuple[str, str]] = []
+    for name, (key_node, value_node) in due_keys.items():
+        where = f"assignments.due.{name}"
+        if reader.check(key_node, where, check_assignment_name, name) is None:
+            continue
+        when = reader.checked_text(value_node, where, parse_due)
+        if when:
+            due.append((name, when))
+    values["due"] = tuple(sorted(due))
+    return AssignmentsSpec(**values)
 
 
 def _shared(reader: YamlReader, entry: Entry | None) -> tuple[SharedFolder, ...]:

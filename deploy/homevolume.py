@@ -8,7 +8,8 @@ over a ``/home`` or ``/opt/tljh/state`` that already holds files on the droplet'
 those move to the volume only with ``/move-home`` (safety invariant 3).
 
 Layout of the volume, mounted at ``/mnt/classroom-home``: ``home/`` (bound on ``/home``),
-``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals), a
+``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals),
+``nbgrader/`` (bound on ``/srv/nbgrader``: nbgrader's exchange and gradebooks), a
 marker file naming the volume, which is how the observer knows it is mounted, and
 ``classroom-users``, the Linux users TLJH made with their UIDs, which ``/recover`` makes
 again on a new droplet (``deploy.recover``), and ``classroom-address``, the course's
@@ -34,7 +35,7 @@ ADDRESS_FILE = f"{MOUNT_POINT}/classroom-address"
 HOME_ON_VOLUME = "home-on-volume"
 STORAGE_STATE_KEY = "storage_gib"
 # Where each folder of the volume is bound, in mount order.
-BINDS = (("home", "/home"), ("tljh-state", tljh.STATE_DIR))
+BINDS = (("home", "/home"), ("tljh-state", tljh.STATE_DIR), ("nbgrader", "/srv/nbgrader"))
 ATTACH_WAIT_SECONDS = 120
 STEP_TIMEOUT = 600.0
 ENGINE_TIMEOUT = 900.0

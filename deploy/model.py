@@ -112,6 +112,21 @@ class BackupSpec:
 
 
 @dataclass(frozen=True)
+class AssignmentsSpec:
+    """nbgrader on the hub: where the assignments are in the repository, the course's id,
+    the optional private repository that receives submissions, and due dates (UTC)."""
+
+    course_id: str
+    tool: Literal["nbgrader"] = "nbgrader"
+    source: str = "assignments"  # a folder of the repository, no trailing '/'
+    submissions: str | None = None  # OWNER/REPO, private, with the App installed
+    due: tuple[tuple[str, str], ...] = ()  # (assignment, ISO 8601 UTC time)
+
+    def due_at(self, name: str) -> str | None:
+        return dict(self.due).get(name)
+
+
+@dataclass(frozen=True)
 class SharedFolder:
     """One folder under ``~/shared``: read-only from the repository, or writable by admins.
 
@@ -157,6 +172,8 @@ class CourseConfig:
     # None: no volume; /home stays on the droplet's disk (as for every course before).
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    # None: no nbgrader on the hub.
+    assignments: AssignmentsSpec | None = None
     # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
     shared: tuple[SharedFolder, ...] = ()
 
@@ -214,6 +231,7 @@ class Observed:
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
+    nbgrader_config: str = ""  # the user environment's nbgrader_config.py as found
     shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
     shared_commit: str = ""  # the commit the shared folders' clone has checked out
 

@@ -21,6 +21,7 @@ import re
 import shlex
 import struct
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -709,3 +710,79 @@ def _kind(node: yaml.Node) -> str:
         "tag:yaml.org,2002:timestamp": "a date",
     }
     return kinds.get(node.tag, f"a value tagged {node.tag}")
+
+
+# Assignments (nbgrader).  Course and assignment ids name folders on the server and
+# words on nbgrader's command line; nbgrader itself splits a submission's folder name
+# on '+', so the patterns allow neither that nor anything a shell reads.
+COURSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ASSIGNMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_DUE = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2})?)"
+    r"(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def check_course_id(value: str) -> str:
+    """An nbgrader course id, e.g. ``physics101``: a folder name on the server."""
+    _text(value, "course_id", 64)
+    if not COURSE_ID.fullmatch(value):
+        raise Invalid(
+            f"{_shown(value)} is not a course id this accepts: use letters, digits, '_' and "
+            "'-', starting with a letter or digit, at most 64 characters (e.g. 'physics101')"
+        )
+    return value
+
+
+def course_id_for(repo: str) -> str:
+    """The default course id: the repository's name, made a valid one."""
+    made = re.sub(r"[^A-Za-z0-9_-]+", "-", repo).strip("-_")[:64]
+    return made or "course"
+
+
+def check_assignment_name(value: str) -> str:
+    """An assignment's name: its folder under ``assignments.source``, e.g. ``hw1``."""
+    _text(value, "assignment name", 64)
+    if not ASSIGNMENT_NAME.fullmatch(value):
+        raise Invalid(
+            f"{_shown(value)} is not an assignment name this accepts: use letters, digits, "
+            "'_' and '-', starting with a letter or digit, at most 64 characters (e.g. 'hw1')"
+        )
+    return value
+
+
+def check_repository(value: str) -> str:
+    """A GitHub repository ``OWNER/REPO``."""
+    _text(value, "repository", 140)
+    owner, slash, repo = value.partition("/")
+    if (
+        not slash
+        or not GITHUB_OWNER.fullmatch(owner)
+        or not GITHUB_REPO.fullmatch(repo)
+        or repo in (".", "..")
+        or repo.endswith(".git")
+    ):
+        raise Invalid(
+            f"{_shown(value)} is not a repository: write OWNER/REPO as on GitHub (e.g. "
+            "'physics-dept/physics101-submissions')"
+        )
+    return value
+
+
+def parse_due(value: str) -> str:
+    """A due time such as ``2027-02-01T17:00Z`` or ``2027-02-01T17:00+10:00``, as UTC ISO."""
+    _text(value, "due time", 40)
+    match = _DUE.fullmatch(value)
+    if not match:
+        raise Invalid(
+            f"{_shown(value)} is not a due time: write date, 'T', hours:minutes and a time "
+            "zone, e.g. '2027-02-01T17:00Z' or '2027-02-01T17:00+10:00'"
+        )
+    zone = "+00:00" if match["zone"] == "Z" else match["zone"]
+    try:
+        when = datetime.fromisoformat(f"{match['date']}T{match['time']}{zone}")
+    except ValueError:
+        raise Invalid(f"{_shown(value)} is not a date and time that exists") from None
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

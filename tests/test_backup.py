@@ -173,9 +173,10 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     assert again.title == "Nothing to do", again.summary
 
 
-async def course_with_a_snapshot(droplet, ssh_target, do_fake):
+async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=None):
     """A deployed course whose volume was snapshotted holding alice's hw1, which she
-    then deleted; volumes made from the snapshot hold what it held."""
+    then deleted; volumes made from the snapshot hold what it held. ``before_snapshot``
+    (a coroutine function) runs on the server just before the snapshot."""
     saved: dict[str, tuple[object, str]] = {}
 
     def attached(volume, _droplet) -> None:
@@ -194,6 +195,8 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):
     alice = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
     alice.mkdir(parents=True)
     (alice / "hw1.ipynb").write_bytes(b"before")
+    if before_snapshot is not None:
+        await before_snapshot()
     await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
     copy = ssh_target.base / "snapshot-copy"
@@ -204,9 +207,36 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):
 
 
 async def home_listing(droplet, folder: str) -> list[str]:
+    return (await on_server(droplet, f"ls {folder}\n")).split()
+
+
+async def on_server(droplet, script: str) -> str:
     target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
-    _, out, _ = await droplet.ssh.run_script(target, f"ls {folder}\n")
-    return out.split()
+    _, out, _ = await droplet.ssh.run_script(target, script)
+    return out
+
+
+@pytest.mark.sshd
+async def test_restore_all_brings_the_nbgrader_exchange_back(
+    droplet,
+    ssh_target,
+    do_fake,
+) -> None:
+    inbound = "/srv/nbgrader/exchange/physics101/inbound"
+
+    async def submitted() -> None:
+        await on_server(droplet, f"mkdir -p {inbound}/jupyter-ada+hw1+t1+x\n")
+
+    _, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake, submitted)
+    await on_server(droplet, f"rm -r {inbound}/jupyter-ada+hw1+t1+x\n")
+    await on_server(droplet, f"mkdir -p {inbound}/jupyter-bo+hw1+t2+y\n")
+    assert await home_listing(droplet, inbound) == ["jupyter-bo+hw1+t2+y"]
+    result = await backup.restore_all(
+        droplet, COURSE, course(), snapshot, confirm=True, progress=noop
+    )
+    assert result.conclusion == "success", result.summary
+    # The exchange is the snapshot's, as the homes are.
+    assert await home_listing(droplet, inbound) == ["jupyter-ada+hw1+t1+x"]
 
 
 @pytest.mark.sshd

@@ -225,6 +225,9 @@ def test_help_lists_every_command_with_who_and_example() -> None:
         "restore",
         "move-home",
         "recover",
+        "release",
+        "collect",
+        "return",
     }
 
 
@@ -304,6 +307,13 @@ def test_may_run_custom_role_without_user_permissions_falls_back() -> None:
 
 def test_may_run_odd_role_type() -> None:
     assert not may_run({"role_name": ["admin"], "permission": "read"})
+
+
+@pytest.mark.parametrize("word", ["hw1;rm", "../hw1", "-hw1", "hw 1", "hw+1", "", "x" * 65])
+def test_an_assignment_command_refuses_a_name_no_folder_may_have(word) -> None:
+    with pytest.raises(CommandError, match=r"not an assignment name|needs an assignment"):
+        registry.get("release").parse([word] if word else [])
+    assert registry.get("collect").parse(["hw1"]).name == "hw1"
 
 
 @pytest.mark.parametrize(

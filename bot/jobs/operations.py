@@ -110,7 +110,8 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
     if args.mode == "apply" and result.hub_url:
-        await remember_course(services, job, config, result.hub_url, branch)
+        files = op.files if isinstance(op.files, CommitFiles) else None
+        await remember_course(services, job, config, result.hub_url, branch, files)
         if hub_verified(result):
             await note_hub_up(services, op.course, "the deploy's check of the hub passed")
     if result.hub_url:

@@ -66,7 +66,11 @@ SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "com
 SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
 
 # Modules whose import registers entries; loaded on first use of the registry.
-ENTRY_MODULES: list[str] = ["bot.jobs.operations", "bot.jobs.volume_operations"]
+ENTRY_MODULES: list[str] = [
+    "bot.jobs.operations",
+    "bot.jobs.volume_operations",
+    "bot.jobs.assignment_operations",
+]
 
 # GitHub's limits on check-run actions.
 MAX_BUTTONS = 3

@@ -68,7 +68,8 @@ async def job_superseded(services: Services, job: Job) -> None:
             job.installation_id,
             job.course,
             payload["issue_number"],
-            f"@{payload.get('user', '')} {coalesced(payload.get('name', ''))}",
+            f"@{payload.get('user', '')} "
+            + coalesced(str(payload.get("name", "")), [str(w) for w in payload.get("args") or []]),
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -30,6 +31,7 @@ import aiohttp
 
 from bot import store as st
 from bot.backups import BackupSchedule
+from bot.bounded import BodyTooLarge, read_capped
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
@@ -42,6 +44,8 @@ SIGNUPS_TITLE = "Students waiting for approval"
 FAILURES_BEFORE_ISSUE = 2
 DISK_WARNING_PERCENT = 90.0
 RESTART_ASKED = "was asked for; its result is posted here"
+# The hub's /hub/api answer is a few dozen bytes; more is not a hub.
+PROBE_LIMIT = 64 * 1024
 
 
 @dataclass
@@ -61,8 +65,10 @@ async def probe_hub(session: aiohttp.ClientSession, hub_url: str, timeout: float
             if response.status != 200:
                 return HubProbe(False, f"{url} answered HTTP {response.status}")
             try:
-                data = await response.json(content_type=None)
-            except (ValueError, aiohttp.ContentTypeError):
+                data = json.loads(await read_capped(response, PROBE_LIMIT, f"{url}'s answer"))
+            except BodyTooLarge as exc:
+                return HubProbe(False, str(exc))
+            except ValueError:
                 return HubProbe(False, f"{url} answered 200 but not with JSON")
             version = data.get("version") if isinstance(data, dict) else None
             if not isinstance(version, str):

@@ -19,6 +19,7 @@ Nothing here retries: that is the caller's policy (``deploy.retry``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ __all__ = [
     "DigitalOceanError",
     "Gone",
     "Refused",
+    "ResponseTooLarge",
     "Transient",
     "WrongToken",
 ]
@@ -47,6 +49,9 @@ __all__ = [
 DEFAULT_END_POINT = "https://api.digitalocean.com/v2/"
 PAGE_SIZE = 200
 MAX_PAGES = 100  # 20,000 items: far beyond any account this serves; a loop guard
+# The most of one answer the service reads: a page of 200 droplets is well under 1 MiB.
+RESPONSE_LIMIT = 16 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 
 B = TypeVar("B", bound=BaseAPI)
 
@@ -82,9 +87,32 @@ class Refused(DigitalOceanError):
     """Any other 4xx: DigitalOcean understood and said no (its message says why)."""
 
 
-def _message(response: requests.Response) -> str:
+class ResponseTooLarge(DigitalOceanError):
+    """An answer longer than the service reads; the rest was not read."""
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """The body of a streamed ``response``, closed after; ``ResponseTooLarge`` past ``limit``."""
+    with response:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(
+                f"DigitalOcean's answer is {int(declared):,} bytes, over the {limit:,} read",
+                response.status_code,
+            )
+        body = bytearray()
+        for chunk in response.iter_content(READ_CHUNK):
+            if len(body) + len(chunk) > limit:
+                raise ResponseTooLarge(
+                    f"DigitalOcean's answer is over the {limit:,} bytes read", response.status_code
+                )
+            body += chunk
+        return bytes(body)
+
+
+def _message(response: requests.Response, content: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(content) if content else None
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -122,41 +150,49 @@ class OneRequestPath:
         return data
 
     def _send(self, url: str, method: str, params: dict) -> Any:
-        response = self._response(url, method, params)
+        response, content = self._response(url, method, params)
         status = response.status_code
-        if status == 204 or not response.content:
+        if status == 204 or not content:
             return True
         try:
-            return response.json()
+            return json.loads(content)
         except ValueError:
             raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
 
-    def _response(self, url: str, method: str, params: dict) -> requests.Response:
-        """One request, its refusals mapped to this module's errors."""
+    def _response(self, url: str, method: str, params: dict) -> tuple[requests.Response, bytes]:
+        """One request and its body (read up to ``RESPONSE_LIMIT``), its refusals mapped to
+        this module's errors."""
         token = self.token
         address = urljoin(self.end_point, url)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         body = {"params": params} if method == GET else {"json": params}
         try:
             response = (self.http or requests).request(
-                method, address, headers=headers, timeout=self.request_timeout, **body
+                method,
+                address,
+                headers=headers,
+                timeout=self.request_timeout,
+                stream=True,
+                **body,
             )
+            content = _read_capped(response, RESPONSE_LIMIT)
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise Transient(f"no answer from DigitalOcean ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise Transient(
-                f"DigitalOcean answered {status} {response.reason}: {_message(response)}",
+                f"DigitalOcean answered {status} {response.reason}: {_message(response, content)}",
                 status,
                 response.headers,
             )
         if status == 404:
-            raise Gone(_message(response), status)
+            raise Gone(_message(response, content), status)
         if status == 401:
-            raise WrongToken(f"DigitalOcean refused the token: {_message(response)}", status)
+            message = _message(response, content)
+            raise WrongToken(f"DigitalOcean refused the token: {message}", status)
         if status >= 400:
-            raise Refused(_message(response), status)
-        return response
+            raise Refused(_message(response, content), status)
+        return response, content
 
 
 class DigitalOceanAPI:
@@ -192,4 +228,5 @@ class DigitalOceanAPI:
 
     def text(self, url: str) -> str:
         """A GET whose answer is not JSON (a cluster's kubeconfig is YAML), as text."""
-        return self.new(digitalocean.Manager)._response(url, GET, {}).text
+        response, content = self.new(digitalocean.Manager)._response(url, GET, {})
+        return content.decode(response.encoding or "utf-8", "replace")

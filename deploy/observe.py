@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from dataclasses import fields
+from typing import Any
 
 import yaml
 
 from deploy import accounts, assignments, homevolume, shared, tljh
-from deploy.model import STATE_FILE, Observed
+from deploy.model import STATE_FILE, HubAccount, HubAccounts, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
 SERVICES = ("jupyterhub", "traefik")
@@ -207,3 +209,35 @@ def parse_observation(stdout: str) -> Observed:
         shared_laid_out=shared_laid_out,
         shared_commit=shared_commit,
     )
+
+
+def observation_record(observed: Observed) -> dict[str, Any]:
+    """``observed`` as JSON-ready data, for a plan that may not look at the server itself
+    (a pull request's): the accounts keep only names and approval, no e-mail or activity."""
+    record = {f.name: getattr(observed, f.name) for f in fields(Observed) if f.name != "accounts"}
+    record["accounts"] = {
+        "database": observed.accounts.database,
+        "rows": [[row.name, row.authorized] for row in observed.accounts.rows],
+        "seeded": sorted(observed.accounts.seeded),
+    }
+    return record
+
+
+def observation_from_record(record: dict[str, Any]) -> Observed | None:
+    """The ``Observed`` an ``observation_record`` was made from; None if it does not read."""
+    try:
+        raw = dict(record)
+        accounts_record = raw.pop("accounts", None) or {}
+        known = {f.name for f in fields(Observed)}
+        values = {key: value for key, value in raw.items() if key in known}
+        hub_accounts = HubAccounts(
+            database=bool(accounts_record.get("database")),
+            rows=tuple(
+                HubAccount(str(name), bool(authorized))
+                for name, authorized in accounts_record.get("rows") or []
+            ),
+            seeded=frozenset(str(name) for name in accounts_record.get("seeded") or []),
+        )
+        return Observed(**values, accounts=hub_accounts)
+    except (TypeError, ValueError, AttributeError):
+        return None

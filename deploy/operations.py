@@ -394,6 +394,8 @@ async def deploy(
 ) -> OperationResult:
     """Plan what the server needs; in ``apply`` mode, do it, step by step.
 
+    The result's ``details["observed"]`` is what the server last reported, if it answered:
+    the service keeps it for the plans that may not look (``plan_from_config``).
     ``source`` is the pushed commit the shared folders come from, and how to get a token
     to fetch it; without it a plan says what a push would fetch.
     """
@@ -401,12 +403,92 @@ async def deploy(
         return await kubernetes_course.deploy(
             engine, course, config, mode=mode, progress=progress, before_apply=before_apply
         )
+    seen: list[Observed] = []
     try:
-        return await _deploy(
-            engine, course, config, mode, rebuild, progress, before_apply, checkpoint, source
+        result = await _deploy(
+            engine,
+            course,
+            config,
+            mode,
+            rebuild,
+            progress,
+            before_apply,
+            checkpoint,
+            seen,
+            source,
         )
     except (OperationError, SSHError, DropletError) as exc:
-        return operation_result("failure", "Could not deploy", str(exc))
+        result = operation_result("failure", "Could not deploy", str(exc))
+    if seen and seen[-1].reachable:
+        result = replace(result, details={**result.details, "observed": seen[-1]})
+    return result
+
+
+async def _silent(_line: str) -> None:
+    return None
+
+
+def _same_server(config: CourseConfig, record: ServerRecord | None) -> bool:
+    """Whether ``config`` names the server the course has (as the store remembers it)."""
+    if record is None:
+        return False
+    server = config.server
+    if server.provider == "ssh":
+        return record.provider == "ssh" and (record.address, record.port) == (
+            server.host,
+            server.port,
+        )
+    return record.provider == server.provider
+
+
+async def plan_from_config(
+    engine: Engine,
+    course: str,
+    config: CourseConfig,
+    last_seen: Observed | None,
+    *,
+    seen_at: str | None = None,
+) -> OperationResult:
+    """A pull request's (or another branch's) plan, from its configuration alone.
+
+    No SSH, no DigitalOcean, no write anywhere: the configuration is compared with what the
+    service last recorded of the course's server (its record, and what the server reported
+    when last observed by a deploy of the default branch or a command). A configuration
+    naming another server than the course's is planned as a new server, and said so.
+    """
+    if config.server.provider == "kubernetes":
+        # The cluster's own plan is made from the config alone too.
+        return await kubernetes_course.deploy(
+            engine, course, config, mode="plan", progress=_silent, before_apply=None
+        )
+    record = await engine.records.get_server(course)
+    same = _same_server(config, record)
+    observed = last_seen if same else None
+    plan = planner.plan(config, observed, droplet_exists=same)
+    notes = ["No server was contacted: this plan comes from the configuration alone."]
+    if record is not None and not same:
+        where = (
+            f"`{escape(config.server.host or '')}:{config.server.port}`"
+            if config.server.provider == "ssh"
+            else f"a {escape(config.server.provider)} server"
+        )
+        notes.append(
+            f"This configuration names another server ({where}) than the course's: "
+            "merging it would deploy there, planned here as a new server."
+        )
+    elif observed is not None:
+        notes.append(
+            "Compared with the course's server as last observed"
+            + (f" ({escape(seen_at)})." if seen_at else ".")
+        )
+    else:
+        notes.append("The course's server has not been observed yet: planned as a new one.")
+    title = "Nothing to do" if plan.empty else f"Plan: {len(plan.steps)} step(s)"
+    summary = render_plan(plan) + "\n\n" + " ".join(notes)
+    url = hub_url(config, record) if same else None
+    return operation_result(
+        "neutral" if plan.empty else "success", title, summary, url=url, plan=True
+    )
 
 
 async def _deploy(
@@ -418,6 +500,7 @@ async def _deploy(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
+    seen: list[Observed],
     source: shared.SharedSource | None = None,
 ) -> OperationResult:
     record = await known_server(engine, course, config, progress)
@@ -435,6 +518,7 @@ async def _deploy(
             if isinstance(exc, KeyRefused):
                 await progress(str(exc))
             observed = Observed(reachable=False)
+        seen.append(observed)
     plan = planner.plan(
         config, observed, rebuild=rebuild, droplet_exists=record is not None, commit=commit
     )
@@ -494,6 +578,7 @@ async def _deploy(
                 # Plan again against what the server says now: a droplet found by name may
                 # already have the hub, and then only the differences remain to do.
                 observed = await wait_for_ssh(engine, course, config, record, progress)
+                seen.append(observed)
                 replanned = planner.plan(config, observed, rebuild=rebuild, commit=commit)
                 steps = [s for s in replanned.steps if s.name not in ("provision", "wait-ssh")]
                 plan = Plan((*(r.step for r in results), step, *steps), replanned.kept)
@@ -516,6 +601,8 @@ async def _deploy(
     if config.storage is not None and config.server.provider == "digitalocean":
         assert record is not None
         await _record_users(engine, course, config, record, progress)
+    assert record is not None
+    await _observe_after_apply(engine, course, config, record, seen)
     url = hub_url(config, record)
     return operation_result(
         "success",
@@ -524,6 +611,18 @@ async def _deploy(
         steps=results,
         url=url,
     )
+
+
+async def _observe_after_apply(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord, seen: list[Observed]
+) -> None:
+    """What the server reports once a deploy applied everything: what pull requests' plans
+    compare with until the next deploy. One round trip on the open connection; if it fails,
+    the observation from before the deploy is not kept either (it no longer holds)."""
+    try:
+        seen.append(await observe_server(engine, course, config, record))
+    except (SSHError, *UNREACHABLE):
+        seen.clear()
 
 
 async def _seed_accounts(

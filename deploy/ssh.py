@@ -32,12 +32,58 @@ from deploy.redact import redact
 from deploy.retry import RetryPolicy
 
 TAIL_LINES = 50
+# What a script may print on stdout, and on stderr, before it is stopped: a server (or
+# whatever answers at the address a course names) cannot make the service hold more.
+OUTPUT_LIMIT = 16 * 1024 * 1024
+# A step's output is streamed line by line; one line longer than this is cut.
+LINE_LIMIT = 64 * 1024
+READ_CHUNK = 64 * 1024
 # Exit statuses of GNU timeout: the command timed out (TERM), or had to be KILLed.
 TIMED_OUT_STATUSES = (124, 137)
 
 
 class SSHError(Exception):
     """Talking to a server failed in a way the operation should report and stop on."""
+
+
+class OutputTooLarge(SSHError):
+    """A script printed more than the service reads; it was stopped."""
+
+    def __init__(self, address: str, stream: str, limit: int) -> None:
+        super().__init__(
+            f"a script on {address} printed over {limit // (1024 * 1024)} MiB on {stream}; "
+            "it was stopped and its output discarded"
+        )
+
+
+async def read_capped(stream: asyncssh.SSHReader, limit: int, address: str, name: str) -> bytes:
+    """Everything ``stream`` sends until it ends; ``OutputTooLarge`` past ``limit`` bytes."""
+    buffer = bytearray()
+    while chunk := await stream.read(READ_CHUNK):
+        if len(buffer) + len(chunk) > limit:
+            raise OutputTooLarge(address, name, limit)
+        buffer += chunk
+    return bytes(buffer)
+
+
+async def capped_lines(stream: asyncssh.SSHReader, limit: int = LINE_LIMIT):  # type: ignore[no-untyped-def]
+    """The lines ``stream`` sends (without their ends), each cut at ``limit`` characters."""
+    pending = ""
+    cut = False
+    while chunk := await stream.read(READ_CHUNK):
+        pending += chunk
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            if cut:
+                cut = False
+                continue
+            yield line.rstrip("\r")
+        if len(pending) > limit:
+            if not cut:
+                yield pending[:limit] + f" … (line cut at {limit // 1024} KiB)"
+            cut, pending = True, ""
+    if pending and not cut:
+        yield pending.rstrip("\r")
 
 
 class Unreachable(SSHError):
@@ -401,8 +447,8 @@ class SSHPool:
         try:
             # The server's `timeout` ends the step; this is the backstop should it not.
             async with asyncio.timeout(step.timeout + 15):
-                while line := await process.stdout.readline():
-                    text = redact(line.rstrip("\r\n"))
+                async for line in capped_lines(process.stdout):
+                    text = redact(line)
                     tail.append(text)
                     await progress(stamp(text))
                 await process.wait_closed()
@@ -426,9 +472,18 @@ class SSHPool:
         return StepResult(step, ok=False, seconds=seconds, output_tail="\n".join([*tail, message]))
 
     async def run_script(
-        self, target: Target, script: str, timeout: float = 120.0, *, stdin: str | None = None
+        self,
+        target: Target,
+        script: str,
+        timeout: float = 120.0,
+        *,
+        stdin: str | None = None,
+        limit: int = OUTPUT_LIMIT,
     ) -> tuple[int, str, str]:
         """Run a script in one round trip: ``(exit_status, stdout, stderr)``.
+
+        Each stream is read up to ``limit`` bytes: past it the script is stopped and
+        ``OutputTooLarge`` (an ``SSHError``) says so; nothing past the limit is held.
 
         ``stdin`` is data for the script to read (see ``script_with_input``). Output is
         returned as it came, for parsing; redact it before showing it to anyone. A dropped
@@ -440,18 +495,34 @@ class SSHPool:
         async def once() -> tuple[int, str, str]:
             async with self._borrow(target) as connection:
                 self.commands_run += 1
-                result = await connection.run(
-                    step_command(timeout),
-                    input=text,
-                    encoding="utf-8",
-                    errors="replace",
-                    timeout=timeout + 15,
-                )
-                if result.exit_status is None and result.exit_signal is None:
+                process = await connection.create_process(step_command(timeout), encoding=None)
+                process.stdin.write(text.encode())
+                process.stdin.write_eof()
+                # Both at once: an unread stream would stall the other's window.
+                reads = [
+                    asyncio.ensure_future(read_capped(stream, limit, target.address, name))
+                    for stream, name in ((process.stdout, "stdout"), (process.stderr, "stderr"))
+                ]
+                try:
+                    async with asyncio.timeout(timeout + 15):
+                        out, err = await asyncio.gather(*reads)
+                        await process.wait_closed()
+                except TimeoutError:
+                    process.close()
+                    raise SSHError(
+                        f"a script on {target.address} did not finish within {timeout:g} s"
+                    ) from None
+                except BaseException:
+                    process.close()
+                    raise
+                finally:
+                    for read in reads:
+                        read.cancel()
+                if process.exit_status is None and process.exit_signal is None:
                     # Inside the borrow, so the pool drops the dead connection.
                     raise _ConnectionDropped("the connection closed while the script ran")
-            status = result.exit_status if result.exit_status is not None else -1
-            return status, str(result.stdout or ""), str(result.stderr or "")
+            status = process.exit_status if process.exit_status is not None else -1
+            return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
         async def on_retry(_failure: BaseException, _failures: int, _delay: float) -> None:
             self.reconnects += 1
@@ -465,7 +536,3 @@ class SSHPool:
             return await policy.call(once, on_retry=on_retry)
         except LOST:
             raise Unreachable(f"lost the connection to {target.address} twice") from None
-        except asyncssh.TimeoutError:
-            raise SSHError(
-                f"a script on {target.address} did not finish within {timeout:g} s"
-            ) from None

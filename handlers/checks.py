@@ -1,4 +1,9 @@
-"""Check suites and check runs: GitHub's requests to (re)run, and the run's buttons."""
+"""Check suites and check runs: GitHub's requests to (re)run, and the run's buttons.
+
+A button runs its operation with the configuration of the default branch, whatever
+commit its check run is on; only a writer's press is queued (GitHub shows buttons to
+writers, and a press by anyone else is dropped here all the same).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from gidgethub import routing, sansio
 from bot.github.reporting import CHECK_NAME
 from bot.intake.delivery import Intake
 from bot.jobs import registry
-from handlers.common import course_of, default_branch, enqueue_for_commit
+from handlers.common import course_of, default_branch, enqueue_for_commit, may_ask
 
 router = routing.Router()
 
@@ -56,17 +61,24 @@ async def requested_action(event: sansio.Event, intake: Intake) -> None:
         return
     course, installation_id = found
     sender = (event.data.get("sender") or {}).get("login")
-    intake.jobs.append(
-        registry.operation_job(
-            course,
-            identifier,
-            installation_id=installation_id,
-            user=sender if isinstance(sender, str) else None,
-            source="button",
-            payload={
-                "head_sha": run.get("head_sha"),
-                "check_run": True,
-                "default_branch": default_branch(event),
-            },
-        )
+    if not isinstance(sender, str) or not sender:
+        return
+    allowed = await may_ask(intake, course, installation_id, sender)
+    if allowed is False:
+        return
+    job = registry.operation_job(
+        course,
+        identifier,
+        installation_id=installation_id,
+        user=sender,
+        source="button",
+        payload={
+            # The new check run goes on the run's commit; the config is the default branch's.
+            "head_sha": run.get("head_sha"),
+            "check_run": True,
+            "default_branch": default_branch(event),
+        },
     )
+    if allowed is None:
+        job.coalesce_key = None
+    intake.jobs.append(job)

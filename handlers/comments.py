@@ -1,7 +1,10 @@
 """Slash commands in issue and pull request comments.
 
-The handler only recognises a command and asks for a job; the job checks the person's
-permission, reacts and replies. Edited comments are ignored (their command already ran).
+The handler recognises a command and asks GitHub (cached) whether its author holds write
+on the repository: anyone below gets no job, no reaction and no reply, as ``/help`` says,
+so a stranger's command can neither run nor replace a writer's queued one. The job checks
+the role the operation needs (some need admin), reacts and replies. Edited comments are
+ignored (their command already ran).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from gidgethub import routing, sansio
 from bot.intake.delivery import Intake
 from bot.jobs import registry
 from bot.jobs.commands import CommandError, parse_command
-from handlers.common import course_of, default_branch
+from handlers.common import course_of, default_branch, may_ask
 
 router = routing.Router()
 
@@ -25,6 +28,8 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
         return
     course, installation_id = found
     user = (comment.get("user") or {}).get("login")
+    if not isinstance(user, str) or not user:
+        return
     issue = event.data.get("issue") or {}
     payload = {
         "comment_id": comment.get("id"),
@@ -56,4 +61,10 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
             user=user,
             payload={**payload, "raw": raw[:200], "source": "comment"},
         )
+    allowed = await may_ask(intake, course, installation_id, user)
+    if allowed is False:
+        return
+    if allowed is None:
+        # Not known to be a writer yet: the job asks when it runs, and replaces nothing.
+        job.coalesce_key = None
     intake.jobs.append(job)

@@ -1,15 +1,23 @@
-"""Facts every handler reads off a delivery, and the one decision they share: which job a
-commit gets (deploy on the default branch, plan everywhere else)."""
+"""Facts every handler reads off a delivery, and the decisions they share: which job a
+commit gets (deploy on the default branch, plan everywhere else), and whether a person may
+ask for an operation at all."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
+import aiohttp
+import gidgethub
 from gidgethub import sansio
 
+from bot.github.client import GitHubError
 from bot.intake.delivery import Intake
+from bot.jobs.registry import may_run
 from bot.store import Change, follow_repository
+
+logger = logging.getLogger(__name__)
 
 ZERO_SHA = "0" * 40
 # What GitHub allows in an owner and a repository name; a course name becomes API paths,
@@ -52,6 +60,19 @@ def default_branch(event: sansio.Event) -> str | None:
     return branch if isinstance(branch, str) else None
 
 
+async def may_ask(intake: Intake, course: str, installation_id: int, login: str) -> bool | None:
+    """Whether ``login`` holds write (or more) on the course: True, False, or None when
+    GitHub could not say (then the job asks again before it runs, and is merged with none)."""
+    if intake.permission is None:
+        return None
+    try:
+        answer = await intake.permission(installation_id, course, login)
+    except (gidgethub.GitHubException, GitHubError, aiohttp.ClientError, TimeoutError) as exc:
+        logger.warning("permission of %s on %s unknown at intake: %s", login, course, exc)
+        return None
+    return may_run(answer)
+
+
 def enqueue_for_commit(
     intake: Intake,
     event: sansio.Event,
@@ -72,6 +93,7 @@ def enqueue_for_commit(
     course, installation_id = found
     deploys = branch is not None and branch == default_branch(event)
     mode = "apply" if deploys else "plan"
+    pull_request = (extra or {}).get("pull_request")
     payload: dict[str, Any] = {
         "head_sha": head_sha,
         "branch": branch,
@@ -85,8 +107,13 @@ def enqueue_for_commit(
         "deploy" if deploys else "plan",
         payload,
         installation_id=installation_id,
-        # A newer push to the branch replaces a queued older one.
-        coalesce_key=f"{mode}:{branch or head_sha}",
+        # A newer push to the branch, or a newer commit of the pull request, replaces a
+        # queued older one: one pending plan per branch and per pull request.
+        coalesce_key=(
+            f"plan:pull:{pull_request}"
+            if isinstance(pull_request, int) and not deploys
+            else f"{mode}:{branch or head_sha}"
+        ),
     )
     if not again:
         intake.jobs[-1].dedupe_key = f"{mode}:{head_sha}"

@@ -353,7 +353,8 @@ async def asks_for_resize(classroom) -> None:
     assert answer.status == 303
     [job] = await classroom.services.store.jobs()
     assert (job.payload["name"], job.payload["args"]) == ("resize", ["s-4vcpu-8gb"])
-    assert job.coalesce_key == "command:resize" and job.installation_id == INSTALLATION_ID
+    assert job.coalesce_key == "command:resize s-4vcpu-8gb"
+    assert job.installation_id == INSTALLATION_ID
 
 
 async def test_the_cookie_is_secure_when_the_service_is_https(aiohttp_client, make_settings):

@@ -263,7 +263,8 @@ def test_operation_job_is_the_job_a_comment_asks_for():
         "user": "alice",
         "source": "console",
     }
-    assert job.coalesce_key == "command:resize"
+    # Merged only with an identical request: the same operation and the same words.
+    assert job.coalesce_key == "command:resize so1_5-2vcpu-16gb --disk"
     # The monitor's own restarts coalesce with each other, never with a person's /restart.
     assert (
         operation_job(

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from dotenv import dotenv_values
 
 from bot.app import make_app
@@ -74,7 +75,12 @@ async def setup_client(aiohttp_client, make_settings, github_fake: FakeGitHub):
         GITHUB_API_URL=github_fake.url,
         BOT_PUBLIC_URL=PUBLIC_URL,
     )
-    return await aiohttp_client(make_app(settings, monitoring=False))
+    server = TestServer(make_app(settings, monitoring=False))
+    await server.start_server()
+    # The browser reaches the service at its https public URL, through a proxy: its
+    # Secure cookies come back, as they do here over the test's plain loopback http.
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[server.make_url("/").origin()])
+    return await aiohttp_client(server, cookie_jar=jar)
 
 
 async def register_form(client, query: str = "") -> dict[str, Any]:
@@ -201,6 +207,37 @@ async def test_wrong_or_missing_state_saves_nothing(
     assert github_fake.count(CONVERSION) == 0
     assert not setup_client.app[SERVICES].settings.registered
     assert (await setup_client.get("/readyz")).status == 503
+
+
+async def test_a_callback_from_another_browser_registers_nothing(
+    setup_client, github_fake, tmp_path: Path
+) -> None:
+    """Someone else's browser (no cookie, or its own) with the right state and code is
+    refused, the state stays the first browser's, and that browser still registers."""
+    location = await post_to_github(await register_form(setup_client))
+    url = setup_client.make_url(callback_path(location))
+    async with aiohttp.ClientSession() as stranger:
+        refused = await stranger.get(url, allow_redirects=False)
+        assert refused.status == 400
+        assert "another browser" in await refused.text()
+        # A browser that started a setup of its own holds its own cookie: refused too.
+        cookie = {"classroom_setup": "A" * 32}
+        refused = await stranger.get(url, allow_redirects=False, cookies=cookie)
+        assert refused.status == 400
+    assert github_fake.count(CONVERSION) == 0
+    assert not (tmp_path / ".env").exists()
+    assert not setup_client.app[SERVICES].settings.registered
+    response = await setup_client.get(callback_path(location), allow_redirects=False)
+    assert response.status == 302
+    assert setup_client.app[SERVICES].settings.registered
+
+
+async def test_the_setup_cookie_is_http_only_lax_and_secure_behind_https(setup_client) -> None:
+    response = await setup_client.get("/")
+    header = response.headers["Set-Cookie"]
+    assert header.startswith("classroom_setup=")
+    for attribute in ("HttpOnly", "SameSite=Lax", "Secure", "Path=/setup"):
+        assert attribute in header, header
 
 
 async def test_wrong_state_leaves_an_existing_env_file_unchanged(

@@ -28,6 +28,8 @@ import gidgethub
 from gidgethub import aiohttp as gh_aiohttp
 from gidgethub import sansio
 
+from bot.bounded import BodyTooLarge, read_capped
+
 logger = logging.getLogger(__name__)
 
 REQUESTER = "littlest-classroom"
@@ -42,6 +44,9 @@ ETAG_CACHE_SIZE = 256
 # files of a few hundred courses, so a push that changes none of them reads no blob.
 BLOB_CACHE_BYTES = 64 * 1024 * 1024
 INSTALLATION_CACHE_SIZE = 1024
+# The most of one answer the service reads: GitHub's largest it asks for (a recursive tree,
+# which GitHub itself cuts at 7 MB; a blob of at most 1 MiB, base64) fits many times over.
+RESPONSE_LIMIT = 32 * 1024 * 1024
 
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -144,7 +149,28 @@ class RequestCounters:
             self.rate_limit_remaining = int(remaining)
 
 
-class _ObservedAPI(gh_aiohttp.GitHubAPI):
+class ResponseTooLarge(GitHubError):
+    """An answer longer than the service reads; it was not read further."""
+
+
+class CappedGitHubAPI(gh_aiohttp.GitHubAPI):
+    """gidgethub's aiohttp client reading each answer up to ``RESPONSE_LIMIT`` bytes."""
+
+    response_limit = RESPONSE_LIMIT
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        async with self._session.request(method, url, headers=headers, data=body) as response:
+            what = f"GitHub's answer to {method} {_without_query(url)}"
+            try:
+                data = await read_capped(response, self.response_limit, what)
+            except BodyTooLarge as exc:
+                raise ResponseTooLarge(str(exc)) from None
+            return response.status, response.headers, data
+
+
+class _ObservedAPI(CappedGitHubAPI):
     """gidgethub's aiohttp client that counts answers and waits out rate limits.
 
     Every client of one App shares its session, counters, sleeper and clock; ``auth`` is
@@ -361,7 +387,7 @@ async def convert_manifest(
     """
     if not MANIFEST_CODE_PATTERN.match(code):
         raise GitHubError(f"manifest code {code!r} is not one GitHub issues")
-    api = gh_aiohttp.GitHubAPI(session, REQUESTER, base_url=api_url.rstrip("/"))
+    api = CappedGitHubAPI(session, REQUESTER, base_url=api_url.rstrip("/"))
     answer = await api.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
     if not isinstance(answer, dict) or not {"id", "pem", "webhook_secret"} <= answer.keys():
         raise GitHubError("the manifest conversion answered without the App's credentials")

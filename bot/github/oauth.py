@@ -9,6 +9,7 @@ user tokens are renewed with their refresh token. A token GitHub no longer accep
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from bot.bounded import BodyTooLarge, read_capped
 from deploy.redact import add_secrets
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -23,6 +25,7 @@ API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": 
 EXPIRY_MARGIN = 60.0
 PAGE_SIZE = 100
 MAX_PAGES = 20
+RESPONSE_LIMIT = 8 * 1024 * 1024  # a page of 100 repositories is a few hundred KiB
 
 
 class OAuthError(Exception):
@@ -98,7 +101,9 @@ class GitHubOAuth:
             if response.status >= 500:
                 raise OAuthError(f"GitHub answered HTTP {response.status}; try again")
             try:
-                data = await response.json(content_type=None)
+                data = json.loads(await read_capped(response, RESPONSE_LIMIT, "GitHub's answer"))
+            except BodyTooLarge as exc:
+                raise OAuthError(str(exc)) from None
             except ValueError:
                 raise OAuthError(f"GitHub answered HTTP {response.status} without JSON") from None
         if not isinstance(data, dict):
@@ -140,7 +145,12 @@ class GitHubOAuth:
                 raise TokenRejected("GitHub no longer accepts the token")
             if response.status != 200:
                 raise OAuthError(f"GitHub answered {path} with HTTP {response.status}")
-            return await response.json()
+            try:
+                return json.loads(await read_capped(response, RESPONSE_LIMIT, f"GitHub's {path}"))
+            except BodyTooLarge as exc:
+                raise OAuthError(str(exc)) from None
+            except ValueError:
+                raise OAuthError(f"GitHub answered {path} without JSON") from None
 
     async def user(self, token: UserToken) -> dict[str, Any]:
         return await self._get(token, "/user")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import gidgethub
+from cachetools import TTLCache
 
 from bot import store as st
 from bot.github.checktext import fit_bytes
@@ -31,6 +32,7 @@ DEPLOY_ENVIRONMENT = "classroom"
 DEPLOYMENT_ASKED = "asked"
 SUMMARY_LIMIT = 65535
 PROGRESS_INTERVAL = 5.0  # seconds between progress updates of one check run
+PERMISSION_TTL = 60.0  # a removed collaborator's commands stop within a minute
 
 CONCLUSION_OF_STATE = {
     st.FAILED: "failure",
@@ -65,6 +67,10 @@ class Reporter:
         self._last_progress: dict[int, float] = {}
         # The job's creation and its start both make sure its run exists: one at a time.
         self._opening: dict[int, asyncio.Lock] = {}
+        # Collaborator-permission answers, asked at intake and again when the job runs.
+        self._permissions: TTLCache[tuple[int, str, str], dict | None] = TTLCache(
+            10_000, PERMISSION_TTL
+        )
 
     async def api(self, installation_id: int):
         return await self.services.github.installation_api(installation_id)
@@ -152,14 +158,16 @@ class Reporter:
         text: str = "",
         *,
         details_url: str | None = None,
+        buttons: bool = False,
     ) -> None:
         body: dict[str, Any] = {
             "status": "completed",
             "conclusion": conclusion,
             "completed_at": _now(),
             "output": check_output(title, summary, text),
-            # The buttons come from the registry's entries (at most three, as GitHub allows).
-            "actions": registry.check_actions(),
+            # The buttons come from the registry's entries (at most three, as GitHub allows),
+            # only on a default branch's deploy: never on a pull request's or a branch's plan.
+            "actions": registry.check_actions() if buttons else [],
         }
         if details_url:
             body["details_url"] = details_url
@@ -181,6 +189,7 @@ class Reporter:
                     result.summary,
                     result.log,
                     details_url=result.hub_url,
+                    buttons=job.kind == "deploy",
                 )
             elif state == st.DONE:
                 await self.conclude(run, "success", "Done", "Finished.")
@@ -368,6 +377,16 @@ class Reporter:
             {"owner": owner, "repo": repo, "issue_number": number},
             data={"state": "closed", "state_reason": "completed"},
         )
+
+    async def cached_permission(
+        self, installation_id: int, course: str, username: str
+    ) -> dict | None:
+        """``permission``, remembered for a minute: a command is checked when it arrives
+        and again when its job runs, for one request to GitHub."""
+        key = (installation_id, course.lower(), username.lower())
+        if key not in self._permissions:
+            self._permissions[key] = await self.permission(installation_id, course, username)
+        return self._permissions[key]
 
     async def permission(self, installation_id: int, course: str, username: str) -> dict | None:
         """GitHub's answer on a person's permission, or None for a 404 (not a collaborator)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.jobs.registry import ADMIN, MAY_RUN
+from bot.jobs.registry import ADMIN, MAY_RUN, code
 from bot.jobs.results import JobResult
 from deploy.model import ConfigErrors
 
@@ -60,8 +60,9 @@ def command_reply(name: str, args: list[str], result: JobResult, note: str = "")
     return "\n".join(parts)
 
 
-def coalesced(name: str) -> str:
+def coalesced(name: str, words: list[str] | tuple[str, ...] = ()) -> str:
+    command = code(" ".join((name, *words)))
     return (
-        f"a newer `/{name}` arrived while this one was still queued, so they run once, "
-        "together; the reply to the newer comment has the result."
+        f"the same `/{command}` arrived again while this one was still queued, so they run "
+        "once, together; the reply to the newer comment has the result."
     )

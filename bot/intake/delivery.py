@@ -3,20 +3,27 @@ jobs, and changes to what the store knows of installations and courses.
 
 Handlers only decide. What they ask for is committed together with the delivery, before
 GitHub gets its answer, so nothing accepted is lost and a redelivery changes nothing.
+The one thing a handler may ask GitHub before deciding is a person's permission on the
+course (cached), so a stranger's command is dropped before it is queued or merged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.settings import Settings
 from bot.store import Change, NewJob
 
+# GitHub's collaborator-permission answer for (installation, course, login); None on 404.
+PermissionLookup = Callable[[int, str, str], Awaitable[dict[str, Any] | None]]
+
 
 @dataclass
 class Intake:
     settings: Settings
+    permission: PermissionLookup | None = None
     jobs: list[NewJob] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -1,7 +1,8 @@
 """``POST /webhook``: verify, record and route GitHub's deliveries, answering in milliseconds.
 
 Status codes are a contract (DESIGN): 202 accepted; 200 for ping, ignored events and
-duplicate deliveries; 401 for a missing or wrong signature; 400 for missing headers or bad
+duplicate deliveries (the same id, or the same request under a new id: ``replay``);
+401 for a missing or wrong signature; 400 for missing headers or bad
 JSON; 415 for a wrong content type or an unknown charset; 413 for a body over 25 MiB.
 Nothing a client sends gets a 5xx.
 """
@@ -17,7 +18,7 @@ import orjson
 from aiohttp import web
 from gidgethub import sansio
 
-from bot.intake import payload
+from bot.intake import payload, replay
 from bot.intake.delivery import Intake
 from bot.services import SERVICES, Services
 from bot.store import Delivery
@@ -132,7 +133,11 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
     action, repository, installation_id = _context(event.data)
     log_extra = {"delivery": delivery_id, "event": event.event, "repository": repository}
 
-    intake = Intake(settings)
+    reporter = services.reporter
+    intake = Intake(
+        settings,
+        permission=reporter.cached_permission if reporter is not None else None,
+    )
     if event.event == "ping":
         outcome, status = "ping", 200
     elif reason := ignore_reason(event, services.app_slug, settings.app_id):
@@ -156,9 +161,18 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
     if intake.jobs:
         # Before the jobs: they name the course as the repository is named now.
         intake.changes[:0] = identity_changes(event)
-    delivery = Delivery(delivery_id, event.event, action, repository, installation_id, outcome)
+    delivery = Delivery(
+        delivery_id,
+        event.event,
+        action,
+        repository,
+        installation_id,
+        outcome,
+        content_key=replay.content_key(event) if status == 202 else None,
+    )
     # Deduplication happens here, in the transaction: a redelivery (same id, also after a
-    # restart) records nothing, changes nothing and asks for no job.
+    # restart), or the same request under a new id (a replayed body), records nothing,
+    # changes nothing and asks for no job.
     recorded = await services.store.record_delivery(delivery, intake.jobs, intake.changes)
     if recorded.duplicate:
         logger.debug("duplicate delivery", extra=log_extra)

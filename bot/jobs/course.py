@@ -46,7 +46,7 @@ from bot.store import Job
 from deploy.assignments import names_in
 from deploy.config import CONFIG_FILES, is_course_file, load_course
 from deploy.links import launch_link
-from deploy.model import ConfigError, ConfigErrors, CourseConfig
+from deploy.model import ConfigError, ConfigErrors, CourseConfig, Observed
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -217,8 +217,15 @@ async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseCon
 
 
 def config_ref(job: Job) -> str:
-    """Where a job reads the course's configuration: its commit, else the default branch."""
-    return job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
+    """Where a job reads the course's configuration.
+
+    A commit's own run reads that commit. An operation asked for by name (a command, a
+    button, the console, the service) reads the default branch: a button on a pull
+    request's check run must not deploy the pull request's configuration.
+    """
+    if job.kind in ("deploy", "plan"):
+        return job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
+    return job.payload.get("default_branch") or "main"
 
 
 def assignments_facts(config: CourseConfig, files: CommitFiles | None) -> dict[str, Any] | None:
@@ -304,6 +311,10 @@ async def run_entry(
         on_checkpoint=ctx.checkpoint,
     )
     result = await op.run(context, args)
+    observed = result.details.get("observed")
+    if isinstance(observed, Observed):
+        # Kept for the plans that may not look at the server (pull requests, branches).
+        await services.store.save_observation(job.course, observed)
     if config is not None and source != "commit":
         # A commit's deploy remembers the course itself, and only when it applies.
         await remember_course_if_forgotten(services, job, config, result.hub_url)
@@ -323,12 +334,14 @@ async def run_commit(ctx: JobContext) -> JobResult:
     """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
     services: Services = ctx.services
     job, payload = ctx.job, ctx.job.payload
-    await services.store.add_courses(job.installation_id, [(job.course, None)])
+    mode = payload.get("mode", "plan")
+    if mode == "apply":
+        # A plan changes nothing the store remembers of the course (invariant 12).
+        await services.store.add_courses(job.installation_id, [(job.course, None)])
     refused = await token_refusal(services, job.course)
     if refused is not None:
         return refused
     op = _entry("deploy")
-    mode = payload.get("mode", "plan")
     args = op.args(mode=mode, rebuild=bool(payload.get("rebuild")))
     title = "Deploying" if mode == "apply" else "Planning"
     return await run_entry(ctx, op, args, user=None, source="commit", title=title)
@@ -360,7 +373,9 @@ async def run_command(ctx: JobContext) -> JobResult:
         assert job.installation_id is not None
         reporter = services.reporter
         permission = (
-            await reporter.permission(job.installation_id, job.course, user) if user else None
+            await reporter.cached_permission(job.installation_id, job.course, user)
+            if user
+            else None
         )
         if not has_role(required, permission):
             refusal = texts.refusal(user, permission, required)

@@ -88,17 +88,25 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
         if deployment_id is not None:
             deployment["id"] = deployment_id
 
-    result = await engine.deploy(
-        op.engine,
-        op.course,
-        config,
-        mode="apply" if args.mode == "apply" else "plan",
-        rebuild=args.rebuild,
-        progress=op.progress,
-        before_apply=before_apply,
-        checkpoint=op.checkpoint,
-        source=shared_source(op),
-    )
+    if args.mode == "apply":
+        result = await engine.deploy(
+            op.engine,
+            op.course,
+            config,
+            mode="apply",
+            rebuild=args.rebuild,
+            progress=op.progress,
+            before_apply=before_apply,
+            checkpoint=op.checkpoint,
+            source=shared_source(op),
+        )
+    else:
+        # A pull request's or another branch's commit: its configuration alone, compared
+        # with what was last recorded. Whoever wrote it, nothing is contacted or changed.
+        last_seen, seen_at = await services.store.last_observation(op.course)
+        result = await engine.plan_from_config(
+            op.engine, op.course, config, last_seen, seen_at=seen_at
+        )
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
     if args.mode == "apply" and result.hub_url:

@@ -38,7 +38,9 @@ queues the same job a ``/resize s-4vcpu-8gb`` comment asks for; ``operation_job(
 builds that ``NewJob`` without storing it (webhook handlers add it to their ``Intake``).
 Both check the words with the entry's grammar first and raise ``CommandError``, whose text
 is the reply to show. A job whose source is the service itself (``monitor``, ``schedule``)
-runs without a person's permission check; every other source is checked when it runs.
+runs without a person's permission check; every other source is checked when it arrives
+(webhook intake, the console) and again when it runs. Every operation asked for by name
+reads the default branch's configuration, never the commit a button's check run is on.
 """
 
 from __future__ import annotations
@@ -532,10 +534,17 @@ def operation_job(
         "user": user,
         "source": source,
     }
-    # A newer request for the same operation replaces one still waiting: they run once. The
-    # service's own requests coalesce only with each other, so a person's request (and the
-    # reply it is owed) is never replaced by the monitor's.
-    key = f"{source}:{op.name}" if source in SERVICE_SOURCES else f"command:{op.name}"
+    # The service's own requests coalesce with each other, so a person's request (and the
+    # reply it is owed) is never replaced by the monitor's. A person's request replaces only
+    # an identical one still waiting (same operation, same words): `/approve bob` never
+    # replaces `/approve ada`, nor `/restore` a `/restore SNAP --all --confirm`. Who may ask
+    # is decided before a job is queued (webhook intake, the console), so nobody's request
+    # is merged into a stranger's.
+    key = (
+        f"{source}:{op.name}"
+        if source in SERVICE_SOURCES
+        else "command:" + " ".join((op.name, *op.words(args)))
+    )
     return NewJob(course, "command", body, installation_id, coalesce_key=key)
 
 
@@ -551,7 +560,8 @@ def invalid_command_job(
     reply saying why (the job checks who asked before answering)."""
     body = {**(payload or {}), "name": "invalid", "args": [], "problem": problem, "user": user}
     body.setdefault("source", "comment")
-    return NewJob(course, "command", body, installation_id, coalesce_key="command:invalid")
+    # Each gets its own reply: never merged.
+    return NewJob(course, "command", body, installation_id)
 
 
 async def enqueue_operation(

@@ -13,7 +13,8 @@ from bot.store.records import (
     MonitorState,
     monitor_state_from_row,
 )
-from deploy.model import ServerRecord
+from deploy.model import Observed, ServerRecord
+from deploy.observe import observation_from_record, observation_record
 
 
 class CourseTables(Database):
@@ -33,6 +34,20 @@ class CourseTables(Database):
                 (course, json.dumps(asdict(record)), time.time()),
             )
         )
+
+    async def save_observation(self, course: str, observed: Observed) -> None:
+        """What the course's server last reported, for plans that may not look at it."""
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        record = {"at": at, "observed": observation_record(observed)}
+        await self.set_meta(f"observed:{course}", json.dumps(record))
+
+    async def last_observation(self, course: str) -> tuple[Observed | None, str | None]:
+        """What ``save_observation`` kept, and when (None, None when nothing was)."""
+        raw = await self.get_meta(f"observed:{course}")
+        if not raw:
+            return None, None
+        record = json.loads(raw)
+        return observation_from_record(record.get("observed") or {}), record.get("at")
 
     # -- monitoring -------------------------------------------------------------------
 

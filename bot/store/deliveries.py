@@ -136,6 +136,10 @@ def remove_courses(full_names: Iterable[str]) -> Change:
     )
 
 
+class _Replayed(Exception):
+    """A delivery whose request was recorded before under another delivery id."""
+
+
 class DeliveryTables(Database):
     """Deliveries with their changes and jobs, installations and courses."""
 
@@ -273,7 +277,7 @@ class DeliveryTables(Database):
         outcomes: list[Recorded | Exception] = []
         try:
             for delivery, jobs, changes in batch:
-                if not jobs and not changes:
+                if not jobs and not changes and delivery.content_key is None:
                     # One statement, which SQLite undoes alone if it fails: no savepoint
                     # needed (most deliveries are ignored ones, and this halves their cost).
                     try:
@@ -284,6 +288,9 @@ class DeliveryTables(Database):
                 db.execute("SAVEPOINT delivery")
                 try:
                     outcomes.append(self._record_one(db, delivery, jobs, changes))
+                except _Replayed:
+                    db.execute("ROLLBACK TO delivery")
+                    outcomes.append(Recorded(duplicate=True))
                 except Exception as exc:
                     db.execute("ROLLBACK TO delivery")
                     outcomes.append(exc)
@@ -311,6 +318,24 @@ class DeliveryTables(Database):
         )
         if cursor.rowcount == 0:
             return Recorded(duplicate=True)
+        if delivery.content_key is not None:
+            # The same request under another delivery id (a replayed body): nothing runs.
+            # Its row keeps the key as long as deliveries are kept.
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
+                (
+                    delivery.content_key,
+                    delivery.event,
+                    delivery.action,
+                    delivery.repository,
+                    delivery.installation_id,
+                    delivery.received_at,
+                    f"request of delivery {delivery.id}",
+                ),
+            )
+            if cursor.rowcount == 0:
+                # Undone with the savepoint's other writes: only the first one is kept.
+                raise _Replayed()
         for change in changes:
             change(db)
         recorded = Recorded(duplicate=False)

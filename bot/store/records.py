@@ -64,6 +64,9 @@ class Delivery:
     installation_id: int | None
     outcome: str
     received_at: float = field(default_factory=time.time)
+    # What the delivery carries (``bot.intake.replay``): a second delivery with the same
+    # key is a duplicate whatever its id. Stored as a row of its own, not a column.
+    content_key: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """The setup page: registers the service as a GitHub App through GitHub's manifest flow.
 
 While no App credentials are configured, ``GET /`` explains what will be created and
-posts the manifest (from ``app.yml``) to GitHub with a random ``state``. GitHub sends the
-person back to ``/setup/callback?code&state``; the code is exchanged for the App's
+posts the manifest (from ``app.yml``) to GitHub with a random ``state``, bound to the
+browser that asked by a cookie. GitHub sends the person back to
+``/setup/callback?code&state``; a callback from another browser (no cookie, or not the
+one the ``state`` was given to) is refused and registers nothing. Else the code is
+exchanged for the App's
 credentials, which are merged into ``.env`` (mode 0600) and used at once. Once
 credentials exist, both routes answer 404: nobody can re-register the app.
 """
@@ -10,6 +13,7 @@ credentials exist, both routes answer 404: nobody can re-register the app.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
 import ipaddress
 import json
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 APP_MANIFEST = Path(__file__).resolve().parents[2] / "app.yml"
 ORG_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 STATE_LIFETIME = 3600
+# The cookie that binds a setup's ``state`` to the browser it was given to.
+SETUP_COOKIE = "classroom_setup"
+_BROWSER_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 PENDING_STATES = web.AppKey("setup_states", TTLCache)
 SETUP_LOCK = web.AppKey("setup_lock", asyncio.Lock)
@@ -120,7 +127,10 @@ async def setup_page(request: web.Request) -> web.Response:
         return _page("Unknown organization", "<p>That is not a GitHub organization name.</p>", 400)
     manifest = build_manifest(settings.public_url, webhook_proxy_url=settings.webhook_proxy_url)
     state = secrets.token_urlsafe(24)
-    request.app[PENDING_STATES][state] = True
+    browser = request.cookies.get(SETUP_COOKIE, "")
+    if not _BROWSER_TOKEN.fullmatch(browser):
+        browser = secrets.token_urlsafe(24)
+    request.app[PENDING_STATES][state] = browser
     target = (
         f"{settings.github_url}/organizations/{org}/settings/apps/new"
         if org
@@ -142,7 +152,30 @@ async def setup_page(request: web.Request) -> web.Response:
         f'<input type="hidden" name="manifest" value="{html.escape(json.dumps(manifest))}">'
         '<button type="submit" id="register">Register the GitHub App</button></form>'
     )
-    return _page("Set up Littlest Classroom", body)
+    response = _page("Set up Littlest Classroom", body)
+    # Lax: sent on GitHub's redirect back (a top-level GET), never on another site's POST.
+    response.set_cookie(
+        SETUP_COOKIE,
+        browser,
+        max_age=STATE_LIFETIME,
+        path="/setup",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.public_url.startswith("https://"),
+    )
+    return response
+
+
+def _started_here(request: web.Request, state: str) -> bool:
+    """Whether ``state`` was given to this browser (its cookie), compared in constant time;
+    a match spends it."""
+    pending = request.app[PENDING_STATES]
+    browser = pending.get(state) if state else None
+    cookie = request.cookies.get(SETUP_COOKIE, "")
+    if not isinstance(browser, str) or not hmac.compare_digest(browser.encode(), cookie.encode()):
+        return False
+    pending.pop(state, None)
+    return True
 
 
 async def setup_callback(request: web.Request) -> web.Response:
@@ -152,11 +185,12 @@ async def setup_callback(request: web.Request) -> web.Response:
     async with request.app[SETUP_LOCK]:
         if services.settings.registered:
             raise web.HTTPNotFound()
-        if not state or request.app[PENDING_STATES].pop(state, None) is None:
+        if not _started_here(request, state):
             return _page(
                 "Setup link expired",
-                "<p>This link does not match a setup started here (wrong or used "
-                "<code>state</code>). Nothing was saved. <a href='/'>Start again</a>.</p>",
+                "<p>This link does not match a setup started in this browser (wrong, used "
+                "or another browser's <code>state</code>). Nothing was saved. "
+                "<a href='/'>Start again</a>.</p>",
                 400,
             )
         if not MANIFEST_CODE_PATTERN.fullmatch(code):

@@ -4,6 +4,7 @@ fake DigitalOcean and the loopback SSH server, with a course repository to deplo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ COURSE_REPO_ID = 4_242_001
 README_WITH_MARKERS = (
     b"# Physics 101\n\n<!-- classroom-badges:start -->\n<!-- classroom-badges:end -->\n\nWelcome.\n"
 )
+COMMENT_IDS = itertools.count()
 NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
 
 
@@ -117,7 +119,8 @@ class Classroom:
         payload["comment"] = {
             **payload["comment"],
             "body": body,
-            "id": 555000 + len(self.github.comments),
+            # GitHub's comment ids are unique: a repeated id is the same comment.
+            "id": 555000 + next(COMMENT_IDS),
             "user": {**payload["comment"]["user"], "login": user, "type": "User"},
             "performed_via_github_app": None,
         }

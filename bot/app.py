@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -101,12 +102,19 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
     """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
+
+    async def other_addresses(full_name: str) -> set[str]:
+        return await store.server_addresses(except_course=full_name)
+
     return Engine(
         records=store,
         ssh=SSHPool(),
         service_key=key,
         droplets=droplets,
         droplet_resolver=resolver,
+        other_addresses=other_addresses,
+        hub_domains=settings.hub_domains,
+        service_host=urlsplit(settings.public_url).hostname,
     )
 
 

@@ -126,6 +126,9 @@ class CourseConfig:
     # None: no volume; /home stays on the droplet's disk (as for every course before).
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    # GitHub's repository.id: the course's cloud resources are tagged and named by it
+    # (deploy.ownership). None only for a config read without a course (a pure plan).
+    repo_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ class ServerRecord:
     # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
     # new droplet keeps.
     reserved_ip: str | None = None
+    # The DNS A record (its id) the service made for hub.hostname: the only one it changes.
+    dns_record_id: int | None = None
 
 
 class ServerRecords(Protocol):

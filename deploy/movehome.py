@@ -23,6 +23,7 @@ from deploy.homevolume import (
     MOUNT_POINT,
     STEP_TIMEOUT,
     bind_lines,
+    is_course_volume,
     volume_lines,
 )
 from deploy.model import CourseConfig, OperationResult, Progress, Step
@@ -38,7 +39,6 @@ from deploy.operations import (
     hub_url,
 )
 from deploy.ssh import SSHError
-from deploy.volumes import is_home_volume_name
 
 SNAPSHOT_SUFFIX = "-before-move-home-"
 
@@ -139,7 +139,7 @@ async def move_home(
         target = _target(engine, config, record)
         _, stdout, _ = await engine.ssh.run_script(target, observe_script())
         seen = parse_observation(stdout)
-        if is_home_volume_name(seen.home_volume, config.server.name) and seen.home_on_volume:
+        if is_course_volume(seen.home_volume, config) and seen.home_on_volume:
             return _result("neutral", "Already moved", f"/home is on `{seen.home_volume}`.")
         droplets = await _droplets(engine, course)
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")

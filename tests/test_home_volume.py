@@ -23,16 +23,16 @@ from deploy import backup, homevolume, movehome, operations, planner, volumes
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
-from deploy.model import DROPLET_TAG, Observed, ServerRecord
+from deploy.model import Observed, ServerRecord
 from deploy.ssh import SSHPool
 from deploy.validate import DROPLET_NAME
 from deploy.volumes import VolumeDriver
-from tests.support.engine import MemoryRecords, instant, noop
+from tests.support.engine import REPO_ID, TAGS, MemoryRecords, coded, instant, noop
 
 COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
-VOLUME = "physics101-hub-home"
-CONFIG = f"server:\n  name: {NAME}\n  region: syd1\nhub:\n  admins: [alice]\n"
+NAME = coded("physics101-hub")
+VOLUME = f"{NAME}-home"
+CONFIG = "server:\n  name: physics101-hub\n  region: syd1\nhub:\n  admins: [alice]\n"
 STORAGE = "storage: {size: 20}\n"
 
 
@@ -44,7 +44,7 @@ PORT: int | None = None
 def course(extra: str = STORAGE):
     port = f"  port: {PORT}\n" if PORT else ""
     config = CONFIG.replace("hub:\n", f"{port}hub:\n", 1) + extra
-    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p")
+    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p", REPO_ID)
 
 
 # ---- the plan (pure) -------------------------------------------------------------------------
@@ -105,7 +105,7 @@ async def droplet(tmp_path, ssh_target, do_fake, monkeypatch):
     """A new droplet (nothing in /home, no TLJH) that answers SSH on the loopback target."""
     monkeypatch.setattr(sys.modules[__name__], "PORT", ssh_target.port)
     ssh_target.empty_home()
-    made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
+    made = do_fake.add_droplet(NAME, tags=TAGS)
     do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
     records = MemoryRecords()
     records.records[COURSE] = ServerRecord(
@@ -146,7 +146,7 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
     assert first.conclusion == "success", first.summary
 
     [volume] = do_fake.volumes.values()
-    assert (volume.name, volume.size_gigabytes, volume.tags) == (VOLUME, 20, [DROPLET_TAG])
+    assert (volume.name, volume.size_gigabytes, volume.tags) == (VOLUME, 20, TAGS)
     assert volume.droplet_ids == [do_fake.droplets[volume.droplet_ids[0]].id]
     called = programs(ssh_target)
     assert called.count("mkfs.ext4") == 1
@@ -179,7 +179,7 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
 async def test_a_volume_with_a_filesystem_and_a_students_file_is_mounted_never_formatted(
     droplet, ssh_target, do_fake
 ) -> None:
-    existing = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    existing = do_fake.add_volume(VOLUME, tags=TAGS)
     folder = ssh_target.attach_volume(existing.name)
     ssh_target.give_filesystem(existing.name)
     notebook = folder / "home" / "jupyter-alice" / "notes.ipynb"

@@ -13,6 +13,7 @@ from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG, ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
+from tests.support.engine import coded
 from tests.test_commands_flow import do_config, issue_payload
 from tests.test_github_surfaces import fake_hub
 from tests.test_recover import VOLUME, assert_recovered, student_files
@@ -63,7 +64,7 @@ async def test_the_outage_issue_names_recover_and_recover_brings_everything_back
 
     async with fake_hub(down) as hub_url:
         facts = await services.store.course_facts(COURSE_REPO)
-        assert facts["server_name"] == "physics101-hub"
+        assert facts["server_name"] == coded("physics101-hub")
         await services.store.save_course_facts(COURSE_REPO, {**facts, "hub_url": hub_url})
         monitor = Monitor(services, http_timeout=2)
         for _ in range(2):

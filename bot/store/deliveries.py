@@ -50,7 +50,9 @@ def add_courses(installation_id: int, repositories: Iterable[tuple[str, int | No
     rows = [(name, installation_id, repo_id, now) for name, repo_id in repositories]
     return lambda db: db.executemany(
         "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
-        "installation_id=excluded.installation_id, repo_id=excluded.repo_id, active=1, "
+        "installation_id=excluded.installation_id, "
+        # A job that does not know the repository's id keeps the one recorded.
+        "repo_id=COALESCE(excluded.repo_id, courses.repo_id), active=1, "
         "updated_at=excluded.updated_at",
         rows,
     )

@@ -21,12 +21,12 @@ from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, 
 from deploy.operations import (
     Engine,
     OperationError,
-    _droplets,
-    _known_server,
-    _result,
-    _target,
+    droplet_driver,
     hub_url,
+    known_server,
+    operation_result,
     owner_tag,
+    server_target,
 )
 from deploy.render import escape
 from deploy.ssh import SSHError
@@ -85,11 +85,11 @@ async def _course_volume(
             ".github/classroom.yml (provider digitalocean); on your own server back /home "
             "up with restic or rsync"
         )
-    record = await _known_server(engine, course, config)
+    record = await known_server(engine, course, config)
     if record is None or not record.droplet_id:
         raise OperationError("the course has no droplet yet; push to deploy it first")
     owner = owner_tag(config)
-    volumes = VolumeDriver(await _droplets(engine, course))
+    volumes = VolumeDriver(await droplet_driver(engine, course))
     name = home_volume_name(config.server.name)
     volume = await volumes.current_home_volume(
         config.server.name, owner, record.region or config.server.region, record.droplet_id
@@ -117,11 +117,11 @@ async def backup(
             config.server.name, owner, config.backup.keep, progress
         )
     except OperationError as exc:
-        return _result("failure", "Backup failed", str(exc))
+        return operation_result("failure", "Backup failed", str(exc))
     except DropletError as exc:
-        return _result("failure", "Backup failed", str(exc), snapshot_failed=True)
+        return operation_result("failure", "Backup failed", str(exc), snapshot_failed=True)
     gone = f"; {len(pruned)} older snapshot(s) deleted (keeping {config.backup.keep})"
-    return _result(
+    return operation_result(
         "success",
         f"Snapshot {taken.name} taken",
         f"Snapshot `{escape(taken.name)}` of volume `{escape(volume.name)}` is done"
@@ -156,8 +156,8 @@ async def list_snapshots(
         volumes, _, _, owner = await _course_volume(engine, course, config)
         found = await volumes.list_snapshots(config.server.name, owner)
     except (OperationError, DropletError) as exc:
-        return _result("failure", "Could not list snapshots", str(exc))
-    return _result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
+        return operation_result("failure", "Could not list snapshots", str(exc))
+    return operation_result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
 
 
 def copy_home_script(volume_name: str, student: str, stamp: str) -> str:
@@ -212,7 +212,7 @@ async def restore_student(
     try:
         student = check_hub_username(student)
     except Invalid as exc:
-        return _result("failure", "Nothing restored", str(exc))
+        return operation_result("failure", "Nothing restored", str(exc))
     try:
         volumes, record, _, owner = await _course_volume(engine, course, config)
         chosen = [
@@ -235,21 +235,21 @@ async def restore_student(
             copy_home_script(temporary.name, student, stamp),
             timeout=STEP_TIMEOUT,
         )
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        result = await engine.ssh.run_step(server_target(engine, config, record), step, progress)
         if not result.ok:
             raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
         await volumes.delete_restore_volume(
             temporary, config.server.name, owner, record.droplet_id, progress
         )
     except (OperationError, DropletError, SSHError) as exc:
-        return _result(
+        return operation_result(
             "failure",
             "Restore did not finish",
             f"{exc}\n\nNothing under /home was changed except a `restored-…` folder; "
             "run the same command again to finish it.",
         )
     folder = f"{HOME_PREFIX}{student}/restored-{stamp}"
-    return _result(
+    return operation_result(
         "success",
         f"Restored {student}'s files",
         f"{student}'s home as it was in `{escape(snapshot)}` is in `{escape(folder)}/`. "
@@ -271,7 +271,7 @@ async def restore_all(
     """Every home back as it was in ``snapshot``: the hub stops, a volume made from the
     snapshot takes the current one's place (which is kept, detached), the hub starts."""
     if not confirm:
-        return _result(
+        return operation_result(
             "failure",
             "Nothing restored",
             f"`/restore {escape(snapshot[:80])} --all` puts every student's home back as it "
@@ -290,7 +290,7 @@ async def restore_all(
             )
         assert record.droplet_id is not None
         region = record.region or config.server.region
-        target = _target(engine, config, record)
+        target = server_target(engine, config, record)
         wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
         if current.name != wanted:
             stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())
@@ -312,7 +312,7 @@ async def restore_all(
         if not started.ok:
             raise OperationError(f"the hub did not start:\n```\n{started.output_tail}\n```")
     except (OperationError, DropletError, SSHError) as exc:
-        return _result(
+        return operation_result(
             "failure",
             "Restore did not finish",
             f"{exc}\n\nNo volume was deleted; run the same command again to finish it.",
@@ -322,7 +322,7 @@ async def restore_all(
         if current.name == wanted
         else f" The previous volume, `{escape(current.name)}`, is kept, detached."
     )
-    return _result(
+    return operation_result(
         "success",
         f"Restored every home from {snapshot}",
         f"Volume `{escape(wanted)}`, made from `{escape(snapshot)}`, now holds /home and "

@@ -665,13 +665,30 @@ class DropletDriver:
                 "power it on from DigitalOcean's control panel"
             ) from None
 
-    async def snapshot(self, droplet_id: int, name: str, progress: Progress) -> None:
-        """Take a snapshot of the running droplet (DigitalOcean allows it while on)."""
+    async def snapshot(
+        self, droplet_id: int, name: str, progress: Progress, owner: str | None = None
+    ) -> None:
+        """Take a snapshot of the running droplet (DigitalOcean allows it while on), tagged
+        as the course's (``owner``) once it is done."""
         _check(SNAPSHOT_NAME_PATTERN, name, "snapshot name", "physics101-2024-05-01")
         await _say(progress, f"Taking snapshot {name}")
         await self._action(
             int(droplet_id), "snapshot", self.timeout, lambda d: d.take_snapshot(name)
         )
+        if owner is not None:
+            listed = await self._call(
+                "list droplet snapshots",
+                self.api.request,
+                "snapshots",
+                "GET",
+                {"resource_type": "droplet"},
+            )
+            taken = [
+                s["id"]
+                for s in listed.get("snapshots", [])
+                if s.get("name") == name and str(s.get("resource_id")) == str(int(droplet_id))
+            ]
+            await self.tag(owner, "image", taken)
         await _say(progress, f"Snapshot {name} is done")
 
     async def reboot(self, droplet_id: int, progress: Progress) -> None:

@@ -36,6 +36,7 @@ from deploy.operations import (
     hub_url,
     known_server,
     operation_result,
+    owner_tag,
     server_target,
 )
 from deploy.ssh import SSHError
@@ -146,7 +147,10 @@ async def move_home(
         droplets = await droplet_driver(engine, course)
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         await droplets.snapshot(
-            record.droplet_id, f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}", progress
+            record.droplet_id,
+            f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}",
+            progress,
+            owner_tag(config),
         )
         volume = await course_home_volume(engine, course, config, progress)
         step = Step(

@@ -718,7 +718,7 @@ async def snapshot(
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)
         droplets = await droplet_driver(engine, course)
-        await droplets.snapshot(record.droplet_id, title, progress)
+        await droplets.snapshot(record.droplet_id, title, progress, owner_tag(config))
     except (OperationError, DropletError) as exc:
         return operation_result("failure", "Could not snapshot", str(exc))
     return operation_result(

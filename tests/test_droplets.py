@@ -881,3 +881,14 @@ async def test_addresses_lists_droplets_and_reserved_ips_with_their_tags(do_fake
     found = await driver(do_fake, rec).addresses()
     assert (ours.ipv4, (DROPLET_TAG, OWNER), ours.id) in found
     assert (theirs.ipv4, (DROPLET_TAG, OTHER), theirs.id) in found
+
+
+async def test_a_droplet_snapshot_is_tagged_as_the_courses(do_fake, rec) -> None:
+    droplet = do_fake.add_droplet("hub", tags=[DROPLET_TAG, OWNER])
+    other = do_fake.add_droplet("other", tags=[DROPLET_TAG, OTHER])
+    d = driver(do_fake, rec)
+    await d.snapshot(other.id, "before-term", rec.progress)
+    await d.snapshot(droplet.id, "before-term", rec.progress, OWNER)
+
+    tags = {s["resource_id"]: s["tags"] for s in do_fake.snapshots}
+    assert tags == {str(droplet.id): [OWNER], str(other.id): []}

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy.config import load_course
@@ -67,6 +67,7 @@ def within_limits(kind: str, name: str) -> bool:
     return len(name) <= 64 and VOLUME_NAME_PATTERN.fullmatch(name) is not None
 
 
+@settings(deadline=None)  # a shared CI machine may be slow; the property is what counts
 @given(READABLE, READABLE, REPO_IDS, REPO_IDS)
 def test_distinct_repository_ids_never_share_a_name_of_any_kind(
     readable_a: str, readable_b: str, id_a: int, id_b: int
@@ -80,6 +81,7 @@ def test_distinct_repository_ids_never_share_a_name_of_any_kind(
     assert not set(names_a.values()) & set(names_b.values())
 
 
+@settings(deadline=None)
 @given(READABLE, REPO_IDS)
 def test_every_name_keeps_within_digitaloceans_limits(readable: str, repo_id: int) -> None:
     for kind, name in every_name(readable, repo_id).items():
@@ -88,6 +90,7 @@ def test_every_name_keeps_within_digitaloceans_limits(readable: str, repo_id: in
     assert TAG.fullmatch(course_tag(repo_id))
 
 
+@settings(deadline=None)
 @given(READABLE, REPO_IDS)
 def test_the_code_is_read_back_from_the_name(readable: str, repo_id: int) -> None:
     name = course_name(readable, repo_id)

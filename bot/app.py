@@ -105,6 +105,9 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
 
     async def other_addresses(full_name: str) -> set[str]:
         return await store.server_addresses(except_course=full_name)
+    async def course_id(full_name: str) -> int | None:
+        known = await store.course(full_name)
+        return known.repo_id if known is not None else None
 
     return Engine(
         records=store,
@@ -115,6 +118,7 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
         other_addresses=other_addresses,
         hub_domains=settings.hub_domains,
         service_host=urlsplit(settings.public_url).hostname,
+        course_ids=course_id,
     )
 
 

@@ -24,8 +24,10 @@ from deploy.model import (
     CourseConfig,
     HubSpec,
     MonitorSpec,
+    NodePoolSpec,
     Packages,
     ServerSpec,
+    SharedFolder,
     StorageSpec,
 )
 from deploy.ownership import course_name
@@ -42,13 +44,17 @@ from deploy.validate import (
     check_host_key,
     check_hostname,
     check_hub_username,
+    check_image,
     check_memory,
     check_port,
+    check_repository_folder,
+    check_shared_name,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
     droplet_name_for,
+    line_of,
     parse_duration,
     parse_yaml,
 )
@@ -62,8 +68,30 @@ CONFIG_FILES: frozenset[str] = frozenset(
     }
 )
 
-TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune", "storage", "backup")
-SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
+TOP_KEYS = (
+    "server",
+    "hub",
+    "content",
+    "badges",
+    "monitor",
+    "prune",
+    "storage",
+    "backup",
+    "shared",
+)
+SERVER_KEYS = (
+    "provider",
+    "name",
+    "region",
+    "size",
+    "image",
+    "host",
+    "user",
+    "port",
+    "host_key",
+    "nodes",
+    "cluster",
+)
 HUB_KEYS = (
     "hostname",
     "letsencrypt_email",
@@ -73,12 +101,16 @@ HUB_KEYS = (
     "limits",
     "idle_timeout",
     "tljh_version",
+    "image",
 )
+NODE_KEYS = ("size", "min", "max")
 LIMIT_KEYS = ("memory", "cpu")
 CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
 STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
+SHARED_KEYS = ("from", "to", "writable")
+MAX_SHARED_FOLDERS = 20
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 # DigitalOcean's volumes are 1 GiB to 16 TiB.
@@ -87,6 +119,32 @@ BACKUP_EVERY_RANGE = (3600, 30 * 86400)
 # DigitalOcean keeps at most 25 snapshots of a volume, and a backup takes the new one
 # before retention deletes the oldest.
 BACKUP_KEEP_RANGE = (1, 24)
+# DigitalOcean's node pools autoscale between 1 and 100 nodes (min may be 0 only for
+# pools beside another that keeps the cluster's own pods).
+NODE_COUNT_RANGE = (1, 100)
+
+# Keys of other providers that a kubernetes course may not set, and what to use instead.
+NOT_ON_KUBERNETES = {
+    "server.size": "the nodes' size is server.nodes.size on provider: kubernetes",
+    "server.image": "nodes run DigitalOcean's Kubernetes image; the students' image is hub.image",
+    "server.host": "is only used with provider: ssh",
+    "server.user": "is only used for SSH; provider: kubernetes has no SSH",
+    "server.port": "is only used for SSH; provider: kubernetes has no SSH",
+    "server.host_key": "is only used for SSH; provider: kubernetes has no SSH",
+    "hub.tljh_version": "is The Littlest JupyterHub's; provider: kubernetes runs the Zero to "
+    "JupyterHub chart at the version this service pins",
+    "backup": "volume snapshots of the shared homes are not built yet on provider: kubernetes; "
+    "remove the key (and see docs/instructors.md)",
+    "shared": "shared folders are not built yet on provider: kubernetes; remove the key "
+    "(put the files in the students' image instead)",
+}
+# Keys that only mean something on provider: kubernetes.
+ONLY_ON_KUBERNETES = {
+    "server.nodes": "is the node pool of provider: kubernetes",
+    "server.cluster": "names a Kubernetes cluster (provider: kubernetes)",
+    "hub.image": "is the students' container image on provider: kubernetes; on a server, "
+    "packages come from environment.yml, requirements.txt and apt.txt",
+}
 
 
 def is_course_file(path: str) -> bool:
@@ -120,6 +178,8 @@ def load_course(
         packages = read_packages(files)
     except ConfigErrors as found:
         errors += found.errors
+    if not errors and settings.server.provider == "kubernetes":
+        errors += _packages_need_an_image(settings, packages)
     if errors:
         raise ConfigErrors(errors)
     server = settings.server
@@ -138,7 +198,27 @@ def load_course(
         prune=settings.prune,
         storage=settings.storage,
         backup=settings.backup,
+        shared=settings.shared,
     )
+
+
+def _packages_need_an_image(settings: CourseSettings, packages: Packages) -> list[ConfigError]:
+    """On Kubernetes the students' packages come from an image: package files without
+    ``hub.image`` are refused, naming the file."""
+    if settings.hub.image is not None:
+        return []
+    files = sorted({file for value in packages.sources.values() for file in value.split(", ")})
+    return [
+        ConfigError(
+            file,
+            None,
+            "",
+            "on provider: kubernetes packages come from the students' image: build one from "
+            "this file with repo2docker (e.g. the jupyterhub/repo2docker-action workflow) and "
+            "name it in hub.image in .github/classroom.yml",
+        )
+        for file in files
+    ]
 
 
 @dataclass(frozen=True)
@@ -153,6 +233,7 @@ class CourseSettings:
     prune: bool = False
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    shared: tuple[SharedFolder, ...] = ()
 
 
 def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
@@ -169,8 +250,10 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     monitor = _monitor(reader, top.get("monitor"))
     storage = _storage(reader, top.get("storage"))
     backup = _backup(reader, top.get("backup"))
+    shared = _shared(reader, top.get("shared"))
     _volume_needs_a_droplet(reader, server, top)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup}
+    _keys_for_the_provider(reader, server, top)
+    flags: dict[str, Any] = {"storage": storage, "backup": backup, "shared": shared}
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -197,7 +280,9 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             values[key] = value
 
     if "provider" in keys:
-        provider = reader.choice(keys["provider"][1], "server.provider", ("digitalocean", "ssh"))
+        provider = reader.choice(
+            keys["provider"][1], "server.provider", ("digitalocean", "ssh", "kubernetes")
+        )
         if provider:
             values["provider"] = provider
     read("name", check_droplet_name)
@@ -213,6 +298,11 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             port := reader.check(keys["port"][1], "server.port", check_port, port)
         ):
             values["port"] = port
+    read("cluster", check_droplet_name)
+    if "nodes" in keys:
+        values["nodes"] = _nodes(reader, keys["nodes"])
+    elif values.get("provider") == "kubernetes":
+        values["nodes"] = NodePoolSpec()
     server = ServerSpec(**values)
     provider_line = keys["provider"][0] if "provider" in keys else entry[0] if entry else 1
     if server.provider == "ssh" and "host" not in keys:
@@ -226,6 +316,36 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             "is only used with provider: ssh; a droplet's address comes from DigitalOcean",
         )
     return server
+
+
+def _nodes(reader: YamlReader, entry: Entry) -> NodePoolSpec:
+    keys = _section(reader, entry, "server.nodes", NODE_KEYS)
+    values: dict[str, Any] = {}
+    if "size" in keys and (
+        size := reader.checked_text(keys["size"][1], "server.nodes.size", check_size_slug)
+    ):
+        values["size"] = size
+    low, high = NODE_COUNT_RANGE
+    for key in ("min", "max"):
+        if key not in keys:
+            continue
+        node = keys[key][1]
+        count = reader.integer(node, f"server.nodes.{key}")
+        if count is not None and not low <= count <= high:
+            reader.error(
+                node, f"server.nodes.{key}", f"{count} is out of range; use {low} to {high} nodes"
+            )
+        elif count is not None:
+            values[key] = count
+    pool = NodePoolSpec(**values)
+    if pool.min > pool.max:
+        line = keys["min"][0] if "min" in keys else entry[0]
+        reader.error(
+            line,
+            "server.nodes.min",
+            f"{pool.min} is above server.nodes.max ({pool.max}); the pool scales between them",
+        )
+    return pool
 
 
 def _hub(reader: YamlReader, entry: Entry | None) -> HubSpec:
@@ -279,6 +399,10 @@ def _hub(reader: YamlReader, entry: Entry | None) -> HubSpec:
         )
         if version:
             values["tljh_version"] = version
+    if "image" in keys:
+        image = reader.checked_text(keys["image"][1], "hub.image", check_image)
+        if image:
+            values["image"] = image
     hub = HubSpec(**values)
     if hub.hostname and not hub.letsencrypt_email and "letsencrypt_email" not in keys:
         reader.error(
@@ -378,6 +502,64 @@ def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
     return BackupSpec(**values)
 
 
+def _shared(reader: YamlReader, entry: Entry | None) -> tuple[SharedFolder, ...]:
+    """``shared:``: a list of ``{from: FOLDER/, to: NAME}`` and ``{writable: NAME}``."""
+    if entry is None:
+        return ()
+    folders: list[SharedFolder] = []
+    first_line: dict[str, int] = {}
+    for index, node in enumerate(reader.sequence(entry[1], "shared", MAX_SHARED_FOLDERS)):
+        where = f"shared[{index}]"
+        if not isinstance(node, yaml.MappingNode):
+            reader.error(
+                node,
+                where,
+                "must be a mapping: {from: data/, to: data} (read-only, from the repository) "
+                "or {writable: notes} (writable by the hub's admins)",
+            )
+            continue
+        keys = reader.mapping(node, where, SHARED_KEYS)
+        if "writable" in keys and ("from" in keys or "to" in keys):
+            reader.error(
+                node,
+                where,
+                "is either {from: FOLDER/, to: NAME} or {writable: NAME}, not both: a "
+                "writable folder is filled on the hub, not from the repository",
+            )
+            continue
+        if "writable" in keys:
+            name_node = keys["writable"][1]
+            name = reader.checked_text(name_node, f"{where}.writable", check_shared_name)
+            source = None
+        elif "from" in keys and "to" in keys:
+            name_node = keys["to"][1]
+            source = reader.checked_text(keys["from"][1], f"{where}.from", check_repository_folder)
+            name = reader.checked_text(name_node, f"{where}.to", check_shared_name)
+            if source is None:
+                continue
+        else:
+            missing = "to" if "from" in keys else "from"
+            reader.error(
+                node,
+                f"{where}.{missing}",
+                "is required: give both from (a repository folder, e.g. data/) and to "
+                "(its name under ~/shared, e.g. data), or writable: NAME",
+            )
+            continue
+        if name is None:
+            continue
+        if name in first_line:
+            reader.error(
+                name_node,
+                where,
+                f"{name!r} is named twice under ~/shared (first on line {first_line[name]})",
+            )
+            continue
+        first_line[name] = line_of(name_node)
+        folders.append(SharedFolder(name=name, source=source))
+    return tuple(folders)
+
+
 def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:
     """``storage`` and ``backup`` are DigitalOcean volumes: refused for other servers,
     and snapshots need a volume to snapshot."""
@@ -396,6 +578,22 @@ def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[st
             "backup",
             "snapshots are of the course's volume: set storage.size as well (e.g. 20)",
         )
+
+
+def _keys_for_the_provider(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:
+    """Keys that mean nothing for the course's provider are refused, each by name."""
+    found: dict[str, yaml.Node] = {name: key for name, (key, _) in top.items()}
+    for section in ("server", "hub"):
+        if section in top and isinstance(top[section][1], yaml.MappingNode):
+            for key_node, _ in top[section][1].value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    found.setdefault(f"{section}.{key_node.value}", key_node)
+    kubernetes = server.provider == "kubernetes"
+    refused = NOT_ON_KUBERNETES if kubernetes else ONLY_ON_KUBERNETES
+    for key, why in refused.items():
+        if key in found:
+            where = "provider: kubernetes" if kubernetes else f"provider: {server.provider}"
+            reader.error(found[key], key, f"is not used with {where}: {why}")
 
 
 __all__ = [

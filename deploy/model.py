@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Provider = Literal["digitalocean", "ssh"]
+Provider = Literal["digitalocean", "ssh", "kubernetes"]
 Signup = Literal["approval", "open", "closed"]
 DefaultApp = Literal["jupyterlab", "classic"]
 
@@ -43,6 +43,16 @@ class ConfigErrors(ValueError):
 
 
 @dataclass(frozen=True)
+class NodePoolSpec:
+    """The node pool of a course's Kubernetes cluster (provider kubernetes): size and
+    autoscaling range."""
+
+    size: str = "s-4vcpu-8gb"
+    min: int = 1
+    max: int = 3
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     provider: Provider = "digitalocean"
     name: str = ""
@@ -53,6 +63,8 @@ class ServerSpec:
     user: str = "root"
     port: int = 22
     host_key: str | None = None
+    nodes: NodePoolSpec | None = None  # provider kubernetes only
+    cluster: str | None = None  # provider kubernetes: an existing cluster of the operator's
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class HubSpec:
     cpu_limit: float | None = None
     idle_timeout: int = 3600
     tljh_version: str = "2.0.0"
+    # provider kubernetes: the single-user image (packages come from it); None: the
+    # chart's own sample image, which holds JupyterLab and nbgitpuller.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,22 @@ class BackupSpec:
 
     every_seconds: int | None = 86400
     keep: int = 14
+
+
+@dataclass(frozen=True)
+class SharedFolder:
+    """One folder under ``~/shared``: read-only from the repository, or writable by admins.
+
+    ``source`` is the repository folder (``from``, without its trailing '/'); ``None`` for
+    a ``writable`` folder, which the hub's admins fill on the server.
+    """
+
+    name: str
+    source: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.source is None
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,8 @@ class CourseConfig:
     # GitHub's repository.id: the course's cloud resources are tagged and named by it
     # (deploy.ownership). None only for a config read without a course (a pure plan).
     repo_id: int | None = None
+    # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
+    shared: tuple[SharedFolder, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +217,8 @@ class Observed:
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
+    shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
+    shared_commit: str = ""  # the commit the shared folders' clone has checked out
 
 
 class Reload(enum.Flag):
@@ -257,6 +292,9 @@ class ServerRecord:
     reserved_ip: str | None = None
     # The DNS A record (its id) the service made for hub.hostname: the only one it changes.
     dns_record_id: int | None = None
+    # provider kubernetes: the course's DOKS cluster and its node pool.
+    cluster_id: str | None = None
+    node_pool_id: str | None = None
 
 
 class ServerRecords(Protocol):

@@ -14,11 +14,11 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, homevolume, planner, tljh
+from deploy import accounts, homevolume, kubernetes_course, planner, shared, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -41,7 +41,15 @@ from deploy.retry import RetryPolicy
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint, stamp
 from deploy.volumes import VolumeDriver, VolumeInfo
 
-ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns", "accounts")
+ENGINE_STEPS = (
+    "provision",
+    "wait-ssh",
+    "volume",
+    "volume-snapshot",
+    "dns",
+    "accounts",
+    "shared-fetch",
+)
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -74,6 +82,10 @@ class Engine:
     hub_domains: tuple[str, ...] = ()
     # The service's own public host name (BOT_PUBLIC_URL's): never a hub's.
     service_host: str | None = None
+    # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
+    course_ids: Callable[[str], Awaitable[int | None]] | None = None
+    # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).
+    cluster_options: dict = field(default_factory=dict)
 
     async def droplets_for(self, course: str) -> DropletDriver | None:
         """The driver for this course's droplets: its own token's, else the operator's."""
@@ -366,11 +378,20 @@ async def deploy(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None = None,
     checkpoint: Callable[[], None] | None = None,
+    source: shared.SharedSource | None = None,
 ) -> OperationResult:
-    """Plan what the server needs; in ``apply`` mode, do it, step by step."""
+    """Plan what the server needs; in ``apply`` mode, do it, step by step.
+
+    ``source`` is the pushed commit the shared folders come from, and how to get a token
+    to fetch it; without it a plan says what a push would fetch.
+    """
+    if config.server.provider == "kubernetes":
+        return await kubernetes_course.deploy(
+            engine, course, config, mode=mode, progress=progress, before_apply=before_apply
+        )
     try:
         return await _deploy(
-            engine, course, config, mode, rebuild, progress, before_apply, checkpoint
+            engine, course, config, mode, rebuild, progress, before_apply, checkpoint, source
         )
     except (OperationError, SSHError, DropletError) as exc:
         return operation_result("failure", "Could not deploy", str(exc))
@@ -385,6 +406,7 @@ async def _deploy(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
+    source: shared.SharedSource | None = None,
 ) -> OperationResult:
     refused = hostname_refusal(engine, config)
     if refused is not None:
@@ -392,6 +414,7 @@ async def _deploy(
     record = await known_server(engine, course, config, progress)
     if mode == "apply":
         record = await _claim(engine, course, config, record)
+    commit = source.commit if source is not None else None
     observed = None
     if record is not None:
         try:
@@ -401,7 +424,9 @@ async def _deploy(
         except UNREACHABLE as exc:
             await progress(f"the server did not answer over SSH ({type(exc).__name__})")
             observed = Observed(reachable=False)
-    plan = planner.plan(config, observed, rebuild=rebuild, droplet_exists=record is not None)
+    plan = planner.plan(
+        config, observed, rebuild=rebuild, droplet_exists=record is not None, commit=commit
+    )
     url = hub_url(config, record)
     if mode == "plan":
         title = "Nothing to do" if plan.empty else f"Plan: {len(plan.steps)} step(s)"
@@ -433,6 +458,19 @@ async def _deploy(
                     url=hub_url(config, record),
                 )
             continue
+        if step.name == "shared-fetch":
+            assert record is not None
+            result = await _fetch_shared(engine, config, record, step, source, progress)
+            results.append(result)
+            if not result.ok:
+                return operation_result(
+                    "failure",
+                    "Shared folders not fetched",
+                    f"{render_plan(plan, results=results)}\n\n```\n{result.output_tail}\n```",
+                    steps=results,
+                    url=hub_url(config, record),
+                )
+            continue
         if step.name in ENGINE_STEPS:
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
@@ -445,7 +483,7 @@ async def _deploy(
                 # Plan again against what the server says now: a droplet found by name may
                 # already have the hub, and then only the differences remain to do.
                 observed = await wait_for_ssh(engine, course, config, record, progress)
-                replanned = planner.plan(config, observed, rebuild=rebuild)
+                replanned = planner.plan(config, observed, rebuild=rebuild, commit=commit)
                 steps = [s for s in replanned.steps if s.name not in ("provision", "wait-ssh")]
                 plan = Plan((*(r.step for r in results), step, *steps), replanned.kept)
             results.append(StepResult(step, ok, time.monotonic() - started))
@@ -517,6 +555,41 @@ async def _seed_accounts(
         )
         await progress(stamp(message))
         return StepResult(step, False, time.monotonic() - started, message)
+    return StepResult(step, True, time.monotonic() - started)
+
+
+async def _fetch_shared(
+    engine: Engine,
+    config: CourseConfig,
+    record: ServerRecord,
+    step: Step,
+    source: shared.SharedSource | None,
+    progress: Progress,
+) -> StepResult:
+    """The server fetches the shared folders itself, with a fresh read-only token on stdin."""
+    started = time.monotonic()
+    if source is None:
+        return StepResult(
+            step,
+            False,
+            0.0,
+            "the shared folders are fetched at a pushed commit: push to the default branch",
+        )
+    token = await source.token()
+    try:
+        status, out, err = await engine.ssh.run_script(
+            server_target(engine, config, record),
+            shared.fetch_script(source, shared.read_only(config)),
+            step.timeout,
+            stdin=token + "\n",
+        )
+    except SSHError as exc:
+        return StepResult(step, False, time.monotonic() - started, redact(str(exc)))
+    tail = redact((out + err).replace(source.clone_url, "the repository"))[-2000:]
+    if status != 0:
+        return StepResult(step, False, time.monotonic() - started, tail)
+    for line in out.splitlines()[-3:]:
+        await progress(stamp(redact(line)))
     return StepResult(step, True, time.monotonic() - started)
 
 
@@ -626,6 +699,11 @@ async def status(
     forgot is looked up by name and tag); without it (the repository's config has errors)
     it works from what the last deploy remembered.
     """
+    remembered = await engine.records.get_server(course)
+    if (config is not None and config.server.provider == "kubernetes") or (
+        config is None and remembered is not None and remembered.provider == "kubernetes"
+    ):
+        return await kubernetes_course.status(engine, course, config, progress=progress)
     try:
         if config is not None:
             record = await known_server(engine, course, config, progress)
@@ -668,6 +746,8 @@ async def restart(
     engine: Engine, course: str, config: CourseConfig, *, reboot: bool = False, progress: Progress
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("Restarting the hub")
     try:
         record = await known_server(engine, course, config, progress)
         if record is None:
@@ -707,6 +787,8 @@ def snapshot_name(config: CourseConfig, name: str | None) -> str:
 async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("/snapshot")
     try:
         record = await known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
@@ -736,9 +818,28 @@ async def resize(
     wanted: str,
     *,
     disk: bool = False,
+    nodes: tuple[int, int] | None = None,
     progress: Progress,
 ) -> OperationResult:
-    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub."""
+    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub.
+
+    A kubernetes course changes its node pool instead: its nodes' size, or with ``nodes``
+    its autoscaling range.
+    """
+    if config.server.provider == "kubernetes":
+        if disk:
+            return operation_result(
+                "failure",
+                "Resize failed",
+                "`--disk` is for droplets; nodes' disks come with their size",
+            )
+        return await kubernetes_course.resize(
+            engine, course, config, size=wanted or None, nodes=nodes, progress=progress
+        )
+    if nodes is not None:
+        return operation_result(
+            "failure", "Resize failed", "`--nodes` is for `provider: kubernetes` node pools"
+        )
     try:
         if config.server.provider != "digitalocean":
             raise OperationError(
@@ -804,7 +905,7 @@ def server_lines(record: ServerRecord, droplet: DropletInfo | None) -> str:
 async def look(engine: Engine, course: str) -> dict[str, object]:
     """For the monitor: services, disk and memory, from the remembered server."""
     record = await engine.records.get_server(course)
-    if record is None or not record.address:
+    if record is None or not record.address or record.provider == "kubernetes":
         return {}
     _, stdout, _ = await engine.ssh.run_script(remembered_target(engine, record), observe_script())
     observed = parse_observation(stdout)
@@ -822,9 +923,23 @@ APPROVE_LIMIT = 100
 RESET_PASSWORD_BYTES = 12
 
 
+async def _on_kubernetes(engine: Engine, course: str) -> bool:
+    record = await engine.records.get_server(course)
+    return record is not None and record.provider == "kubernetes"
+
+
+async def _quiet(_line: str) -> None:
+    """Progress nobody reads (the console waits for the answer)."""
+
+
 async def _hub_target(engine: Engine, course: str) -> Target:
     """The course's server as remembered: account work needs no repository read."""
     record = await engine.records.get_server(course)
+    if record is not None and record.provider == "kubernetes":
+        raise OperationError(
+            "on a `provider: kubernetes` course only `/approve` and the admins' passwords "
+            "reach the hub's accounts yet; manage the others on the hub's admin page"
+        )
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
     return remembered_target(engine, record)
@@ -856,10 +971,16 @@ async def set_hub_password(
     """An admin sets their own hub password (typed twice, the hub's own rules)."""
     try:
         accounts.check_new_password(password, again)
-        changed = await accounts.set_password(
-            engine.ssh, await _hub_target(engine, course), name, password
-        )
-    except (accounts.AccountError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "set-password", accounts.password_request(name, password), _quiet
+            )
+            changed = bool(answer.get("updated"))
+        else:
+            changed = await accounts.set_password(
+                engine.ssh, await _hub_target(engine, course), name, password
+            )
+    except (accounts.AccountError, SSHError, *kubernetes_course.ERRORS) as exc:
         raise OperationError(str(exc)) from None
     if not changed:
         raise OperationError(f"the hub has no account {name!r}: deploy first")
@@ -903,8 +1024,15 @@ async def approve_students(
             wanted = accounts.hub_names(names)
         except accounts.AccountError as exc:
             raise OperationError(str(exc)) from None
-        outcome = await accounts.approve(engine.ssh, await _hub_target(engine, course), wanted)
-    except (OperationError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "approve", accounts.names_request(wanted), progress
+            )
+            outcome = accounts.NamesOutcome(*accounts.name_lists(answer, *accounts.APPROVED))
+        else:
+            target = await _hub_target(engine, course)
+            outcome = await accounts.approve(engine.ssh, target, wanted)
+    except (OperationError, SSHError, *kubernetes_course.ERRORS) as exc:
         return operation_result("failure", "Could not approve", str(exc))
     await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))
     lines = []

@@ -83,10 +83,21 @@ TLJH_VERSION = re.compile(
 MEMORY = re.compile(r"[1-9][0-9]{0,14}[KMGT]?")
 BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
 CONTENT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._ +/-]{0,199}")
+# A folder name under ~/shared: one path part, no spaces (it is a link or folder name on
+# the server that people type in terminals).
+SHARED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _HOST_KEY = re.compile(
     r"(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)"
     r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
     r" (?P<blob>[A-Za-z0-9+/]{16,1400}={0,2})(?: (?P<comment>[A-Za-z0-9@._:+-]{1,100}))?"
+)
+# A container image reference with a tag or a digest (docker's reference grammar, narrowed):
+# an optional registry host[:port], lower-case path parts, then :tag and/or @sha256:digest.
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"(?:(?P<registry>{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?)/)?"
+    rf"(?P<path>{_IMAGE_PART}(?:/{_IMAGE_PART}){{0,6}})"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?"
 )
 _DURATION = re.compile(r"(?P<amount>[0-9]{1,6}) ?(?P<unit>s|m|h|d)")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -373,6 +384,22 @@ def check_tljh_version(value: str) -> str:
     return value
 
 
+def check_image(value: str) -> str:
+    """A container image with a tag or a digest, e.g. ``quay.io/jupyter/scipy-notebook:2025-06-02``.
+
+    A tag (or digest) is required: an image without one is whatever ``latest`` is that day.
+    """
+    _text(value, "image", 255)
+    match = IMAGE.fullmatch(value)
+    if not match or not (match["tag"] or match["digest"]):
+        raise Invalid(
+            f"{_shown(value)} is not an image reference this accepts: use "
+            "[registry/]name:tag or name@sha256:digest with a tag or digest always given "
+            "(e.g. 'quay.io/jupyter/scipy-notebook:2025-06-02')"
+        )
+    return value
+
+
 def check_memory(value: str) -> str:
     """A memory limit: a whole number with an optional K, M, G or T suffix (``1G``, ``512M``)."""
     _text(value, "memory", 16)
@@ -429,6 +456,41 @@ def check_content_path(value: str) -> str:
             "repository, relative to its root (no leading '/', no '..'), using letters, "
             "digits, spaces and '.', '_', '+', '-', '/'"
         )
+    return path
+
+
+def check_shared_name(value: str) -> str:
+    """A folder name under ``~/shared`` (``data``, ``notes``): one part, no '/', no '..'."""
+    _text(value, "folder name", 64)
+    if not SHARED_NAME.fullmatch(value) or ".." in value:
+        raise Invalid(
+            f"{_shown(value)} is not a folder name this accepts: use one name (no '/', no "
+            "'..', no spaces) of letters, digits, '.', '_' and '-', starting with a letter, "
+            "digit or '_', at most 64 characters (e.g. 'data')"
+        )
+    return value
+
+
+def check_repository_folder(value: str) -> str:
+    """A folder of the repository, relative to its root (``data/``), returned without '/'.
+
+    No leading '/', no '.' or '..' parts, nothing starting with '-'; not ``.git``.
+    """
+    if isinstance(value, str) and value.startswith("/"):
+        raise Invalid(
+            f"{_shown(value)} is an absolute path: name a folder of the repository relative "
+            "to its root, e.g. 'data/'"
+        )
+    try:
+        path = check_content_path(value)
+    except Invalid:
+        raise Invalid(
+            f"{_shown(value)} is not a repository folder this accepts: name a folder "
+            "relative to the repository's root (no leading '/', no '..'), using letters, "
+            "digits, spaces and '.', '_', '+', '-', '/', e.g. 'data/'"
+        ) from None
+    if path.split("/")[0] == ".git":
+        raise Invalid(f"{_shown(value)} is git's own folder, not a folder of the repository")
     return path
 
 

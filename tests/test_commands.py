@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_resize_bad_slug_message() -> None:
 
 
 def test_resize_extra_args_and_flags() -> None:
-    with pytest.raises(CommandError, match="takes one size, got 2"):
+    with pytest.raises(CommandError, match="takes at most one size, got 2"):
         parse_command("/resize s-2vcpu-4gb s-4vcpu-8gb")
     with pytest.raises(CommandError, match="Unknown option `--force`"):
         parse_command("/resize s-4vcpu-8gb --force")
@@ -284,3 +285,27 @@ def test_may_run_custom_role_without_user_permissions_falls_back() -> None:
 
 def test_may_run_odd_role_type() -> None:
     assert not may_run({"role_name": ["admin"], "permission": "read"})
+
+
+@pytest.mark.parametrize(
+    ("words", "parsed"),
+    [(["s-8vcpu-16gb"], ("s-8vcpu-16gb", None)), (["--nodes", "2:20"], (None, (2, 20)))],
+)
+def test_resize_takes_a_size_or_a_node_range(words, parsed) -> None:
+    args = registry.command("resize").parse(words)
+    assert (args.size, args.nodes) == parsed
+    assert registry.command("resize").words(args) == tuple(words)
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["s-8vcpu-16gb", "--nodes", "2:20"], "both a size and `--nodes`"),
+        (["--nodes", "20:2"], "1 <= MIN <= MAX <= 100"),
+        (["--nodes", "0:3"], "1 <= MIN <= MAX <= 100"),
+        (["--nodes", "two"], "is not a node range"),
+    ],
+)
+def test_resize_refuses_a_bad_node_range(words, message) -> None:
+    with pytest.raises(CommandError, match=re.escape(message)):
+        registry.command("resize").parse(words)

@@ -167,3 +167,12 @@ async def test_a_delivery_that_cannot_be_stored_fails_alone(store: st.Store) -> 
     assert rows == [("after",), ("before",)]
     assert other.execute("SELECT delivery_id FROM jobs").fetchall() == [("after",)]
     other.close()
+
+
+async def test_a_course_remembered_without_its_id_keeps_the_id_it_had(store: st.Store) -> None:
+    # A deploy remembers the course with no repository id; the id the installation event
+    # gave (the course's ownership tag in DigitalOcean) must survive it.
+    await store.add_courses(7, [("physics/p101", 4242)])
+    await store.add_courses(7, [("physics/p101", None)])
+    course = await store.course("physics/p101")
+    assert course is not None and course.repo_id == 4242

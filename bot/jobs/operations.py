@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.github import texts
 from bot.github.commit_files import CommitFiles
+from bot.github.reporting import split_course
 from bot.jobs.course import (
     config_ref,
     keep_badges_current,
@@ -21,20 +22,45 @@ from bot.jobs.course import (
 from bot.jobs.registry import (
     WRITE,
     Button,
+    CommandError,
     Flag,
     NoArgs,
     OperationContext,
+    Option,
     Positional,
     Words,
     help_text,
     operation,
     parse_hub_user,
+    parse_node_range,
     parse_size_slug,
     parse_snapshot_name,
 )
 from bot.monitor import note_hub_up
 from deploy import operations as engine
 from deploy.model import ConfigErrors, OperationResult
+from deploy.shared import COMMIT, SharedSource, read_only
+
+
+def shared_source(op: OperationContext) -> SharedSource | None:
+    """The job's commit for the shared folders, with a read-only token for this repository.
+
+    None when the course has no folder from the repository, or the job names no commit
+    (a command on a branch): then a plan says a push fetches them.
+    """
+    config, job = op.config, op.job
+    commit = job.payload.get("head_sha")
+    if config is None or not read_only(config) or job.installation_id is None:
+        return None
+    if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
+        return None
+    installation_id = job.installation_id
+    _, repo = split_course(op.course)
+
+    async def token() -> str:
+        return await op.services.github.repository_read_token(installation_id, repo)
+
+    return SharedSource(f"{op.services.settings.github_url}/{op.course}.git", commit, token)
 
 
 @dataclass(frozen=True)
@@ -71,6 +97,7 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
         progress=op.progress,
         before_apply=before_apply,
         checkpoint=op.checkpoint,
+        source=shared_source(op),
     )
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
@@ -167,22 +194,38 @@ async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
         rebuild=True,
         progress=op.progress,
         checkpoint=op.checkpoint,
+        source=shared_source(op),
     )
 
 
 @dataclass(frozen=True)
 class ResizeArgs:
-    size: str
+    size: str | None = None
     disk: bool = False
+    nodes: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.size is None) == (self.nodes is None):
+            given = "both a size and `--nodes`" if self.size else "neither"
+            raise CommandError(
+                "`/resize` needs a size slug, or `--nodes MIN:MAX` for a Kubernetes node pool; "
+                f"{given} given. Usage: `/resize SIZE [--disk] | --nodes MIN:MAX`, "
+                "e.g. `/resize s-4vcpu-8gb`."
+            )
 
 
 @operation(
     "resize",
-    usage="/resize SIZE [--disk]",
+    usage="/resize SIZE [--disk] | --nodes MIN:MAX",
     summary="Change the droplet's CPU and memory; `--disk` also grows the disk "
-    "(a disk cannot shrink back).",
+    "(a disk cannot shrink back). On Kubernetes: the nodes' size, or with `--nodes` "
+    "how far the node pool autoscales.",
     example="/resize s-4vcpu-8gb",
-    grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
+    grammar=(
+        Positional("size", parse=parse_size_slug, required=False),
+        Flag("disk", "--disk"),
+        Option("nodes", "--nodes", parse_node_range),
+    ),
     args=ResizeArgs,
     permission=WRITE,
     note="The hub restarted during the resize; students' files are kept.",
@@ -190,7 +233,13 @@ class ResizeArgs:
 async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
     assert op.config is not None
     return await engine.resize(
-        op.engine, op.course, op.config, args.size, disk=args.disk, progress=op.progress
+        op.engine,
+        op.course,
+        op.config,
+        args.size or "",
+        disk=args.disk,
+        nodes=args.nodes,
+        progress=op.progress,
     )
 
 

@@ -29,6 +29,8 @@ mount --bind "$sandbox" /srv
 mount --bind "$sandbox/opt" /opt
 mount --bind "$sandbox/home" /home
 mount --bind "$sandbox/etc/os-release" /etc/os-release
+# New homes are made from /etc/skel: the server's own, in the sandbox.
+mount --bind "$sandbox/etc/skel" /etc/skel
 for program in apt-get dpkg-query systemctl curl; do
     if [ -e "/usr/bin/$program" ]; then
         mount --bind "$sandbox/bin/$program" "/usr/bin/$program"

@@ -105,6 +105,7 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
 
     async def other_addresses(full_name: str) -> set[str]:
         return await store.server_addresses(except_course=full_name)
+
     async def course_id(full_name: str) -> int | None:
         known = await store.course(full_name)
         return known.repo_id if known is not None else None

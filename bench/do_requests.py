@@ -26,6 +26,7 @@ import os
 
 from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
+from deploy.ownership import course_tag
 from tests.fakes.digitalocean import DigitalOceanFake
 
 
@@ -40,19 +41,22 @@ async def reads_per_second(driver: DropletDriver, droplet_id: int, reads: int) -
     return reads / (time.perf_counter() - started)
 
 
+OWNER = course_tag(1000)  # the course's tag: droplets are found by it
+
+
 async def main(reads: int) -> None:
     fake = DigitalOceanFake(action_polls=2)
     os.environ["DIGITALOCEAN_END_POINT"] = await fake.start()
     try:
-        droplet = fake.add_droplet("physics101-hub", tags=[DROPLET_TAG])
+        droplet = fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER])
         driver = DropletDriver(fake.token, poll_interval=0.0, shutdown_timeout=1.0)
 
         before = len(fake.requests)
         await driver.resize(droplet.id, "s-4vcpu-8gb", disk=False, progress=quiet)
         print(f"requests for one resize: {len(fake.requests) - before}")
         before = len(fake.requests)
-        await driver.find("physics101-hub")
-        print(f"requests to find a droplet by name and tag: {len(fake.requests) - before}")
+        await driver.find("physics101-hub", OWNER)
+        print(f"requests to find a droplet by its course tag: {len(fake.requests) - before}")
 
         shared = await reads_per_second(driver, droplet.id, reads)
         driver.api.http = None  # objects made from now on open a connection per request

@@ -31,14 +31,14 @@ from deploy import recover as droplet_recovery
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
-from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.model import ServerRecord
 from deploy.ssh import SSHPool
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.plugins.digitalocean_fake import openapi_validator
-from tests.support.engine import MemoryRecords, instant, noop
+from tests.support.engine import REPO_ID, TAGS, MemoryRecords, coded, instant, noop
 
 COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
+NAME = coded("physics101-hub")  # the droplet's name: server.name and the repository id's code
 VOLUME = f"{NAME}-home"
 # The droplet's SSH is the loopback target's port (server.port applies to droplets too).
 CONFIG = "server:\n  name: {name}\n  port: {port}\nhub:\n  admins: [alice]\nstorage: {{size: 20}}\n"
@@ -53,7 +53,7 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
     saved: dict[str, Path] = {}
     try:
         target.empty_home()
-        droplet = fake.add_droplet(NAME, tags=[DROPLET_TAG])
+        droplet = fake.add_droplet(NAME, tags=TAGS)
 
         def attached(volume, _droplet) -> None:
             folder = target.attach_volume(volume.name)
@@ -86,8 +86,8 @@ async def one_run(base: Path) -> dict[str, tuple[int, int, int, float]]:
             ),
             droplets=DropletDriver(fake.token, poll_interval=0.001, timeout=5.0, sleep=instant),
         )
-        text = CONFIG.format(name=NAME, port=target.port)
-        config = load_course({".github/classroom.yml": text.encode()}, "octo-org", "p")
+        text = CONFIG.format(name="physics101-hub", port=target.port)
+        config = load_course({".github/classroom.yml": text.encode()}, "octo-org", "p", REPO_ID)
 
         async def measure(label: str, work) -> object:
             requests, commands = len(fake.requests), ssh.commands_run

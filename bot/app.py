@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -107,6 +108,9 @@ async def build_engine(
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
 
+    async def other_addresses(full_name: str) -> set[str]:
+        return await store.server_addresses(except_course=full_name)
+
     async def course_id(full_name: str) -> int | None:
         known = await store.course(full_name)
         return known.repo_id if known is not None else None
@@ -118,6 +122,9 @@ async def build_engine(
         droplets=droplets,
         droplet_resolver=resolver,
         key_resolver=keys,
+        other_addresses=other_addresses,
+        hub_domains=settings.hub_domains,
+        service_host=urlsplit(settings.public_url).hostname,
         course_ids=course_id,
     )
 

@@ -35,6 +35,7 @@ from bot.bounded import BodyTooLarge, read_capped
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
+from deploy.ownership import course_tag
 from deploy.recover import lost_droplet
 
 logger = logging.getLogger(__name__)
@@ -343,7 +344,9 @@ class Monitor:
             if droplets is None:
                 return None
             record = await engine.records.get_server(course)
-            return await lost_droplet(droplets, record, facts.get("server_name"))
+            repo_id = facts.get("repo_id")
+            owner = course_tag(repo_id) if isinstance(repo_id, int) else None
+            return await lost_droplet(droplets, record, facts.get("server_name"), owner)
         except Exception:
             logger.exception("could not tell whether the droplet is gone", extra={"course": course})
             return None

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from dotenv import dotenv_values
 
 from deploy.redact import add_secrets
+from deploy.validate import Invalid, check_hostname
 
 CREDENTIAL_VARIABLES = (
     "GITHUB_APP_ID",
@@ -52,6 +53,8 @@ class Settings:
     webhook_proxy_url: str | None = None
     # Serve only courses that brought their own DigitalOcean token.
     require_course_token: bool = False
+    # The only DNS domains hub.hostname may use (BOT_HUB_DOMAINS); empty: any.
+    hub_domains: tuple[str, ...] = ()
 
     @property
     def registered(self) -> bool:
@@ -147,6 +150,20 @@ def _credentials(env: Mapping[str, str]) -> dict:
     }
 
 
+def _domains(name: str, value: str) -> tuple[str, ...]:
+    """A comma-separated list of DNS domains, each checked, lower-cased."""
+    domains = []
+    for part in value.split(","):
+        part = part.strip().lower().rstrip(".")
+        if not part:
+            continue
+        try:
+            domains.append(check_hostname(part, "domain"))
+        except Invalid as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+    return tuple(domains)
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
@@ -184,6 +201,7 @@ def load_settings(
         env_file=env_file,
         webhook_proxy_url=_url("WEBHOOK_PROXY_URL", proxy) if proxy else None,
         require_course_token=_flag("BOT_REQUIRE_COURSE_TOKEN", env.get("BOT_REQUIRE_COURSE_TOKEN")),
+        hub_domains=_domains("BOT_HUB_DOMAINS", env.get("BOT_HUB_DOMAINS") or ""),
     )
     add_secrets(settings.secrets)
     return settings

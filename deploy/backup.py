@@ -25,6 +25,7 @@ from deploy.operations import (
     hub_url,
     known_server,
     operation_result,
+    owner_tag,
     server_target,
 )
 from deploy.render import escape
@@ -76,7 +77,8 @@ def next_backup_at(
 
 async def _course_volume(
     engine: Engine, course: str, config: CourseConfig
-) -> tuple[VolumeDriver, ServerRecord, VolumeInfo]:
+) -> tuple[VolumeDriver, ServerRecord, VolumeInfo, str]:
+    """The course's volume driver, server record, current volume and owner tag."""
     if config.server.provider != "digitalocean" or config.storage is None:
         raise OperationError(
             "this course has no volume to back up: set `storage.size` in "
@@ -86,14 +88,15 @@ async def _course_volume(
     record = await known_server(engine, course, config)
     if record is None or not record.droplet_id:
         raise OperationError("the course has no droplet yet; push to deploy it first")
+    owner = owner_tag(config)
     volumes = VolumeDriver(await droplet_driver(engine, course))
     name = home_volume_name(config.server.name)
     volume = await volumes.current_home_volume(
-        config.server.name, record.region or config.server.region, record.droplet_id
+        config.server.name, owner, record.region or config.server.region, record.droplet_id
     )
     if volume is None:
         raise OperationError(f"volume {name} does not exist yet; push to deploy it first")
-    return volumes, record, volume
+    return volumes, record, volume, owner
 
 
 async def backup(
@@ -106,11 +109,13 @@ async def backup(
 ) -> OperationResult:
     """Snapshot the course's volume now, then delete own snapshots beyond ``backup.keep``."""
     try:
-        volumes, _, volume = await _course_volume(engine, course, config)
+        volumes, _, volume, owner = await _course_volume(engine, course, config)
         taken = await volumes.take_snapshot(
-            volume, config.server.name, now or datetime.now(UTC), progress
+            volume, config.server.name, owner, now or datetime.now(UTC), progress
         )
-        pruned = await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
+        pruned = await volumes.prune_snapshots(
+            config.server.name, owner, config.backup.keep, progress
+        )
     except OperationError as exc:
         return operation_result("failure", "Backup failed", str(exc))
     except DropletError as exc:
@@ -148,8 +153,8 @@ async def list_snapshots(
     engine: Engine, course: str, config: CourseConfig, *, progress: Progress
 ) -> OperationResult:
     try:
-        volumes, _, _ = await _course_volume(engine, course, config)
-        found = await volumes.list_snapshots(config.server.name)
+        volumes, _, _, owner = await _course_volume(engine, course, config)
+        found = await volumes.list_snapshots(config.server.name, owner)
     except (OperationError, DropletError) as exc:
         return operation_result("failure", "Could not list snapshots", str(exc))
     return operation_result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
@@ -209,8 +214,10 @@ async def restore_student(
     except Invalid as exc:
         return operation_result("failure", "Nothing restored", str(exc))
     try:
-        volumes, record, _ = await _course_volume(engine, course, config)
-        chosen = [s for s in await volumes.list_snapshots(config.server.name) if s.name == snapshot]
+        volumes, record, _, owner = await _course_volume(engine, course, config)
+        chosen = [
+            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
+        ]
         if not chosen:
             raise OperationError(
                 f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
@@ -219,9 +226,9 @@ async def restore_student(
         region = record.region or config.server.region
         stamp = snapshot_time(chosen[0])
         temporary = await volumes.create_restore_volume(
-            chosen[0], config.server.name, region, progress
+            chosen[0], config.server.name, owner, region, progress
         )
-        temporary = await volumes.attach(temporary, record.droplet_id, progress)
+        temporary = await volumes.attach(temporary, owner, record.droplet_id, progress)
         step = Step(
             "restore-student",
             f"copy {student}'s home from {snapshot} into restored-{stamp}",
@@ -233,7 +240,7 @@ async def restore_student(
         if not result.ok:
             raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
         await volumes.delete_restore_volume(
-            temporary, config.server.name, record.droplet_id, progress
+            temporary, config.server.name, owner, record.droplet_id, progress
         )
     except (OperationError, DropletError, SSHError) as exc:
         return operation_result(
@@ -274,8 +281,10 @@ async def restore_all(
             "add `--confirm`.",
         )
     try:
-        volumes, record, current = await _course_volume(engine, course, config)
-        chosen = [s for s in await volumes.list_snapshots(config.server.name) if s.name == snapshot]
+        volumes, record, current, owner = await _course_volume(engine, course, config)
+        chosen = [
+            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
+        ]
         if not chosen:
             raise OperationError(
                 f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
@@ -290,10 +299,10 @@ async def restore_all(
             if not stopped.ok:
                 raise OperationError(f"could not stop the hub:\n```\n{stopped.output_tail}\n```")
             swapped = await volumes.create_swap_volume(
-                chosen[0], config.server.name, region, current.size_gib, progress
+                chosen[0], config.server.name, owner, region, current.size_gib, progress
             )
             await volumes.detach(current, record.droplet_id, progress)
-            await volumes.attach(swapped, record.droplet_id, progress)
+            await volumes.attach(swapped, owner, record.droplet_id, progress)
         start = Step(
             "hub-start",
             f"mount {wanted}, put /home and the hub's state on it, start the hub",

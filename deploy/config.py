@@ -10,7 +10,7 @@ service can read just those from a commit.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -31,6 +31,7 @@ from deploy.model import (
     SharedFolder,
     StorageSpec,
 )
+from deploy.ownership import course_name
 from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.validate import (
     MAX_ADMINS,
@@ -170,8 +171,15 @@ def is_course_file(path: str) -> bool:
     )
 
 
-def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConfig:
-    """The course's validated desired state; raises ``ConfigErrors`` listing every problem."""
+def load_course(
+    files: Mapping[str, bytes], owner: str, repo: str, repo_id: int | None = None
+) -> CourseConfig:
+    """The course's validated desired state; raises ``ConfigErrors`` listing every problem.
+
+    With the repository's id, ``server.name`` (or the default ``<owner>-<repo>``) is only
+    the readable front of the droplet's name, which ends in the id's code
+    (``deploy.ownership``); without it (a config read for no course) it stays as written.
+    """
     errors: list[ConfigError] = []
     try:
         settings = read_settings(files.get(CONFIG_PATH), owner, repo)
@@ -185,10 +193,14 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         errors += _packages_need_an_image(settings, packages)
     if errors:
         raise ConfigErrors(errors)
+    server = settings.server
+    if repo_id is not None:
+        server = replace(server, name=course_name(server.name, repo_id))
     return CourseConfig(
         owner=owner,
         repo=repo,
-        server=settings.server,
+        repo_id=repo_id,
+        server=server,
         hub=settings.hub,
         content=settings.content,
         monitor=settings.monitor,

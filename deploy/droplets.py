@@ -36,6 +36,7 @@ from deploy.digitalocean_api import (
 )
 from deploy.keys import COURSE_KEY_PREFIX
 from deploy.model import DROPLET_TAG, Progress
+from deploy.ownership import owner_tags
 from deploy.redact import redact
 from deploy.retry import MAX_RATE_LIMIT_WAIT, RetryPolicy, backoff, rate_limit_wait
 from deploy.validate import MAX_SIZE_SLUG, SIZE_SLUG, Invalid, check_size_slug
@@ -79,6 +80,7 @@ class DropletInfo:
     vcpus: int
     memory: int  # MB
     disk: int  # GB
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,44 @@ def owning_domain(hostname: str, domains: list[str]) -> str | None:
     """The most specific of ``domains`` that ``hostname`` is, or lies under."""
     candidates = [d for d in domains if hostname == d or hostname.endswith("." + d)]
     return max(candidates, key=len) if candidates else None
+
+
+OWNERSHIP_RECORD = "_littlest-classroom"
+
+
+def ownership_record_name(name: str) -> str:
+    """The TXT record that says which course made the A record ``name`` ("@": the apex)."""
+    return OWNERSHIP_RECORD if name == "@" else f"{OWNERSHIP_RECORD}.{name}"
+
+
+def dns_taken(
+    hostname: str,
+    owner: str,
+    a_records: list[Any],
+    txt: list[Any],
+    known_record_id: int | None = None,
+) -> str | None:
+    """Why ``hostname``'s records are not this course's to change, or ``None``.
+
+    Its own: no A record yet (and no other course's mark), or an A record this course made:
+    the one its record names, or one whose TXT mark says ``owner``.
+    """
+    marks = {str(r.data).strip('"') for r in txt}
+    others = {m for m in marks if m != owner}
+    if others:
+        return (
+            f"hub.hostname {hostname} belongs to another course of this service; choose "
+            "another name. Nothing was changed."
+        )
+    if not a_records or owner in marks:
+        return None
+    if known_record_id is not None and all(int(r.id) == known_record_id for r in a_records):
+        return None
+    return (
+        f"hub.hostname {hostname} already has a DNS A record that this course did not make; "
+        "choose another name, or delete that record in DigitalOcean if it is unused. "
+        "Nothing was changed."
+    )
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str:
@@ -334,11 +374,42 @@ class DropletDriver:
     async def get(self, droplet_id: int) -> DropletInfo:
         return _info(await self._load(droplet_id))
 
-    async def find(self, name: str) -> DropletInfo | None:
-        """The droplet with this name and the service's tag, if there is one."""
+    async def find(self, name: str, owner: str, known_id: int | None = None) -> DropletInfo | None:
+        """The course's droplet: one carrying its tag ``owner`` (see ``_find``)."""
         _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
-        found = await self._find(name)
+        found = await self._find(name, owner, known_id)
         return _info(found) if found is not None else None
+
+    async def tag(self, tag: str, resource_type: str, ids: list[Any]) -> None:
+        """Put ``tag`` on resources (``droplet``, ``volume``, ``volume_snapshot``)."""
+        if not ids:
+            return
+        await self._call("create tag", self.api.request, "tags", POST, {"name": tag})
+        await self._call(
+            f"tag {len(ids)} {resource_type}(s) {tag}",
+            self.api.request,
+            f"tags/{tag}/resources",
+            POST,
+            {"resources": [{"resource_id": str(i), "resource_type": resource_type} for i in ids]},
+        )
+
+    async def addresses(self) -> list[tuple[str, tuple[str, ...], int | None]]:
+        """Every public IPv4 address in the account: each droplet's (with its tags and id)
+        and each reserved IP's (with the tags and id of the droplet holding it, if any)."""
+        manager = self.api.new(digitalocean.Manager)
+        droplets = [_info(d) for d in await self._call("list droplets", manager.get_all_droplets)]
+        by_id = {d.id: d for d in droplets}
+        found: list[tuple[str, tuple[str, ...], int | None]] = [
+            (d.ipv4, d.tags, d.id) for d in droplets if d.ipv4
+        ]
+        reserved = await self._call(
+            "list reserved IPs", self.api.request, "reserved_ips", "GET", None
+        )
+        for entry in reserved.get("reserved_ips", []):
+            holder = (entry.get("droplet") or {}).get("id")
+            tags = by_id[holder].tags if holder in by_id else ()
+            found.append((str(entry["ip"]), tags, holder))
+        return found
 
     async def list_sizes(self) -> list[SizeInfo]:
         manager = self.api.new(digitalocean.Manager)
@@ -361,13 +432,16 @@ class DropletDriver:
     async def ensure_droplet(
         self,
         name: str,
+        owner: str,
         region: str,
         size: str,
         image: str,
         ssh_public_key: str,
         progress: Progress,
+        known_id: int | None = None,
     ) -> DropletInfo:
-        """The course's droplet, created if no droplet has this name and our tag; running."""
+        """The course's droplet (``_find``), created with its tag ``owner`` if it has none;
+        running."""
         _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
         _check(SLUG_PATTERN, region, "region", "syd1")
         check_size(size)
@@ -377,7 +451,7 @@ class DropletDriver:
 
         async def converge() -> DropletInfo:
             nonlocal unanswered
-            existing = await self._find(name)
+            existing = await self._find(name, owner, known_id)
             if existing is not None:
                 await _say(progress, f"Found droplet {name} (id {existing.id}, {existing.status})")
                 if existing.status == "off":
@@ -398,7 +472,7 @@ class DropletDriver:
                 "size": size,
                 "image": image,
                 "ssh_keys": [key_id],
-                "tags": [DROPLET_TAG],
+                "tags": [DROPLET_TAG, owner],
                 "monitoring": True,
                 "backups": False,
                 "ipv6": False,
@@ -423,19 +497,52 @@ class DropletDriver:
         except DigitalOceanError as exc:
             raise _explained(exc, f"create {name}", self.max_attempts) from None
 
-    async def _find(self, name: str) -> digitalocean.Droplet | None:
+    async def _find(
+        self, name: str, owner: str, known_id: int | None = None
+    ) -> digitalocean.Droplet | None:
+        """The course's droplet, by its tag ``owner`` only, never by name in the account.
+
+        Among the droplets with the tag: the one the course's record names (``known_id``),
+        else the one named ``name``, else the only one. A droplet made before courses had
+        tags (the service's tag, no course's) is adopted, and tagged, only when it is the
+        one the course's record names: the database already ties it to this course.
+        """
         manager = self.api.new(digitalocean.Manager)
         tagged = await self._call(
-            "list the service's droplets", manager.get_all_droplets, tag_name=DROPLET_TAG
+            "list the course's droplets", manager.get_all_droplets, tag_name=owner
         )
+        if known_id is not None:
+            remembered = [d for d in tagged if int(d.id) == int(known_id)]
+            if remembered:
+                return remembered[0]
         named = [d for d in tagged if d.name == name]
         if len(named) > 1:
             ids = ", ".join(str(d.id) for d in named)
             raise DropletError(
-                f"{len(named)} droplets are named {name} and tagged {DROPLET_TAG} "
+                f"{len(named)} droplets are named {name} and tagged {owner} "
                 f"(ids {ids}); rename or untag all but one"
             )
-        return named[0] if named else None
+        if named:
+            return named[0]
+        if len(tagged) == 1:
+            return tagged[0]
+        if known_id is not None:
+            return await self._adopt(int(known_id), owner)
+        return None
+
+    async def _adopt(self, droplet_id: int, owner: str) -> digitalocean.Droplet | None:
+        try:
+            droplet = await self._load(droplet_id)
+        except DropletError as exc:
+            if "not found" in str(exc):
+                return None
+            raise
+        tags = tuple(droplet.tags or ())
+        if DROPLET_TAG not in tags or owner_tags(tags):
+            return None  # not the service's, or another course's: never taken
+        await self.tag(owner, "droplet", [droplet_id])
+        droplet.tags = [*tags, owner]
+        return droplet
 
     async def _ensure_key(self, public_key: str, key_fingerprint: str, progress: Progress) -> int:
         manager = self.api.new(digitalocean.Manager)
@@ -551,13 +658,30 @@ class DropletDriver:
                 "power it on from DigitalOcean's control panel"
             ) from None
 
-    async def snapshot(self, droplet_id: int, name: str, progress: Progress) -> None:
-        """Take a snapshot of the running droplet (DigitalOcean allows it while on)."""
+    async def snapshot(
+        self, droplet_id: int, name: str, progress: Progress, owner: str | None = None
+    ) -> None:
+        """Take a snapshot of the running droplet (DigitalOcean allows it while on), tagged
+        as the course's (``owner``) once it is done."""
         _check(SNAPSHOT_NAME_PATTERN, name, "snapshot name", "physics101-2024-05-01")
         await _say(progress, f"Taking snapshot {name}")
         await self._action(
             int(droplet_id), "snapshot", self.timeout, lambda d: d.take_snapshot(name)
         )
+        if owner is not None:
+            listed = await self._call(
+                "list droplet snapshots",
+                self.api.request,
+                "snapshots",
+                "GET",
+                {"resource_type": "droplet"},
+            )
+            taken = [
+                s["id"]
+                for s in listed.get("snapshots", [])
+                if s.get("name") == name and str(s.get("resource_id")) == str(int(droplet_id))
+            ]
+            await self.tag(owner, "image", taken)
         await _say(progress, f"Snapshot {name} is done")
 
     async def reboot(self, droplet_id: int, progress: Progress) -> None:
@@ -567,33 +691,82 @@ class DropletDriver:
 
     # ---- DNS ----
 
-    async def ensure_dns_a_record(self, hostname: str, ipv4: str) -> bool:
-        """Point ``hostname`` at ``ipv4`` when its domain is on this account; False if it isn't."""
+    async def _dns_records(
+        self, hostname: str
+    ) -> tuple[str, str, list[Any], list[Any], digitalocean.Domain] | None:
+        """The domain of the account that holds ``hostname``, the record name in it, its
+        A records and its ownership TXT records; ``None`` if no domain of the account does."""
+        manager = self.api.new(digitalocean.Manager)
+        domains = await self._call("list the account's domains", manager.get_all_domains)
+        domain_name = owning_domain(hostname, [d.name for d in domains])
+        if domain_name is None:
+            return None
+        name = record_name(hostname, domain_name)
+        domain = self.api.new(digitalocean.Domain, name=domain_name)
+        records = await self._call(
+            f"list the DNS records of {domain_name}",
+            domain.get_records,
+            params={"name": hostname},
+        )
+        owner_name = ownership_record_name(name)
+        owners = await self._call(
+            f"list the DNS records of {domain_name}",
+            domain.get_records,
+            params={"type": "TXT", "name": f"{owner_name}.{domain_name}"},
+        )
+        a_records = [r for r in records if r.type == "A" and r.name == name]
+        txt = [r for r in owners if r.type == "TXT" and r.name == owner_name]
+        return domain_name, name, a_records, txt, domain
+
+    async def dns_refusal(
+        self, hostname: str, owner: str, known_record_id: int | None = None
+    ) -> str | None:
+        """Why ``hostname`` may not be this course's (only reads), or ``None``."""
+        hostname = hostname.lower().rstrip(".")
+        _check(HOSTNAME_PATTERN, hostname, "hostname", "hub.example.edu")
+        found = await self._dns_records(hostname)
+        if found is None:
+            return None
+        _, _, a_records, txt, _ = found
+        return dns_taken(hostname, owner, a_records, txt, known_record_id)
+
+    async def ensure_dns_a_record(
+        self, hostname: str, ipv4: str, owner: str, known_record_id: int | None = None
+    ) -> int | None:
+        """Point ``hostname`` at ``ipv4`` when its domain is on this account; the A record's
+        id, or ``None`` if the domain isn't. Only a record this course made is changed: it
+        is the one the course's record names (``known_record_id``), or a TXT record
+        ``_littlest-classroom.<name>`` beside it says ``owner``; any other is refused."""
         hostname = hostname.lower().rstrip(".")
         _check(HOSTNAME_PATTERN, hostname, "hostname", "hub.example.edu")
         try:
             address = ipaddress.IPv4Address(ipv4)
         except ValueError:
             raise DropletError(f"{ipv4[:40]!r} is not an IPv4 address") from None
-        manager = self.api.new(digitalocean.Manager)
-        domains = await self._call("list the account's domains", manager.get_all_domains)
-        domain_name = owning_domain(hostname, [d.name for d in domains])
-        if domain_name is None:
-            return False
-        name = record_name(hostname, domain_name)
-        domain = self.api.new(digitalocean.Domain, name=domain_name)
+        if await self._dns_records(hostname) is None:
+            return None
         unanswered = False  # a create went out and no answer came back
 
-        async def converge() -> bool:
+        async def converge() -> int:
             nonlocal unanswered
-            records = await self._call(
-                f"list the DNS records of {domain_name}",
-                domain.get_records,
-                params={"type": "A", "name": hostname},
-            )
-            matching = [r for r in records if r.type == "A" and r.name == name]
-            if any(r.data == str(address) for r in matching):
-                return True
+            found = await self._dns_records(hostname)
+            assert found is not None
+            domain_name, name, matching, txt, domain = found
+            refusal = dns_taken(hostname, owner, matching, txt, known_record_id)
+            if refusal is not None:
+                raise DropletError(refusal)
+            if not txt:
+                # The mark comes first: an A record is never left without it.
+                await asyncio.to_thread(
+                    domain.create_new_domain_record,
+                    type="TXT",
+                    name=ownership_record_name(name),
+                    data=owner,
+                    ttl=300,
+                )
+            same = [r for r in matching if r.data == str(address)]
+            if same:
+                return int(same[0].id)
             if matching:
                 # Domain.update_domain_record would also send the read-only id; send only
                 # what changes. A PUT may be repeated safely, so it is retried as usual.
@@ -604,19 +777,19 @@ class DropletDriver:
                     type=PUT,
                     params={"type": "A", "name": name, "data": str(address)},
                 )
-                return True
+                return int(matching[0].id)
             if unanswered:
                 # The create we got no answer to may still land; asking again could make a
                 # second record, so only look for the first.
                 raise _StillMissing()
             try:
-                await asyncio.to_thread(
+                created = await asyncio.to_thread(
                     domain.create_new_domain_record, type="A", name=name, data=str(address), ttl=300
                 )
             except Transient as exc:
                 unanswered = unanswered or exc.status is None
                 raise
-            return True
+            return int(created["domain_record"]["id"])
 
         try:
             return await self._creates.call(converge)
@@ -680,6 +853,7 @@ def _info(droplet: Any) -> DropletInfo:
         vcpus=int(droplet.vcpus or 0),
         memory=int(droplet.memory or 0),
         disk=int(droplet.disk or 0),
+        tags=tuple(droplet.tags or ()),
     )
 
 

@@ -23,6 +23,7 @@ import shlex
 
 from deploy import tljh
 from deploy.model import CourseConfig, Observed, Step
+from deploy.ownership import without_code
 from deploy.volumes import VOLUME_NAME_PATTERN, home_volume_name, is_home_volume_name
 
 MOUNT_POINT = "/mnt/classroom-home"
@@ -45,6 +46,15 @@ OBSERVE_COMMAND = (
     f'if [ "$(stat -c %d:%i /home)" = "$(stat -c %d:%i {MOUNT_POINT}/home)" ]; '
     f"then echo {HOME_ON_VOLUME}; fi"
 )
+
+
+def is_course_volume(name: str, desired: CourseConfig) -> bool:
+    """Whether the volume mounted as the course's on its own server is the course's: named
+    for the course, or (made before names carried the repository id) for its readable part.
+    Only ever asked of what the course's own server reports, never of the account."""
+    return is_home_volume_name(name, desired.server.name) or is_home_volume_name(
+        name, without_code(desired.server.name, desired.repo_id)
+    )
 
 
 def device_path(volume_name: str) -> str:
@@ -163,7 +173,7 @@ def plan_steps(desired: CourseConfig, seen: Observed) -> list[Step]:
     name = home_volume_name(desired.server.name)
     size = storage.size_gib
     recorded = seen.state.get(STORAGE_STATE_KEY)
-    if is_home_volume_name(seen.home_volume, desired.server.name) and seen.home_on_volume:
+    if is_course_volume(seen.home_volume, desired) and seen.home_on_volume:
         name = seen.home_volume
         if recorded == size:
             return []
@@ -205,7 +215,7 @@ def snapshot_before_change(desired: CourseConfig, seen: Observed, why: str) -> l
     if desired.storage is None or desired.server.provider != "digitalocean":
         return []
     name = seen.home_volume
-    if not (is_home_volume_name(name, desired.server.name) and seen.home_on_volume):
+    if not (is_course_volume(name, desired) and seen.home_on_volume):
         return []
     return [
         Step(

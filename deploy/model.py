@@ -174,6 +174,9 @@ class CourseConfig:
     backup: BackupSpec = field(default_factory=BackupSpec)
     # None: no nbgrader on the hub.
     assignments: AssignmentsSpec | None = None
+    # GitHub's repository.id: the course's cloud resources are tagged and named by it
+    # (deploy.ownership). None only for a config read without a course (a pure plan).
+    repo_id: int | None = None
     # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
     shared: tuple[SharedFolder, ...] = ()
 
@@ -309,6 +312,8 @@ class ServerRecord:
     # or found again by its tags): offered after the course's key until a deploy moves the
     # server to the course's key. A new droplet or ``provider: ssh`` host never gets it.
     trusts_service_key: bool = True
+    # The DNS A record (its id) the service made for hub.hostname: the only one it changes.
+    dns_record_id: int | None = None
     # provider kubernetes: the course's DOKS cluster and its node pool.
     cluster_id: str | None = None
     node_pool_id: str | None = None

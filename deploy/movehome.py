@@ -23,6 +23,7 @@ from deploy.homevolume import (
     MOUNT_POINT,
     STEP_TIMEOUT,
     bind_lines,
+    is_course_volume,
     volume_lines,
 )
 from deploy.model import CourseConfig, OperationResult, Progress, Step
@@ -35,10 +36,10 @@ from deploy.operations import (
     hub_url,
     known_server,
     operation_result,
+    owner_tag,
     server_target,
 )
 from deploy.ssh import SSHError
-from deploy.volumes import is_home_volume_name
 
 SNAPSHOT_SUFFIX = "-before-move-home-"
 
@@ -141,14 +142,17 @@ async def move_home(
         target = await server_target(engine, course, config, record)
         _, stdout, _ = await engine.ssh.run_script(target, observe_script())
         seen = parse_observation(stdout)
-        if is_home_volume_name(seen.home_volume, config.server.name) and seen.home_on_volume:
+        if is_course_volume(seen.home_volume, config) and seen.home_on_volume:
             return operation_result(
                 "neutral", "Already moved", f"/home is on `{seen.home_volume}`."
             )
         droplets = await droplet_driver(engine, course)
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         await droplets.snapshot(
-            record.droplet_id, f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}", progress
+            record.droplet_id,
+            f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}",
+            progress,
+            owner_tag(config),
         )
         volume = await course_home_volume(engine, course, config, progress)
         step = Step(

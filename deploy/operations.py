@@ -8,7 +8,10 @@ crash or a cut connection converges instead of repeating side effects.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -19,7 +22,6 @@ from deploy import accounts, homevolume, kubernetes_course, planner, shared, tlj
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import CourseKey, ServiceKey, forget_key_script, trust_key_script
 from deploy.model import (
-    DROPLET_TAG,
     CourseConfig,
     HubAccounts,
     Observed,
@@ -32,6 +34,7 @@ from deploy.model import (
     StepResult,
 )
 from deploy.observe import observe_script, parse_observation
+from deploy.ownership import course_tag
 from deploy.redact import redact
 from deploy.render import escape, render_plan, render_status
 from deploy.retry import RetryPolicy
@@ -70,6 +73,8 @@ DropletResolver = Callable[[str], Awaitable[DropletDriver | None]]
 # A course's own SSH key pair, or None for a course the service cannot tell by its
 # repository's id (then only the service's key is offered, as before per-course keys).
 CourseKeyResolver = Callable[[str], Awaitable[CourseKey | None]]
+# The server addresses the service remembers for every course but the one named.
+OtherAddresses = Callable[[str], Awaitable[set[str]]]
 
 
 @dataclass
@@ -89,6 +94,12 @@ class Engine:
         """The course's own SSH key pair (made on first need by the resolver)."""
         return await self.key_resolver(course) if self.key_resolver is not None else None
 
+    # Where other courses' servers are: a `provider: ssh` host among them is refused.
+    other_addresses: OtherAddresses | None = None
+    # The only DNS domains hub.hostname may use (BOT_HUB_DOMAINS); empty: any.
+    hub_domains: tuple[str, ...] = ()
+    # The service's own public host name (BOT_PUBLIC_URL's): never a hub's.
+    service_host: str | None = None
     # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
     course_ids: Callable[[str], Awaitable[int | None]] | None = None
     # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).
@@ -118,6 +129,80 @@ def public_address(record: ServerRecord | None) -> str | None:
     if record is None:
         return None
     return record.reserved_ip or record.address
+
+
+def owner_tag(config: CourseConfig) -> str:
+    """The course's tag on its cloud resources (``deploy.ownership``)."""
+    if config.repo_id is None:
+        raise OperationError(
+            "the course's repository id is not known, so its cloud resources cannot be told "
+            "apart from other courses'; nothing was done"
+        )
+    return course_tag(config.repo_id)
+
+
+def hostname_refusal(engine: Engine, config: CourseConfig) -> str | None:
+    """Why ``hub.hostname`` may not be used, from the config and the service's settings."""
+    hostname = config.hub.hostname
+    if not hostname:
+        return None
+    own = (engine.service_host or "").lower().rstrip(".")
+    if own and (hostname == own or hostname.endswith("." + own)):
+        return (
+            f"hub.hostname {hostname} is the service's own address ({own}) or under it; "
+            "a hub needs a name of its own. Nothing was changed."
+        )
+    if engine.hub_domains and not any(
+        hostname == d or hostname.endswith("." + d) for d in engine.hub_domains
+    ):
+        return (
+            f"hub.hostname {hostname} is not in a domain this service may use for hubs "
+            f"({', '.join(engine.hub_domains)}, set by BOT_HUB_DOMAINS); ask its operator. "
+            "Nothing was changed."
+        )
+    return None
+
+
+async def _addresses_of(host: str) -> set[str]:
+    """``host`` as addresses: itself if it is one, else what it resolves to now."""
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return set()
+    return {str(info[4][0]) for info in infos}
+
+
+async def foreign_host_refusal(engine: Engine, course: str, config: CourseConfig) -> str | None:
+    """Why a `provider: ssh` host is not this course's to use, or ``None``: another
+    course's server address, or an address in the operator's DigitalOcean account (a
+    droplet or reserved IP) that is not this course's. Asked before any SSH connection."""
+    server = config.server
+    if server.provider != "ssh" or not server.host:
+        return None
+    addresses = await _addresses_of(server.host)
+    if engine.other_addresses is not None:
+        taken = addresses & await engine.other_addresses(course)
+        if taken:
+            return (
+                f"server.host {server.host} is the address of another course's server "
+                f"({', '.join(sorted(taken))}); a course may only use a server of its own. "
+                "Nothing was done."
+            )
+    drivers = {id(d): d for d in (engine.droplets, await engine.droplets_for(course)) if d}
+    own = course_tag(config.repo_id) if config.repo_id is not None else None
+    for driver in drivers.values():
+        for address, tags, _ in await driver.addresses():
+            if address in addresses and (own is None or own not in tags):
+                return (
+                    f"server.host {server.host} is a DigitalOcean address of this service's "
+                    f"account ({address}) that is not this course's; a `provider: ssh` "
+                    "server must be one of your own. Nothing was done."
+                )
+    return None
 
 
 async def server_target(
@@ -171,6 +256,9 @@ async def known_server(
     server = config.server
     if server.provider == "ssh":
         assert server.host is not None
+        refused = await foreign_host_refusal(engine, course, config)
+        if refused is not None:
+            raise OperationError(refused)
         same = record is not None and record.address == server.host and record.port == server.port
         return ServerRecord(
             provider="ssh",
@@ -186,13 +274,14 @@ async def known_server(
     droplets = await engine.droplets_for(course)
     if droplets is None:
         return None
-    found = await droplets.find(server.name)
+    owner = owner_tag(config)
+    found = await droplets.find(server.name, owner)
     if found is None or not found.ipv4:
         return None
     if progress is not None:
         await progress(
-            f"found droplet {found.name} (id {found.id}) by its name and the "
-            f"{DROPLET_TAG} tag; remembering it"
+            f"found droplet {found.name} (id {found.id}) by the course's tag {owner}; "
+            "remembering it"
         )
     found_record = ServerRecord(
         provider="digitalocean",
@@ -269,15 +358,17 @@ async def provision(
     server = config.server
     droplets = await droplet_driver(engine, course)
     key = await engine.course_key(course)
+    previous = await engine.records.get_server(course)
     info = await droplets.ensure_droplet(
         server.name,
+        owner_tag(config),
         server.region,
         server.size,
         server.image,
         key.public_line if key is not None else engine.service_key.public_line,
         progress,
+        known_id=previous.droplet_id if previous and previous.provider == "digitalocean" else None,
     )
-    previous = await engine.records.get_server(course)
     record = ServerRecord(
         provider="digitalocean",
         address=info.ipv4,
@@ -293,6 +384,7 @@ async def provision(
         trusts_service_key=previous.trusts_service_key
         if previous and previous.droplet_id == info.id
         else True,
+        dns_record_id=previous.dns_record_id if previous else None,
     )
     if record.reserved_ip and (previous is None or previous.droplet_id != info.id):
         # A new droplet for the course (the old one is gone): it takes the course's address.
@@ -503,7 +595,12 @@ async def _deploy(
     seen: list[Observed],
     source: shared.SharedSource | None = None,
 ) -> OperationResult:
+    refused = hostname_refusal(engine, config)
+    if refused is not None:
+        raise OperationError(refused)
     record = await known_server(engine, course, config, progress)
+    if mode == "apply":
+        record = await _claim(engine, course, config, record)
     commit = source.commit if source is not None else None
     observed = None
     if record is not None and mode == "apply":
@@ -625,6 +722,27 @@ async def _observe_after_apply(
         seen.clear()
 
 
+async def _claim(
+    engine: Engine, course: str, config: CourseConfig, record: ServerRecord | None
+) -> ServerRecord | None:
+    """Before a deploy changes anything: the course's droplet carries its tag (one made
+    before courses had tags is tagged now, as the course's record names it), and
+    ``hub.hostname`` is not a DNS name another course or anyone else holds."""
+    if config.server.provider != "digitalocean":
+        return record
+    droplets = await droplet_driver(engine, course)
+    owner = owner_tag(config)
+    if record is not None and record.droplet_id:
+        await droplets.find(config.server.name, owner, known_id=record.droplet_id)
+    if config.hub.hostname:
+        refused = await droplets.dns_refusal(
+            config.hub.hostname, owner, record.dns_record_id if record else None
+        )
+        if refused is not None:
+            raise OperationError(refused)
+    return record
+
+
 async def _seed_accounts(
     engine: Engine,
     course: str,
@@ -719,12 +837,16 @@ async def _engine_step(
     if step.name == "dns":
         record = await engine.records.get_server(course)
         address = public_address(record)
-        if address and config.hub.hostname:
+        if address and config.hub.hostname and record is not None:
             droplets = await droplet_driver(engine, course)
-            done = await droplets.ensure_dns_a_record(config.hub.hostname, address)
+            made = await droplets.ensure_dns_a_record(
+                config.hub.hostname, address, owner_tag(config), record.dns_record_id
+            )
+            if made is not None and made != record.dns_record_id:
+                await engine.records.save_server(course, replace(record, dns_record_id=made))
             await progress(
                 f"DNS A record {config.hub.hostname} → {address}"
-                if done
+                if made is not None
                 else f"{config.hub.hostname} is not a domain in this DigitalOcean account; "
                 "point its DNS at the server yourself"
             )
@@ -740,14 +862,16 @@ async def course_home_volume(
     if config.storage is None or record is None or record.droplet_id is None:
         raise OperationError("the course's volume needs its droplet, and none is known yet")
     volumes = VolumeDriver(await droplet_driver(engine, course))
+    owner = owner_tag(config)
     volume = await volumes.ensure_home_volume(
         config.server.name,
+        owner,
         record.region or config.server.region,
         config.storage.size_gib,
         progress,
         droplet_id=record.droplet_id,
     )
-    volume = await volumes.attach(volume, record.droplet_id, progress)
+    volume = await volumes.attach(volume, owner, record.droplet_id, progress)
     region = record.region or config.server.region
     if record.reserved_ip:
         await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
@@ -764,13 +888,14 @@ async def _snapshot_home_volume(
     record = await engine.records.get_server(course)
     assert config.storage is not None and record is not None
     volumes = VolumeDriver(await droplet_driver(engine, course))
+    owner = owner_tag(config)
     volume = await volumes.current_home_volume(
-        config.server.name, record.region or config.server.region, record.droplet_id
+        config.server.name, owner, record.region or config.server.region, record.droplet_id
     )
     if volume is None:
         raise OperationError("the course's volume is missing; nothing was changed")
-    await volumes.take_snapshot(volume, config.server.name, datetime.now(UTC), progress)
-    await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
+    await volumes.take_snapshot(volume, config.server.name, owner, datetime.now(UTC), progress)
+    await volumes.prune_snapshots(config.server.name, owner, config.backup.keep, progress)
 
 
 async def status(
@@ -889,7 +1014,7 @@ async def snapshot(
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)
         droplets = await droplet_driver(engine, course)
-        await droplets.snapshot(record.droplet_id, title, progress)
+        await droplets.snapshot(record.droplet_id, title, progress, owner_tag(config))
     except (OperationError, DropletError) as exc:
         return operation_result("failure", "Could not snapshot", str(exc))
     return operation_result(

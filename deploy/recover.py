@@ -36,7 +36,7 @@ from deploy.homevolume import (
     device_path,
     volume_lines,
 )
-from deploy.model import DROPLET_TAG, CourseConfig, OperationResult, Progress, ServerRecord, Step
+from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
 from deploy.operations import (
     UNREACHABLE,
     Engine,
@@ -47,6 +47,7 @@ from deploy.operations import (
     known_server,
     observe_server,
     operation_result,
+    owner_tag,
     provision,
     server_target,
     wait_for_ssh,
@@ -220,13 +221,17 @@ def mount_script(volume_name: str) -> str:
 
 
 async def lost_droplet(
-    droplets: DropletDriver, record: ServerRecord | None, server_name: str | None
+    droplets: DropletDriver,
+    record: ServerRecord | None,
+    server_name: str | None,
+    owner: str | None = None,
 ) -> str | None:
     """Why the course's droplet counts as gone, or ``None`` while it is there.
 
     Gone: DigitalOcean answers 404 for the droplet remembered (a droplet with the course's
-    name in its place is one a recovery cut short made), or (nothing remembered) no droplet
-    has the course's name and the service's tag. Only reads.
+    name in its place is one a recovery cut short made), or (nothing remembered) the
+    course has no droplet with its tag ``owner``. Without ``owner`` only the remembered
+    droplet is asked about. Only reads.
     """
     if record is not None and record.provider != "digitalocean":
         return None
@@ -238,13 +243,13 @@ async def lost_droplet(
             if "not found" not in str(exc):
                 raise
         gone = f"DigitalOcean answers 404 (not found) for droplet {record.droplet_id}"
-        found = await droplets.find(server_name) if server_name else None
+        found = await droplets.find(server_name, owner) if server_name and owner else None
         if found is not None:
             # A recovery cut short made it: it has no hub yet, and /recover finishes it.
             return f"{gone}; droplet {found.id}, named {server_name}, is there in its place"
         return gone
-    if server_name and await droplets.find(server_name) is None:
-        return f"DigitalOcean has no droplet named {server_name} tagged {DROPLET_TAG}"
+    if server_name and owner and await droplets.find(server_name, owner) is None:
+        return f"DigitalOcean has no droplet of this course (tagged {owner})"
     return None
 
 
@@ -260,10 +265,11 @@ async def _course_volume(
 ) -> VolumeInfo:
     """The volume that held the homes last: after ``/restore --all`` the course has more
     than one (the previous ones are kept), and the one last attached is current."""
-    found = await volumes.course_volumes(config.server.name, region)
+    owner = owner_tag(config)
+    found = await volumes.course_volumes(config.server.name, owner, region)
     if not found:
         raise OperationError(
-            f"there is no volume {home_volume_name(config.server.name)} tagged {DROPLET_TAG} "
+            f"there is no volume {home_volume_name(config.server.name)} tagged {owner} "
             f"in {region}, so nothing of the students' to recover from; push to deploy "
             "a new server instead"
         )
@@ -329,7 +335,7 @@ async def _recover(
     volumes = VolumeDriver(droplets)
     record = await engine.records.get_server(course)
     region = (record.region if record else None) or config.server.region
-    lost = await lost_droplet(droplets, record, config.server.name)
+    lost = await lost_droplet(droplets, record, config.server.name, owner_tag(config))
     if lost is None:
         record = await known_server(engine, course, config, progress)
     if lost is None and record is not None and record.droplet_id:
@@ -355,7 +361,7 @@ async def _recover(
 
     record = await provision(engine, course, config, progress)
     assert record.droplet_id is not None
-    volume = await volumes.attach(volume, record.droplet_id, progress)
+    volume = await volumes.attach(volume, owner_tag(config), record.droplet_id, progress)
     await wait_for_ssh(engine, course, config, record, progress)
     target = await server_target(engine, course, config, record)
 

@@ -28,6 +28,7 @@ import digitalocean
 from deploy.digitalocean_api import DELETE, GET, POST
 from deploy.droplets import DropletDriver, DropletError
 from deploy.model import DROPLET_TAG, Progress
+from deploy.ownership import MAX_BASE, owner_tags, readable_part
 from deploy.redact import redact
 
 HOME_SUFFIX = "-home"
@@ -42,6 +43,7 @@ _STAMP = r"[0-9]{8}-[0-9]{6}"
 # letter, at most 64 characters.
 VOLUME_NAME_PATTERN = re.compile(r"[a-z](?:[a-z0-9-]{0,62}[a-z0-9])?")
 MAX_VOLUME_NAME = 64
+assert MAX_BASE + len(RESTORE_MARK) + len("20250301-020000") <= MAX_VOLUME_NAME
 
 
 class VolumeError(DropletError):
@@ -72,13 +74,16 @@ class SnapshotInfo:
 # ---- pure helpers ------------------------------------------------------------------------
 
 
+def volume_base(server_name: str) -> str:
+    """The front of every volume name of the course: its droplet name, made a valid volume
+    name start (dots become '-') and cut to ``MAX_BASE``. A course name (``deploy.ownership``)
+    is never cut, so two courses never share a volume name."""
+    return readable_part(server_name)[:MAX_BASE].rstrip("-")
+
+
 def home_volume_name(server_name: str) -> str:
-    """``<server.name>-home``, made a valid volume name (dots become '-', cut to 64)."""
-    base = re.sub(r"[^a-z0-9-]+", "-", server_name.lower()).strip("-")
-    base = base[: MAX_VOLUME_NAME - len(HOME_SUFFIX)].rstrip("-")
-    if not base or not base[0].isalpha():
-        base = f"hub-{base}".rstrip("-")[: MAX_VOLUME_NAME - len(HOME_SUFFIX)].rstrip("-")
-    return base + HOME_SUFFIX
+    """``<droplet name>-home``: the course's first volume."""
+    return volume_base(server_name) + HOME_SUFFIX
 
 
 def snapshot_stamp(when: datetime) -> str:
@@ -86,37 +91,39 @@ def snapshot_stamp(when: datetime) -> str:
 
 
 def snapshot_name(server_name: str, when: datetime) -> str:
-    """``<server.name>-home-<UTC time>``: the name of a snapshot this service takes."""
+    """``<droplet name>-home-<UTC time>``: the name of a snapshot this service takes."""
     return f"{home_volume_name(server_name)}-{snapshot_stamp(when)}"
+
+
+def _stamped(server_name: str, mark: str, stamp: str) -> str:
+    if not re.fullmatch(_STAMP, stamp):
+        raise VolumeError(f"{stamp[:40]!r} is not a snapshot time like 20250301-020000")
+    return volume_base(server_name) + mark + stamp
 
 
 def restore_volume_name(server_name: str, stamp: str) -> str:
     """The temporary volume a restore reads from; it names the snapshot's time."""
-    if not re.fullmatch(_STAMP, stamp):
-        raise VolumeError(f"{stamp[:40]!r} is not a snapshot time like 20250301-020000")
-    name = home_volume_name(server_name)
-    return name[: MAX_VOLUME_NAME - len(RESTORE_MARK) - len(stamp)] + RESTORE_MARK + stamp
+    return _stamped(server_name, RESTORE_MARK, stamp)
 
 
 def swapped_volume_name(server_name: str, stamp: str) -> str:
     """The course's volume after ``/restore --all`` from the snapshot taken at ``stamp``."""
-    if not re.fullmatch(_STAMP, stamp):
-        raise VolumeError(f"{stamp[:40]!r} is not a snapshot time like 20250301-020000")
-    name = home_volume_name(server_name)
-    return name[: MAX_VOLUME_NAME - len(SWAP_MARK) - len(stamp)] + SWAP_MARK + stamp
+    return _stamped(server_name, SWAP_MARK, stamp)
 
 
 def is_home_volume_name(name: str, server_name: str) -> bool:
     """Whether ``name`` is the course's volume: the first one, or one swapped in since."""
-    home = home_volume_name(server_name)
-    prefix = home[: MAX_VOLUME_NAME - len(SWAP_MARK) - 15]
-    return name == home or re.fullmatch(re.escape(prefix + SWAP_MARK) + _STAMP, name) is not None
+    base = volume_base(server_name)
+    return name == base + HOME_SUFFIX or (
+        re.fullmatch(re.escape(base + SWAP_MARK) + _STAMP, name) is not None
+    )
 
 
-def is_own_snapshot(snapshot: SnapshotInfo, server_name: str) -> bool:
-    """Whether this service took ``snapshot`` of this course's volume: tag and exact name."""
+def is_own_snapshot(snapshot: SnapshotInfo, server_name: str, owner: str) -> bool:
+    """Whether this service took ``snapshot`` of this course's volume: the course's tag
+    and the exact name."""
     pattern = re.escape(home_volume_name(server_name)) + "-" + _STAMP
-    return DROPLET_TAG in snapshot.tags and re.fullmatch(pattern, snapshot.name) is not None
+    return owner in snapshot.tags and re.fullmatch(pattern, snapshot.name) is not None
 
 
 def snapshot_time(snapshot: SnapshotInfo) -> str:
@@ -126,7 +133,7 @@ def snapshot_time(snapshot: SnapshotInfo) -> str:
 
 
 def snapshots_beyond_keep(
-    snapshots: Iterable[SnapshotInfo], server_name: str, keep: int
+    snapshots: Iterable[SnapshotInfo], server_name: str, owner: str, keep: int
 ) -> list[SnapshotInfo]:
     """What retention deletes: this service's own snapshots of this course, oldest first,
     beyond the newest ``keep``. Anything without the tag or the exact name is never listed.
@@ -134,7 +141,7 @@ def snapshots_beyond_keep(
     if keep < 1:
         raise VolumeError("backup.keep must be at least 1")
     own = sorted(
-        (s for s in snapshots if is_own_snapshot(s, server_name)),
+        (s for s in snapshots if is_own_snapshot(s, server_name, owner)),
         key=lambda s: (s.created_at, s.name),
         reverse=True,
     )
@@ -217,43 +224,62 @@ class VolumeDriver:
 
     # ---- the course's volume ----
 
-    async def find_volume(self, name: str, region: str) -> VolumeInfo | None:
+    async def find_volume(self, name: str, region: str, owner: str) -> VolumeInfo | None:
+        """The volume of this name in ``region`` that carries the course's tag ``owner``."""
         data = await self._get(
             f"look for volume {name}", "volumes", {"name": name, "region": region}
         )
-        found = [_volume_info(v) for v in data.get("volumes", []) if v.get("name") == name]
+        found = [
+            v
+            for v in (_volume_info(d) for d in data.get("volumes", []))
+            if v.name == name and owner in v.tags
+        ]
         return found[0] if found else None
 
-    async def current_home_volume(
-        self, server_name: str, region: str, droplet_id: int | None
-    ) -> VolumeInfo | None:
-        """The course's volume: the one attached to its droplet (after ``/restore --all``
-        a newer one), else the first, ``<server.name>-home``."""
-        if droplet_id is not None:
-            data = await self._get("list volumes", "volumes", {"region": region})
-            attached = [
-                v
-                for v in (_volume_info(d) for d in data.get("volumes", []))
-                if droplet_id in v.droplet_ids
-                and DROPLET_TAG in v.tags
-                and RESTORE_TAG not in v.tags
-                and is_home_volume_name(v.name, server_name)
-            ]
-            if attached:
-                return attached[0]
-        return await self.find_volume(home_volume_name(server_name), region)
-
-    async def course_volumes(self, server_name: str, region: str) -> list[VolumeInfo]:
-        """Every volume that ever held this course's homes: the first and any swapped in
-        by ``/restore --all``; tagged, never a temporary restore volume."""
+    async def _own_volumes(self, owner: str, region: str) -> list[VolumeInfo]:
+        """The course's volumes in ``region`` (its tag), the temporary ones left out."""
         data = await self._get("list volumes", "volumes", {"region": region})
         return [
             v
             for v in (_volume_info(d) for d in data.get("volumes", []))
-            if DROPLET_TAG in v.tags
-            and RESTORE_TAG not in v.tags
-            and is_home_volume_name(v.name, server_name)
+            if owner in v.tags and RESTORE_TAG not in v.tags
         ]
+
+    async def adopt_attached(self, owner: str, region: str, droplet_id: int) -> list[VolumeInfo]:
+        """Tag as the course's the volumes made before courses had tags that are attached to
+        its droplet (``droplet_id`` comes from the course's own record): the service's tag,
+        no course's tag, never a temporary one. Never by name."""
+        data = await self._get("list volumes", "volumes", {"region": region})
+        legacy = [
+            v
+            for v in (_volume_info(d) for d in data.get("volumes", []))
+            if droplet_id in v.droplet_ids
+            and DROPLET_TAG in v.tags
+            and RESTORE_TAG not in v.tags
+            and not owner_tags(v.tags)
+        ]
+        if legacy:
+            await self._droplets.tag(owner, "volume", [v.id for v in legacy])
+        return legacy
+
+    async def current_home_volume(
+        self, server_name: str, owner: str, region: str, droplet_id: int | None
+    ) -> VolumeInfo | None:
+        """The course's volume: the one of its own attached to its droplet (after
+        ``/restore --all`` a newer one), else the first, ``<droplet name>-home``."""
+        if droplet_id is not None:
+            await self.adopt_attached(owner, region, droplet_id)
+        own = await self._own_volumes(owner, region)
+        attached = [v for v in own if droplet_id is not None and droplet_id in v.droplet_ids]
+        if attached:
+            return attached[0]
+        first = home_volume_name(server_name)
+        return next((v for v in own if v.name == first), None)
+
+    async def course_volumes(self, server_name: str, owner: str, region: str) -> list[VolumeInfo]:
+        """Every volume that ever held this course's homes: its tag, never a temporary
+        restore volume (the first and any swapped in by ``/restore --all``)."""
+        return await self._own_volumes(owner, region)
 
     async def last_attached(self, volume: VolumeInfo) -> tuple[str, int]:
         """When the volume was last attached to a droplet (the time DigitalOcean started
@@ -271,6 +297,7 @@ class VolumeDriver:
     async def ensure_home_volume(
         self,
         server_name: str,
+        owner: str,
         region: str,
         size_gib: int,
         progress: Progress,
@@ -278,14 +305,8 @@ class VolumeDriver:
     ) -> VolumeInfo:
         """The course's home volume, created (empty, unformatted) or grown to ``size_gib``."""
         name = home_volume_name(server_name)
-        volume = await self.current_home_volume(server_name, region, droplet_id)
+        volume = await self.current_home_volume(server_name, owner, region, droplet_id)
         if volume is not None:
-            if DROPLET_TAG not in volume.tags:
-                raise VolumeError(
-                    f"a volume named {name} exists in {region} without the tag {DROPLET_TAG}; "
-                    "it is not this service's, so it is left alone: rename it, or tag it "
-                    f"{DROPLET_TAG} if it is this course's"
-                )
             grow_to = size_change(volume.size_gib, size_gib, volume.name)
             if grow_to is not None:
                 await _say(
@@ -301,16 +322,24 @@ class VolumeDriver:
         return await self._create_volume(
             name,
             region,
-            {"name": name, "region": region, "size_gigabytes": size_gib, "tags": [DROPLET_TAG]},
+            owner,
+            {
+                "name": name,
+                "region": region,
+                "size_gigabytes": size_gib,
+                "tags": [DROPLET_TAG, owner],
+            },
         )
 
-    async def _create_volume(self, name: str, region: str, request: dict[str, Any]) -> VolumeInfo:
+    async def _create_volume(
+        self, name: str, region: str, owner: str, request: dict[str, Any]
+    ) -> VolumeInfo:
         try:
             created = await self._send(f"create volume {name}", "volumes", POST, request)
         except DropletError:
             # A create whose answer was lost (or retried after a 5xx) may have happened:
             # the name is unique in a region, so look before saying it failed.
-            found = await self.find_volume(name, region)
+            found = await self.find_volume(name, region, owner)
             if found is None:
                 raise
             return found
@@ -319,8 +348,15 @@ class VolumeDriver:
     async def get_volume(self, volume_id: str) -> VolumeInfo:
         return _volume_info((await self._get("read the volume", f"volumes/{volume_id}"))["volume"])
 
-    async def attach(self, volume: VolumeInfo, droplet_id: int, progress: Progress) -> VolumeInfo:
-        """``volume`` attached to the droplet; refused if it is on another droplet."""
+    async def attach(
+        self, volume: VolumeInfo, owner: str, droplet_id: int, progress: Progress
+    ) -> VolumeInfo:
+        """``volume`` attached to the droplet; refused if it is on another droplet, or is
+        not the course's (``owner``, its tag)."""
+        if owner not in volume.tags:
+            raise VolumeError(
+                f"volume {volume.name} is not this course's (no tag {owner}); it is never attached"
+            )
         if droplet_id in volume.droplet_ids:
             return volume
         if volume.droplet_ids:
@@ -342,11 +378,13 @@ class VolumeDriver:
     # ---- snapshots ----
 
     async def take_snapshot(
-        self, volume: VolumeInfo, server_name: str, when: datetime, progress: Progress
+        self, volume: VolumeInfo, server_name: str, owner: str, when: datetime, progress: Progress
     ) -> SnapshotInfo:
-        """Snapshot the course's volume as ``<server.name>-home-<UTC time>``, tagged."""
+        """Snapshot the course's volume as ``<droplet name>-home-<UTC time>``, tagged."""
+        if owner not in volume.tags:
+            raise VolumeError(f"volume {volume.name} is not this course's; it is not snapshotted")
         name = snapshot_name(server_name, when)
-        for existing in await self.list_snapshots(server_name):
+        for existing in await self.list_snapshots(server_name, owner):
             if existing.name == name:
                 # A snapshot whose answer was lost (or a second request in the same second).
                 return existing
@@ -356,32 +394,34 @@ class VolumeDriver:
                 f"snapshot volume {volume.name}",
                 f"volumes/{volume.id}/snapshots",
                 POST,
-                {"name": name, "tags": [DROPLET_TAG]},
+                {"name": name, "tags": [DROPLET_TAG, owner]},
             )
             snapshot = _snapshot_info(created["snapshot"])
         except DropletError:
-            taken = [s for s in await self.list_snapshots(server_name) if s.name == name]
+            taken = [s for s in await self.list_snapshots(server_name, owner) if s.name == name]
             if not taken:
                 raise
             snapshot = taken[0]
         await _say(progress, f"Snapshot {name} is done ({snapshot.size_gib:g} GB)")
         return snapshot
 
-    async def list_snapshots(self, server_name: str) -> list[SnapshotInfo]:
+    async def list_snapshots(self, server_name: str, owner: str) -> list[SnapshotInfo]:
         """This course's own volume snapshots, newest first."""
         data = await self._get("list volume snapshots", "snapshots", {"resource_type": "volume"})
         own = [
             s
             for s in (_snapshot_info(d) for d in data.get("snapshots", []))
-            if is_own_snapshot(s, server_name)
+            if is_own_snapshot(s, server_name, owner)
         ]
         return sorted(own, key=lambda s: (s.created_at, s.name), reverse=True)
 
     async def prune_snapshots(
-        self, server_name: str, keep: int, progress: Progress
+        self, server_name: str, owner: str, keep: int, progress: Progress
     ) -> list[SnapshotInfo]:
         """Delete this course's own snapshots beyond the newest ``keep``; returns them."""
-        doomed = snapshots_beyond_keep(await self.list_snapshots(server_name), server_name, keep)
+        doomed = snapshots_beyond_keep(
+            await self.list_snapshots(server_name, owner), server_name, owner, keep
+        )
         for snapshot in doomed:
             await _say(progress, f"Deleting snapshot {snapshot.name} (keeping the newest {keep})")
             try:
@@ -397,6 +437,7 @@ class VolumeDriver:
         self,
         snapshot: SnapshotInfo,
         server_name: str,
+        owner: str,
         region: str,
         size_gib: int,
         progress: Progress,
@@ -408,26 +449,28 @@ class VolumeDriver:
         return await self._volume_from_snapshot(
             snapshot,
             server_name,
+            owner,
             swapped_volume_name,
             region,
             max(size_gib, snapshot.min_disk_size),
-            [DROPLET_TAG],
+            [DROPLET_TAG, owner],
             progress,
         )
 
     # ---- restore volumes ----
 
     async def create_restore_volume(
-        self, snapshot: SnapshotInfo, server_name: str, region: str, progress: Progress
+        self, snapshot: SnapshotInfo, server_name: str, owner: str, region: str, progress: Progress
     ) -> VolumeInfo:
         """A temporary volume made from ``snapshot`` (found again if a try was cut short)."""
         return await self._volume_from_snapshot(
             snapshot,
             server_name,
+            owner,
             restore_volume_name,
             region,
             snapshot.min_disk_size,
-            [DROPLET_TAG, RESTORE_TAG],
+            [DROPLET_TAG, RESTORE_TAG, owner],
             progress,
         )
 
@@ -435,6 +478,7 @@ class VolumeDriver:
         self,
         snapshot: SnapshotInfo,
         server_name: str,
+        owner: str,
         volume_name: Callable[[str, str], str],
         region: str,
         size_gib: int,
@@ -443,16 +487,17 @@ class VolumeDriver:
     ) -> VolumeInfo:
         """A volume made from one of the course's own snapshots, found again by its name
         if an earlier try made it before being cut short."""
-        if not is_own_snapshot(snapshot, server_name):
+        if not is_own_snapshot(snapshot, server_name, owner):
             raise VolumeError(f"{snapshot.name} is not a snapshot of this course's volume")
         name = volume_name(server_name, snapshot_time(snapshot))
-        existing = await self.find_volume(name, region)
+        existing = await self.find_volume(name, region, owner)
         if existing is not None:
             return existing
         await _say(progress, f"Making volume {name} from snapshot {snapshot.name}")
         return await self._create_volume(
             name,
             region,
+            owner,
             {
                 "name": name,
                 "region": region,
@@ -463,12 +508,20 @@ class VolumeDriver:
         )
 
     async def delete_restore_volume(
-        self, volume: VolumeInfo, server_name: str, droplet_id: int, progress: Progress
+        self,
+        volume: VolumeInfo,
+        server_name: str,
+        owner: str,
+        droplet_id: int,
+        progress: Progress,
     ) -> None:
-        """Detach and delete a temporary restore volume; any other volume is refused."""
-        prefix = home_volume_name(server_name)[: MAX_VOLUME_NAME - len(RESTORE_MARK) - 15]
-        if RESTORE_TAG not in volume.tags or not re.fullmatch(
-            re.escape(prefix + RESTORE_MARK) + _STAMP, volume.name
+        """Detach and delete a temporary restore volume of this course; any other volume
+        is refused."""
+        prefix = volume_base(server_name)
+        if (
+            RESTORE_TAG not in volume.tags
+            or owner not in volume.tags
+            or not re.fullmatch(re.escape(prefix + RESTORE_MARK) + _STAMP, volume.name)
         ):
             raise VolumeError(
                 f"volume {volume.name} is not a temporary restore volume; it is never deleted"

@@ -10,7 +10,7 @@ import pytest
 from deploy import backup, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import snapshot_name
-from tests.support.engine import noop
+from tests.support.engine import TAGS, noop
 from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
@@ -21,7 +21,7 @@ def test_restore_alone_lists_name_date_and_size() -> None:
 
     snapshot = SnapshotInfo("id", snapshot_name(NAME, T0), T0, 1.5, 20, (DROPLET_TAG,), "v")
     table = backup.snapshot_table([snapshot])
-    assert "| `physics101-hub-home-20260301-020000` | 2026-03-01 02:00 | 1.5 GB |" in table
+    assert f"| `{VOLUME}-20260301-020000` | 2026-03-01 02:00 | 1.5 GB |" in table
     assert "/backup" in backup.snapshot_table([])
 
 
@@ -35,8 +35,8 @@ async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
     droplet,
     do_fake,
 ) -> None:
-    home = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
-    foreign = do_fake.add_volume_snapshot(home, "before-the-exam", tags=[DROPLET_TAG])
+    home = do_fake.add_volume(VOLUME, tags=TAGS)
+    foreign = do_fake.add_volume_snapshot(home, "before-the-exam", tags=TAGS)
     config = course(KEEP_TWO)
     for day in range(3):
         result = await backup.backup(
@@ -55,7 +55,7 @@ async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
     droplet,
     do_fake,
 ) -> None:
-    do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    do_fake.add_volume(VOLUME, tags=TAGS)
     do_fake.fail("POST /v2/volumes/{volume_id}/snapshots", 500, times=10)
     result = await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     assert result.conclusion == "failure"
@@ -113,7 +113,7 @@ async def test_restore_of_an_unknown_snapshot_changes_nothing(
         await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
     ).conclusion == "success"
     result = await backup.restore_student(
-        droplet, COURSE, course(), "physics101-hub-home-20200101-000000", "alice", progress=noop
+        droplet, COURSE, course(), f"{VOLUME}-20200101-000000", "alice", progress=noop
     )
     assert result.conclusion == "failure" and "/restore" in result.summary
     assert len(do_fake.volumes) == 1 and not do_fake.deleted_volumes
@@ -161,7 +161,7 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
         assert result.conclusion == "success", result.summary
         old, new = sorted(do_fake.volumes.values(), key=lambda v: v.created_at + v.name)
         assert (old.name, old.droplet_ids) == (VOLUME, [])
-        assert new.name == "physics101-hub-home-from-20260301-020000"
+        assert new.name == f"{NAME}-from-20260301-020000"
         assert new.droplet_ids == list(do_fake.droplets)
         assert not do_fake.deleted_volumes
         assert await home_listing(droplet, "/home/jupyter-alice") == ["hw1.ipynb"]

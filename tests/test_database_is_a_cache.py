@@ -1,7 +1,7 @@
 """Safety invariant 10: the database is a cache. With it deleted (the ``.env`` credentials
 and the service's SSH key kept) and the service restarted, the next event finds the course's
-droplet again by its name and the service's tag, through the service's own /webhook, the
-fake GitHub and DigitalOcean, and the loopback SSH server."""
+droplet again by the course's tag (the repository's id, asked of GitHub again), through the
+service's own /webhook, the fake GitHub and DigitalOcean, and the loopback SSH server."""
 
 from __future__ import annotations
 
@@ -13,19 +13,26 @@ from bot.app import make_app
 from bot.services import SERVICES
 from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
+from deploy.ownership import course_name, course_tag
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.plugins.classroom import Classroom, ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 
 pytestmark = pytest.mark.sshd
 
-NAME = "physics101-hub"
+READABLE = "physics101-hub"
+
+
+def identity(github) -> tuple[int, str, str]:
+    """The course's repository id, droplet name and owner tag, as the service derives them."""
+    repo_id = github.repositories[COURSE_REPO].id
+    return repo_id, course_name(READABLE, repo_id), course_tag(repo_id)
 
 
 def droplet_config(port: int) -> bytes:
     return (
         "server:\n  provider: digitalocean\n"
-        f"  name: {NAME}\n  region: syd1\n  size: s-2vcpu-4gb\n  port: {port}\n"
+        f"  name: {READABLE}\n  region: syd1\n  size: s-2vcpu-4gb\n  port: {port}\n"
         "hub:\n  admins: [alice]\n"
     ).encode()
 
@@ -80,9 +87,10 @@ def service(aiohttp_client, make_settings, github_fake, ssh_target, do_fake, tmp
     return Service(aiohttp_client, settings, github_fake, ssh_target, do_fake)
 
 
-def the_course_droplet(do_fake: DigitalOceanFake, ssh_target):
+def the_course_droplet(do_fake: DigitalOceanFake, ssh_target, github):
     """The course's tagged droplet, whose address is the loopback SSH server."""
-    droplet = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
+    _, name, owner = identity(github)
+    droplet = do_fake.add_droplet(name, tags=[DROPLET_TAG, owner])
     droplet.ipv4 = ssh_target.host
     return droplet
 
@@ -105,7 +113,8 @@ async def comment(room: Classroom, example, body: str, number: int) -> str:
 async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
     service: Service, do_fake, ssh_target, example
 ) -> None:
-    droplet = the_course_droplet(do_fake, ssh_target)
+    droplet = the_course_droplet(do_fake, ssh_target, service.github)
+    repo_id, name, owner = identity(service.github)
     assert ssh_target.port != 22
     room = await service.start()
     files = ssh_course_files(ssh_target)
@@ -118,7 +127,7 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
     run = next(r for r in room.runs() if r["head_sha"] == sha)
     assert run["conclusion"] == "success", run["output"]
     log = run["output"]["text"]
-    assert f"found droplet {NAME} (id {droplet.id}) by its name and the {DROPLET_TAG} tag" in log
+    assert f"found droplet {name} (id {droplet.id}) by the course's tag {owner}" in log
     assert f"pinned the host key of {ssh_target.host}:{ssh_target.port} on first contact" in log
     assert ssh_target.state("services") == {"jupyterhub": "active", "traefik": "active"}
     assert droplets_created(do_fake) == []
@@ -129,7 +138,7 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
 
     reply = await comment(room, example, "/status", number)
     assert "Hub is running" in reply, reply
-    assert f"{NAME} ({droplet.id}), s-2vcpu-4gb in syd1" in reply
+    assert f"{name} ({droplet.id}), s-2vcpu-4gb in syd1" in reply
     assert "No server yet" not in reply
 
     reply = await comment(room, example, "/resize s-4vcpu-8gb", number)
@@ -147,7 +156,8 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "backup_every": None,
         "monitor_signups": True,
         "hub_admins": ["alice"],
-        "server_name": NAME,
+        "server_name": name,
+        "repo_id": repo_id,
     }
     monitored = await room.services.store.monitored_courses()
     assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [
@@ -159,7 +169,8 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
 async def test_status_of_a_tagged_droplet_this_service_never_deployed(
     service: Service, do_fake, ssh_target, example
 ) -> None:
-    droplet = the_course_droplet(do_fake, ssh_target)
+    droplet = the_course_droplet(do_fake, ssh_target, service.github)
+    _, name, _ = identity(service.github)
     room = await service.start()
     files = ssh_course_files(ssh_target)
     files[".github/classroom.yml"] = droplet_config(ssh_target.port)
@@ -167,14 +178,14 @@ async def test_status_of_a_tagged_droplet_this_service_never_deployed(
     number = room.github.add_issue(COURSE_REPO, "Is the hub there?").number
 
     reply = await comment(room, example, "/status", number)
-    assert f"{NAME} ({droplet.id}), s-2vcpu-4gb in syd1, power: active" in reply, reply
+    assert f"{name} ({droplet.id}), s-2vcpu-4gb in syd1, power: active" in reply, reply
     # Nothing installed the hub on it yet: reachable over SSH, and not healthy.
     assert "Hub is not healthy" in reply
     assert "No server yet" not in reply
     # Found and remembered, with the host key pinned on first contact; the job's log says so.
     [job] = [j for j in await room.services.store.jobs() if j.kind == "command"]
     log = (job.result or {}).get("log", "")
-    assert f"found droplet {NAME} (id {droplet.id})" in log, job.result
+    assert f"found droplet {name} (id {droplet.id})" in log, job.result
     assert f"pinned the host key of {ssh_target.host}:{ssh_target.port}" in log
     record = await room.services.store.get_server(COURSE_REPO)
     assert record is not None and record.droplet_id == droplet.id and record.host_key
@@ -195,7 +206,8 @@ async def test_a_new_droplet_is_created_and_deployed_on_the_configured_port(
     run = next(r for r in room.runs() if r["head_sha"] == sha)
     assert run["conclusion"] == "success", run["output"]
     [created] = droplets_created(do_fake)
-    assert created.body["name"] == NAME and created.body["tags"] == [DROPLET_TAG]
+    _, name, owner = identity(service.github)
+    assert created.body["name"] == name and created.body["tags"] == [DROPLET_TAG, owner]
     assert ssh_target.state("services") == {"jupyterhub": "active", "traefik": "active"}
     record = await room.services.store.get_server(COURSE_REPO)
     assert record is not None and (record.port, record.user) == (ssh_target.port, "root")

@@ -24,6 +24,7 @@ from deploy.droplets import (
     retry_delay,
 )
 from deploy.model import DROPLET_TAG
+from deploy.ownership import course_tag
 from tests.fakes.digitalocean import DigitalOceanFake, fingerprint
 from tests.plugins.digitalocean_fake import openapi_validator
 
@@ -239,9 +240,26 @@ def driver(fake: DigitalOceanFake, rec: Recorder, **kwargs: float) -> DropletDri
     return DropletDriver(fake.token, sleep=rec.sleep, **options)  # type: ignore[arg-type]
 
 
-async def ensure(d: DropletDriver, rec: Recorder, name: str = "physics101-hub"):
+OWNER = course_tag(1001)  # the course these tests act for
+OTHER = course_tag(2002)  # another course of the same service
+
+
+async def ensure(
+    d: DropletDriver,
+    rec: Recorder,
+    name: str = "physics101-hub",
+    owner: str = OWNER,
+    known_id: int | None = None,
+):
     return await d.ensure_droplet(
-        name, "syd1", "s-2vcpu-4gb", "ubuntu-24-04-x64", PUBLIC_KEY, rec.progress
+        name,
+        owner,
+        "syd1",
+        "s-2vcpu-4gb",
+        "ubuntu-24-04-x64",
+        PUBLIC_KEY,
+        rec.progress,
+        known_id=known_id,
     )
 
 
@@ -254,7 +272,7 @@ async def test_creates_a_droplet_from_nothing_and_waits_for_its_address(do_fake,
     assert (info.vcpus, info.memory, info.disk) == (2, 4096, 80)
     [create] = do_fake.calls("POST", "/v2/droplets")
     [key] = do_fake.ssh_keys
-    assert create.body["tags"] == [DROPLET_TAG]
+    assert create.body["tags"] == [DROPLET_TAG, OWNER]
     assert create.body["monitoring"] is True
     assert create.body["ssh_keys"] == [key["id"]]
     assert key["fingerprint"] == PUBLIC_KEY_MD5
@@ -284,7 +302,7 @@ async def test_existing_key_is_reused_not_uploaded(do_fake, rec) -> None:
 
 
 async def test_adopts_a_droplet_with_the_name_and_the_tag(do_fake, rec) -> None:
-    existing = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, "course"])
+    existing = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER])
     info = await ensure(driver(do_fake, rec), rec)
 
     assert info.id == existing.id
@@ -300,7 +318,7 @@ async def test_an_untagged_droplet_of_the_same_name_is_not_taken_over(do_fake, r
 
 
 async def test_an_adopted_droplet_that_is_off_is_powered_on(do_fake, rec) -> None:
-    existing = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG], status="off")
+    existing = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER], status="off")
     info = await ensure(driver(do_fake, rec), rec)
 
     assert info.status == "active"
@@ -308,8 +326,8 @@ async def test_an_adopted_droplet_that_is_off_is_powered_on(do_fake, rec) -> Non
 
 
 async def test_two_tagged_droplets_of_one_name_are_an_error(do_fake, rec) -> None:
-    do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG])
-    do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG])
+    do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER])
+    do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER])
     with pytest.raises(DropletError, match="2 droplets are named physics101-hub"):
         await ensure(driver(do_fake, rec), rec)
     assert do_fake.calls("POST", "/v2/droplets") == []
@@ -330,7 +348,7 @@ async def test_bad_values_are_refused_before_any_request(
 ) -> None:
     with pytest.raises(DropletError, match="is not allowed"):
         await driver(do_fake, rec).ensure_droplet(
-            name, region, size, image, PUBLIC_KEY, rec.progress
+            name, OWNER, region, size, image, PUBLIC_KEY, rec.progress
         )
     assert do_fake.requests == []
 
@@ -541,26 +559,29 @@ async def test_list_sizes(do_fake, rec) -> None:
 
 async def test_dns_is_left_alone_when_the_domain_is_elsewhere(do_fake, rec) -> None:
     do_fake.add_domain("other.org")
-    assert await driver(do_fake, rec).ensure_dns_a_record("hub.example.edu", "127.0.0.2") is False
+    made = await driver(do_fake, rec).ensure_dns_a_record("hub.example.edu", "127.0.0.2", OWNER)
+    assert made is None
     assert do_fake.calls("POST", "/v2/domains") == []
 
 
 async def test_dns_record_is_created_once(do_fake, rec) -> None:
     do_fake.add_domain("example.edu")
     d = driver(do_fake, rec)
-    assert await d.ensure_dns_a_record("Hub.Example.edu.", "127.0.0.2") is True
-    assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2") is True
+    first = await d.ensure_dns_a_record("Hub.Example.edu.", "127.0.0.2", OWNER)
+    assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2", OWNER) == first
 
     a_records = [r for r in do_fake.domains["example.edu"] if r["type"] == "A"]
-    assert [(r["name"], r["data"]) for r in a_records] == [("hub", "127.0.0.2")]
-    assert len(do_fake.calls("POST", "/v2/domains/example.edu/records")) == 1
+    assert [(r["id"], r["name"], r["data"]) for r in a_records] == [(first, "hub", "127.0.0.2")]
+    marks = [r for r in do_fake.domains["example.edu"] if r["type"] == "TXT"]
+    assert [(r["name"], r["data"]) for r in marks] == [("_littlest-classroom.hub", OWNER)]
+    assert len(do_fake.calls("POST", "/v2/domains/example.edu/records")) == 2
 
 
 async def test_dns_record_is_updated_in_place_when_the_address_changes(do_fake, rec) -> None:
     do_fake.add_domain("example.edu")
     d = driver(do_fake, rec)
-    await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2")
-    await d.ensure_dns_a_record("hub.example.edu", "127.0.0.3")
+    await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2", OWNER)
+    await d.ensure_dns_a_record("hub.example.edu", "127.0.0.3", OWNER)
 
     a_records = [r for r in do_fake.domains["example.edu"] if r["type"] == "A"]
     assert [(r["name"], r["data"]) for r in a_records] == [("hub", "127.0.0.3")]
@@ -571,8 +592,8 @@ async def test_dns_uses_the_most_specific_domain_and_the_apex(do_fake, rec) -> N
     do_fake.add_domain("example.edu")
     do_fake.add_domain("cs.example.edu")
     d = driver(do_fake, rec)
-    await d.ensure_dns_a_record("hub.cs.example.edu", "127.0.0.2")
-    await d.ensure_dns_a_record("example.edu", "127.0.0.4")
+    await d.ensure_dns_a_record("hub.cs.example.edu", "127.0.0.2", OWNER)
+    await d.ensure_dns_a_record("example.edu", "127.0.0.4", OWNER)
 
     assert [r["name"] for r in do_fake.domains["cs.example.edu"] if r["type"] == "A"] == ["hub"]
     assert [r["name"] for r in do_fake.domains["example.edu"] if r["type"] == "A"] == ["@"]
@@ -584,7 +605,7 @@ async def test_dns_uses_the_most_specific_domain_and_the_apex(do_fake, rec) -> N
 )
 async def test_dns_refuses_bad_values(do_fake, rec, hostname: str, ipv4: str) -> None:
     with pytest.raises(DropletError):
-        await driver(do_fake, rec).ensure_dns_a_record(hostname, ipv4)
+        await driver(do_fake, rec).ensure_dns_a_record(hostname, ipv4, OWNER)
     assert do_fake.requests == []
 
 
@@ -657,7 +678,7 @@ async def test_full_scenario_never_asks_to_rebuild_restore_or_destroy(do_fake, r
         await d.resize(info.id, "s-8vcpu-16gb", disk=True, progress=rec.progress)
     await d.snapshot(info.id, "before-term", rec.progress)
     await d.reboot(info.id, rec.progress)
-    await d.ensure_dns_a_record("hub.example.edu", info.ipv4 or "")
+    await d.ensure_dns_a_record("hub.example.edu", info.ipv4 or "", OWNER)
     await d.get(info.id)
 
     assert_never_destructive(do_fake)
@@ -776,9 +797,10 @@ async def test_no_answer_is_transient_without_a_status(do_fake) -> None:
 
 async def test_find_names_the_tagged_droplet_or_none(do_fake, rec) -> None:
     do_fake.add_droplet("physics101-hub")  # untagged: not the service's
-    assert await driver(do_fake, rec).find("physics101-hub") is None
-    tagged = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG], size="s-4vcpu-8gb")
-    found = await driver(do_fake, rec).find("physics101-hub")
+    do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OTHER])  # another course's
+    assert await driver(do_fake, rec).find("physics101-hub", OWNER) is None
+    tagged = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OWNER], size="s-4vcpu-8gb")
+    found = await driver(do_fake, rec).find("physics101-hub", OWNER)
     assert found is not None and (found.id, found.size) == (tagged.id, "s-4vcpu-8gb")
 
 
@@ -794,3 +816,100 @@ async def test_the_request_path_reads_every_page(do_fake) -> None:
     assert [d["name"] for d in data["droplets"]] == names
     pages = [r.query.get("page") for r in do_fake.calls("GET", "/v2/droplets")]
     assert pages == [None, "2", "3"]
+
+
+# ---- ownership: a course finds only its own droplet and DNS names -----------------------
+
+
+async def test_another_courses_droplet_of_the_same_name_is_never_taken(do_fake, rec) -> None:
+    theirs = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OTHER])
+    info = await ensure(driver(do_fake, rec), rec)
+
+    assert info.id != theirs.id
+    assert do_fake.droplets[theirs.id].tags == [DROPLET_TAG, OTHER]
+    assert do_fake.calls("POST", "/v2/tags") == []
+
+
+async def test_a_droplet_made_before_tags_is_adopted_only_as_the_record_names_it(
+    do_fake, rec
+) -> None:
+    old = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG])
+    d = driver(do_fake, rec)
+    # By name alone it is not taken: a new droplet is made beside it.
+    by_name = await d.find("physics101-hub", OWNER)
+    assert by_name is None
+    # The course's record names it: it is tagged as the course's and used.
+    info = await ensure(d, rec, name="physics101-hub-lp", known_id=old.id)
+
+    assert info.id == old.id
+    assert do_fake.droplets[old.id].tags == [DROPLET_TAG, OWNER]
+    assert do_fake.calls("POST", "/v2/droplets") == []
+    [tagging] = do_fake.calls("POST", f"/v2/tags/{OWNER}/resources")
+    assert tagging.body == {"resources": [{"resource_id": str(old.id), "resource_type": "droplet"}]}
+
+
+async def test_a_record_naming_another_courses_droplet_adopts_nothing(do_fake, rec) -> None:
+    theirs = do_fake.add_droplet("physics101-hub", tags=[DROPLET_TAG, OTHER])
+    info = await ensure(driver(do_fake, rec), rec, known_id=theirs.id)
+
+    assert info.id != theirs.id
+    assert do_fake.droplets[theirs.id].tags == [DROPLET_TAG, OTHER]
+
+
+async def test_dns_an_a_record_someone_else_made_is_refused_and_left_alone(do_fake, rec) -> None:
+    do_fake.add_domain("example.edu")
+    do_fake.domains["example.edu"].append(
+        {"id": 9, "type": "A", "name": "hub", "data": "203.0.113.9", "ttl": 1800}
+    )
+    d = driver(do_fake, rec)
+    assert "did not make" in (await d.dns_refusal("hub.example.edu", OWNER) or "")
+    with pytest.raises(DropletError, match="did not make"):
+        await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2", OWNER)
+
+    a_records = [r for r in do_fake.domains["example.edu"] if r["type"] in ("A", "TXT")]
+    assert [r["data"] for r in a_records] == ["203.0.113.9"]
+    assert do_fake.calls("POST", "/v2/domains/example.edu/records") == []
+    assert do_fake.calls("PUT", "/v2/domains/example.edu/records/") == []
+
+
+async def test_dns_another_courses_name_is_refused_and_its_own_is_kept(do_fake, rec) -> None:
+    do_fake.add_domain("example.edu")
+    d = driver(do_fake, rec)
+    theirs = await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2", OTHER)
+    assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.2", OTHER) == theirs
+
+    with pytest.raises(DropletError, match="another course"):
+        await d.ensure_dns_a_record("hub.example.edu", "127.0.0.3", OWNER)
+    a_records = [r for r in do_fake.domains["example.edu"] if r["type"] == "A"]
+    assert [r["data"] for r in a_records] == ["127.0.0.2"]
+
+
+async def test_dns_the_record_the_course_remembers_is_its_own(do_fake, rec) -> None:
+    do_fake.add_domain("example.edu")
+    do_fake.domains["example.edu"].append(
+        {"id": 9, "type": "A", "name": "hub", "data": "127.0.0.2", "ttl": 1800}
+    )
+    made = await driver(do_fake, rec).ensure_dns_a_record(
+        "hub.example.edu", "127.0.0.3", OWNER, known_record_id=9
+    )
+    assert made == 9
+    assert [r["data"] for r in do_fake.domains["example.edu"] if r["type"] == "A"] == ["127.0.0.3"]
+
+
+async def test_addresses_lists_droplets_and_reserved_ips_with_their_tags(do_fake, rec) -> None:
+    ours = do_fake.add_droplet("a", tags=[DROPLET_TAG, OWNER])
+    theirs = do_fake.add_droplet("b", tags=[DROPLET_TAG, OTHER])
+    found = await driver(do_fake, rec).addresses()
+    assert (ours.ipv4, (DROPLET_TAG, OWNER), ours.id) in found
+    assert (theirs.ipv4, (DROPLET_TAG, OTHER), theirs.id) in found
+
+
+async def test_a_droplet_snapshot_is_tagged_as_the_courses(do_fake, rec) -> None:
+    droplet = do_fake.add_droplet("hub", tags=[DROPLET_TAG, OWNER])
+    other = do_fake.add_droplet("other", tags=[DROPLET_TAG, OTHER])
+    d = driver(do_fake, rec)
+    await d.snapshot(other.id, "before-term", rec.progress)
+    await d.snapshot(droplet.id, "before-term", rec.progress, OWNER)
+
+    tags = {s["resource_id"]: s["tags"] for s in do_fake.snapshots}
+    assert tags == {str(droplet.id): [OWNER], str(other.id): []}

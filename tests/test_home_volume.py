@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy import backup, homevolume, movehome, operations, planner, volumes
-from deploy.model import DROPLET_TAG, Observed
+from deploy.model import Observed
 from deploy.validate import DROPLET_NAME
 from deploy.volumes import VolumeDriver
-from tests.support.engine import noop
+from tests.support.engine import TAGS, noop
 from tests.support.volume_course import COURSE, VOLUME, course
 
 # ---- the plan (pure) -------------------------------------------------------------------------
@@ -90,7 +90,7 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
     assert first.conclusion == "success", first.summary
 
     [volume] = do_fake.volumes.values()
-    assert (volume.name, volume.size_gigabytes, volume.tags) == (VOLUME, 20, [DROPLET_TAG])
+    assert (volume.name, volume.size_gigabytes, volume.tags) == (VOLUME, 20, TAGS)
     assert volume.droplet_ids == [do_fake.droplets[volume.droplet_ids[0]].id]
     called = programs(ssh_target)
     assert called.count("mkfs.ext4") == 1
@@ -123,7 +123,7 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
 async def test_a_volume_with_a_filesystem_and_a_students_file_is_mounted_never_formatted(
     droplet, ssh_target, do_fake
 ) -> None:
-    existing = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    existing = do_fake.add_volume(VOLUME, tags=TAGS)
     folder = ssh_target.attach_volume(existing.name)
     ssh_target.give_filesystem(existing.name)
     notebook = folder / "home" / "jupyter-alice" / "notes.ipynb"

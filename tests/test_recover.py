@@ -13,9 +13,8 @@ import pytest
 from deploy import homevolume, operations
 from deploy import recover as rec
 from deploy.droplets import DropletDriver
-from deploy.model import DROPLET_TAG
 from deploy.volumes import RESTORE_TAG, VolumeDriver
-from tests.support.engine import instant, noop
+from tests.support.engine import OWNER, TAGS, instant, noop
 from tests.support.recovery import assert_recovered, student_files
 from tests.support.volume_course import COURSE, NAME, VOLUME, course
 
@@ -133,10 +132,10 @@ async def test_a_lost_droplet_comes_back_with_accounts_uids_address_and_files(
     do_fake,
 ) -> None:
     old_id, files = await deployed_then_lost(droplet, ssh_target, do_fake)
-    lost = await rec.lost_droplet(droplet.droplets, droplet.records.records[COURSE], NAME)
+    lost = await rec.lost_droplet(droplet.droplets, droplet.records.records[COURSE], NAME, OWNER)
     assert lost == f"DigitalOcean answers 404 (not found) for droplet {old_id}"
-    lost = await rec.lost_droplet(droplet.droplets, None, NAME)
-    assert lost == f"DigitalOcean has no droplet named {NAME} tagged {DROPLET_TAG}"
+    lost = await rec.lost_droplet(droplet.droplets, None, NAME, OWNER)
+    assert lost == f"DigitalOcean has no droplet of this course (tagged {OWNER})"
     before = len(ssh_target.calls())
 
     result = await rec.recover(droplet, COURSE, course(), progress=noop)
@@ -150,7 +149,7 @@ async def test_a_lost_droplet_comes_back_with_accounts_uids_address_and_files(
     assert result.details["users"] == ["jupyter-alice", "jupyter-bob"]
     created = [r for r in do_fake.requests if (r.method, r.path) == ("POST", "/v2/droplets")]
     assert [(r.body["name"], r.body["region"], r.body["tags"]) for r in created] == [
-        (NAME, "syd1", [DROPLET_TAG])
+        (NAME, "syd1", TAGS)
     ]
     # The new droplet's deploy recorded bob too.
     recorded = (ssh_target.sandbox / "volumes" / VOLUME / "classroom-users").read_text()
@@ -256,18 +255,18 @@ async def test_a_volume_without_a_filesystem_is_never_formatted_by_recover(
     assert "mkfs.ext4" not in calls and "bootstrap" not in calls
 
 
-@pytest.mark.parametrize("last", [VOLUME, f"{VOLUME}-from-20260301-020000"])
+@pytest.mark.parametrize("last", [VOLUME, f"{NAME}-from-20260301-020000"])
 async def test_of_the_courses_volumes_the_one_attached_last_holds_the_homes(do_fake, last) -> None:
     """After ``/restore --all`` the course has two volumes; either may be current."""
     driver = DropletDriver(do_fake.token, poll_interval=0.001, timeout=1.0, sleep=instant)
     volumes = VolumeDriver(driver)
-    made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
-    first = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
-    swapped = do_fake.add_volume(f"{VOLUME}-from-20260301-020000", tags=[DROPLET_TAG])
-    do_fake.add_volume(f"{VOLUME}-restore-20260301-020000", tags=[DROPLET_TAG, RESTORE_TAG])
+    made = do_fake.add_droplet(NAME, tags=TAGS)
+    first = do_fake.add_volume(VOLUME, tags=TAGS)
+    swapped = do_fake.add_volume(f"{NAME}-from-20260301-020000", tags=TAGS)
+    do_fake.add_volume(f"{NAME}-restore-20260301-020000", tags=[*TAGS, RESTORE_TAG])
     order = [first, swapped] if last == swapped.name else [swapped, first]
     for volume in order:
-        info = await volumes.attach(await volumes.get_volume(volume.id), made.id, noop)
+        info = await volumes.attach(await volumes.get_volume(volume.id), OWNER, made.id, noop)
         await volumes.detach(info, made.id, noop)
     do_fake.lose_droplet(made.id)
 

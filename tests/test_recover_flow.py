@@ -14,6 +14,7 @@ from deploy.model import DROPLET_TAG, ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.droplet_classroom import do_config, issue_payload
+from tests.support.engine import coded
 from tests.support.hub_api import fake_hub
 from tests.support.recovery import assert_recovered, student_files
 from tests.support.volume_course import VOLUME
@@ -64,7 +65,7 @@ async def test_the_outage_issue_names_recover_and_recover_brings_everything_back
 
     async with fake_hub(down) as hub_url:
         facts = await services.store.course_facts(COURSE_REPO)
-        assert facts["server_name"] == "physics101-hub"
+        assert facts["server_name"] == coded("physics101-hub")
         await services.store.save_course_facts(COURSE_REPO, {**facts, "hub_url": hub_url})
         monitor = Monitor(services, http_timeout=2)
         for _ in range(2):

@@ -14,16 +14,20 @@ from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
 from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.ownership import course_tag
 from deploy.ssh import SSHPool
-from tests.support.engine import MemoryRecords
+from tests.support.engine import OWNER, REPO_ID, TAGS, MemoryRecords, coded
 
 COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
+NAME = coded("physics101-hub")
 
 
 def config(extra: str = ""):
-    text = f"server:\n  provider: digitalocean\n  name: {NAME}\n{extra}hub:\n  admins: [alice]\n"
-    return load_course({".github/classroom.yml": text.encode()}, "octo-org", "physics101")
+    text = (
+        "server:\n  provider: digitalocean\n  name: physics101-hub\n"
+        f"{extra}hub:\n  admins: [alice]\n"
+    )
+    return load_course({".github/classroom.yml": text.encode()}, "octo-org", "physics101", REPO_ID)
 
 
 @pytest.fixture
@@ -57,9 +61,13 @@ async def test_the_config_port_user_and_host_key_reach_a_droplet(engine) -> None
     assert target.pinned_key == pinned
 
 
-async def test_a_forgotten_droplet_is_found_by_name_and_tag_and_remembered(engine, do_fake) -> None:
+async def test_a_forgotten_droplet_is_found_by_its_course_tag_and_remembered(
+    engine, do_fake
+) -> None:
     do_fake.add_droplet(NAME)  # the same name without the tag is not the course's
-    droplet = do_fake.add_droplet(NAME, tags=[DROPLET_TAG], size="s-4vcpu-8gb")
+    do_fake.add_droplet(NAME, tags=[DROPLET_TAG])  # nor with only the service's tag
+    do_fake.add_droplet(NAME, tags=[DROPLET_TAG, course_tag(2002)])  # nor another course's
+    droplet = do_fake.add_droplet(NAME, tags=TAGS, size="s-4vcpu-8gb")
     lines: list[str] = []
     found = await operations.known_server(
         engine, COURSE, config("  port: 2222\n"), await progress_into(lines)
@@ -72,11 +80,12 @@ async def test_a_forgotten_droplet_is_found_by_name_and_tag_and_remembered(engin
     )
     assert (found.port, found.user, found.host_key) == (2222, "root", None)
     assert engine.records.records[COURSE] == found
-    assert any("by its name and the littlest-classroom tag" in line for line in lines)
+    assert any(f"by the course's tag {OWNER}" in line for line in lines)
 
 
 async def test_no_tagged_droplet_means_no_server_yet(engine, do_fake) -> None:
     do_fake.add_droplet(NAME)  # untagged
+    do_fake.add_droplet(NAME, tags=[DROPLET_TAG])  # the service's, but no course's
     assert await operations.known_server(engine, COURSE, config()) is None
     assert engine.records.records == {}
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.model import DROPLET_TAG
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.droplet_classroom import do_config, droplet_classroom, issue_payload
+from tests.support.engine import REPO_ID, TAGS, coded
 
 pytestmark = pytest.mark.sshd
+NAME = coded("physics101-hub")  # the course's droplet name: server.name and its id's code
+
+
+def test_the_flow_course_is_the_engine_tests_course(github_fake) -> None:
+    assert github_fake.repositories[COURSE_REPO].id == REPO_ID
 
 
 async def test_backup_then_restore_lists_it_and_a_writer_may_not_restore_everything(
@@ -20,14 +25,14 @@ async def test_backup_then_restore_lists_it_and_a_writer_may_not_restore_everyth
     config = do_config(classroom.target.port) + "storage: {size: 20}\n"
     files[".github/classroom.yml"] = config.encode()
     classroom.commit(files)
-    do_fake.add_volume("physics101-hub-home", tags=[DROPLET_TAG])
+    do_fake.add_volume(f"{NAME}-home", tags=TAGS)
     issue = issue_payload(example, number)
 
     await classroom.comment(example, "/backup", user="alice", issue=issue)
     await classroom.settle()
     [snapshot] = [s for s in do_fake.snapshots if s["resource_type"] == "volume"]
-    assert snapshot["name"].startswith("physics101-hub-home-")
-    assert snapshot["tags"] == [DROPLET_TAG]
+    assert snapshot["name"].startswith(f"{NAME}-home-")
+    assert snapshot["tags"] == TAGS
 
     await classroom.comment(example, "/restore", user="alice", issue=issue)
     await classroom.settle()
@@ -56,7 +61,7 @@ async def test_a_failed_snapshot_opens_an_issue_and_the_next_success_closes_it(
     config = do_config(classroom.target.port) + "storage: {size: 20}\n"
     files[".github/classroom.yml"] = config.encode()
     classroom.commit(files)
-    do_fake.add_volume("physics101-hub-home", tags=[DROPLET_TAG])
+    do_fake.add_volume(f"{NAME}-home", tags=TAGS)
     issue = issue_payload(example, number)
     do_fake.fail("POST /v2/volumes/{volume_id}/snapshots", 500, times=20)
 

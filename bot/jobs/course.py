@@ -210,10 +210,28 @@ async def keep_badges_current(
     return "README badges updated."
 
 
+async def course_repo_id(services: Services, job: Job) -> int | None:
+    """The course repository's id (GitHub's ``repository.id``): as recorded, else asked of
+    GitHub once and recorded. Its cloud resources are tagged and named by it."""
+    known = await services.store.course(job.course)
+    if known is not None and known.repo_id is not None:
+        return known.repo_id
+    if job.installation_id is None:
+        return None
+    owner, repo = split_course(job.course)
+    api = await services.github.installation_api(job.installation_id)
+    answer = await api.getitem("/repos/{owner}/{repo}", {"owner": owner, "repo": repo})
+    repo_id = answer.get("id") if isinstance(answer, dict) else None
+    if not isinstance(repo_id, int):
+        return None
+    await services.store.add_courses(job.installation_id, [(job.course, repo_id)])
+    return repo_id
+
+
 async def load_config(services: Services, job: Job, ref: str) -> tuple[CourseConfig, CommitFiles]:
     files = await course_files(services, job, ref)
     owner, repo = split_course(job.course)
-    return load_course(files, owner, repo), files
+    return load_course(files, owner, repo, await course_repo_id(services, job)), files
 
 
 def config_ref(job: Job) -> str:
@@ -269,6 +287,8 @@ async def remember_course(
             # The droplet's name: the monitor looks for it when the hub stops answering.
             "server_name": config.server.name if config.server.provider == "digitalocean" else None,
             "assignments": assignments_facts(config, files),
+            # Its tag (deploy.ownership): the monitor looks only among the course's droplets.
+            "repo_id": config.repo_id,
         },
     )
 

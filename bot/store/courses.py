@@ -48,6 +48,15 @@ class CourseTables(Database):
             return None, None
         record = json.loads(raw)
         return observation_from_record(record.get("observed") or {}), record.get("at")
+    async def server_addresses(self, *, except_course: str) -> set[str]:
+        """Every address remembered for the other courses' servers (their SSH address and
+        reserved IP): a `provider: ssh` host among them is refused."""
+        rows = await self._fetch("SELECT record FROM servers WHERE course<>?", (except_course,))
+        found: set[str] = set()
+        for (text,) in rows:
+            record = json.loads(text)
+            found.update(a for a in (record.get("address"), record.get("reserved_ip")) if a)
+        return found
 
     # -- monitoring -------------------------------------------------------------------
 

@@ -531,6 +531,8 @@ class DigitalOceanFake(KubernetesClustersFake):
             ("GET", "/v2/domains/{domain_name}/records/{domain_record_id}", self._get_record),
             ("PUT", "/v2/domains/{domain_name}/records/{domain_record_id}", self._put_record),
             ("GET", "/v2/tags", self._list_tags),
+            ("POST", "/v2/tags", self._create_tag),
+            ("POST", "/v2/tags/{tag_id}/resources", self._tag_resources),
             ("GET", "/v2/snapshots/{snapshot_id}", self._get_snapshot),
             ("DELETE", "/v2/snapshots/{snapshot_id}", self._delete_snapshot),
             ("GET", "/v2/volumes", self._list_volumes),
@@ -948,6 +950,34 @@ class DigitalOceanFake(KubernetesClustersFake):
                 }
             )
         return _listing("tags", tags)
+
+    async def _create_tag(self, request: web.Request) -> web.Response:
+        name = (request["json"] or {}).get("name", "")
+        self.tags.add(name)
+        return web.json_response({"tag": {"name": name, "resources": {"count": 0}}}, status=201)
+
+    async def _tag_resources(self, request: web.Request) -> web.Response:
+        """Tag droplets, volumes and volume snapshots, as DigitalOcean does (the tag must
+        exist; an unknown resource is a 404)."""
+        tag = request.match_info["tag_id"]
+        if tag not in self.tags:
+            return _error(404, "not_found", "The resource you were accessing could not be found.")
+        for resource in (request["json"] or {}).get("resources", []):
+            kind, wanted = resource.get("resource_type"), str(resource.get("resource_id"))
+            if kind == "droplet":
+                found: Any = self.droplets.get(int(wanted)) if wanted.isdigit() else None
+                tags = found.tags if found is not None else None
+            elif kind == "volume":
+                found = self.volumes.get(wanted)
+                tags = found.tags if found is not None else None
+            else:
+                found = next((s for s in self.snapshots if str(s["id"]) == wanted), None)
+                tags = found["tags"] if found is not None else None
+            if tags is None:
+                return _error(404, "not_found", f"{kind} {wanted} not found")
+            if tag not in tags:
+                tags.append(tag)
+        return web.Response(status=204)
 
     # ---- volumes, their snapshots and reserved IPs ---------------------------------------
 

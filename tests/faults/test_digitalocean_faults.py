@@ -14,7 +14,7 @@ from deploy import operations
 from deploy.config import load_course
 from deploy.droplets import DropletDriver, DropletError
 from deploy.keys import ServiceKey
-from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.model import ServerRecord
 from deploy.ssh import SSHPool
 from tests.faults.dofaults import (
     ACTION_POLL,
@@ -33,12 +33,12 @@ from tests.faults.dofaults import (
     let_abandoned_requests_land,
     requests_to,
 )
-from tests.support.engine import MemoryRecords
+from tests.support.engine import OWNER, REPO_ID, TAGS, MemoryRecords, coded
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtp3NuY76Bt19vHq5nw0bXQredWkiVPdEmBZy3Ndz0P bot"
 POLL = 0.01
 COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
+NAME = coded("physics101-hub")
 FAULT_IDS = [f.name for f in TRANSIENT_FAULTS]
 
 
@@ -72,7 +72,7 @@ CREATE_STEPS = {
 
 async def ensure(d: DropletDriver, armed: Armed):
     return await d.ensure_droplet(
-        NAME, "syd1", "s-2vcpu-4gb", "ubuntu-24-04-x64", PUBLIC_KEY, armed.progress
+        NAME, OWNER, "syd1", "s-2vcpu-4gb", "ubuntu-24-04-x64", PUBLIC_KEY, armed.progress
     )
 
 
@@ -116,7 +116,7 @@ async def test_create_that_keeps_failing_says_which_step_then_converges(do_fake,
     exhaust(do_fake, CREATE_STEPS[step])
     d = driver(do_fake, armed)
     what = {
-        "list-droplets": "did not list the service's droplets after 5 tries",
+        "list-droplets": "did not list the course's droplets after 5 tries",
         "list-keys": "did not list the account's SSH keys after 5 tries",
         "create-key": "did not add the service's SSH key after 5 tries",
         "create-droplet": f"did not create {NAME}",
@@ -137,7 +137,7 @@ async def test_create_that_keeps_failing_says_which_step_then_converges(do_fake,
 
 async def test_a_droplet_created_while_powered_off_is_adopted_and_powered_on(do_fake) -> None:
     # As after a resize killed half-way: the course's droplet exists but is off.
-    existing = do_fake.add_droplet(NAME, tags=[DROPLET_TAG], status="off")
+    existing = do_fake.add_droplet(NAME, tags=TAGS, status="off")
     armed = Armed()
     do_fake.fail(ACTIONS, 500)
     info = await ensure(driver(do_fake, armed), armed)
@@ -159,7 +159,7 @@ DO_CONFIG = (
 @pytest.fixture
 async def droplet_engine(tmp_path, ssh_target, do_fake):
     """An engine whose course has a droplet that answers SSH on the loopback target."""
-    droplet = do_fake.add_droplet(NAME, tags=[DROPLET_TAG], size="s-2vcpu-4gb")
+    droplet = do_fake.add_droplet(NAME, tags=TAGS, size="s-2vcpu-4gb")
     # The hub is up on the "droplet", so the check after a resize can succeed.
     (ssh_target.sandbox / "state" / "services.json").write_text(
         json.dumps({"jupyterhub": "active", "traefik": "active"})
@@ -187,6 +187,7 @@ async def droplet_engine(tmp_path, ssh_target, do_fake):
         {".github/classroom.yml": DO_CONFIG.format(port=ssh_target.port).encode()},
         "octo-org",
         "physics101",
+        REPO_ID,
     )
     yield engine, armed, droplet, config
     await engine.close()
@@ -427,14 +428,14 @@ async def test_dns_record_is_made_once_despite_a_fault(do_fake, step, fault) -> 
     d = driver(do_fake, armed)
 
     try:
-        assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.7") is True
+        assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.7", OWNER) is not None
     except DropletError as exc:
         # A create that got no answer is never asked twice in one go.
         assert (step, fault.name) == ("create-record", "slow"), exc
         assert "did not answer the request to create an A record" in str(exc)
     await let_abandoned_requests_land(fault)
     # Asked again (as after a crash), it finds the record and makes no other.
-    assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.7") is True
+    assert await d.ensure_dns_a_record("hub.example.edu", "127.0.0.7", OWNER) is not None
 
     assert_waited(armed, fault)
     a_records = [r for r in do_fake.domains["example.edu"] if r["type"] == "A"]

@@ -8,10 +8,10 @@ import pytest
 from deploy import operations
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
-from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.model import ServerRecord
 from deploy.ssh import SSHPool
 from tests.support import volume_course
-from tests.support.engine import MemoryRecords, instant
+from tests.support.engine import TAGS, MemoryRecords, instant
 from tests.support.volume_course import COURSE, NAME
 
 
@@ -20,7 +20,7 @@ async def droplet(tmp_path, ssh_target, do_fake, monkeypatch):
     """A new droplet (nothing in /home, no TLJH) that answers SSH on the loopback target."""
     monkeypatch.setattr(volume_course, "PORT", ssh_target.port)
     ssh_target.empty_home()
-    made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
+    made = do_fake.add_droplet(NAME, tags=TAGS)
     do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
     records = MemoryRecords()
     records.records[COURSE] = ServerRecord(

@@ -3,7 +3,8 @@ service: server records kept in a dict, a sleep that returns at once, a silent l
 
 from __future__ import annotations
 
-from deploy.model import ServerRecord
+from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.ownership import course_name, course_tag
 
 
 class MemoryRecords:
@@ -25,3 +26,15 @@ async def instant(_seconds: float) -> None:
 
 async def noop(_line: str) -> None:
     return None
+
+
+# The course the engine tests act for: its repository id (the fake GitHub's id of its
+# first repository, the flow tests' course), owner tag and resource tags.
+REPO_ID = 1000
+OWNER = course_tag(REPO_ID)
+TAGS = [DROPLET_TAG, OWNER]
+
+
+def coded(readable: str) -> str:
+    """The droplet name the service gives the course whose ``server.name`` is ``readable``."""
+    return course_name(readable, REPO_ID)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from deploy.config import load_course
+from tests.support.engine import REPO_ID, coded
 
 COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
-VOLUME = "physics101-hub-home"
-CONFIG = f"server:\n  name: {NAME}\n  region: syd1\nhub:\n  admins: [alice]\n"
+NAME = coded("physics101-hub")
+VOLUME = f"{NAME}-home"
+CONFIG = "server:\n  name: physics101-hub\n  region: syd1\nhub:\n  admins: [alice]\n"
 STORAGE = "storage: {size: 20}\n"
 # When the backups and restores of the volume tests happen.
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
@@ -24,4 +25,4 @@ PORT: int | None = None
 def course(extra: str = STORAGE):
     port = f"  port: {PORT}\n" if PORT else ""
     config = CONFIG.replace("hub:\n", f"{port}hub:\n", 1) + extra
-    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p")
+    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p", REPO_ID)

@@ -48,6 +48,7 @@ class CourseTables(Database):
             return None, None
         record = json.loads(raw)
         return observation_from_record(record.get("observed") or {}), record.get("at")
+
     async def server_addresses(self, *, except_course: str) -> set[str]:
         """Every address remembered for the other courses' servers (their SSH address and
         reserved IP): a `provider: ssh` host among them is refused."""

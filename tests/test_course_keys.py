@@ -188,10 +188,10 @@ async def test_a_new_droplet_trusts_only_its_course_key(do_fake, tmp_path: Path)
         droplets=DropletDriver(do_fake.token, poll_interval=0.001),
         key_resolver=resolve,
     )
-    for course in course_keys:
+    for repo_id, course in enumerate(course_keys, start=1):
         owner, repo = course.split("/")
         text = f"server:\n  provider: digitalocean\n  name: {repo}-hub\nhub:\n  admins: [ada]\n"
-        config = load_course({".github/classroom.yml": text.encode()}, owner, repo)
+        config = load_course({".github/classroom.yml": text.encode()}, owner, repo, repo_id)
         await operations.provision(engine, course, config, noop)
 
     keys = {key["name"]: key for key in do_fake.ssh_keys}

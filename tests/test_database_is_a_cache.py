@@ -158,6 +158,7 @@ async def test_status_and_resize_find_the_droplet_after_the_database_is_lost(
         "hub_admins": ["alice"],
         "server_name": name,
         "repo_id": repo_id,
+        "assignments": None,
     }
     monitored = await room.services.store.monitored_courses()
     assert [(course.full_name, facts["hub_url"]) for course, facts in monitored] == [

@@ -128,7 +128,7 @@ def test_app_yml_asks_for_exactly_what_the_app_needs() -> None:
         "metadata": "read",
     }
     assert sorted(manifest["default_events"]) == sorted(
-        ["push", "pull_request", "issue_comment", "check_suite", "check_run"]
+        ["push", "pull_request", "issue_comment", "check_suite", "check_run", "repository"]
     )
 
 

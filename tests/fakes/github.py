@@ -350,10 +350,12 @@ class FakeGitHub:
         installation_id: int | None = None,
         default_branch: str = "main",
         collaborators: Mapping[str, str] | None = None,
+        repo_id: int | None = None,
     ) -> Repository:
         """A repository whose default branch holds ``files`` in one commit."""
         owner, name = full_name.split("/")
-        repository = Repository(owner, name, next(self._ids), default_branch)
+        made_id = next(self._ids)
+        repository = Repository(owner, name, repo_id or made_id, default_branch)
         repository.collaborators.update(collaborators or {})
         self.repositories[full_name] = repository
         if installation_id is not None:

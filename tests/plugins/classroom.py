@@ -17,12 +17,10 @@ from bot.course_keys import course_key_secret
 from bot.services import SERVICES, Services
 from deploy.keys import derive_course_key
 from tests.fakes.github import FakeGitHub
-from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
+from tests.plugins.github_fake import COURSE_REPO, COURSE_REPO_ID, INSTALLATION_ID
 from tests.plugins.service import deliver
 from tests.support.service_process import free_port
 
-# The course repository's id in every delivery: the service knows a course by it.
-COURSE_REPO_ID = 4_242_001
 README_WITH_MARKERS = (
     b"# Physics 101\n\n<!-- classroom-badges:start -->\n<!-- classroom-badges:end -->\n\nWelcome.\n"
 )

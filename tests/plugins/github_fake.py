@@ -13,9 +13,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.github import FakeGitHub
+from tests.support.engine import REPO_ID
 
 INSTALLATION_ID = 1001
 COURSE_REPO = "octo-org/physics101"
+# The course repository's id, in the fake and in every delivery: the service knows a
+# course by it.
+COURSE_REPO_ID = REPO_ID
 COURSE_README = b"# Physics 101\n\nNotebooks for the course.\n"
 
 
@@ -28,6 +32,7 @@ async def github_fake() -> AsyncIterator[FakeGitHub]:
         {"README.md": COURSE_README},
         installation_id=INSTALLATION_ID,
         collaborators={"alice": "admin", "bob": "read"},
+        repo_id=COURSE_REPO_ID,
     )
     await fake.start()
     try:

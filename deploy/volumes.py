@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,8 @@ class VolumeInfo:
     size_gib: int
     droplet_ids: tuple[int, ...]
     tags: tuple[str, ...]
+    # This operation asked DigitalOcean to create it: the only volume ever formatted.
+    created: bool = False
 
 
 @dataclass(frozen=True)
@@ -313,8 +315,8 @@ class VolumeDriver:
             found = await self.find_volume(name, region)
             if found is None:
                 raise
-            return found
-        return _volume_info(created["volume"])
+            return replace(found, created=True)
+        return replace(_volume_info(created["volume"]), created=True)
 
     async def get_volume(self, volume_id: str) -> VolumeInfo:
         return _volume_info((await self._get("read the volume", f"volumes/{volume_id}"))["volume"])

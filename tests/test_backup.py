@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from deploy.volumes import snapshot_name
 from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
 
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
+ALICE_UID = 1001
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 
@@ -194,6 +196,8 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
     alice = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
     alice.mkdir(parents=True)
     (alice / "hw1.ipynb").write_bytes(b"before")
+    for path in (alice, alice / "hw1.ipynb"):
+        os.chown(path, ALICE_UID, ALICE_UID)  # TLJH's user for alice owns her home
     await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
     copy = ssh_target.base / "snapshot-copy"

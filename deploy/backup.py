@@ -27,11 +27,11 @@ from deploy.operations import (
     UNREACHABLE,
     Engine,
     OperationError,
-    _droplets,
-    _known_server,
-    _result,
-    _target,
+    droplet_driver,
     hub_url,
+    known_server,
+    operation_result,
+    server_target,
 )
 from deploy.render import escape
 from deploy.ssh import SSHError, Target
@@ -92,10 +92,10 @@ async def _course_volume(
             ".github/classroom.yml (provider digitalocean); on your own server back /home "
             "up with restic or rsync"
         )
-    record = await _known_server(engine, course, config)
+    record = await known_server(engine, course, config)
     if record is None or not record.droplet_id:
         raise OperationError("the course has no droplet yet; push to deploy it first")
-    volumes = VolumeDriver(await _droplets(engine, course))
+    volumes = VolumeDriver(await droplet_driver(engine, course))
     name = home_volume_name(config.server.name)
     volume = await volumes.current_home_volume(
         config.server.name, record.region or config.server.region, record.droplet_id
@@ -121,11 +121,11 @@ async def backup(
         )
         pruned = await volumes.prune_snapshots(config.server.name, config.backup.keep, progress)
     except OperationError as exc:
-        return _result("failure", "Backup failed", str(exc))
+        return operation_result("failure", "Backup failed", str(exc))
     except DropletError as exc:
-        return _result("failure", "Backup failed", str(exc), snapshot_failed=True)
+        return operation_result("failure", "Backup failed", str(exc), snapshot_failed=True)
     gone = f"; {len(pruned)} older snapshot(s) deleted (keeping {config.backup.keep})"
-    return _result(
+    return operation_result(
         "success",
         f"Snapshot {taken.name} taken",
         f"Snapshot `{escape(taken.name)}` of volume `{escape(volume.name)}` is done"
@@ -160,8 +160,8 @@ async def list_snapshots(
         volumes, _, _ = await _course_volume(engine, course, config)
         found = await volumes.list_snapshots(config.server.name)
     except (OperationError, DropletError) as exc:
-        return _result("failure", "Could not list snapshots", str(exc))
-    return _result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
+        return operation_result("failure", "Could not list snapshots", str(exc))
+    return operation_result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
 
 
 def restore_mount(stamp: str) -> str:
@@ -255,7 +255,7 @@ async def restore_student(
     try:
         student = check_hub_username(student)
     except Invalid as exc:
-        return _result("failure", "Nothing restored", str(exc))
+        return operation_result("failure", "Nothing restored", str(exc))
     temporary: VolumeInfo | None = None
     cleanup = ""
     try:
@@ -268,7 +268,7 @@ async def restore_student(
         assert record.droplet_id is not None
         region = record.region or config.server.region
         stamp = snapshot_time(chosen[0])
-        target = _target(engine, config, record)
+        target = server_target(engine, config, record)
         try:
             temporary = await volumes.create_restore_volume(
                 chosen[0], config.server.name, region, progress
@@ -292,7 +292,7 @@ async def restore_student(
             raise OperationError(cleanup)
     except (OperationError, DropletError, SSHError) as exc:
         left = f"\n\n{cleanup}" if cleanup and cleanup not in str(exc) else ""
-        return _result(
+        return operation_result(
             "failure",
             "Restore did not finish",
             f"{exc}{left}\n\nNothing under /home was changed except a `restored-…` folder "
@@ -300,7 +300,7 @@ async def restore_student(
             "to finish it.",
         )
     folder = f"{HOME_PREFIX}{student}/restored-{stamp}"
-    return _result(
+    return operation_result(
         "success",
         f"Restored {student}'s files",
         f"{student}'s home as it was in `{escape(snapshot)}` is in `{escape(folder)}/`. "
@@ -354,7 +354,7 @@ async def restore_all(
     and the hub started on it, with the accounts it had (safety invariant 14).
     """
     if not confirm:
-        return _result(
+        return operation_result(
             "failure",
             "Nothing restored",
             f"`/restore {escape(snapshot[:80])} --all` puts every student's home back as it "
@@ -371,7 +371,7 @@ async def restore_all(
             )
         assert record.droplet_id is not None
         region = record.region or config.server.region
-        target = _target(engine, config, record)
+        target = server_target(engine, config, record)
         wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
         if current.name == wanted:  # swapped in by an earlier try: the hub starts on it
             await _start_hub_on(engine, target, wanted, progress)
@@ -395,7 +395,7 @@ async def restore_all(
                 )
                 raise OperationError(f"{_say_failure(exc)}\n\n{back}") from exc
     except (OperationError, DropletError, SSHError) as exc:
-        return _result(
+        return operation_result(
             "failure",
             "Restore did not finish",
             f"{exc}\n\nNo volume was deleted; run the same command again to finish it.",
@@ -405,7 +405,7 @@ async def restore_all(
         if current.name == wanted
         else f" The previous volume, `{escape(current.name)}`, is kept, detached."
     )
-    return _result(
+    return operation_result(
         "success",
         f"Restored every home from {snapshot}",
         f"Volume `{escape(wanted)}`, made from `{escape(snapshot)}`, now holds /home and "

@@ -217,7 +217,7 @@ def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str
     return value
 
 
-def _check_size(size: str) -> str:
+def check_size(size: str) -> str:
     # The rule commands and the course config use, so a size they accept is never refused here.
     try:
         return check_size_slug(size)
@@ -385,7 +385,7 @@ class DropletDriver:
         """The course's droplet, created if no droplet has this name and our tag; running."""
         _check(DROPLET_NAME_PATTERN, name, "droplet name", "physics101-hub")
         _check(SLUG_PATTERN, region, "region", "syd1")
-        _check_size(size)
+        check_size(size)
         _check(SLUG_PATTERN, image, "image", "ubuntu-24-04-x64")
         key_fingerprint = public_key_fingerprint(ssh_public_key)
         unanswered = False  # a create went out and no answer came back
@@ -482,7 +482,7 @@ class DropletDriver:
         self, droplet_id: int, size: str, *, disk: bool, progress: Progress
     ) -> DropletInfo:
         """Resize CPU and RAM (and the disk only when ``disk``); the droplet ends powered on."""
-        _check_size(size)
+        check_size(size)
         droplet_id = int(droplet_id)
         current = await self.get(droplet_id)
         if current.size == size:

@@ -32,12 +32,12 @@ from deploy.observe import observe_script, parse_observation
 from deploy.operations import (
     Engine,
     OperationError,
-    _droplets,
-    _home_volume,
-    _known_server,
-    _result,
-    _target,
+    course_home_volume,
+    droplet_driver,
     hub_url,
+    known_server,
+    operation_result,
+    server_target,
 )
 from deploy.ssh import SSHError
 from deploy.volumes import is_home_volume_name
@@ -144,20 +144,22 @@ async def move_home(
                 "set `storage.size` in .github/classroom.yml first (provider digitalocean): "
                 "/move-home moves /home onto that volume"
             )
-        record = await _known_server(engine, course, config)
+        record = await known_server(engine, course, config)
         if record is None or not record.droplet_id:
             raise OperationError("the course has no droplet yet; push to deploy it first")
-        target = _target(engine, config, record)
+        target = server_target(engine, config, record)
         _, stdout, _ = await engine.ssh.run_script(target, observe_script())
         seen = parse_observation(stdout)
         if is_home_volume_name(seen.home_volume, config.server.name) and seen.home_on_volume:
-            return _result("neutral", "Already moved", f"/home is on `{seen.home_volume}`.")
-        droplets = await _droplets(engine, course)
+            return operation_result(
+                "neutral", "Already moved", f"/home is on `{seen.home_volume}`."
+            )
+        droplets = await droplet_driver(engine, course)
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         await droplets.snapshot(
             record.droplet_id, f"{config.server.name}{SNAPSHOT_SUFFIX}{stamp}", progress
         )
-        volume = await _home_volume(engine, course, config, progress)
+        volume = await course_home_volume(engine, course, config, progress)
         step = Step(
             "move-home",
             f"copy /home and the hub's state onto {volume.name}, check, then mount it",
@@ -168,13 +170,13 @@ async def move_home(
         if not result.ok:
             raise OperationError(f"```\n{result.output_tail}\n```")
     except (OperationError, DropletError, SSHError) as exc:
-        return _result(
+        return operation_result(
             "failure",
             "/home was not moved",
             f"{exc}\n\n/home is as it was on the droplet's disk. Run `/move-home` again "
             "once the cause is fixed.",
         )
-    return _result(
+    return operation_result(
         "success",
         f"/home moved to {volume.name}",
         f"/home and the hub's accounts are on volume `{volume.name}`, copied and checked "

@@ -90,7 +90,7 @@ def public_address(record: ServerRecord | None) -> str | None:
     return record.reserved_ip or record.address
 
 
-def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
+def server_target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Target:
     """Where to reach the server: its address, and the config's port, user and host key.
 
     The config decides for droplets as for ``provider: ssh`` servers: a droplet whose
@@ -106,7 +106,7 @@ def _target(engine: Engine, config: CourseConfig, record: ServerRecord) -> Targe
     )
 
 
-async def _known_server(
+async def known_server(
     engine: Engine, course: str, config: CourseConfig, progress: Progress | None = None
 ) -> ServerRecord | None:
     """The course's server: remembered, named by the config (``provider: ssh``), or found.
@@ -153,7 +153,8 @@ async def _known_server(
     return found_record
 
 
-async def _droplets(engine: Engine, course: str) -> DropletDriver:
+async def droplet_driver(engine: Engine, course: str) -> DropletDriver:
+    """The course's DigitalOcean driver, or an OperationError that says none is configured."""
     droplets = await engine.droplets_for(course)
     if droplets is None:
         raise OperationError(
@@ -163,11 +164,12 @@ async def _droplets(engine: Engine, course: str) -> DropletDriver:
     return droplets
 
 
-async def _provision(
+async def provision(
     engine: Engine, course: str, config: CourseConfig, progress: Progress
 ) -> ServerRecord:
+    """Ensure the course's droplet exists (never rebuilt) and remember it as its server."""
     server = config.server
-    droplets = await _droplets(engine, course)
+    droplets = await droplet_driver(engine, course)
     info = await droplets.ensure_droplet(
         server.name,
         server.region,
@@ -196,7 +198,7 @@ async def _provision(
     return record
 
 
-async def _observe(
+async def observe_server(
     engine: Engine,
     course: str,
     config: CourseConfig,
@@ -204,7 +206,7 @@ async def _observe(
     progress: Progress | None = None,
 ) -> Observed:
     """Everything the planner needs, in one SSH round trip; pins the host key on first contact."""
-    target = _target(engine, config, record)
+    target = server_target(engine, config, record)
     _, stdout, _ = await engine.ssh.run_script(target, observe_script())
     remembered = replace(record, host_key=target.pinned_key)
     stored = await engine.records.get_server(course)
@@ -221,7 +223,7 @@ async def _observe(
     return parse_observation(stdout)
 
 
-async def _wait_for_ssh(
+async def wait_for_ssh(
     engine: Engine, course: str, config: CourseConfig, record: ServerRecord, progress: Progress
 ) -> Observed:
     """Observe the server once it answers over SSH (a new or rebooted droplet takes a while)."""
@@ -237,7 +239,7 @@ async def _wait_for_ssh(
     )
     try:
         return await policy.call(
-            lambda: _observe(engine, course, config, record, progress), on_retry=on_retry
+            lambda: observe_server(engine, course, config, record, progress), on_retry=on_retry
         )
     except UNREACHABLE as exc:
         raise OperationError(
@@ -246,7 +248,7 @@ async def _wait_for_ssh(
         ) from None
 
 
-def _result(
+def operation_result(
     conclusion: Literal["success", "failure", "neutral", "cancelled"],
     title: str,
     summary: str,
@@ -256,6 +258,7 @@ def _result(
     url: str | None = None,
     **details: object,
 ) -> OperationResult:
+    """An operation's outcome, its summary and log redacted of anything secret-shaped."""
     return OperationResult(
         conclusion, title, redact(summary), redact(log), steps or [], url, dict(details)
     )
@@ -278,7 +281,7 @@ async def deploy(
             engine, course, config, mode, rebuild, progress, before_apply, checkpoint
         )
     except (OperationError, SSHError, DropletError) as exc:
-        return _result("failure", "Could not deploy", str(exc))
+        return operation_result("failure", "Could not deploy", str(exc))
 
 
 async def _deploy(
@@ -291,11 +294,11 @@ async def _deploy(
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
 ) -> OperationResult:
-    record = await _known_server(engine, course, config, progress)
+    record = await known_server(engine, course, config, progress)
     observed = None
     if record is not None:
         try:
-            observed = await _observe(engine, course, config, record, progress)
+            observed = await observe_server(engine, course, config, record, progress)
         except HostKeyChanged:
             raise
         except UNREACHABLE as exc:
@@ -305,11 +308,11 @@ async def _deploy(
     url = hub_url(config, record)
     if mode == "plan":
         title = "Nothing to do" if plan.empty else f"Plan: {len(plan.steps)} step(s)"
-        return _result(
+        return operation_result(
             "neutral" if plan.empty else "success", title, render_plan(plan), url=url, plan=True
         )
     if plan.empty:
-        return _result("neutral", "Nothing to do", render_plan(plan), url=url)
+        return operation_result("neutral", "Nothing to do", render_plan(plan), url=url)
     if before_apply is not None:
         await before_apply(plan)
     results: list[StepResult] = []
@@ -325,7 +328,7 @@ async def _deploy(
             result = await _seed_accounts(engine, config, record, step, progress)
             results.append(result)
             if not result.ok:
-                return _result(
+                return operation_result(
                     "failure",
                     "Admin accounts not created",
                     render_plan(plan, results=results),
@@ -334,7 +337,7 @@ async def _deploy(
                 )
             continue
         if step.name == "volume":
-            volume = await _home_volume(engine, course, config, progress)
+            volume = await course_home_volume(engine, course, config, progress)
             if volume.created:
                 # Only a volume this deploy created may be formatted (if it reads blank).
                 steps = [homevolume.for_new_volume(s, volume.name) for s in steps]
@@ -350,19 +353,19 @@ async def _deploy(
                 assert record is not None
                 # Plan again against what the server says now: a droplet found by name may
                 # already have the hub, and then only the differences remain to do.
-                observed = await _wait_for_ssh(engine, course, config, record, progress)
+                observed = await wait_for_ssh(engine, course, config, record, progress)
                 replanned = planner.plan(config, observed, rebuild=rebuild)
                 steps = [s for s in replanned.steps if s.name not in ("provision", "wait-ssh")]
                 plan = Plan((*(r.step for r in results), step, *steps), replanned.kept)
             results.append(StepResult(step, ok, time.monotonic() - started))
             continue
         assert record is not None
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        result = await engine.ssh.run_step(server_target(engine, config, record), step, progress)
         results.append(result)
         if not result.ok:
             url = hub_url(config, record)
             summary = render_plan(plan, results=results)
-            return _result(
+            return operation_result(
                 "failure",
                 f"Step {step.name} failed",
                 f"{summary}\n\n```\n{result.output_tail}\n```",
@@ -373,7 +376,7 @@ async def _deploy(
         assert record is not None
         await _record_users(engine, config, record, progress)
     url = hub_url(config, record)
-    return _result(
+    return operation_result(
         "success",
         f"Deployed: {len(results)} step(s)",
         render_plan(plan, results=results),
@@ -388,7 +391,9 @@ async def _seed_accounts(
     """Create the admins' hub accounts; a name a sign-up took meanwhile stops the deploy."""
     started = time.monotonic()
     try:
-        seeded = await accounts.seed_admins(engine.ssh, _target(engine, config, record), step.names)
+        seeded = await accounts.seed_admins(
+            engine.ssh, server_target(engine, config, record), step.names
+        )
     except SSHError as exc:
         return StepResult(step, False, time.monotonic() - started, redact(str(exc)))
     if seeded.created:
@@ -413,7 +418,8 @@ async def _record_users(
     """
     try:
         status, _, err = await engine.ssh.run_script(
-            _target(engine, config, record), homevolume.record_users_script(record.reserved_ip)
+            server_target(engine, config, record),
+            homevolume.record_users_script(record.reserved_ip),
         )
     except (SSHError, *UNREACHABLE) as exc:
         status, err = -1, type(exc).__name__
@@ -425,14 +431,14 @@ async def _engine_step(
     engine: Engine, course: str, config: CourseConfig, step: Step, progress: Progress
 ) -> ServerRecord | None:
     if step.name == "provision":
-        return await _provision(engine, course, config, progress)
+        return await provision(engine, course, config, progress)
     if step.name == "volume-snapshot":
         await _snapshot_home_volume(engine, course, config, progress)
     if step.name == "dns":
         record = await engine.records.get_server(course)
         address = public_address(record)
         if address and config.hub.hostname:
-            droplets = await _droplets(engine, course)
+            droplets = await droplet_driver(engine, course)
             done = await droplets.ensure_dns_a_record(config.hub.hostname, address)
             await progress(
                 f"DNS A record {config.hub.hostname} → {address}"
@@ -443,7 +449,7 @@ async def _engine_step(
     return None
 
 
-async def _home_volume(
+async def course_home_volume(
     engine: Engine, course: str, config: CourseConfig, progress: Progress
 ) -> VolumeInfo:
     """The course's volume found or created, grown to ``storage.size``, attached; and the
@@ -451,7 +457,7 @@ async def _home_volume(
     record = await engine.records.get_server(course)
     if config.storage is None or record is None or record.droplet_id is None:
         raise OperationError("the course's volume needs its droplet, and none is known yet")
-    volumes = VolumeDriver(await _droplets(engine, course))
+    volumes = VolumeDriver(await droplet_driver(engine, course))
     volume = await volumes.ensure_home_volume(
         config.server.name,
         record.region or config.server.region,
@@ -476,7 +482,7 @@ async def _snapshot_home_volume(
     """A snapshot before TLJH changes; if it fails, the change waits (the step raises)."""
     record = await engine.records.get_server(course)
     assert config.storage is not None and record is not None
-    volumes = VolumeDriver(await _droplets(engine, course))
+    volumes = VolumeDriver(await droplet_driver(engine, course))
     volume = await volumes.current_home_volume(
         config.server.name, record.region or config.server.region, record.droplet_id
     )
@@ -502,11 +508,11 @@ async def status(
     """
     try:
         if config is not None:
-            record = await _known_server(engine, course, config, progress)
+            record = await known_server(engine, course, config, progress)
         else:
             record = await engine.records.get_server(course)
         if record is None or not record.address:
-            return _result(
+            return operation_result(
                 "neutral",
                 "No server yet",
                 "No server yet: push to the default branch to create it.",
@@ -518,9 +524,9 @@ async def status(
             droplet = await droplets.get(record.droplet_id)
         try:
             if config is not None:
-                observed = await _observe(engine, course, config, record, progress)
+                observed = await observe_server(engine, course, config, record, progress)
             else:
-                target = _remembered_target(engine, record)
+                target = remembered_target(engine, record)
                 _, stdout, _ = await engine.ssh.run_script(target, observe_script())
                 observed = parse_observation(stdout)
         except UNREACHABLE as exc:
@@ -528,9 +534,9 @@ async def status(
             await progress(f"SSH failed: {type(exc).__name__}")
         summary = server_lines(record, droplet) + render_status(observed, hub_url=url)
     except (OperationError, SSHError, DropletError) as exc:
-        return _result("failure", "Status unavailable", str(exc))
+        return operation_result("failure", "Status unavailable", str(exc))
     healthy = observed.reachable and observed.services.get("jupyterhub") == "active"
-    return _result(
+    return operation_result(
         "success" if healthy else "failure",
         "Hub is running" if healthy else "Hub is not healthy",
         summary,
@@ -543,27 +549,29 @@ async def restart(
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
     try:
-        record = await _known_server(engine, course, config, progress)
+        record = await known_server(engine, course, config, progress)
         if record is None:
             raise OperationError("there is no server yet: push to the default branch first")
         if reboot:
             if record.provider != "digitalocean" or not record.droplet_id:
                 raise OperationError("only a DigitalOcean droplet can be rebooted from here")
-            droplets = await _droplets(engine, course)
+            droplets = await droplet_driver(engine, course)
             await droplets.reboot(record.droplet_id, progress)
-            await _wait_for_ssh(engine, course, config, record, progress)
+            await wait_for_ssh(engine, course, config, record, progress)
         step = Step(
             "restart",
             "restart the hub",
             tljh.script(*homevolume.hub_lines("restart"), *tljh.wait_for_hub()),
             timeout=300.0,
         )
-        result = await engine.ssh.run_step(_target(engine, config, record), step, progress)
+        result = await engine.ssh.run_step(server_target(engine, config, record), step, progress)
     except (OperationError, SSHError, DropletError) as exc:
-        return _result("failure", "Could not restart", str(exc))
+        return operation_result("failure", "Could not restart", str(exc))
     if not result.ok:
-        return _result("failure", "The hub did not come back", f"```\n{result.output_tail}\n```")
-    return _result(
+        return operation_result(
+            "failure", "The hub did not come back", f"```\n{result.output_tail}\n```"
+        )
+    return operation_result(
         "success",
         "Hub restarted",
         "The hub restarted and answers again.",
@@ -580,7 +588,7 @@ async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
     try:
-        record = await _known_server(engine, course, config, progress)
+        record = await known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
             raise OperationError(
                 "`provider: ssh` servers cannot be snapshotted from here; "
@@ -589,11 +597,11 @@ async def snapshot(
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)
-        droplets = await _droplets(engine, course)
+        droplets = await droplet_driver(engine, course)
         await droplets.snapshot(record.droplet_id, title, progress)
     except (OperationError, DropletError) as exc:
-        return _result("failure", "Could not snapshot", str(exc))
-    return _result(
+        return operation_result("failure", "Could not snapshot", str(exc))
+    return operation_result(
         "success",
         f"Snapshot {title} taken",
         f"Snapshot `{escape(title)}` of droplet {record.droplet_id} is in your "
@@ -616,38 +624,45 @@ async def resize(
             raise OperationError(
                 "`provider: ssh` servers cannot be resized from here; resize it with your provider"
             )
-        record = await _known_server(engine, course, config, progress)
+        record = await known_server(engine, course, config, progress)
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
-        droplets = await _droplets(engine, course)
+        droplets = await droplet_driver(engine, course)
         region = record.region or config.server.region
         choice = choose_size(wanted, await droplets.list_sizes(), region)
         if choice.chosen is None:
-            return _result("neutral", f"No size matches {wanted}", choice.message, choice=None)
+            return operation_result(
+                "neutral", f"No size matches {wanted}", choice.message, choice=None
+            )
         slug = choice.chosen.slug
         if record.size == slug:
-            return _result("neutral", f"Already {slug}", f"The droplet is already `{slug}`.")
+            return operation_result(
+                "neutral", f"Already {slug}", f"The droplet is already `{slug}`."
+            )
         info = await droplets.resize(record.droplet_id, slug, disk=disk, progress=progress)
         # A resize keeps the droplet and its address; only the size is new.
         record = replace(record, size=info.size)
         await engine.records.save_server(course, record)
-        await _wait_for_ssh(engine, course, config, record, progress)
+        await wait_for_ssh(engine, course, config, record, progress)
         check = Step(
             "verify",
             "check the hub answers",
             tljh.script(*tljh.wait_for_hub()),
             changes_server=False,
         )
-        verified = await engine.ssh.run_step(_target(engine, config, record), check, progress)
+        verified = await engine.ssh.run_step(server_target(engine, config, record), check, progress)
     except (OperationError, SSHError, DropletError) as exc:
-        return _result("failure", "Resize failed", str(exc))
+        return operation_result("failure", "Resize failed", str(exc))
     note = choice.message
     if not verified.ok:
-        return _result("failure", f"Resized to {slug}; the hub did not answer", note)
-    return _result("success", f"Resized to {slug}", note, url=hub_url(config, record), size=slug)
+        return operation_result("failure", f"Resized to {slug}; the hub did not answer", note)
+    return operation_result(
+        "success", f"Resized to {slug}", note, url=hub_url(config, record), size=slug
+    )
 
 
-def _remembered_target(engine: Engine, record: ServerRecord) -> Target:
+def remembered_target(engine: Engine, record: ServerRecord) -> Target:
+    """Where to reach a remembered server without the course config (the monitor, /status)."""
     assert record.address is not None
     return Target(
         record.address, record.port, record.user, record.host_key, engine.service_key.private
@@ -671,7 +686,7 @@ async def look(engine: Engine, course: str) -> dict[str, object]:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         return {}
-    _, stdout, _ = await engine.ssh.run_script(_remembered_target(engine, record), observe_script())
+    _, stdout, _ = await engine.ssh.run_script(remembered_target(engine, record), observe_script())
     observed = parse_observation(stdout)
     return {
         "services": observed.services,
@@ -692,7 +707,7 @@ async def _hub_target(engine: Engine, course: str) -> Target:
     record = await engine.records.get_server(course)
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
-    return _remembered_target(engine, record)
+    return remembered_target(engine, record)
 
 
 # --- the console's account operations: each raises OperationError with the reason -----
@@ -770,7 +785,7 @@ async def approve_students(
             raise OperationError(str(exc)) from None
         outcome = await accounts.approve(engine.ssh, await _hub_target(engine, course), wanted)
     except (OperationError, SSHError) as exc:
-        return _result("failure", "Could not approve", str(exc))
+        return operation_result("failure", "Could not approve", str(exc))
     await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))
     lines = []
     for label, group in (
@@ -785,7 +800,7 @@ async def approve_students(
         if outcome.done
         else "Nobody new approved"
     )
-    return _result(
+    return operation_result(
         "success" if outcome.done or not outcome.unknown else "neutral",
         title,
         "\n".join(lines),

@@ -41,15 +41,15 @@ from deploy.operations import (
     UNREACHABLE,
     Engine,
     OperationError,
-    _droplets,
-    _known_server,
-    _observe,
-    _provision,
-    _result,
-    _target,
-    _wait_for_ssh,
     deploy,
+    droplet_driver,
     hub_url,
+    known_server,
+    observe_server,
+    operation_result,
+    provision,
+    server_target,
+    wait_for_ssh,
 )
 from deploy.render import escape
 from deploy.ssh import SSHError
@@ -252,7 +252,7 @@ async def lost_droplet(
 
 
 def _refuse(why: str) -> OperationResult:
-    return _result("failure", "Nothing recovered", why)
+    return operation_result("failure", "Nothing recovered", why)
 
 
 async def _course_volume(
@@ -314,7 +314,7 @@ async def recover(
     try:
         return await _recover(engine, course, config, progress)
     except (OperationError, DropletError, SSHError, RecoverError) as exc:
-        return _result(
+        return operation_result(
             "failure",
             "Recovery did not finish",
             f"{exc}\n\nNothing on the volume was changed or deleted; comment `/recover` again "
@@ -325,17 +325,17 @@ async def recover(
 async def _recover(
     engine: Engine, course: str, config: CourseConfig, progress: Progress
 ) -> OperationResult:
-    droplets = await _droplets(engine, course)
+    droplets = await droplet_driver(engine, course)
     volumes = VolumeDriver(droplets)
     record = await engine.records.get_server(course)
     region = (record.region if record else None) or config.server.region
     lost = await lost_droplet(droplets, record, config.server.name)
     if lost is None:
-        record = await _known_server(engine, course, config, progress)
+        record = await known_server(engine, course, config, progress)
     if lost is None and record is not None and record.droplet_id:
         # A droplet is there: a try cut short left it half set up, or nothing was lost.
         try:
-            seen = await _observe(engine, course, config, record, progress)
+            seen = await observe_server(engine, course, config, record, progress)
         except UNREACHABLE as exc:
             return _refuse(
                 f"droplet {record.droplet_id} is there but does not answer over SSH "
@@ -353,11 +353,11 @@ async def _recover(
     volume = await _course_volume(volumes, config, region, progress)
     await progress(f"the course's volume is {volume.name}")
 
-    record = await _provision(engine, course, config, progress)
+    record = await provision(engine, course, config, progress)
     assert record.droplet_id is not None
     volume = await volumes.attach(volume, record.droplet_id, progress)
-    await _wait_for_ssh(engine, course, config, record, progress)
-    target = _target(engine, config, record)
+    await wait_for_ssh(engine, course, config, record, progress)
+    target = server_target(engine, config, record)
 
     mounted = await engine.ssh.run_step(
         target,
@@ -397,7 +397,7 @@ async def _recover(
         raise OperationError(f"{deployed.title}:\n\n{deployed.summary}")
     record = await engine.records.get_server(course) or record
     url = hub_url(config, record)
-    return _result(
+    return operation_result(
         "success",
         "Recovered on a new droplet",
         f"Droplet `{escape(config.server.name)}` (id {record.droplet_id}) runs the hub again "

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
 
-_SHAPES = re.compile(
+SECRET_SHAPES = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)"
     r"|\bgh[pousr]_[A-Za-z0-9]{20,255}\b"
     r"|\bgithub_pat_[A-Za-z0-9_]{20,255}\b"
@@ -52,4 +52,4 @@ def redact(text: str) -> str:
     for value in _known:
         if value in text:
             text = text.replace(value, REDACTED)
-    return _SHAPES.sub(REDACTED, text)
+    return SECRET_SHAPES.sub(REDACTED, text)

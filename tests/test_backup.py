@@ -208,7 +208,7 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
 
 
 async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
-    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, f"ls {folder}\n")
     return out.split()
 

@@ -229,9 +229,9 @@ async def test_monitor_restarts_an_inactive_hub_once_and_says_so(classroom, exam
     await classroom.settle()
     engine = classroom.services.engine
     record = await classroom.services.store.get_server(COURSE_REPO)
-    from deploy.operations import _remembered_target
+    from deploy.operations import remembered_target
 
-    await engine.ssh.run_script(_remembered_target(engine, record), "systemctl stop jupyterhub")
+    await engine.ssh.run_script(remembered_target(engine, record), "systemctl stop jupyterhub")
 
     async def down(request: web.Request) -> web.Response:
         return web.Response(status=502)

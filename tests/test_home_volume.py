@@ -206,7 +206,7 @@ async def test_a_volume_with_a_filesystem_and_a_students_file_is_mounted_never_f
     assert len(do_fake.volumes) == 1
     assert not [r for r in do_fake.calls("POST", "/v2/volumes") if r.path == "/v2/volumes"]
     # Seen from the server, the student's file is in /home.
-    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, "ls /home/jupyter-alice\n")
     assert out.split() == ["notes.ipynb"]
 
@@ -318,7 +318,7 @@ async def test_a_new_droplet_for_the_course_takes_its_reserved_ip(droplet, do_fa
     del do_fake.droplets[gone.droplet_id]  # destroyed in the control panel
     do_fake.reserved_ips[reserved].droplet_id = None
 
-    record = await operations._provision(droplet, COURSE, course(), noop)
+    record = await operations.provision(droplet, COURSE, course(), noop)
 
     assert record.droplet_id != gone.droplet_id
     assert record.reserved_ip == reserved

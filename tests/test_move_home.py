@@ -68,7 +68,7 @@ async def existing_course(droplet, ssh_target, do_fake):  # noqa: F811
 
 
 async def observed(droplet):  # noqa: F811
-    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, observe_script())
     return parse_observation(out)
 

@@ -29,7 +29,7 @@ from bot.jobs.registry import (
 )
 from bot.jobs.results import JobResult
 from deploy.config import load_course
-from deploy.droplets import DropletError, SizeInfo, _check_size, choose_size
+from deploy.droplets import DropletError, SizeInfo, check_size, choose_size
 from deploy.model import ConfigErrors, OperationResult
 from deploy.validate import Invalid, check_size_slug
 
@@ -359,7 +359,7 @@ def test_the_published_spec_lists_sizes_to_check():
 def test_every_real_size_passes_the_command_the_config_and_the_driver(slug):
     assert parse_command(f"/resize {slug}").arguments.size == slug
     assert check_size_slug(slug) == slug
-    assert _check_size(slug) == slug
+    assert check_size(slug) == slug
     config = f"server:\n  provider: digitalocean\n  size: {slug}\n".encode()
     course = load_course({".github/classroom.yml": config}, "physics-dept", "physics101")
     assert course.server.size == slug
@@ -374,7 +374,7 @@ def test_a_bad_size_is_refused_by_all_three(slug):
     with pytest.raises(Invalid):
         check_size_slug(slug)
     with pytest.raises(DropletError, match="is not allowed"):
-        _check_size(slug)
+        check_size(slug)
     config = f"server:\n  provider: digitalocean\n  size: '{slug}'\n".encode()
     with pytest.raises(ConfigErrors, match=r"server\.size"):
         load_course({".github/classroom.yml": config}, "physics-dept", "physics101")

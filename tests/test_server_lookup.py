@@ -50,7 +50,7 @@ async def progress_into(lines: list[str]):
 async def test_the_config_port_user_and_host_key_reach_a_droplet(engine) -> None:
     pinned = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPtp3NuY76Bt19vHq5nw0bXQredWkiVPdEmBZy3Ndz0P"
     record = ServerRecord("digitalocean", address="127.0.0.9", droplet_id=5, host_key=None)
-    target = operations._target(
+    target = operations.server_target(
         engine, config(f"  port: 2222\n  user: ubuntu\n  host_key: {pinned}\n"), record
     )
     assert (target.host, target.port, target.user) == ("127.0.0.9", 2222, "ubuntu")
@@ -61,7 +61,7 @@ async def test_a_forgotten_droplet_is_found_by_name_and_tag_and_remembered(engin
     do_fake.add_droplet(NAME)  # the same name without the tag is not the course's
     droplet = do_fake.add_droplet(NAME, tags=[DROPLET_TAG], size="s-4vcpu-8gb")
     lines: list[str] = []
-    found = await operations._known_server(
+    found = await operations.known_server(
         engine, COURSE, config("  port: 2222\n"), await progress_into(lines)
     )
     assert found is not None
@@ -77,7 +77,7 @@ async def test_a_forgotten_droplet_is_found_by_name_and_tag_and_remembered(engin
 
 async def test_no_tagged_droplet_means_no_server_yet(engine, do_fake) -> None:
     do_fake.add_droplet(NAME)  # untagged
-    assert await operations._known_server(engine, COURSE, config()) is None
+    assert await operations.known_server(engine, COURSE, config()) is None
     assert engine.records.records == {}
 
 
@@ -85,7 +85,7 @@ async def test_a_remembered_droplet_is_not_looked_up_again(engine, do_fake) -> N
     engine.records.records[COURSE] = ServerRecord(
         "digitalocean", address="127.0.0.9", droplet_id=77, port=22
     )
-    found = await operations._known_server(engine, COURSE, config("  port: 2200\n"))
+    found = await operations.known_server(engine, COURSE, config("  port: 2200\n"))
     assert found is not None and (found.droplet_id, found.port) == (77, 2200)
     assert do_fake.requests == []
 
@@ -101,7 +101,7 @@ async def test_waiting_for_ssh_is_bounded_and_says_so(engine) -> None:
     record = ServerRecord("digitalocean", address="127.0.0.1", droplet_id=5, port=port)
     lines: list[str] = []
     with pytest.raises(operations.OperationError, match=r"did not answer over SSH within 0 s"):
-        await operations._wait_for_ssh(
+        await operations.wait_for_ssh(
             engine, COURSE, config(f"  port: {port}\n"), record, await progress_into(lines)
         )
     waits = [line for line in lines if line.startswith("waiting for SSH")]

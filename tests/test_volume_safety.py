@@ -34,7 +34,7 @@ def programs(target) -> list[str]:
 
 
 async def run(droplet, script: str) -> tuple[int, str, str]:  # noqa: F811
-    target = operations._target(droplet, course(), droplet.records.records[COURSE])
+    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     return await droplet.ssh.run_script(target, script)
 
 

@@ -13,7 +13,7 @@ The secrets to look for are registered as the fixtures that make them are set up
 webhook secret the settings use, the App's private key, the fake GitHub's App key,
 client secret and webhook secret, every installation token it issued, and the fake
 DigitalOcean's token. Anything shaped like a token or a private key
-(``deploy.redact._SHAPES``) counts too. At the end of the session every text is scanned,
+(``deploy.redact.SECRET_SHAPES``) counts too. At the end of the session every text is scanned,
 and a finding fails the session (exit status 1) with a summary of where it was found.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from bot.logs import RedactingFilter, TextFormatter
-from deploy.redact import _SHAPES
+from deploy.redact import SECRET_SHAPES
 from tests.fakes.digitalocean import FAKE_TOKEN, DigitalOceanFake
 from tests.fakes.github import FakeGitHub
 from tests.plugins.service import WEBHOOK_SECRET
@@ -113,7 +113,7 @@ class SecretScanner:
                 at = text.find(secret)
                 what = f"{secrets[secret]} {_masked(secret)}"
                 found.append(Finding(source, what, _excerpt(text, at, at + len(secret))))
-            for match in _SHAPES.finditer(text):
+            for match in SECRET_SHAPES.finditer(text):
                 found.append(
                     Finding(
                         source,

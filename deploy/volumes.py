@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,8 +56,9 @@ class VolumeInfo:
     size_gib: int
     droplet_ids: tuple[int, ...]
     tags: tuple[str, ...]
-    # This operation asked DigitalOcean to create it: the only volume ever formatted.
-    created: bool = False
+    # This operation asked DigitalOcean to create it: the only volume ever formatted. Not
+    # part of what the volume is, so a volume equals itself found again.
+    created: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

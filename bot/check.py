@@ -128,6 +128,12 @@ def report(config: CourseConfig, plan_markdown: str) -> str:
             lines.append(f"{kind} packages ({source}): {', '.join(names)}")
     for ignored in packages.ignored:
         lines.append(f"Not read: {ignored} (a file read instead takes its place)")
+    for folder in config.shared:
+        lines.append(
+            f"~/shared/{folder.name}: writable by hub admins, read-only for students"
+            if folder.writable
+            else f"~/shared/{folder.name}: {folder.source}/ of the repository, read-only"
+        )
     lines += ["", "Plan for a fresh server:", "", plan_markdown.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
@@ -152,4 +158,11 @@ def run_check(path: Path, *, stdout: TextIO | None = None, stderr: TextIO | None
         )
         return 1
     out.write(report(config, plan_markdown))
+    for folder in config.shared:
+        if folder.source is not None and not (path / folder.source).is_dir():
+            print(
+                f"warning: shared: {folder.source}/ is not a folder of this checkout; "
+                f"~/shared/{folder.name} would be empty",
+                file=err,
+            )
     return 0

@@ -26,6 +26,7 @@ from deploy.model import (
     MonitorSpec,
     Packages,
     ServerSpec,
+    SharedFolder,
     StorageSpec,
 )
 from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
@@ -43,11 +44,14 @@ from deploy.validate import (
     check_hub_username,
     check_memory,
     check_port,
+    check_repository_folder,
+    check_shared_name,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
     droplet_name_for,
+    line_of,
     parse_duration,
     parse_yaml,
 )
@@ -61,7 +65,17 @@ CONFIG_FILES: frozenset[str] = frozenset(
     }
 )
 
-TOP_KEYS = ("server", "hub", "content", "badges", "monitor", "prune", "storage", "backup")
+TOP_KEYS = (
+    "server",
+    "hub",
+    "content",
+    "badges",
+    "monitor",
+    "prune",
+    "storage",
+    "backup",
+    "shared",
+)
 SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
 HUB_KEYS = (
     "hostname",
@@ -78,6 +92,8 @@ CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
 STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
+SHARED_KEYS = ("from", "to", "writable")
+MAX_SHARED_FOLDERS = 20
 
 IDLE_TIMEOUT_RANGE = (60, 30 * 86400)
 # DigitalOcean's volumes are 1 GiB to 16 TiB.
@@ -126,6 +142,7 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         prune=settings.prune,
         storage=settings.storage,
         backup=settings.backup,
+        shared=settings.shared,
     )
 
 
@@ -141,6 +158,7 @@ class CourseSettings:
     prune: bool = False
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    shared: tuple[SharedFolder, ...] = ()
 
 
 def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSettings:
@@ -157,8 +175,9 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     monitor = _monitor(reader, top.get("monitor"))
     storage = _storage(reader, top.get("storage"))
     backup = _backup(reader, top.get("backup"))
+    shared = _shared(reader, top.get("shared"))
     _volume_needs_a_droplet(reader, server, top)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup}
+    flags: dict[str, Any] = {"storage": storage, "backup": backup, "shared": shared}
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -364,6 +383,64 @@ def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
         elif keep is not None:
             values["keep"] = keep
     return BackupSpec(**values)
+
+
+def _shared(reader: YamlReader, entry: Entry | None) -> tuple[SharedFolder, ...]:
+    """``shared:``: a list of ``{from: FOLDER/, to: NAME}`` and ``{writable: NAME}``."""
+    if entry is None:
+        return ()
+    folders: list[SharedFolder] = []
+    first_line: dict[str, int] = {}
+    for index, node in enumerate(reader.sequence(entry[1], "shared", MAX_SHARED_FOLDERS)):
+        where = f"shared[{index}]"
+        if not isinstance(node, yaml.MappingNode):
+            reader.error(
+                node,
+                where,
+                "must be a mapping: {from: data/, to: data} (read-only, from the repository) "
+                "or {writable: notes} (writable by the hub's admins)",
+            )
+            continue
+        keys = reader.mapping(node, where, SHARED_KEYS)
+        if "writable" in keys and ("from" in keys or "to" in keys):
+            reader.error(
+                node,
+                where,
+                "is either {from: FOLDER/, to: NAME} or {writable: NAME}, not both: a "
+                "writable folder is filled on the hub, not from the repository",
+            )
+            continue
+        if "writable" in keys:
+            name_node = keys["writable"][1]
+            name = reader.checked_text(name_node, f"{where}.writable", check_shared_name)
+            source = None
+        elif "from" in keys and "to" in keys:
+            name_node = keys["to"][1]
+            source = reader.checked_text(keys["from"][1], f"{where}.from", check_repository_folder)
+            name = reader.checked_text(name_node, f"{where}.to", check_shared_name)
+            if source is None:
+                continue
+        else:
+            missing = "to" if "from" in keys else "from"
+            reader.error(
+                node,
+                f"{where}.{missing}",
+                "is required: give both from (a repository folder, e.g. data/) and to "
+                "(its name under ~/shared, e.g. data), or writable: NAME",
+            )
+            continue
+        if name is None:
+            continue
+        if name in first_line:
+            reader.error(
+                name_node,
+                where,
+                f"{name!r} is named twice under ~/shared (first on line {first_line[name]})",
+            )
+            continue
+        first_line[name] = line_of(name_node)
+        folders.append(SharedFolder(name=name, source=source))
+    return tuple(folders)
 
 
 def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:

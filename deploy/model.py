@@ -97,6 +97,22 @@ class BackupSpec:
 
 
 @dataclass(frozen=True)
+class SharedFolder:
+    """One folder under ``~/shared``: read-only from the repository, or writable by admins.
+
+    ``source`` is the repository folder (``from``, without its trailing '/'); ``None`` for
+    a ``writable`` folder, which the hub's admins fill on the server.
+    """
+
+    name: str
+    source: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.source is None
+
+
+@dataclass(frozen=True)
 class Packages:
     """What the user environment should hold, from the Binder-style files."""
 
@@ -126,6 +142,8 @@ class CourseConfig:
     # None: no volume; /home stays on the droplet's disk (as for every course before).
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
+    shared: tuple[SharedFolder, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,8 @@ class Observed:
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
     home_volume_outdated: bool = False  # set up the old way: fstab by UUID, no hub drop-in
+    shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
+    shared_commit: str = ""  # the commit the shared folders' clone has checked out
 
 
 class Reload(enum.Flag):

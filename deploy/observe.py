@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from deploy import accounts, homevolume, tljh
+from deploy import accounts, homevolume, shared, tljh
 from deploy.model import STATE_FILE, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
@@ -34,6 +34,7 @@ _COMMANDS: dict[str, str] = {
     "state": f"cat {shlex.quote(STATE_FILE)}",
     "home-volume": homevolume.OBSERVE_COMMAND,
     "api-service": f"cat {shlex.quote(tljh.API_SERVICE_FILE)}",
+    "shared": shared.OBSERVE_COMMAND,
     # Nothing on stdin: the listing reads no request.
     "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
 }
@@ -180,6 +181,7 @@ def parse_observation(stdout: str) -> Observed:
     disk_percent, disk_free = _disk(sections.get("disk", ""))
     memory = _meminfo(sections.get("meminfo", ""))
     home_volume, home_on_volume = homevolume.parse_observed(sections.get("home-volume", ""))
+    shared_laid_out, shared_commit = shared.parse_observed(sections.get("shared", ""))
     return Observed(
         reachable=True,
         os_id=os_release.get("ID", ""),
@@ -202,4 +204,6 @@ def parse_observation(stdout: str) -> Observed:
         and homevolume.setup_outdated(sections.get("home-volume", "")),
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
         api_service=sections.get("api-service", ""),
+        shared_laid_out=shared_laid_out,
+        shared_commit=shared_commit,
     )

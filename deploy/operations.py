@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, homevolume, planner, tljh
+from deploy import accounts, homevolume, planner, shared, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -38,7 +38,15 @@ from deploy.retry import RetryPolicy
 from deploy.ssh import HostKeyChanged, SSHError, SSHPool, Target, Unreachable, fingerprint, stamp
 from deploy.volumes import VolumeDriver, VolumeInfo
 
-ENGINE_STEPS = ("provision", "wait-ssh", "volume", "volume-snapshot", "dns", "accounts")
+ENGINE_STEPS = (
+    "provision",
+    "wait-ssh",
+    "volume",
+    "volume-snapshot",
+    "dns",
+    "accounts",
+    "shared-fetch",
+)
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)
 SNAPSHOT_NAME_LIMIT = 64
@@ -274,11 +282,16 @@ async def deploy(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None = None,
     checkpoint: Callable[[], None] | None = None,
+    source: shared.SharedSource | None = None,
 ) -> OperationResult:
-    """Plan what the server needs; in ``apply`` mode, do it, step by step."""
+    """Plan what the server needs; in ``apply`` mode, do it, step by step.
+
+    ``source`` is the pushed commit the shared folders come from, and how to get a token
+    to fetch it; without it a plan says what a push would fetch.
+    """
     try:
         return await _deploy(
-            engine, course, config, mode, rebuild, progress, before_apply, checkpoint
+            engine, course, config, mode, rebuild, progress, before_apply, checkpoint, source
         )
     except (OperationError, SSHError, DropletError) as exc:
         return operation_result("failure", "Could not deploy", str(exc))
@@ -293,8 +306,10 @@ async def _deploy(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None,
     checkpoint: Callable[[], None] | None,
+    source: shared.SharedSource | None = None,
 ) -> OperationResult:
     record = await known_server(engine, course, config, progress)
+    commit = source.commit if source is not None else None
     observed = None
     if record is not None:
         try:
@@ -304,7 +319,9 @@ async def _deploy(
         except UNREACHABLE as exc:
             await progress(f"the server did not answer over SSH ({type(exc).__name__})")
             observed = Observed(reachable=False)
-    plan = planner.plan(config, observed, rebuild=rebuild, droplet_exists=record is not None)
+    plan = planner.plan(
+        config, observed, rebuild=rebuild, droplet_exists=record is not None, commit=commit
+    )
     url = hub_url(config, record)
     if mode == "plan":
         title = "Nothing to do" if plan.empty else f"Plan: {len(plan.steps)} step(s)"
@@ -344,6 +361,19 @@ async def _deploy(
             record = await engine.records.get_server(course) or record
             results.append(StepResult(step, True, time.monotonic() - started))
             continue
+        if step.name == "shared-fetch":
+            assert record is not None
+            result = await _fetch_shared(engine, config, record, step, source, progress)
+            results.append(result)
+            if not result.ok:
+                return operation_result(
+                    "failure",
+                    "Shared folders not fetched",
+                    f"{render_plan(plan, results=results)}\n\n```\n{result.output_tail}\n```",
+                    steps=results,
+                    url=hub_url(config, record),
+                )
+            continue
         if step.name in ENGINE_STEPS:
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
@@ -354,7 +384,7 @@ async def _deploy(
                 # Plan again against what the server says now: a droplet found by name may
                 # already have the hub, and then only the differences remain to do.
                 observed = await wait_for_ssh(engine, course, config, record, progress)
-                replanned = planner.plan(config, observed, rebuild=rebuild)
+                replanned = planner.plan(config, observed, rebuild=rebuild, commit=commit)
                 steps = [s for s in replanned.steps if s.name not in ("provision", "wait-ssh")]
                 plan = Plan((*(r.step for r in results), step, *steps), replanned.kept)
             results.append(StepResult(step, ok, time.monotonic() - started))
@@ -405,6 +435,41 @@ async def _seed_accounts(
         )
         await progress(stamp(message))
         return StepResult(step, False, time.monotonic() - started, message)
+    return StepResult(step, True, time.monotonic() - started)
+
+
+async def _fetch_shared(
+    engine: Engine,
+    config: CourseConfig,
+    record: ServerRecord,
+    step: Step,
+    source: shared.SharedSource | None,
+    progress: Progress,
+) -> StepResult:
+    """The server fetches the shared folders itself, with a fresh read-only token on stdin."""
+    started = time.monotonic()
+    if source is None:
+        return StepResult(
+            step,
+            False,
+            0.0,
+            "the shared folders are fetched at a pushed commit: push to the default branch",
+        )
+    token = await source.token()
+    try:
+        status, out, err = await engine.ssh.run_script(
+            server_target(engine, config, record),
+            shared.fetch_script(source, shared.read_only(config)),
+            step.timeout,
+            stdin=token + "\n",
+        )
+    except SSHError as exc:
+        return StepResult(step, False, time.monotonic() - started, redact(str(exc)))
+    tail = redact((out + err).replace(source.clone_url, "the repository"))[-2000:]
+    if status != 0:
+        return StepResult(step, False, time.monotonic() - started, tail)
+    for line in out.splitlines()[-3:]:
+        await progress(stamp(redact(line)))
     return StepResult(step, True, time.monotonic() - started)
 
 

@@ -20,7 +20,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy import homevolume, tljh
+from deploy import homevolume, shared, tljh
 from deploy.model import STATE_FILE, CourseConfig, HubAccounts, Observed, Plan, Reload, Step
 
 ENGINE = "littlest-classroom"
@@ -295,12 +295,14 @@ def plan(
     droplet_needed: bool = False,
     droplet_exists: bool = True,
     applied_at: str | None = None,
+    commit: str | None = None,
 ) -> Plan:
     """The ordered, explained steps that bring the server from ``observed`` to ``desired``.
 
     ``observed`` is None (or unreachable) for a server not yet seen: everything is planned
     as for a fresh one. ``applied_at`` is the time recorded in the state file (now, UTC,
-    when not given; tests pass it to stay deterministic).
+    when not given; tests pass it to stay deterministic). ``commit`` is the pushed commit
+    the shared folders come from (None: a plan from config alone).
     """
     hub = desired.hub
     known = observed is not None and observed.reachable
@@ -520,6 +522,9 @@ def plan(
     prune_steps, kept, kept_specs = _prune(desired, seen)
     steps.extend(prune_steps)
 
+    # 10b. Shared folders: their layout, and the repository's folders at the commit.
+    steps.extend(shared.plan_steps(desired, seen, commit))
+
     # 11-12. One reload, then verify and record, only when something changed.
     if any(s.changes_server for s in steps):
         needs = Reload.NONE
@@ -554,6 +559,9 @@ def plan(
             )
         )
         state = state_record(desired, settings, kept_specs, applied_at)
+        shared_state = shared.state_record(desired, commit, seen)
+        if shared_state is not None:
+            state[shared.STATE_KEY] = shared_state
         steps.append(
             Step(
                 "state",

@@ -83,6 +83,9 @@ TLJH_VERSION = re.compile(
 MEMORY = re.compile(r"[1-9][0-9]{0,14}[KMGT]?")
 BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
 CONTENT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._ +/-]{0,199}")
+# A folder name under ~/shared: one path part, no spaces (it is a link or folder name on
+# the server that people type in terminals).
+SHARED_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _HOST_KEY = re.compile(
     r"(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)"
     r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
@@ -429,6 +432,41 @@ def check_content_path(value: str) -> str:
             "repository, relative to its root (no leading '/', no '..'), using letters, "
             "digits, spaces and '.', '_', '+', '-', '/'"
         )
+    return path
+
+
+def check_shared_name(value: str) -> str:
+    """A folder name under ``~/shared`` (``data``, ``notes``): one part, no '/', no '..'."""
+    _text(value, "folder name", 64)
+    if not SHARED_NAME.fullmatch(value) or ".." in value:
+        raise Invalid(
+            f"{_shown(value)} is not a folder name this accepts: use one name (no '/', no "
+            "'..', no spaces) of letters, digits, '.', '_' and '-', starting with a letter, "
+            "digit or '_', at most 64 characters (e.g. 'data')"
+        )
+    return value
+
+
+def check_repository_folder(value: str) -> str:
+    """A folder of the repository, relative to its root (``data/``), returned without '/'.
+
+    No leading '/', no '.' or '..' parts, nothing starting with '-'; not ``.git``.
+    """
+    if isinstance(value, str) and value.startswith("/"):
+        raise Invalid(
+            f"{_shown(value)} is an absolute path: name a folder of the repository relative "
+            "to its root, e.g. 'data/'"
+        )
+    try:
+        path = check_content_path(value)
+    except Invalid:
+        raise Invalid(
+            f"{_shown(value)} is not a repository folder this accepts: name a folder "
+            "relative to the repository's root (no leading '/', no '..'), using letters, "
+            "digits, spaces and '.', '_', '+', '-', '/', e.g. 'data/'"
+        ) from None
+    if path.split("/")[0] == ".git":
+        raise Invalid(f"{_shown(value)} is git's own folder, not a folder of the repository")
     return path
 
 

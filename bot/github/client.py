@@ -318,6 +318,21 @@ class GitHubApp:
                 self._tokens[installation_id] = token
             return token.value
 
+    async def repository_read_token(self, installation_id: int, repo: str) -> str:
+        """A new token that can only read the contents of the installation's ``repo``.
+
+        For a server to fetch the course's shared folders itself: short-lived, never
+        cached here, and narrower than the service's own token.
+        """
+        api = await self.app_api()
+        self.counters.token_requests += 1
+        answer = await api.post(
+            "/app/installations/{installation_id}/access_tokens",
+            {"installation_id": installation_id},
+            data={"repositories": [repo], "permissions": {"contents": "read"}},
+        )
+        return str(answer["token"])
+
     async def installation_api(
         self, installation_id: int, *, etag_cache: bool = True
     ) -> InstallationAPI:

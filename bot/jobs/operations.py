@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.github import texts
 from bot.github.commit_files import CommitFiles
+from bot.github.reporting import split_course
 from bot.jobs.course import (
     config_ref,
     keep_badges_current,
@@ -35,6 +36,28 @@ from bot.jobs.registry import (
 from bot.monitor import note_hub_up
 from deploy import operations as engine
 from deploy.model import ConfigErrors, OperationResult
+from deploy.shared import COMMIT, SharedSource, read_only
+
+
+def shared_source(op: OperationContext) -> SharedSource | None:
+    """The job's commit for the shared folders, with a read-only token for this repository.
+
+    None when the course has no folder from the repository, or the job names no commit
+    (a command on a branch): then a plan says a push fetches them.
+    """
+    config, job = op.config, op.job
+    commit = job.payload.get("head_sha")
+    if config is None or not read_only(config) or job.installation_id is None:
+        return None
+    if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
+        return None
+    installation_id = job.installation_id
+    _, repo = split_course(op.course)
+
+    async def token() -> str:
+        return await op.services.github.repository_read_token(installation_id, repo)
+
+    return SharedSource(f"{op.services.settings.github_url}/{op.course}.git", commit, token)
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
         progress=op.progress,
         before_apply=before_apply,
         checkpoint=op.checkpoint,
+        source=shared_source(op),
     )
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
@@ -167,6 +191,7 @@ async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
         rebuild=True,
         progress=op.progress,
         checkpoint=op.checkpoint,
+        source=shared_source(op),
     )
 
 

@@ -36,6 +36,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.git_http import GitServer, prepare_served_repository
 from tests.fakes.openapi_check import OpenAPIChecker, OpenAPICheckError
 
 SUBSET = Path(__file__).resolve().parent.parent / "data" / "github-openapi-subset.json"
@@ -175,6 +176,9 @@ class Token:
     value: str
     installation_id: int
     expires_at: datetime
+    # What the request for the token narrowed it to (None: all the installation has).
+    repositories: list[str] | None = None
+    permissions: dict[str, str] | None = None
 
 
 @dataclass
@@ -290,6 +294,8 @@ class FakeGitHub:
         self.installations: dict[int, Installation] = {}
         self.repositories: dict[str, Repository] = {}
         self.tokens: dict[str, Token] = {}
+        # Real bare repositories served over git's smart HTTP (``serve_git``).
+        self.git: GitServer | None = None
         self.token_lifetime = timedelta(hours=1)
         self.check_runs: dict[int, CheckRun] = {}
         self.deployments: dict[int, dict[str, Any]] = {}
@@ -406,6 +412,44 @@ class FakeGitHub:
         objects.add(sha)
         return sha
 
+    def serve_git(self, full_name: str, bare: Path) -> Path:
+        """Serve the bare repository ``bare`` as ``{url}/{full_name}.git`` (fetch only).
+
+        The repository is moved under the fake's git root; its path there is returned.
+        """
+        if self.git is None:
+            self.git = GitServer(bare.parent / "served")
+        where = self.git.path_of(full_name)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        bare.rename(where)
+        prepare_served_repository(where)
+        return where
+
+    def _git_token_allows(self, full_name: str, value: str) -> bool:
+        """Whether an installation token may read ``full_name``'s contents, as GitHub says."""
+        token = self.tokens.get(value)
+        if token is None or token.expires_at <= _now():
+            return False
+        installation = self.installations.get(token.installation_id)
+        if installation is None or full_name not in installation.repositories:
+            return False
+        name = full_name.split("/", 1)[1]
+        if token.repositories is not None and name not in token.repositories:
+            return False
+        return token.permissions is None or token.permissions.get("contents") in ("read", "write")
+
+    async def _git_http(self, request: web.Request) -> web.Response:
+        owner, repo = request.match_info["owner"], request.match_info["repo"]
+        full_name = f"{owner}/{repo}"
+        if self.git is None or not self.git.has(full_name):
+            return web.Response(status=404, text="Repository not found.")
+        return await self.git.serve(
+            request,
+            full_name,
+            request.match_info["rest"],
+            lambda value: self._git_token_allows(full_name, value),
+        )
+
     def invalidate_token(self, token: str) -> None:
         """The next request with ``token`` gets 401, as after a revocation."""
         if token in self.tokens:
@@ -478,6 +522,7 @@ class FakeGitHub:
         application.router.add_post("/login/oauth/access_token", self._oauth_access_token)
         # Browsers ask every site for its icon; it is the web side, not an API request.
         application.router.add_get("/favicon.ico", self._no_icon)
+        application.router.add_route("*", "/{owner}/{repo}.git/{rest:.*}", self._git_http)
         application.router.add_route("*", "/{tail:.*}", self._api)
         return application
 
@@ -651,12 +696,23 @@ class FakeGitHub:
         if installation is None:
             return _error(404, "Not Found")
         token = Token("ghs_" + secrets.token_hex(18), installation.id, _now() + self.token_lifetime)
+        if "repositories" in body:
+            unknown = [
+                name
+                for name in body["repositories"]
+                if f"{installation.account}/{name}" not in installation.repositories
+            ]
+            if unknown:
+                return _error(422, f"Some repositories do not exist: {unknown}")
+            token.repositories = list(body["repositories"])
+        if "permissions" in body:
+            token.permissions = dict(body["permissions"])
         self.tokens[token.value] = token
         return web.json_response(
             {
                 "token": token.value,
                 "expires_at": _iso(token.expires_at),
-                "permissions": {"checks": "write", "contents": "write"},
+                "permissions": token.permissions or {"checks": "write", "contents": "write"},
                 "repository_selection": "selected",
             },
             status=201,

@@ -36,6 +36,8 @@ else
     echo "sshtarget: this machine has no /etc/systemd/system to cover" >&2
     exit 1
 fi
+# New homes are made from /etc/skel: the server's own, in the sandbox.
+mount --bind "$sandbox/etc/skel" /etc/skel
 for program in apt-get dpkg-query systemctl curl; do
     if [ -e "/usr/bin/$program" ]; then
         mount --bind "$sandbox/bin/$program" "/usr/bin/$program"

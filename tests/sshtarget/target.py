@@ -203,6 +203,12 @@ class SSHTarget:
         found["passwd"][name] = [uid, gid]
         path.write_text(json.dumps(found))
 
+    def keep_accounts(self) -> None:
+        """Stand-ins for getent, useradd and groupadd from now on (as with volumes), so the
+        server's groups live in the sandbox, never in the machine's own /etc/group."""
+        for program in ACCOUNT_PROGRAMS:
+            self._shim(program)
+
     def accounts(self) -> dict[str, tuple[int, int]]:
         """Every Linux user the server has: name -> (uid, gid)."""
         found = self.state("accounts") or {"passwd": {}}
@@ -333,6 +339,7 @@ class SSHTarget:
             (self.sandbox / sub).mkdir(parents=True, exist_ok=True)
         (self.sandbox / "tmp").chmod(0o1777)
         (self.sandbox / "etc" / "os-release").write_text(OS_RELEASE)
+        (self.sandbox / "etc" / "skel").mkdir(exist_ok=True)
         (self.sandbox / "log" / "calls.jsonl").write_text("")
         shutil.copyfile(STANDINS, self.sandbox / "standins.py")
         for program in COVERED_PROGRAMS:

@@ -952,6 +952,8 @@ def groupadd() -> int:
     name, gid = ARGS[-1], option("-g")
     state = accounts()
     if name in state["group"]:
+        if "--force" in ARGS or "-f" in ARGS:
+            return 0
         raise Refused(f"groupadd: group '{name}' already exists", 9)
     if gid is None:
         gid = str(max([999, *state["group"].values()]) + 1)

@@ -1,0 +1,67 @@
+"""With ``storage``, the admins' writable shared folder lives on the course's volume:
+snapshotted with the homes and brought back by ``/restore --all`` (engine level, over
+the real loopback sshd, the fake DigitalOcean's volumes as folders)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from deploy import backup, operations
+from tests.test_backup import T0
+from tests.test_home_volume import COURSE, STORAGE, VOLUME, course, droplet, noop  # noqa: F401
+
+pytestmark = pytest.mark.sshd
+
+SHARED = STORAGE + "shared:\n  - writable: notes\n"
+
+
+async def read_on_server(droplet, path: str) -> tuple[int, str]:  # noqa: F811
+    target = operations.server_target(droplet, course(SHARED), droplet.records.records[COURSE])
+    status, out, _ = await droplet.ssh.run_script(target, f"cat {path}\n")
+    return status, out
+
+
+async def test_restore_all_brings_back_the_writable_shared_folder(
+    droplet,  # noqa: F811
+    ssh_target,
+    do_fake,
+) -> None:
+    ssh_target.keep_accounts()
+    saved: dict[str, tuple[object, str]] = {}
+
+    def attached(volume, _droplet) -> None:
+        folder = ssh_target.attach_volume(volume.name)
+        if volume.snapshot_id:
+            copy, uuid = saved[volume.snapshot_id]
+            shutil.rmtree(folder)
+            shutil.copytree(copy, folder, symlinks=True)
+            ssh_target.give_filesystem(volume.name, uuid)
+
+    do_fake.on_attach = attached
+    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+    deployed = await operations.deploy(droplet, COURSE, course(SHARED), mode="apply", progress=noop)
+    assert deployed.conclusion == "success", deployed.summary
+
+    notes = ssh_target.sandbox / "volumes" / VOLUME / "shared" / "notes"
+    assert notes.is_dir() and (notes.stat().st_mode & 0o7777) == 0o2775
+    # What an admin writes in ~/shared/notes is on the volume.
+    (notes / "solutions.md").write_text("week 1\n")
+    assert await read_on_server(droplet, "/srv/shared/notes/solutions.md") == (0, "week 1\n")
+
+    await backup.backup(droplet, COURSE, course(SHARED), progress=noop, now=T0)
+    [snapshot] = do_fake.snapshots
+    copy = ssh_target.base / "snapshot-copy"
+    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
+    saved[snapshot["id"]] = (copy, ssh_target.state("filesystems")[VOLUME]["uuid"])
+    (notes / "solutions.md").unlink()  # lost
+    assert (await read_on_server(droplet, "/srv/shared/notes/solutions.md"))[0] != 0
+
+    result = await backup.restore_all(
+        droplet, COURSE, course(SHARED), snapshot["name"], confirm=True, progress=noop
+    )
+    assert result.conclusion == "success", result.summary
+    assert await read_on_server(droplet, "/srv/shared/notes/solutions.md") == (0, "week 1\n")
+    again = await operations.deploy(droplet, COURSE, course(SHARED), mode="apply", progress=noop)
+    assert again.title == "Nothing to do", again.summary

@@ -101,12 +101,18 @@ async def build_engine(settings: Settings, store: Store, resolver: CourseDroplet
     """
     key = await asyncio.to_thread(ensure_service_key, settings.data_dir)
     droplets = DropletDriver(settings.do_token) if settings.do_token else None
+
+    async def course_id(full_name: str) -> int | None:
+        known = await store.course(full_name)
+        return known.repo_id if known is not None else None
+
     return Engine(
         records=store,
         ssh=SSHPool(),
         service_key=key,
         droplets=droplets,
         droplet_resolver=resolver,
+        course_ids=course_id,
     )
 
 

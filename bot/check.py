@@ -16,8 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from deploy import kubernetes_course
+from deploy.chart_values import CHART_VERSION, ValuesInvalid
+from deploy.clusters import cluster_name
 from deploy.config import is_course_file, load_course
-from deploy.model import ConfigErrors, CourseConfig
+from deploy.model import CONFIG_PATH, ConfigError, ConfigErrors, CourseConfig
 from deploy.planner import plan
 from deploy.render import render_plan
 
@@ -101,6 +104,16 @@ def read_course_files(root: Path) -> dict[str, bytes]:
 def check_course(files: dict[str, bytes], owner: str, repo: str) -> tuple[CourseConfig, str]:
     """The validated course and its fresh-server plan as Markdown; raises ``ConfigErrors``."""
     config = load_course(files, owner, repo)
+    if config.server.provider == "kubernetes":
+        try:
+            return config, kubernetes_course.fresh_plan(config)
+        except ValuesInvalid as exc:
+            raise ConfigErrors(
+                [
+                    ConfigError(CONFIG_PATH, None, "", f"{message} (the chart's schema)")
+                    for message in exc.messages
+                ]
+            ) from None
     fresh = plan(config, None, droplet_exists=False)
     return config, render_plan(fresh)
 
@@ -113,10 +126,20 @@ def report(config: CourseConfig, plan_markdown: str) -> str:
         if server.provider == "digitalocean"
         else f"{server.user}@{server.host}:{server.port} over SSH"
     )
+    software = f"TLJH {config.hub.tljh_version}"
+    if server.provider == "kubernetes" and server.nodes is not None:
+        nodes = server.nodes
+        where = (
+            f"Kubernetes cluster {server.cluster or cluster_name(server.name)} in "
+            f"{server.region}, nodes {nodes.size}, {nodes.min} to {nodes.max}"
+        )
+        software = (
+            f"Zero to JupyterHub {CHART_VERSION}, image {config.hub.image or 'the chart sample'}"
+        )
     packages = config.packages
     lines = [
         f"{config.owner}/{config.repo}: the course configuration is valid.",
-        f"Server: {where}; TLJH {config.hub.tljh_version}.",
+        f"Server: {where}; {software}.",
     ]
     for kind, names in (
         ("conda", packages.conda),

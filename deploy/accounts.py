@@ -109,7 +109,7 @@ def unusable_password_hash() -> str:
 # Standard library only: it runs under TLJH's hub Python (or any python3). One action per
 # run, named in argv; its data comes as one JSON object on stdin; it prints one JSON
 # object. Every change is one transaction, so a cut connection leaves all or nothing.
-SERVER_PROGRAM = r"""
+_SERVER_PROGRAM = r"""
 import base64, json, os, sqlite3, sys, time
 DATABASE = @DATABASE@
 SEEDED = @SEEDED@
@@ -222,7 +222,16 @@ else:
     sys.exit(2)
 db.execute("COMMIT")
 print(json.dumps(out))
-""".replace("@DATABASE@", repr(HUB_DATABASE)).replace("@SEEDED@", repr(SEEDED_FILE))
+"""
+
+
+def server_program(database: str = HUB_DATABASE, seeded: str = SEEDED_FILE) -> str:
+    """The constant accounts program for a hub database at ``database`` (TLJH's by default;
+    a Zero to JupyterHub hub keeps its own on the hub's volume)."""
+    return _SERVER_PROGRAM.replace("@DATABASE@", repr(database)).replace("@SEEDED@", repr(seeded))
+
+
+SERVER_PROGRAM = server_program()
 
 # The listing, read-only (the database opened so), for the observe script as well.
 LIST_PROGRAM = r"""
@@ -314,7 +323,11 @@ def _strings(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
+# The approve action's answer keys, in NamesOutcome's order.
+APPROVED = ("approved", "already", "unknown")
+
+
+def name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
     """The names the hub's script listed under each of ``keys``, in order; absent is empty."""
     return tuple(tuple(_strings(answer.get(key))) for key in keys)
 
@@ -383,19 +396,19 @@ async def seed_admins(
     pool: SSHPool, target: Target, admins: Iterable[str], wait: float = SEED_WAIT_SECONDS
 ) -> SeedOutcome:
     answer = await run(pool, target, "seed", seed_request(admins, wait))
-    return SeedOutcome(*_name_lists(answer, "created", "present", "taken"))
+    return SeedOutcome(*name_lists(answer, "created", "present", "taken"))
 
 
 async def approve(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Authorise waiting sign-ups, all in one round trip; approving twice changes nothing."""
     answer = await run(pool, target, "approve", names_request(names))
-    return NamesOutcome(*_name_lists(answer, "approved", "already", "unknown"))
+    return NamesOutcome(*name_lists(answer, *APPROVED))
 
 
 async def discard(pool: SSHPool, target: Target, names: Iterable[str]) -> NamesOutcome:
     """Delete waiting sign-ups; an approved account is never deleted (it is in ``already``)."""
     answer = await run(pool, target, "discard", names_request(names))
-    return NamesOutcome(*_name_lists(answer, "discarded", "approved", "unknown"))
+    return NamesOutcome(*name_lists(answer, "discarded", "approved", "unknown"))
 
 
 async def set_password(pool: SSHPool, target: Target, name: str, password: str) -> bool:

@@ -17,6 +17,7 @@ import yaml
 
 from deploy.model import (
     CONFIG_PATH,
+    AssignmentsSpec,
     BackupSpec,
     ConfigError,
     ConfigErrors,
@@ -24,6 +25,7 @@ from deploy.model import (
     CourseConfig,
     HubSpec,
     MonitorSpec,
+    NodePoolSpec,
     Packages,
     ServerSpec,
     SharedFolder,
@@ -33,8 +35,10 @@ from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.validate import (
     MAX_ADMINS,
     YamlReader,
+    check_assignment_name,
     check_branch,
     check_content_path,
+    check_course_id,
     check_cpu,
     check_droplet_name,
     check_email,
@@ -42,16 +46,20 @@ from deploy.validate import (
     check_host_key,
     check_hostname,
     check_hub_username,
+    check_image,
     check_memory,
     check_port,
+    check_repository,
     check_repository_folder,
     check_shared_name,
     check_size_slug,
     check_slug,
     check_tljh_version,
     check_unix_username,
+    course_id_for,
     droplet_name_for,
     line_of,
+    parse_due,
     parse_duration,
     parse_yaml,
 )
@@ -74,9 +82,22 @@ TOP_KEYS = (
     "prune",
     "storage",
     "backup",
+    "assignments",
     "shared",
 )
-SERVER_KEYS = ("provider", "name", "region", "size", "image", "host", "user", "port", "host_key")
+SERVER_KEYS = (
+    "provider",
+    "name",
+    "region",
+    "size",
+    "image",
+    "host",
+    "user",
+    "port",
+    "host_key",
+    "nodes",
+    "cluster",
+)
 HUB_KEYS = (
     "hostname",
     "letsencrypt_email",
@@ -86,12 +107,16 @@ HUB_KEYS = (
     "limits",
     "idle_timeout",
     "tljh_version",
+    "image",
 )
+NODE_KEYS = ("size", "min", "max")
 LIMIT_KEYS = ("memory", "cpu")
 CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
 STORAGE_KEYS = ("size",)
 BACKUP_KEYS = ("every", "keep")
+ASSIGNMENTS_KEYS = ("tool", "source", "course_id", "submissions", "due")
+MAX_DUE_DATES = 200
 SHARED_KEYS = ("from", "to", "writable")
 MAX_SHARED_FOLDERS = 20
 
@@ -102,6 +127,34 @@ BACKUP_EVERY_RANGE = (3600, 30 * 86400)
 # DigitalOcean keeps at most 25 snapshots of a volume, and a backup takes the new one
 # before retention deletes the oldest.
 BACKUP_KEEP_RANGE = (1, 24)
+# DigitalOcean's node pools autoscale between 1 and 100 nodes (min may be 0 only for
+# pools beside another that keeps the cluster's own pods).
+NODE_COUNT_RANGE = (1, 100)
+
+# Keys of other providers that a kubernetes course may not set, and what to use instead.
+NOT_ON_KUBERNETES = {
+    "server.size": "the nodes' size is server.nodes.size on provider: kubernetes",
+    "server.image": "nodes run DigitalOcean's Kubernetes image; the students' image is hub.image",
+    "server.host": "is only used with provider: ssh",
+    "server.user": "is only used for SSH; provider: kubernetes has no SSH",
+    "server.port": "is only used for SSH; provider: kubernetes has no SSH",
+    "server.host_key": "is only used for SSH; provider: kubernetes has no SSH",
+    "hub.tljh_version": "is The Littlest JupyterHub's; provider: kubernetes runs the Zero to "
+    "JupyterHub chart at the version this service pins",
+    "backup": "volume snapshots of the shared homes are not built yet on provider: kubernetes; "
+    "remove the key (and see docs/instructors.md)",
+    "shared": "shared folders are not built yet on provider: kubernetes; remove the key "
+    "(put the files in the students' image instead)",
+    "assignments": "nbgrader is set up on TLJH hubs only for now; remove the key on "
+    "provider: kubernetes",
+}
+# Keys that only mean something on provider: kubernetes.
+ONLY_ON_KUBERNETES = {
+    "server.nodes": "is the node pool of provider: kubernetes",
+    "server.cluster": "names a Kubernetes cluster (provider: kubernetes)",
+    "hub.image": "is the students' container image on provider: kubernetes; on a server, "
+    "packages come from environment.yml, requirements.txt and apt.txt",
+}
 
 
 def is_course_file(path: str) -> bool:
@@ -128,6 +181,8 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         packages = read_packages(files)
     except ConfigErrors as found:
         errors += found.errors
+    if not errors and settings.server.provider == "kubernetes":
+        errors += _packages_need_an_image(settings, packages)
     if errors:
         raise ConfigErrors(errors)
     return CourseConfig(
@@ -142,8 +197,28 @@ def load_course(files: Mapping[str, bytes], owner: str, repo: str) -> CourseConf
         prune=settings.prune,
         storage=settings.storage,
         backup=settings.backup,
+        assignments=settings.assignments,
         shared=settings.shared,
     )
+
+
+def _packages_need_an_image(settings: CourseSettings, packages: Packages) -> list[ConfigError]:
+    """On Kubernetes the students' packages come from an image: package files without
+    ``hub.image`` are refused, naming the file."""
+    if settings.hub.image is not None:
+        return []
+    files = sorted({file for value in packages.sources.values() for file in value.split(", ")})
+    return [
+        ConfigError(
+            file,
+            None,
+            "",
+            "on provider: kubernetes packages come from the students' image: build one from "
+            "this file with repo2docker (e.g. the jupyterhub/repo2docker-action workflow) and "
+            "name it in hub.image in .github/classroom.yml",
+        )
+        for file in files
+    ]
 
 
 @dataclass(frozen=True)
@@ -158,6 +233,7 @@ class CourseSettings:
     prune: bool = False
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    assignments: AssignmentsSpec | None = None
     shared: tuple[SharedFolder, ...] = ()
 
 
@@ -177,7 +253,14 @@ def read_settings(content: bytes | None, owner: str, repo: str) -> CourseSetting
     backup = _backup(reader, top.get("backup"))
     shared = _shared(reader, top.get("shared"))
     _volume_needs_a_droplet(reader, server, top)
-    flags: dict[str, Any] = {"storage": storage, "backup": backup, "shared": shared}
+    _keys_for_the_provider(reader, server, top)
+    assignments = _assignments(reader, top.get("assignments"), repo)
+    flags: dict[str, Any] = {
+        "storage": storage,
+        "backup": backup,
+        "shared": shared,
+        "assignments": assignments,
+    }
     for key in ("badges", "prune"):
         if key in top and (flag := reader.boolean(top[key][1], key)) is not None:
             flags[key] = flag
@@ -204,7 +287,9 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             values[key] = value
 
     if "provider" in keys:
-        provider = reader.choice(keys["provider"][1], "server.provider", ("digitalocean", "ssh"))
+        provider = reader.choice(
+            keys["provider"][1], "server.provider", ("digitalocean", "ssh", "kubernetes")
+        )
         if provider:
             values["provider"] = provider
     read("name", check_droplet_name)
@@ -220,6 +305,11 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             port := reader.check(keys["port"][1], "server.port", check_port, port)
         ):
             values["port"] = port
+    read("cluster", check_droplet_name)
+    if "nodes" in keys:
+        values["nodes"] = _nodes(reader, keys["nodes"])
+    elif values.get("provider") == "kubernetes":
+        values["nodes"] = NodePoolSpec()
     server = ServerSpec(**values)
     provider_line = keys["provider"][0] if "provider" in keys else entry[0] if entry else 1
     if server.provider == "ssh" and "host" not in keys:
@@ -233,6 +323,36 @@ def _server(reader: YamlReader, entry: Entry | None, default_name: str) -> Serve
             "is only used with provider: ssh; a droplet's address comes from DigitalOcean",
         )
     return server
+
+
+def _nodes(reader: YamlReader, entry: Entry) -> NodePoolSpec:
+    keys = _section(reader, entry, "server.nodes", NODE_KEYS)
+    values: dict[str, Any] = {}
+    if "size" in keys and (
+        size := reader.checked_text(keys["size"][1], "server.nodes.size", check_size_slug)
+    ):
+        values["size"] = size
+    low, high = NODE_COUNT_RANGE
+    for key in ("min", "max"):
+        if key not in keys:
+            continue
+        node = keys[key][1]
+        count = reader.integer(node, f"server.nodes.{key}")
+        if count is not None and not low <= count <= high:
+            reader.error(
+                node, f"server.nodes.{key}", f"{count} is out of range; use {low} to {high} nodes"
+            )
+        elif count is not None:
+            values[key] = count
+    pool = NodePoolSpec(**values)
+    if pool.min > pool.max:
+        line = keys["min"][0] if "min" in keys else entry[0]
+        reader.error(
+            line,
+            "server.nodes.min",
+            f"{pool.min} is above server.nodes.max ({pool.max}); the pool scales between them",
+        )
+    return pool
 
 
 def _hub(reader: YamlReader, entry: Entry | None) -> HubSpec:
@@ -286,6 +406,10 @@ def _hub(reader: YamlReader, entry: Entry | None) -> HubSpec:
         )
         if version:
             values["tljh_version"] = version
+    if "image" in keys:
+        image = reader.checked_text(keys["image"][1], "hub.image", check_image)
+        if image:
+            values["image"] = image
     hub = HubSpec(**values)
     if hub.hostname and not hub.letsencrypt_email and "letsencrypt_email" not in keys:
         reader.error(
@@ -385,6 +509,54 @@ def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
     return BackupSpec(**values)
 
 
+def _assignments(reader: YamlReader, entry: Entry | None, repo: str) -> AssignmentsSpec | None:
+    """``assignments``: nbgrader on the hub; ``None`` when the key is absent."""
+    if entry is None:
+        return None
+    keys = _section(reader, entry, "assignments", ASSIGNMENTS_KEYS)
+    values: dict[str, Any] = {"course_id": course_id_for(repo)}
+    if "tool" in keys:
+        reader.choice(keys["tool"][1], "assignments.tool", ("nbgrader",))
+    if "source" in keys:
+        source = reader.checked_text(keys["source"][1], "assignments.source", check_content_path)
+        if source:
+            values["source"] = source
+    if "course_id" in keys:
+        course_id = reader.checked_text(
+            keys["course_id"][1], "assignments.course_id", check_course_id
+        )
+        if course_id:
+            values["course_id"] = course_id
+    if "submissions" in keys:
+        values["submissions"] = reader.checked_text(
+            keys["submissions"][1], "assignments.submissions", check_repository
+        )
+    due_entry = keys.get("due")
+    # Every key is allowed here (assignment names, each checked below).
+    names = (
+        tuple(k.value for k, _ in due_entry[1].value if isinstance(k, yaml.ScalarNode))
+        if due_entry is not None and isinstance(due_entry[1], yaml.MappingNode)
+        else ()
+    )
+    due_keys = _section(reader, due_entry, "assignments.due", names)
+    if len(due_keys) > MAX_DUE_DATES:
+        reader.error(
+            keys["due"][0], "assignments.due", f"has {len(due_keys)} entries; at most "
+            f"{MAX_DUE_DATES} are allowed"
+        )  # fmt: skip
+        due_keys = {}
+    due: list[tuple[str, str]] = []
+    for name, (key_node, value_node) in due_keys.items():
+        where = f"assignments.due.{name}"
+        if reader.check(key_node, where, check_assignment_name, name) is None:
+            continue
+        when = reader.checked_text(value_node, where, parse_due)
+        if when:
+            due.append((name, when))
+    values["due"] = tuple(sorted(due))
+    return AssignmentsSpec(**values)
+
+
 def _shared(reader: YamlReader, entry: Entry | None) -> tuple[SharedFolder, ...]:
     """``shared:``: a list of ``{from: FOLDER/, to: NAME}`` and ``{writable: NAME}``."""
     if entry is None:
@@ -461,6 +633,22 @@ def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[st
             "backup",
             "snapshots are of the course's volume: set storage.size as well (e.g. 20)",
         )
+
+
+def _keys_for_the_provider(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:
+    """Keys that mean nothing for the course's provider are refused, each by name."""
+    found: dict[str, yaml.Node] = {name: key for name, (key, _) in top.items()}
+    for section in ("server", "hub"):
+        if section in top and isinstance(top[section][1], yaml.MappingNode):
+            for key_node, _ in top[section][1].value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    found.setdefault(f"{section}.{key_node.value}", key_node)
+    kubernetes = server.provider == "kubernetes"
+    refused = NOT_ON_KUBERNETES if kubernetes else ONLY_ON_KUBERNETES
+    for key, why in refused.items():
+        if key in found:
+            where = "provider: kubernetes" if kubernetes else f"provider: {server.provider}"
+            reader.error(found[key], key, f"is not used with {where}: {why}")
 
 
 __all__ = [

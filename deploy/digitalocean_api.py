@@ -122,6 +122,17 @@ class OneRequestPath:
         return data
 
     def _send(self, url: str, method: str, params: dict) -> Any:
+        response = self._response(url, method, params)
+        status = response.status_code
+        if status == 204 or not response.content:
+            return True
+        try:
+            return response.json()
+        except ValueError:
+            raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
+
+    def _response(self, url: str, method: str, params: dict) -> requests.Response:
+        """One request, its refusals mapped to this module's errors."""
         token = self.token
         address = urljoin(self.end_point, url)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -145,12 +156,7 @@ class OneRequestPath:
             raise WrongToken(f"DigitalOcean refused the token: {_message(response)}", status)
         if status >= 400:
             raise Refused(_message(response), status)
-        if status == 204 or not response.content:
-            return True
-        try:
-            return response.json()
-        except ValueError:
-            raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
+        return response
 
 
 class DigitalOceanAPI:
@@ -183,3 +189,7 @@ class DigitalOceanAPI:
     def request(self, url: str, method: str = GET, params: dict | None = None) -> Any:
         """A call python-digitalocean has no method for, through the same request path."""
         return self.new(digitalocean.Manager).get_data(url, type=method, params=params)
+
+    def text(self, url: str) -> str:
+        """A GET whose answer is not JSON (a cluster's kubeconfig is YAML), as text."""
+        return self.new(digitalocean.Manager)._response(url, GET, {}).text

@@ -90,14 +90,6 @@ class SizeInfo:
 
 
 @dataclass(frozen=True)
-class RegionInfo:
-    slug: str
-    name: str
-    available: bool
-    sizes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class SizeChoice:
     """What ``/resize SIZE`` resolves to: the size chosen, or why none was."""
 
@@ -359,16 +351,6 @@ class DropletDriver:
                 available=bool(getattr(s, "available", True)),
             )
             for s in sizes
-        ]
-
-    async def list_regions(self) -> list[RegionInfo]:
-        manager = self.api.new(digitalocean.Manager)
-        regions = await self._call("list regions", manager.get_all_regions)
-        return [
-            RegionInfo(
-                slug=r.slug, name=r.name, available=bool(r.available), sizes=tuple(r.sizes or ())
-            )
-            for r in regions
         ]
 
     # ---- creating ----

@@ -20,7 +20,8 @@ server, at the moment they run:
 
 Layout of the volume, mounted at ``/mnt/classroom-home``: ``home/`` (bound on ``/home``),
 ``tljh-state/`` (bound on ``/opt/tljh/state``: the hub's accounts and approvals, and a
-marker naming the volume), a marker file naming the volume at its top, which is how the
+marker naming the volume), ``nbgrader/`` (bound on ``/srv/nbgrader``: nbgrader's
+exchange and gradebooks), a marker file naming the volume at its top, which is how the
 observer knows it is mounted, and ``classroom-users``, the Linux users TLJH made with
 their UIDs, which ``/recover`` makes again on a new droplet (``deploy.recover``), and
 ``classroom-address``, the course's reserved IP, which it gives the new droplet.
@@ -49,7 +50,7 @@ HOME_ON_VOLUME = "home-on-volume"
 SETUP_OUTDATED = "home-volume-outdated"
 STORAGE_STATE_KEY = "storage_gib"
 # Where each folder of the volume is bound, in mount order.
-BINDS = (("home", "/home"), ("tljh-state", tljh.STATE_DIR))
+BINDS = (("home", "/home"), ("tljh-state", tljh.STATE_DIR), ("nbgrader", "/srv/nbgrader"))
 # In the hub's state folder, so on the volume's ``tljh-state/``: the volume's name.
 STATE_MARKER = f"{tljh.STATE_DIR}/.littlest-classroom-volume"
 HUB_DROP_IN_DIR = "/etc/systemd/system/jupyterhub.service.d"

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Provider = Literal["digitalocean", "ssh"]
+Provider = Literal["digitalocean", "ssh", "kubernetes"]
 Signup = Literal["approval", "open", "closed"]
 DefaultApp = Literal["jupyterlab", "classic"]
 
@@ -43,6 +43,16 @@ class ConfigErrors(ValueError):
 
 
 @dataclass(frozen=True)
+class NodePoolSpec:
+    """The node pool of a course's Kubernetes cluster (provider kubernetes): size and
+    autoscaling range."""
+
+    size: str = "s-4vcpu-8gb"
+    min: int = 1
+    max: int = 3
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     provider: Provider = "digitalocean"
     name: str = ""
@@ -53,6 +63,8 @@ class ServerSpec:
     user: str = "root"
     port: int = 22
     host_key: str | None = None
+    nodes: NodePoolSpec | None = None  # provider kubernetes only
+    cluster: str | None = None  # provider kubernetes: an existing cluster of the operator's
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class HubSpec:
     cpu_limit: float | None = None
     idle_timeout: int = 3600
     tljh_version: str = "2.0.0"
+    # provider kubernetes: the single-user image (packages come from it); None: the
+    # chart's own sample image, which holds JupyterLab and nbgitpuller.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,21 @@ class BackupSpec:
 
     every_seconds: int | None = 86400
     keep: int = 14
+
+
+@dataclass(frozen=True)
+class AssignmentsSpec:
+    """nbgrader on the hub: where the assignments are in the repository, the course's id,
+    the optional private repository that receives submissions, and due dates (UTC)."""
+
+    course_id: str
+    tool: Literal["nbgrader"] = "nbgrader"
+    source: str = "assignments"  # a folder of the repository, no trailing '/'
+    submissions: str | None = None  # OWNER/REPO, private, with the App installed
+    due: tuple[tuple[str, str], ...] = ()  # (assignment, ISO 8601 UTC time)
+
+    def due_at(self, name: str) -> str | None:
+        return dict(self.due).get(name)
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,8 @@ class CourseConfig:
     # None: no volume; /home stays on the droplet's disk (as for every course before).
     storage: StorageSpec | None = None
     backup: BackupSpec = field(default_factory=BackupSpec)
+    # None: no nbgrader on the hub.
+    assignments: AssignmentsSpec | None = None
     # ``shared:``: folders every user sees under ~/shared (/srv/shared on the server).
     shared: tuple[SharedFolder, ...] = ()
 
@@ -200,6 +232,7 @@ class Observed:
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
     home_volume_outdated: bool = False  # set up the old way: fstab by UUID, no hub drop-in
+    nbgrader_config: str = ""  # the user environment's nbgrader_config.py as found
     shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
     shared_commit: str = ""  # the commit the shared folders' clone has checked out
 
@@ -273,6 +306,9 @@ class ServerRecord:
     # The course's reserved IP (DigitalOcean, with storage): the hub's address, which a
     # new droplet keeps.
     reserved_ip: str | None = None
+    # provider kubernetes: the course's DOKS cluster and its node pool.
+    cluster_id: str | None = None
+    node_pool_id: str | None = None
 
 
 class ServerRecords(Protocol):

@@ -92,6 +92,8 @@ def move_script(volume_name: str, *, new_volume: bool = False) -> str:
         copy = shlex.quote(f"{MOUNT_POINT}/{folder}")
         moving = shlex.quote(f"{MOUNT_POINT}/{folder}.moving")
         lines += [
+            # A folder the disk never had (no assignments yet) moves as an empty one.
+            f"mkdir -p {source}",
             f'manifest {source} > "$workdir/source"',
             f'if [ -n "$(ls -A {copy} 2>/dev/null)" ]; then',
             # A copy already in place from a run that was cut short after the move.

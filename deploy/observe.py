@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from deploy import accounts, homevolume, shared, tljh
+from deploy import accounts, assignments, homevolume, shared, tljh
 from deploy.model import STATE_FILE, Observed
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
@@ -37,6 +37,7 @@ _COMMANDS: dict[str, str] = {
     "shared": shared.OBSERVE_COMMAND,
     # Nothing on stdin: the listing reads no request.
     "hub-accounts": "{ " + accounts.command("list") + "\n} < /dev/null",
+    "nbgrader": assignments.OBSERVE_COMMAND,
 }
 
 _MARKER = re.compile(r"=== ([a-z-]+) ===")
@@ -204,6 +205,7 @@ def parse_observation(stdout: str) -> Observed:
         and homevolume.setup_outdated(sections.get("home-volume", "")),
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
         api_service=sections.get("api-service", ""),
+        nbgrader_config=sections.get("nbgrader", ""),
         shared_laid_out=shared_laid_out,
         shared_commit=shared_commit,
     )

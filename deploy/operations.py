@@ -11,11 +11,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, homevolume, planner, shared, tljh
+from deploy import accounts, homevolume, kubernetes_course, planner, shared, tljh
 from deploy.droplets import DropletDriver, DropletError, DropletInfo, choose_size
 from deploy.keys import ServiceKey
 from deploy.model import (
@@ -71,6 +71,10 @@ class Engine:
     ssh_wait_seconds: float = 600.0
     ssh_poll_seconds: float = 5.0
     droplet_resolver: DropletResolver | None = None
+    # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
+    course_ids: Callable[[str], Awaitable[int | None]] | None = None
+    # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).
+    cluster_options: dict = field(default_factory=dict)
 
     async def droplets_for(self, course: str) -> DropletDriver | None:
         """The driver for this course's droplets: its own token's, else the operator's."""
@@ -289,6 +293,10 @@ async def deploy(
     ``source`` is the pushed commit the shared folders come from, and how to get a token
     to fetch it; without it a plan says what a push would fetch.
     """
+    if config.server.provider == "kubernetes":
+        return await kubernetes_course.deploy(
+            engine, course, config, mode=mode, progress=progress, before_apply=before_apply
+        )
     try:
         return await _deploy(
             engine, course, config, mode, rebuild, progress, before_apply, checkpoint, source
@@ -571,6 +579,11 @@ async def status(
     forgot is looked up by name and tag); without it (the repository's config has errors)
     it works from what the last deploy remembered.
     """
+    remembered = await engine.records.get_server(course)
+    if (config is not None and config.server.provider == "kubernetes") or (
+        config is None and remembered is not None and remembered.provider == "kubernetes"
+    ):
+        return await kubernetes_course.status(engine, course, config, progress=progress)
     try:
         if config is not None:
             record = await known_server(engine, course, config, progress)
@@ -613,6 +626,8 @@ async def restart(
     engine: Engine, course: str, config: CourseConfig, *, reboot: bool = False, progress: Progress
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("Restarting the hub")
     try:
         record = await known_server(engine, course, config, progress)
         if record is None:
@@ -652,6 +667,8 @@ def snapshot_name(config: CourseConfig, name: str | None) -> str:
 async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.not_built("/snapshot")
     try:
         record = await known_server(engine, course, config, progress)
         if config.server.provider != "digitalocean":
@@ -681,9 +698,28 @@ async def resize(
     wanted: str,
     *,
     disk: bool = False,
+    nodes: tuple[int, int] | None = None,
     progress: Progress,
 ) -> OperationResult:
-    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub."""
+    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub.
+
+    A kubernetes course changes its node pool instead: its nodes' size, or with ``nodes``
+    its autoscaling range.
+    """
+    if config.server.provider == "kubernetes":
+        if disk:
+            return operation_result(
+                "failure",
+                "Resize failed",
+                "`--disk` is for droplets; nodes' disks come with their size",
+            )
+        return await kubernetes_course.resize(
+            engine, course, config, size=wanted or None, nodes=nodes, progress=progress
+        )
+    if nodes is not None:
+        return operation_result(
+            "failure", "Resize failed", "`--nodes` is for `provider: kubernetes` node pools"
+        )
     try:
         if config.server.provider != "digitalocean":
             raise OperationError(
@@ -749,7 +785,7 @@ def server_lines(record: ServerRecord, droplet: DropletInfo | None) -> str:
 async def look(engine: Engine, course: str) -> dict[str, object]:
     """For the monitor: services, disk and memory, from the remembered server."""
     record = await engine.records.get_server(course)
-    if record is None or not record.address:
+    if record is None or not record.address or record.provider == "kubernetes":
         return {}
     _, stdout, _ = await engine.ssh.run_script(remembered_target(engine, record), observe_script())
     observed = parse_observation(stdout)
@@ -767,9 +803,23 @@ APPROVE_LIMIT = 100
 RESET_PASSWORD_BYTES = 12
 
 
+async def _on_kubernetes(engine: Engine, course: str) -> bool:
+    record = await engine.records.get_server(course)
+    return record is not None and record.provider == "kubernetes"
+
+
+async def _quiet(_line: str) -> None:
+    """Progress nobody reads (the console waits for the answer)."""
+
+
 async def _hub_target(engine: Engine, course: str) -> Target:
     """The course's server as remembered: account work needs no repository read."""
     record = await engine.records.get_server(course)
+    if record is not None and record.provider == "kubernetes":
+        raise OperationError(
+            "on a `provider: kubernetes` course only `/approve` and the admins' passwords "
+            "reach the hub's accounts yet; manage the others on the hub's admin page"
+        )
     if record is None or not record.address:
         raise OperationError("there is no server yet: push to the default branch first")
     return remembered_target(engine, record)
@@ -801,10 +851,16 @@ async def set_hub_password(
     """An admin sets their own hub password (typed twice, the hub's own rules)."""
     try:
         accounts.check_new_password(password, again)
-        changed = await accounts.set_password(
-            engine.ssh, await _hub_target(engine, course), name, password
-        )
-    except (accounts.AccountError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "set-password", accounts.password_request(name, password), _quiet
+            )
+            changed = bool(answer.get("updated"))
+        else:
+            changed = await accounts.set_password(
+                engine.ssh, await _hub_target(engine, course), name, password
+            )
+    except (accounts.AccountError, SSHError, *kubernetes_course.ERRORS) as exc:
         raise OperationError(str(exc)) from None
     if not changed:
         raise OperationError(f"the hub has no account {name!r}: deploy first")
@@ -848,8 +904,15 @@ async def approve_students(
             wanted = accounts.hub_names(names)
         except accounts.AccountError as exc:
             raise OperationError(str(exc)) from None
-        outcome = await accounts.approve(engine.ssh, await _hub_target(engine, course), wanted)
-    except (OperationError, SSHError) as exc:
+        if await _on_kubernetes(engine, course):
+            answer = await kubernetes_course.accounts_action(
+                engine, course, "approve", accounts.names_request(wanted), progress
+            )
+            outcome = accounts.NamesOutcome(*accounts.name_lists(answer, *accounts.APPROVED))
+        else:
+            target = await _hub_target(engine, course)
+            outcome = await accounts.approve(engine.ssh, target, wanted)
+    except (OperationError, SSHError, *kubernetes_course.ERRORS) as exc:
         return operation_result("failure", "Could not approve", str(exc))
     await progress(stamp(f"approved {len(outcome.done)}, already {len(outcome.already)}"))
     lines = []

@@ -20,7 +20,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy import homevolume, shared, tljh
+from deploy import assignments, homevolume, shared, tljh
 from deploy.model import STATE_FILE, CourseConfig, HubAccounts, Observed, Plan, Reload, Step
 
 ENGINE = "littlest-classroom"
@@ -517,6 +517,9 @@ def plan(
             lambda specs: tljh.script(tljh.pip_install(specs)),
         )
     )
+
+    # Assignments: nbgrader in the user environment, its exchange and gradebook.
+    steps.extend(assignments.plan_steps(desired, seen, seen.pip))
 
     # 10. What the files dropped: removed when prune is on, otherwise kept and reported.
     prune_steps, kept, kept_specs = _prune(desired, seen)

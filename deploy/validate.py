@@ -21,6 +21,7 @@ import re
 import shlex
 import struct
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -91,6 +92,14 @@ _HOST_KEY = re.compile(
     r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
     r" (?P<blob>[A-Za-z0-9+/]{16,1400}={0,2})(?: (?P<comment>[A-Za-z0-9@._:+-]{1,100}))?"
 )
+# A container image reference with a tag or a digest (docker's reference grammar, narrowed):
+# an optional registry host[:port], lower-case path parts, then :tag and/or @sha256:digest.
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"(?:(?P<registry>{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?)/)?"
+    rf"(?P<path>{_IMAGE_PART}(?:/{_IMAGE_PART}){{0,6}})"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?"
+)
 _DURATION = re.compile(r"(?P<amount>[0-9]{1,6}) ?(?P<unit>s|m|h|d)")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -98,22 +107,6 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def quote(value: str) -> str:
     """Return ``value`` as exactly one POSIX shell word."""
     return shlex.quote(value)
-
-
-def quoted_words(values: Iterable[str]) -> str:
-    """Return ``values`` as shell words separated by spaces, each quoted."""
-    return " ".join(shlex.quote(v) for v in values)
-
-
-def is_one_shell_word(value: str) -> bool:
-    """Whether ``quote(value)`` is read back by a POSIX shell as the single word ``value``."""
-    if "\x00" in value:
-        # A C string (argv) cannot hold NUL, whatever the quoting.
-        return False
-    try:
-        return shlex.split(quote(value)) == [value]
-    except ValueError:
-        return False
 
 
 def _text(value: str, what: str, limit: int = MAX_VALUE_LENGTH) -> str:
@@ -373,6 +366,22 @@ def check_tljh_version(value: str) -> str:
         Version(value)
     except InvalidVersion:
         raise Invalid(f"{_shown(value)} is not a PEP 440 version") from None
+    return value
+
+
+def check_image(value: str) -> str:
+    """A container image with a tag or a digest, e.g. ``quay.io/jupyter/scipy-notebook:2025-06-02``.
+
+    A tag (or digest) is required: an image without one is whatever ``latest`` is that day.
+    """
+    _text(value, "image", 255)
+    match = IMAGE.fullmatch(value)
+    if not match or not (match["tag"] or match["digest"]):
+        raise Invalid(
+            f"{_shown(value)} is not an image reference this accepts: use "
+            "[registry/]name:tag or name@sha256:digest with a tag or digest always given "
+            "(e.g. 'quay.io/jupyter/scipy-notebook:2025-06-02')"
+        )
     return value
 
 
@@ -701,3 +710,79 @@ def _kind(node: yaml.Node) -> str:
         "tag:yaml.org,2002:timestamp": "a date",
     }
     return kinds.get(node.tag, f"a value tagged {node.tag}")
+
+
+# Assignments (nbgrader).  Course and assignment ids name folders on the server and
+# words on nbgrader's command line; nbgrader itself splits a submission's folder name
+# on '+', so the patterns allow neither that nor anything a shell reads.
+COURSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ASSIGNMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_DUE = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2})?)"
+    r"(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def check_course_id(value: str) -> str:
+    """An nbgrader course id, e.g. ``physics101``: a folder name on the server."""
+    _text(value, "course_id", 64)
+    if not COURSE_ID.fullmatch(value):
+        raise Invalid(
+            f"{_shown(value)} is not a course id this accepts: use letters, digits, '_' and "
+            "'-', starting with a letter or digit, at most 64 characters (e.g. 'physics101')"
+        )
+    return value
+
+
+def course_id_for(repo: str) -> str:
+    """The default course id: the repository's name, made a valid one."""
+    made = re.sub(r"[^A-Za-z0-9_-]+", "-", repo).strip("-_")[:64]
+    return made or "course"
+
+
+def check_assignment_name(value: str) -> str:
+    """An assignment's name: its folder under ``assignments.source``, e.g. ``hw1``."""
+    _text(value, "assignment name", 64)
+    if not ASSIGNMENT_NAME.fullmatch(value):
+        raise Invalid(
+            f"{_shown(value)} is not an assignment name this accepts: use letters, digits, "
+            "'_' and '-', starting with a letter or digit, at most 64 characters (e.g. 'hw1')"
+        )
+    return value
+
+
+def check_repository(value: str) -> str:
+    """A GitHub repository ``OWNER/REPO``."""
+    _text(value, "repository", 140)
+    owner, slash, repo = value.partition("/")
+    if (
+        not slash
+        or not GITHUB_OWNER.fullmatch(owner)
+        or not GITHUB_REPO.fullmatch(repo)
+        or repo in (".", "..")
+        or repo.endswith(".git")
+    ):
+        raise Invalid(
+            f"{_shown(value)} is not a repository: write OWNER/REPO as on GitHub (e.g. "
+            "'physics-dept/physics101-submissions')"
+        )
+    return value
+
+
+def parse_due(value: str) -> str:
+    """A due time such as ``2027-02-01T17:00Z`` or ``2027-02-01T17:00+10:00``, as UTC ISO."""
+    _text(value, "due time", 40)
+    match = _DUE.fullmatch(value)
+    if not match:
+        raise Invalid(
+            f"{_shown(value)} is not a due time: write date, 'T', hours:minutes and a time "
+            "zone, e.g. '2027-02-01T17:00Z' or '2027-02-01T17:00+10:00'"
+        )
+    zone = "+00:00" if match["zone"] == "Z" else match["zone"]
+    try:
+        when = datetime.fromisoformat(f"{match['date']}T{match['time']}{zone}")
+    except ValueError:
+        raise Invalid(f"{_shown(value)} is not a date and time that exists") from None
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -178,14 +178,16 @@ def extract(source: dict[str, Any], operations: list[str]) -> dict[str, Any]:
     return subset
 
 
-class _ArgumentParser(argparse.ArgumentParser):
+class ExtractArgumentParser(argparse.ArgumentParser):
+    """Reads arguments from @files, one a line; blank lines and # comments are skipped."""
+
     def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
         line = arg_line.strip()
         return [] if not line or line.startswith("#") else [line]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _ArgumentParser(description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
+    parser = ExtractArgumentParser(description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
     parser.add_argument("source", type=Path, help="the full OpenAPI description (JSON)")
     parser.add_argument("out", type=Path, help="where to write the subset (JSON)")
     parser.add_argument("operations", nargs="+", help="'METHOD /path/template' or @FILE")

@@ -121,8 +121,11 @@ def test_new_passwords_are_refused_with_the_rule_they_break(
     assert password not in str(refused.value)
 
 
-def test_a_good_new_password_passes() -> None:
-    accounts.check_new_password("pale-otter-87-lantern", "pale-otter-87-lantern")
+@pytest.mark.parametrize("password", ["pale-otter-87-lantern", "otter-87-q"])
+def test_a_good_new_password_passes(password: str) -> None:
+    # Ten characters is long enough: the rule is "at least", not "more than".
+    assert len("otter-87-q") == accounts.MIN_PASSWORD_LENGTH
+    assert accounts.check_new_password(password, password) is None
 
 
 def test_a_password_hash_is_redacted_wherever_it_would_be_shown() -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from deploy import backup, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import snapshot_name
-from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
-T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 ALICE_UID = 1001
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
@@ -34,7 +34,7 @@ def test_a_bad_student_name_never_reaches_a_script(student) -> None:
 
 
 async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
-    droplet,  # noqa: F811
+    droplet,
     do_fake,
 ) -> None:
     home = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
@@ -54,7 +54,7 @@ async def test_backup_takes_a_tagged_snapshot_and_keeps_only_keep(
 
 
 async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
-    droplet,  # noqa: F811
+    droplet,
     do_fake,
 ) -> None:
     do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
@@ -66,14 +66,14 @@ async def test_a_failed_snapshot_is_a_failure_for_the_outage_issue(
     assert not do_fake.snapshots
 
 
-async def test_backup_of_a_course_without_storage_says_what_to_set(droplet) -> None:  # noqa: F811
+async def test_backup_of_a_course_without_storage_says_what_to_set(droplet) -> None:
     result = await backup.backup(droplet, COURSE, course(""), progress=noop)
     assert result.conclusion == "failure" and "storage.size" in result.summary
 
 
 @pytest.mark.sshd
 async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -106,7 +106,7 @@ async def test_restore_student_brings_a_deleted_notebook_back_and_changes_nothin
 
 @pytest.mark.sshd
 async def test_restore_of_an_unknown_snapshot_changes_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -142,7 +142,7 @@ def test_scheduled_snapshots_are_spread_over_the_day_and_regular() -> None:
 
 @pytest.mark.sshd
 async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old_one(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -175,9 +175,10 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     assert again.title == "Nothing to do", again.summary
 
 
-async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
+async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=None):
     """A deployed course whose volume was snapshotted holding alice's hw1, which she
-    then deleted; volumes made from the snapshot hold what it held."""
+    then deleted; volumes made from the snapshot hold what it held. ``before_snapshot``
+    (a coroutine function) runs on the server just before the snapshot."""
     saved: dict[str, tuple[object, str]] = {}
 
     def attached(volume, _droplet) -> None:
@@ -198,6 +199,8 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
     (alice / "hw1.ipynb").write_bytes(b"before")
     for path in (alice, alice / "hw1.ipynb"):
         os.chown(path, ALICE_UID, ALICE_UID)  # TLJH's user for alice owns her home
+    if before_snapshot is not None:
+        await before_snapshot()
     await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
     copy = ssh_target.base / "snapshot-copy"
@@ -207,15 +210,42 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake):  # noqa: F811
     return alice, snapshot["name"]
 
 
-async def home_listing(droplet, folder: str) -> list[str]:  # noqa: F811
+async def home_listing(droplet, folder: str) -> list[str]:
+    return (await on_server(droplet, f"ls {folder}\n")).split()
+
+
+async def on_server(droplet, script: str) -> str:
     target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
-    _, out, _ = await droplet.ssh.run_script(target, f"ls {folder}\n")
-    return out.split()
+    _, out, _ = await droplet.ssh.run_script(target, script)
+    return out
+
+
+@pytest.mark.sshd
+async def test_restore_all_brings_the_nbgrader_exchange_back(
+    droplet,
+    ssh_target,
+    do_fake,
+) -> None:
+    inbound = "/srv/nbgrader/exchange/physics101/inbound"
+
+    async def submitted() -> None:
+        await on_server(droplet, f"mkdir -p {inbound}/jupyter-ada+hw1+t1+x\n")
+
+    _, snapshot = await course_with_a_snapshot(droplet, ssh_target, do_fake, submitted)
+    await on_server(droplet, f"rm -r {inbound}/jupyter-ada+hw1+t1+x\n")
+    await on_server(droplet, f"mkdir -p {inbound}/jupyter-bo+hw1+t2+y\n")
+    assert await home_listing(droplet, inbound) == ["jupyter-bo+hw1+t2+y"]
+    result = await backup.restore_all(
+        droplet, COURSE, course(), snapshot, confirm=True, progress=noop
+    )
+    assert result.conclusion == "success", result.summary
+    # The exchange is the snapshot's, as the homes are.
+    assert await home_listing(droplet, inbound) == ["jupyter-ada+hw1+t1+x"]
 
 
 @pytest.mark.sshd
 async def test_a_cut_connection_during_a_student_restore_is_finished_by_the_retry(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -233,7 +263,7 @@ async def test_a_cut_connection_during_a_student_restore_is_finished_by_the_retr
 @pytest.mark.sshd
 @pytest.mark.parametrize("program", ["umount", "mount", "systemctl"])
 async def test_a_cut_connection_during_a_full_restore_loses_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
     program,

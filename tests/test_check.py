@@ -360,3 +360,22 @@ def test_check_course_returns_the_markdown_plan_the_check_run_shows(tmp_path):
     config, markdown = check_course(files, "alice", "phys101")
     assert config.packages.apt == ("graphviz",)
     assert markdown.startswith("| # | step | why |\n|---|---|---|\n")
+
+
+def test_a_kubernetes_course_is_checked_with_its_cluster_and_jobs(tmp_path):
+    github = tmp_path / "course" / ".github"
+    github.mkdir(parents=True)
+    (github / "classroom.yml").write_text(
+        "server:\n  provider: kubernetes\n  region: fra1\n"
+        "  nodes: {size: s-8vcpu-16gb, min: 2, max: 20}\nhub:\n  admins: [alice]\n"
+    )
+    out = io.StringIO()
+    assert run_check(tmp_path / "course", stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "Kubernetes cluster course-course in fra1, nodes s-8vcpu-16gb, 2 to 20" in text
+    assert "Zero to JupyterHub 4.4.0" in text and "TLJH" not in text
+    assert (
+        text.index("install the hub with sign-up closed")
+        < text.index("create the admins' hub accounts: alice")
+        < text.index("open sign-up as the course says")
+    )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.github.checktext import CHECK_RUN_LIMIT, cut_marker, fit_bytes, log_tail
+from bot.github.checktext import CHECK_RUN_LIMIT, cut_marker, fit_bytes
 
 _MARKER = re.compile(r"… (\d+) bytes cut …")
 
@@ -108,56 +108,3 @@ def test_fit_bytes_keeps_as_much_as_possible(text: str, limit: int) -> None:
     if size(text) > limit:
         # At most one partial character (≤ 3 bytes) beyond the marker goes unused.
         assert size(result) >= limit - 3
-
-
-# ---- log_tail
-
-
-def test_log_tail_all_fits() -> None:
-    assert log_tail(["a", "b", "c"], 100) == "a\nb\nc"
-    assert log_tail([], 10) == ""
-
-
-def test_log_tail_strips_line_endings() -> None:
-    assert log_tail(["a\n", "b\r\n"], 100) == "a\nb"
-
-
-def test_log_tail_keeps_last_whole_lines_and_counts_the_rest() -> None:
-    lines = [f"step {i:03d}" for i in range(100)]
-    result = log_tail(lines, 60)
-    first, *rest = result.split("\n")
-    assert first == f"… {100 - len(rest)} lines cut …"
-    assert rest == lines[-len(rest) :]
-    assert size(result) <= 60
-    # The marker line is 20 bytes and each kept line 1 + 8: 20 + 4 × 9 = 56 fits, 65 not.
-    assert len(rest) == 4
-
-
-def test_log_tail_long_last_line_is_cut_by_bytes() -> None:
-    result = log_tail(["short", "x" * 500], 100)
-    assert size(result) <= 100
-    assert result.endswith("x" * 50)
-    assert _MARKER.match(result)
-
-
-def test_log_tail_bad_limit() -> None:
-    with pytest.raises(ValueError, match="limit"):
-        log_tail(["x"], -1)
-
-
-@given(
-    st.lists(
-        st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"))
-    ),
-    st.integers(min_value=0, max_value=300),
-)
-def test_log_tail_properties(lines: list[str], limit: int) -> None:
-    result = log_tail(lines, limit)
-    assert size(result) <= limit
-    joined = "\n".join(lines)
-    if size(joined) <= limit:
-        assert result == joined
-    elif result.startswith("… ") and " lines cut …" in result.split("\n", 1)[0]:
-        header, _, body = result.partition("\n")
-        count = int(header.split()[1])
-        assert body.split("\n") == lines[count:]

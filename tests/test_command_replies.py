@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from bot.jobs import registry
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 
@@ -48,8 +51,17 @@ async def test_help_lists_every_command(classroom, example):
     await classroom.comment(example, "/help", issue=on_issue(example, number))
     await classroom.settle()
     [reply] = replies(classroom, number)
-    for name in ("/status", "/plan", "/rebuild", "/resize", "/restart", "/snapshot", "/help"):
-        assert name in reply
+    # One table row per registry entry, in its order: its usage, summary and example.
+    rows = [
+        [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        for line in reply.splitlines()
+        if line.startswith("| `/")
+    ]
+    entries = registry.commands()
+    assert [row[0] for row in rows] == [f"`{op.usage}`" for op in entries]
+    assert [row[2] for row in rows] == [f"`{op.example}`" for op in entries]
+    for row, op in zip(rows, entries, strict=True):
+        assert row[1].startswith(op.summary), (op.name, row[1])
 
 
 async def test_an_unknown_command_gets_a_hint(classroom, example):

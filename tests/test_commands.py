@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_resize_bad_slug_message() -> None:
 
 
 def test_resize_extra_args_and_flags() -> None:
-    with pytest.raises(CommandError, match="takes one size, got 2"):
+    with pytest.raises(CommandError, match="takes at most one size, got 2"):
         parse_command("/resize s-2vcpu-4gb s-4vcpu-8gb")
     with pytest.raises(CommandError, match="Unknown option `--force`"):
         parse_command("/resize s-4vcpu-8gb --force")
@@ -163,26 +164,45 @@ def test_commands_without_arguments_parse_to_no_args() -> None:
     assert command.arguments == registry.NoArgs()
 
 
-@given(st.text())
+# Comments as people write them: any text, or a command (known or not, any case) on the
+# first line after blank lines, followed by anything.
+COMMENT_BODIES = st.one_of(
+    st.text(),
+    st.builds(
+        lambda before, name, rest: f"{before}/{name}{rest}",
+        st.sampled_from(["", "\n", "  ", "\r\n\r\n"]),
+        st.sampled_from([*COMMANDS, "Status", "RESIZE", "nosuch"]),
+        st.text(),
+    ),
+)
+# Argument text: the characters of real arguments mixed with the shell's own.
+ARGUMENT_TEXT = st.text(alphabet=st.sampled_from(list("as4-_.09 -;$`'\"|&()*\\\té")), min_size=1)
+
+
+@given(COMMENT_BODIES)
 def test_parse_never_fails_unexpectedly(body: str) -> None:
     try:
         command = parse_command(body)
     except CommandError as error:
         assert "`/help`" in str(error) or "Usage:" in str(error)
     else:
-        assert command is None or command.name in COMMANDS
+        first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+        if command is not None:
+            # The command is the one the first line names, never another.
+            assert first.split()[0].lower() == f"/{command.name}"
+            assert command.name in COMMANDS
 
 
-@given(st.text(alphabet=st.characters(), min_size=1))
-def test_validated_args_are_shell_safe(arg: str) -> None:
-    for verb in ("resize", "snapshot"):
-        try:
-            command = parse_command(f"/{verb} {arg}")
-        except CommandError:
-            continue
-        assert command is not None
-        for word in command.args:
-            assert all(c.isascii() and (c.isalnum() or c in "._-") for c in word)
+@given(st.sampled_from(sorted(COMMANDS)), ARGUMENT_TEXT)
+def test_validated_args_are_shell_safe(verb: str, arg: str) -> None:
+    try:
+        command = parse_command(f"/{verb} {arg}")
+    except CommandError:
+        return
+    assert command is not None
+    for word in command.args:
+        assert word.startswith("--") or word[:1].isalnum(), word
+        assert all(c.isascii() and (c.isalnum() or c in "._-") for c in word), word
 
 
 def test_help_lists_every_command_with_who_and_example() -> None:
@@ -205,6 +225,9 @@ def test_help_lists_every_command_with_who_and_example() -> None:
         "restore",
         "move-home",
         "recover",
+        "release",
+        "collect",
+        "return",
     }
 
 
@@ -284,3 +307,34 @@ def test_may_run_custom_role_without_user_permissions_falls_back() -> None:
 
 def test_may_run_odd_role_type() -> None:
     assert not may_run({"role_name": ["admin"], "permission": "read"})
+
+
+@pytest.mark.parametrize("word", ["hw1;rm", "../hw1", "-hw1", "hw 1", "hw+1", "", "x" * 65])
+def test_an_assignment_command_refuses_a_name_no_folder_may_have(word) -> None:
+    with pytest.raises(CommandError, match=r"not an assignment name|needs an assignment"):
+        registry.get("release").parse([word] if word else [])
+    assert registry.get("collect").parse(["hw1"]).name == "hw1"
+
+
+@pytest.mark.parametrize(
+    ("words", "parsed"),
+    [(["s-8vcpu-16gb"], ("s-8vcpu-16gb", None)), (["--nodes", "2:20"], (None, (2, 20)))],
+)
+def test_resize_takes_a_size_or_a_node_range(words, parsed) -> None:
+    args = registry.command("resize").parse(words)
+    assert (args.size, args.nodes) == parsed
+    assert registry.command("resize").words(args) == tuple(words)
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["s-8vcpu-16gb", "--nodes", "2:20"], "both a size and `--nodes`"),
+        (["--nodes", "20:2"], "1 <= MIN <= MAX <= 100"),
+        (["--nodes", "0:3"], "1 <= MIN <= MAX <= 100"),
+        (["--nodes", "two"], "is not a node range"),
+    ],
+)
+def test_resize_refuses_a_bad_node_range(words, message) -> None:
+    with pytest.raises(CommandError, match=re.escape(message)):
+        registry.command("resize").parse(words)

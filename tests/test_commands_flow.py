@@ -8,53 +8,11 @@ from dataclasses import dataclass
 import pytest
 
 from bot.jobs import registry
-from deploy.droplets import DropletDriver
-from deploy.model import OperationResult, ServerRecord
-from tests.plugins.classroom import ssh_course_files
+from deploy.model import OperationResult
 from tests.plugins.github_fake import COURSE_REPO
+from tests.support.droplet_classroom import droplet_classroom, issue_payload
 
 pytestmark = pytest.mark.sshd
-
-
-def do_config(port: int) -> str:
-    # The droplet's SSH is the loopback server's port: server.port applies to droplets too.
-    return (
-        "server:\n  provider: digitalocean\n  name: physics101-hub\n  region: syd1\n"
-        f"  size: s-2vcpu-4gb\n  port: {port}\nhub:\n  admins: [alice]\n"
-    )
-
-
-async def droplet_classroom(classroom, do_fake, example) -> tuple[int, str]:
-    """A course on a DigitalOcean droplet, deployed once; the droplet answers SSH on loopback."""
-    droplet = do_fake.add_droplet("physics101-hub", tags=["littlest-classroom"])
-    classroom.services.engine.droplets = DropletDriver(
-        do_fake.token, poll_interval=0.01, shutdown_timeout=1.0
-    )
-    await classroom.services.store.save_server(
-        COURSE_REPO,
-        ServerRecord(
-            provider="digitalocean",
-            address=classroom.target.host,
-            port=classroom.target.port,
-            droplet_id=droplet.id,
-            size=droplet.size,
-            region=droplet.region,
-        ),
-    )
-    files = ssh_course_files(classroom.target)
-    files[".github/classroom.yml"] = do_config(classroom.target.port).encode()
-    sha = classroom.commit(files)
-    await classroom.push(example, sha)
-    await classroom.settle()
-    run = next(r for r in classroom.runs() if r["head_sha"] == sha)
-    assert run["conclusion"] == "success", run["output"]
-    issue = classroom.github.add_issue(COURSE_REPO, "Running the course hub")
-    return droplet.id, issue.number
-
-
-def issue_payload(example, number: int) -> dict:
-    issue = example("issue_comment", "created")["issue"]
-    return {**issue, "number": number, "pull_request": None}
 
 
 async def test_resize_by_a_writer(classroom, do_fake, example):
@@ -66,16 +24,14 @@ async def test_resize_by_a_writer(classroom, do_fake, example):
     assert response.status == 202
     await classroom.settle()
 
-    actions = do_fake.action_types(droplet_id)
-    assert actions[-3:] == ["shutdown", "resize", "power_on"] or actions[-4:] == [
-        "shutdown",
-        "power_off",
-        "resize",
-        "power_on",
-    ]
+    # A clean shutdown (the fake's completes), the resize, power back on; nothing else.
+    assert do_fake.action_types(droplet_id) == ["shutdown", "resize", "power_on"]
     resize = [r for r in do_fake.requests if r.body and r.body.get("type") == "resize"]
-    assert len(resize) == 1 and resize[0].body["disk"] is False
+    assert [(r.body["size"], r.body["disk"]) for r in resize] == [("s-4vcpu-8gb", False)]
     assert do_fake.droplets[droplet_id].status == "active"
+    assert do_fake.droplets[droplet_id].size == "s-4vcpu-8gb"
+    record = await classroom.services.store.get_server(COURSE_REPO)
+    assert record is not None and record.size == "s-4vcpu-8gb"
 
     issue = classroom.github.issues[(COURSE_REPO, number)]
     assert len(issue.comments) == 1

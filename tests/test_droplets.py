@@ -119,13 +119,35 @@ def test_invalid_size_text_is_refused_before_matching(wanted: str) -> None:
     assert choice.valid  # still says what one could ask for
 
 
-@given(st.text(max_size=30))
-def test_choose_size_never_picks_something_unasked_for(wanted: str) -> None:
-    choice = choose_size(wanted, SIZES, "syd1")
-    if choice.chosen is not None:
-        assert choice.chosen.available and "syd1" in choice.chosen.regions
-        assert choice.chosen.slug == wanted or (
-            choice.chosen.slug.startswith(wanted) and not choice.chosen.slug.endswith("-amd")
+# What people type: every prefix of every slug (so most draws name a size), or any text.
+TYPED_SIZES = st.one_of(
+    st.sampled_from([s.slug for s in SIZES]).flatmap(
+        lambda slug: st.integers(1, len(slug)).map(lambda n: slug[:n])
+    ),
+    st.text(max_size=30),
+)
+
+
+@given(TYPED_SIZES, st.sampled_from(["syd1", "nyc3"]))
+def test_choose_size_never_picks_something_unasked_for(wanted: str, region: str) -> None:
+    choice = choose_size(wanted, SIZES, region)
+    usable = [s for s in SIZES if s.available and region in s.regions]
+    exact = next((s for s in SIZES if s.slug == wanted), None)
+    prefixed = [
+        s for s in usable if s.slug.startswith(wanted) and not re.search(r"-(amd|intel)$", s.slug)
+    ]
+    if not re.fullmatch(r"[a-z0-9]+(?:[-_][a-z0-9]+)*", wanted):
+        expected = None  # not a size's shape: nothing is matched at all
+    elif exact is not None:
+        expected = exact if exact in usable else None
+    elif prefixed:
+        expected = min(prefixed, key=lambda s: (s.price_monthly, s.slug))
+    else:
+        expected = None
+    assert choice.chosen == expected
+    if expected is None:
+        assert choice.message and choice.valid == tuple(
+            s.slug for s in sorted(usable, key=lambda s: (s.price_monthly, s.slug))
         )
 
 
@@ -504,16 +526,15 @@ async def test_reboot_waits_until_running(do_fake, rec) -> None:
     assert any("running" in line for line in rec.lines)
 
 
-async def test_list_sizes_and_regions(do_fake, rec) -> None:
+async def test_list_sizes(do_fake, rec) -> None:
     d = driver(do_fake, rec)
     sizes = {s.slug: s for s in await d.list_sizes()}
-    regions = {r.slug: r for r in await d.list_regions()}
 
     big = sizes["s-4vcpu-8gb"]
     assert (big.vcpus, big.memory, big.disk, big.price_monthly) == (4, 8192, 160, 48.0)
     assert "syd1" in big.regions and big.available
     assert sizes["s-16vcpu-32gb"].available is False
-    assert "s-8vcpu-16gb-amd" not in regions["syd1"].sizes
+    assert "syd1" not in sizes["s-8vcpu-16gb-amd"].regions
     chosen = choose_size("s-4vcpu", list(sizes.values()), "syd1").chosen
     assert chosen is not None and chosen.slug == "s-4vcpu-8gb"
 
@@ -671,8 +692,8 @@ async def test_no_answer_at_all_is_retried_then_reported(monkeypatch, rec) -> No
         port = probe.getsockname()[1]
     monkeypatch.setenv("DIGITALOCEAN_END_POINT", f"http://127.0.0.1:{port}/v2/")
     d = DropletDriver("dop_v1_" + "a" * 64, poll_interval=POLL, sleep=rec.sleep, max_attempts=3)
-    with pytest.raises(DropletError, match=r"did not list regions after 3 tries: no answer"):
-        await d.list_regions()
+    with pytest.raises(DropletError, match=r"did not list droplet sizes after 3 tries: no answer"):
+        await d.list_sizes()
     assert rec.retry_waits == [1.0, 2.0]
 
 

@@ -3,9 +3,6 @@ output limits and the monitor's outage issue."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import pytest
 from aiohttp import web
 
@@ -15,24 +12,9 @@ from bot.monitor import ISSUE_TITLE, Monitor
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver
+from tests.support.hub_api import fake_hub
 
 pytestmark = pytest.mark.sshd
-
-
-@contextlib.asynccontextmanager
-async def fake_hub(handler) -> AsyncIterator[str]:
-    """A hub API on loopback answering with ``handler``; yields the hub's URL."""
-    hub = web.Application()
-    hub.router.add_get("/hub/api", handler)
-    runner = web.AppRunner(hub)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def readme_puts(github) -> list:

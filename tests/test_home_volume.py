@@ -12,7 +12,6 @@ import json
 import secrets
 import shlex
 import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -20,32 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy import backup, homevolume, movehome, operations, planner, volumes
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
-from deploy.keys import ServiceKey
-from deploy.model import DROPLET_TAG, Observed, ServerRecord
-from deploy.ssh import SSHPool
+from deploy.model import DROPLET_TAG, Observed
 from deploy.validate import DROPLET_NAME
 from deploy.volumes import VolumeDriver
-from tests.support.engine import MemoryRecords, instant, noop
-
-COURSE = "octo-org/physics101"
-NAME = "physics101-hub"
-VOLUME = "physics101-hub-home"
-CONFIG = f"server:\n  name: {NAME}\n  region: syd1\nhub:\n  admins: [alice]\n"
-STORAGE = "storage: {size: 20}\n"
-
-
-# The droplet's SSH port: the loopback target's, set by the ``droplet`` fixture
-# (server.port applies to droplets too).
-PORT: int | None = None
-
-
-def course(extra: str = STORAGE):
-    port = f"  port: {PORT}\n" if PORT else ""
-    config = CONFIG.replace("hub:\n", f"{port}hub:\n", 1) + extra
-    return load_course({".github/classroom.yml": config.encode()}, "octo-org", "p")
-
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, VOLUME, course
 
 # ---- the plan (pure) -------------------------------------------------------------------------
 
@@ -103,40 +81,6 @@ def test_observation_reads_the_marker_and_the_home_check() -> None:
 
 
 # ---- deploys over SSH ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def droplet(tmp_path, ssh_target, do_fake, monkeypatch):
-    """A new droplet (nothing in /home, no TLJH) that answers SSH on the loopback target."""
-    monkeypatch.setattr(sys.modules[__name__], "PORT", ssh_target.port)
-    ssh_target.empty_home()
-    made = do_fake.add_droplet(NAME, tags=[DROPLET_TAG])
-    do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
-    records = MemoryRecords()
-    records.records[COURSE] = ServerRecord(
-        provider="digitalocean",
-        address=ssh_target.host,
-        port=ssh_target.port,
-        droplet_id=made.id,
-        host_key=ssh_target.host_key,
-        size=made.size,
-        region=made.region,
-    )
-    engine = operations.Engine(
-        records=records,
-        ssh=SSHPool(),
-        service_key=ServiceKey(
-            ssh_target.client_key,
-            ssh_target.client_key.export_public_key("openssh").decode().strip(),
-            "",
-            "",
-            tmp_path / "key",
-        ),
-        droplets=DropletDriver(do_fake.token, poll_interval=0.001, timeout=1.0, sleep=instant),
-        ssh_poll_seconds=0.05,
-    )
-    yield engine
-    await engine.close()
 
 
 def programs(target, since: int = 0) -> list[str]:

@@ -14,7 +14,7 @@ from bot.monitor import ISSUE_TITLE, Monitor
 from deploy import operations
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_github_surfaces import fake_hub
+from tests.support.hub_api import fake_hub
 
 pytestmark = pytest.mark.sshd
 

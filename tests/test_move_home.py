@@ -14,7 +14,8 @@ import pytest
 
 from deploy import movehome, operations
 from deploy.observe import observe_script, parse_observation
-from tests.test_home_volume import COURSE, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, VOLUME, course
 
 pytestmark = pytest.mark.sshd
 
@@ -57,7 +58,7 @@ def plant_homes(home: Path) -> None:
     (home / "jupyter-bob" / "link").symlink_to("work.ipynb")
 
 
-async def existing_course(droplet, ssh_target, do_fake):  # noqa: F811
+async def existing_course(droplet, ssh_target, do_fake):
     """A hub deployed without storage, with homes on the droplet's disk."""
     do_fake.on_attach = lambda volume, _droplet: ssh_target.attach_volume(volume.name)
     ssh_target.attach_volume("unused")  # turn the target's block storage on
@@ -67,14 +68,14 @@ async def existing_course(droplet, ssh_target, do_fake):  # noqa: F811
     return manifest(ssh_target.sandbox / "home")
 
 
-async def observed(droplet):  # noqa: F811
+async def observed(droplet):
     target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     _, out, _ = await droplet.ssh.run_script(target, observe_script())
     return parse_observation(out)
 
 
 async def test_move_home_snapshots_first_copies_exactly_and_keeps_the_original(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -98,7 +99,7 @@ async def test_move_home_snapshots_first_copies_exactly_and_keeps_the_original(
 
 
 async def test_a_copy_that_fails_its_check_leaves_everything_as_it_was(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -121,7 +122,7 @@ async def test_a_copy_that_fails_its_check_leaves_everything_as_it_was(
 
 
 async def test_a_cut_connection_during_the_copy_is_finished_by_the_retry(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:

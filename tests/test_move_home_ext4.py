@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from deploy import movehome, operations
-from tests.test_home_volume import COURSE, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, VOLUME, course
 from tests.test_move_home import manifest, observed, plant_homes
 
 # The check as it was: each entry's size, directories included.
@@ -117,7 +118,7 @@ def test_a_copy_of_a_folder_that_once_held_many_files_passes_the_check(ext4) -> 
 
 @pytest.mark.sshd
 async def test_move_home_moves_a_class_where_a_folder_once_held_many_files(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
     tmp_path,

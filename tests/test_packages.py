@@ -103,8 +103,11 @@ def test_requirements_txt_is_ignored_beside_environment_yml_as_on_binder():
 
 
 def test_a_bad_requirements_txt_beside_environment_yml_is_not_an_error():
-    # It is not read at all, as on Binder.
-    read_packages({"environment.yml": ENVIRONMENT, "requirements.txt": b"-e .\n"})
+    # It is not read at all, as on Binder: the packages are environment.yml's alone.
+    packages = read_packages({"environment.yml": ENVIRONMENT, "requirements.txt": b"-e .\n"})
+    alone = read_packages({"environment.yml": ENVIRONMENT})
+    assert (packages.conda, packages.pip, packages.apt) == (alone.conda, alone.pip, alone.apt)
+    assert packages.ignored == ("requirements.txt",)
 
 
 def test_template_files_are_read():

@@ -5,10 +5,6 @@ playing the new droplet (``replace_machine``: an empty disk; the volume's folder
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -19,15 +15,9 @@ from deploy import recover as rec
 from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
 from deploy.volumes import RESTORE_TAG, VolumeDriver
-from tests.test_home_volume import (  # noqa: F401
-    COURSE,
-    NAME,
-    VOLUME,
-    course,
-    droplet,
-    instant,
-    noop,
-)
+from tests.support.engine import instant, noop
+from tests.support.recovery import assert_recovered, student_files
+from tests.support.volume_course import COURSE, NAME, VOLUME, course
 
 # ---- pure ----------------------------------------------------------------------------------
 
@@ -116,34 +106,6 @@ def test_scripts_are_valid_shell_with_each_value_one_word() -> None:
 # ---- over SSH --------------------------------------------------------------------------------
 
 
-def student_files(ssh_target) -> dict[Path, bytes]:
-    """A canary notebook in alice's home and bob's, and the hub's database, on the volume."""
-    on_volume = ssh_target.sandbox / "volumes" / VOLUME
-    files: dict[Path, bytes] = {}
-    for name, uid in (("jupyter-alice", 1001), ("jupyter-bob", 1002)):
-        home = on_volume / "home" / name
-        home.mkdir(parents=True, exist_ok=True)
-        notebook = home / "work.ipynb"
-        notebook.write_bytes(secrets.token_bytes(1024))
-        for path in (home, notebook):
-            os.chown(path, uid, uid)
-        files[notebook] = notebook.read_bytes()
-    database = on_volume / "tljh-state" / "jupyterhub.sqlite"
-    # The hub's accounts as the first deploy left them (alice's row made by the service),
-    # then alice set her password on the console and bob signed up and was approved.
-    with contextlib.closing(sqlite3.connect(database)) as db, db:
-        db.execute(
-            "UPDATE users_info SET password=? WHERE username='alice'",
-            (b"$2b$12$" + b"a" * 53,),
-        )
-        db.execute(
-            "INSERT INTO users_info (username, password, is_authorized) VALUES (?, ?, 1)",
-            ("bob", b"$2b$12$" + b"b" * 53),
-        )
-    files[database] = database.read_bytes()
-    return files
-
-
 async def deployed_then_lost(engine, ssh_target, do_fake) -> tuple[int, dict[Path, bytes]]:
     """A course deployed with its volume; alice has an account (recorded by the deploy),
     bob logged in after it; then the droplet is destroyed in the control panel."""
@@ -164,36 +126,9 @@ async def deployed_then_lost(engine, ssh_target, do_fake) -> tuple[int, dict[Pat
     return old.droplet_id, files
 
 
-def assert_recovered(record, ssh_target, do_fake, old_id: int, files: dict[Path, bytes]) -> None:
-    assert record.droplet_id != old_id and record.droplet_id in do_fake.droplets
-    [volume] = do_fake.volumes.values()
-    assert volume.name == VOLUME and volume.droplet_ids == [record.droplet_id]
-    [reserved] = do_fake.reserved_ips.values()
-    assert reserved.droplet_id == record.droplet_id and record.reserved_ip == reserved.ip
-    assert ssh_target.accounts() == {
-        "jupyter-alice": (1001, 1001),
-        "jupyter-bob": (1002, 1002),
-    }
-    for path, content in files.items():
-        assert path.read_bytes() == content, path
-    accounts = ssh_target.accounts()
-    for path in files:
-        if path.name == "work.ipynb":  # each file still belongs to its student's account
-            assert path.stat().st_uid == accounts[path.parent.name][0]
-    calls = [c["program"] for c in ssh_target.calls()]
-    assert calls.count("mkfs.ext4") == 1  # the first deploy's, never again
-    assert ssh_target.state("services") == {"jupyterhub": "active", "traefik": "active"}
-    never = [
-        r
-        for r in do_fake.requests
-        if r.method == "DELETE" or (r.body or {}).get("type") in ("rebuild", "restore")
-    ]
-    assert never == []
-
-
 @pytest.mark.sshd
 async def test_a_lost_droplet_comes_back_with_accounts_uids_address_and_files(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -227,7 +162,7 @@ async def test_a_lost_droplet_comes_back_with_accounts_uids_address_and_files(
 
 @pytest.mark.sshd
 async def test_nothing_to_recover_while_the_droplet_is_there(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -259,7 +194,7 @@ async def test_nothing_to_recover_while_the_droplet_is_there(
     ],
 )
 async def test_a_failing_digitalocean_step_then_recover_again_completes_it(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
     step,
@@ -283,7 +218,7 @@ async def test_a_failing_digitalocean_step_then_recover_again_completes_it(
 @pytest.mark.sshd
 @pytest.mark.parametrize("program", ["mount", "useradd", "bootstrap"])
 async def test_an_ssh_cut_during_recover_then_recover_again_completes_it(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
     program,
@@ -304,7 +239,7 @@ async def test_an_ssh_cut_during_recover_then_recover_again_completes_it(
 
 @pytest.mark.sshd
 async def test_a_volume_without_a_filesystem_is_never_formatted_by_recover(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -344,7 +279,7 @@ async def test_of_the_courses_volumes_the_one_attached_last_holds_the_homes(do_f
 
 @pytest.mark.sshd
 async def test_with_the_database_lost_the_address_recorded_on_the_volume_is_kept(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:

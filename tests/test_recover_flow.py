@@ -13,9 +13,10 @@ from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG, ServerRecord
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_commands_flow import do_config, issue_payload
-from tests.test_github_surfaces import fake_hub
-from tests.test_recover import VOLUME, assert_recovered, student_files
+from tests.support.droplet_classroom import do_config, issue_payload
+from tests.support.hub_api import fake_hub
+from tests.support.recovery import assert_recovered, student_files
+from tests.support.volume_course import VOLUME
 
 pytestmark = pytest.mark.sshd
 

@@ -85,6 +85,9 @@ def test_help_buttons_and_parser_are_the_registrys():
         "restore",
         "move-home",
         "recover",
+        "release",
+        "collect",
+        "return",
     ]
     # The table as GitHub renders it: a row per command, its usage and example as written.
     table: list[list[str]] = []

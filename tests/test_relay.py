@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import make_app
-from bot.intake.relay import WebhookRelay, delivery_of, parse_event_stream
+from bot.intake.relay import EventStreamParser, WebhookRelay, delivery_of
 from bot.services import SERVICES
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
 from tests.support.service_process import free_port
@@ -70,7 +70,8 @@ def test_the_event_stream_parser_reads_smee_events():
         "data: 1}\n",
         "\n",
     ]
-    events = list(parse_event_stream(lines))
+    parser = EventStreamParser()  # fed line by line, as the relay reads the stream
+    events = [event for line in lines if (event := parser.feed(line)) is not None]
     assert [(e.event, e.data, e.id) for e in events] == [
         ("ready", "{}", None),
         ("message", '{"a":\n1}', "7"),

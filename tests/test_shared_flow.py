@@ -12,7 +12,7 @@ import pytest
 
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_shared_folders import files_holding, git
+from tests.support.shared_folders import files_holding, git
 
 pytestmark = pytest.mark.sshd
 

@@ -19,29 +19,13 @@ from deploy.keys import ServiceKey
 from deploy.shared import SharedSource
 from deploy.ssh import SSHPool, Target
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
+from tests.support.shared_folders import files_holding, git
 
 pytestmark = pytest.mark.sshd
 
 FILES = 100
 FILE_BYTES = 1024 * 1024  # 100 files of 1 MiB: a 100 MB data folder
 STUDENT_UID, ADMIN_UID = 3101, 3102
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        # The instructor's own git: none of this machine's settings (its LFS hooks).
-        "HOME": str(repo.parent),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Alice",
-        "GIT_AUTHOR_EMAIL": "alice@example.edu",
-        "GIT_COMMITTER_NAME": "Alice",
-        "GIT_COMMITTER_EMAIL": "alice@example.edu",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
-    )
-    return done.stdout.strip()
 
 
 def config_text(target) -> bytes:
@@ -85,18 +69,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             status = path.stat()
             found[str(path.relative_to(folder))] = (status.st_ino, status.st_mtime_ns)
     return found
-
-
-def files_holding(root: Path, needle: bytes) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                if needle in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                continue
-    return hits
 
 
 @pytest.fixture

@@ -9,22 +9,22 @@ import shutil
 import pytest
 
 from deploy import backup, operations
-from tests.test_backup import T0
-from tests.test_home_volume import COURSE, STORAGE, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, STORAGE, T0, VOLUME, course
 
 pytestmark = pytest.mark.sshd
 
 SHARED = STORAGE + "shared:\n  - writable: notes\n"
 
 
-async def read_on_server(droplet, path: str) -> tuple[int, str]:  # noqa: F811
+async def read_on_server(droplet, path: str) -> tuple[int, str]:
     target = operations.server_target(droplet, course(SHARED), droplet.records.records[COURSE])
     status, out, _ = await droplet.ssh.run_script(target, f"cat {path}\n")
     return status, out
 
 
 async def test_restore_all_brings_back_the_writable_shared_folder(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:

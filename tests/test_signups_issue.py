@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.monitor import SIGNUPS_TITLE, Monitor
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_github_surfaces import fake_hub
+from tests.support.hub_api import fake_hub
 
 pytestmark = pytest.mark.sshd
 

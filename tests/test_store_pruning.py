@@ -45,8 +45,8 @@ async def test_pruning_keeps_the_database_bounded_over_100000_deliveries(tmp_pat
             sizes.append(store.path.stat().st_size)
             assert await store.prune_deliveries(DELIVERY_RETENTION) == 100_000
             assert execute(store.path, "SELECT COUNT(*) FROM deliveries") == [(1000,)]
-        assert await store.has_delivery("delivery-00000999")
-        assert not await store.has_delivery("delivery-01000000")
+        assert await store.delivery("delivery-00000999") is not None
+        assert await store.delivery("delivery-01000000") is None
         # The first 100,000 grew the file; later ones fill the pages pruning freed.
         assert sizes[0] > 5 * 1024 * 1024
         assert sizes[2] <= sizes[0] * 1.02, sizes
@@ -103,7 +103,7 @@ async def test_the_service_prunes_on_its_schedule(aiohttp_client, make_settings)
     insert_deliveries(store.path, 0, 10, time.time() - DELIVERY_RETENTION - DAY)
     insert_deliveries(store.path, 10, 1, time.time())
     for _ in range(200):
-        if not await store.has_delivery("delivery-00000000"):
+        if await store.delivery("delivery-00000000") is None:
             break
         await asyncio.sleep(0.05)
     assert execute(store.path, "SELECT id FROM deliveries") == [("delivery-00000010",)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from deploy import validate
 from deploy.model import ConfigErrors
+from deploy.tljh import words
 from deploy.validate import (
     SHELL_METACHARACTERS,
     Invalid,
@@ -35,11 +37,9 @@ from deploy.validate import (
     check_tljh_version,
     check_unix_username,
     droplet_name_for,
-    is_one_shell_word,
     parse_duration,
     parse_yaml,
     quote,
-    quoted_words,
 )
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -276,30 +276,41 @@ def test_default_droplet_name_is_always_valid(owner, repo, name):
     assert check_droplet_name(name) == name
 
 
-@given(st.text(max_size=50), st.text(max_size=50))
+# GitHub's own owner and repository names, and any text.
+_NAME_CHARACTERS = "abcxyzABCXYZ0189"
+OWNERS = st.one_of(st.text(_NAME_CHARACTERS + "-", min_size=1, max_size=39), st.text(max_size=50))
+REPOS = st.one_of(st.text(_NAME_CHARACTERS + "._-", min_size=1, max_size=100), st.text(max_size=50))
+
+
+@given(OWNERS, REPOS)
 def test_default_droplet_name_from_any_owner_and_repo_is_valid(owner, repo):
-    check_droplet_name(droplet_name_for(owner, repo))
+    name = droplet_name_for(owner, repo)
+    assert check_droplet_name(name) == name
+    # It keeps the owner's then the repository's letters and digits, in order, cut to fit.
+    lowered = f"{owner}-{repo}".lower()
+    wanted = re.sub(r"[^a-z0-9]", "", lowered)
+    kept = re.sub(r"[^a-z0-9]", "", name)
+    if not wanted:
+        assert name == "classroom"
+    elif len(lowered) <= 63:
+        assert kept == wanted  # nothing needed cutting
+    else:
+        assert wanted.startswith(kept)
 
 
 # --- quoting ---------------------------------------------------------------------------
 
 
-def test_quote_and_quoted_words():
+def test_quote_and_the_step_scripts_words():
     assert quote("numpy>=1.2,<2") == "'numpy>=1.2,<2'"
     assert quote("graphviz") == "graphviz"
-    assert quoted_words(["a b", "c", "it's"]) == "'a b' c 'it'\"'\"'s'"
-    assert quoted_words([]) == ""
+    assert words(["a b", "c", "it's"]) == "'a b' c 'it'\"'\"'s'"
+    assert words([]) == ""
 
 
 def test_quoted_words_reach_sh_as_the_same_words():
-    words = ["numpy>=1.20,<2", "a b", "$(id)", "it's", "*", "~", "#x", "-n"]
-    assert sh_words(quoted_words(words)) == words
-
-
-def test_is_one_shell_word():
-    assert is_one_shell_word("a b;c")
-    assert is_one_shell_word("")
-    assert not is_one_shell_word("a\x00b")
+    values = ["numpy>=1.20,<2", "a b", "$(id)", "it's", "*", "~", "#x", "-n"]
+    assert sh_words(words(values)) == values
 
 
 # --- property: anything accepted is one plain, quotable shell word ---------------------
@@ -377,12 +388,12 @@ def test_anything_accepted_is_one_safe_shell_word(checker, value):
 def test_real_sh_sees_quoted_values_as_exactly_those_words(values):
     # Sparingly, with a real shell: it must count as many words as were quoted.
     count = subprocess.run(
-        ["sh", "-c", f'set -- {quoted_words(values)}; printf %s "$#"'],
+        ["sh", "-c", f'set -- {words(values)}; printf %s "$#"'],
         capture_output=True,
         check=True,
     ).stdout
     assert count == str(len(values)).encode()
-    assert sh_words(quoted_words(values)) == values
+    assert sh_words(words(values)) == values
 
 
 # --- YAML -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from deploy.model import DROPLET_TAG
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_commands_flow import do_config, droplet_classroom, issue_payload
+from tests.support.droplet_classroom import do_config, droplet_classroom, issue_payload
 
 pytestmark = pytest.mark.sshd
 

@@ -20,8 +20,9 @@ from deploy import backup, homevolume, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import swapped_volume_name
 from tests.faults.dofaults import EXHAUSTED, Armed, requests_to
-from tests.test_backup import ALICE_UID, T0, course_with_a_snapshot, home_listing
-from tests.test_home_volume import COURSE, NAME, VOLUME, course, droplet, noop  # noqa: F401
+from tests.support.engine import noop
+from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
+from tests.test_backup import ALICE_UID, course_with_a_snapshot, home_listing
 
 pytestmark = pytest.mark.sshd
 
@@ -33,7 +34,7 @@ def programs(target) -> list[str]:
     return [c["program"] for c in target.calls()]
 
 
-async def run(droplet, script: str) -> tuple[int, str, str]:  # noqa: F811
+async def run(droplet, script: str) -> tuple[int, str, str]:
     target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
     return await droplet.ssh.run_script(target, script)
 
@@ -49,7 +50,7 @@ def assert_no_hub_start_without_its_volume(target) -> None:
 
 
 async def test_blkid_unable_to_read_a_volume_holding_ext4_formats_nothing(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -74,7 +75,7 @@ async def test_blkid_unable_to_read_a_volume_holding_ext4_formats_nothing(
 
 
 async def test_a_blank_volume_this_deploy_did_not_create_is_not_formatted(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -88,7 +89,7 @@ async def test_a_blank_volume_this_deploy_did_not_create_is_not_formatted(
 
 
 async def test_a_volume_this_deploy_created_is_formatted_only_if_its_first_mib_is_zeros(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -111,7 +112,7 @@ async def test_a_volume_this_deploy_created_is_formatted_only_if_its_first_mib_i
 
 
 async def test_a_restore_all_failing_at_attach_puts_the_old_volume_back_and_the_hub_on_it(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -158,7 +159,7 @@ async def test_a_restore_all_failing_at_attach_puts_the_old_volume_back_and_the_
 
 
 async def test_no_restart_starts_the_hub_while_its_state_volume_is_not_mounted(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -189,7 +190,7 @@ async def test_no_restart_starts_the_hub_while_its_state_volume_is_not_mounted(
 
 
 async def test_a_volume_mounted_by_uuid_moves_to_its_device_path_on_the_next_deploy(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -224,7 +225,7 @@ async def test_a_volume_mounted_by_uuid_moves_to_its_device_path_on_the_next_dep
 
 
 async def test_a_failed_student_restore_still_removes_its_volume_which_had_its_own_uuid(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -266,7 +267,7 @@ async def test_a_failed_student_restore_still_removes_its_volume_which_had_its_o
 
 
 async def test_a_students_link_raced_into_the_restore_cannot_make_root_write_elsewhere(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:
@@ -291,7 +292,7 @@ async def test_a_students_link_raced_into_the_restore_cannot_make_root_write_els
 
 
 async def test_a_link_planted_at_the_restore_folder_is_refused(
-    droplet,  # noqa: F811
+    droplet,
     ssh_target,
     do_fake,
 ) -> None:

@@ -62,9 +62,13 @@ async def test_a_handler_that_raises_is_logged_with_the_delivery_and_counted(
     assert (await store.delivery("delivery-that-broke")).outcome == "ignored: handler error"
 
 
-async def test_ping_answers_200(client, example):
-    response = await deliver(client, "ping", example("ping"))
+async def test_ping_answers_200_and_is_recorded_as_a_ping(client, example):
+    response = await deliver(client, "ping", example("ping"), delivery="the-ping")
     assert response.status == 200
+    assert (await response.json())["message"] == "ping"
+    delivery = await client.app[SERVICES].store.delivery("the-ping")
+    assert delivery is not None and delivery.outcome == "ping"
+    assert await client.app[SERVICES].store.jobs() == []
 
 
 async def test_wrong_signature_is_401_and_not_recorded(client, example):
@@ -73,7 +77,7 @@ async def test_wrong_signature_is_401_and_not_recorded(client, example):
     response = await client.post("/webhook", data=body, headers=headers)
     assert response.status == 401
     store = client.app[SERVICES].store
-    assert not await store.has_delivery("wrong-sig")
+    assert await store.delivery("wrong-sig") is None
 
 
 async def test_missing_signature_is_401(client, example):
@@ -130,7 +134,7 @@ async def test_an_unknown_charset_is_415_and_not_recorded(client, example):
     response = await client.post("/webhook", data=body, headers=headers)
     assert response.status == 415
     assert "charset" in (await response.json())["message"]
-    assert not await client.app[SERVICES].store.has_delivery("odd-charset")
+    assert await client.app[SERVICES].store.delivery("odd-charset") is None
 
 
 async def test_a_declared_charset_is_read(client, example):
@@ -141,7 +145,7 @@ async def test_a_declared_charset_is_read(client, example):
     headers["Content-Type"] = "application/json; charset=utf-16"
     response = await client.post("/webhook", data=body, headers=headers)
     assert response.status == 200
-    assert await client.app[SERVICES].store.has_delivery("utf-16-ping")
+    assert await client.app[SERVICES].store.delivery("utf-16-ping") is not None
 
 
 async def test_oversize_body_is_413(client):

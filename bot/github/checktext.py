@@ -7,7 +7,6 @@ marked so a reader knows text is missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Literal
 
 CHECK_RUN_LIMIT = 65535
@@ -69,37 +68,3 @@ def fit_bytes(
         room = min(room - 1, limit - overhead)
     body = kept.decode("utf-8", errors="surrogatepass")
     return f"{joined}{body}" if keep == "tail" else f"{body}{joined}"
-
-
-def log_tail(lines: Iterable[str], limit: int = CHECK_RUN_LIMIT) -> str:
-    """The last whole lines of a log that fit in ``limit`` UTF-8 bytes, joined by newlines.
-
-    Dropped lines are counted in a first line ``… N lines cut …``. When even the last
-    line alone is too long, it is cut with ``fit_bytes`` instead.
-    """
-    if limit < 0:
-        raise ValueError(f"limit must be 0 or more, got {limit}")
-    all_lines = [line.rstrip("\r\n") for line in lines]
-    kept: list[str] = []
-    used = 0
-    for line in reversed(all_lines):
-        size = len(line.encode("utf-8", errors="surrogatepass")) + (1 if kept else 0)
-        if used + size > limit:
-            break
-        kept.append(line)
-        used += size
-    kept.reverse()
-    dropped = len(all_lines) - len(kept)
-    if not dropped:
-        return "\n".join(kept)
-    if not kept:
-        return fit_bytes(all_lines[-1], limit, keep="tail")
-    # Make room for the marker line by dropping more lines from the top if needed.
-    while kept:
-        marker = f"… {dropped} lines cut …"
-        text = marker + "\n" + "\n".join(kept)
-        if len(text.encode("utf-8", errors="surrogatepass")) <= limit:
-            return text
-        kept.pop(0)
-        dropped += 1
-    return fit_bytes(all_lines[-1], limit, keep="tail")

@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.settings import Settings
-from bot.store import Change, NewJob, Store
+from bot.store import Change, NewJob
 
 
 @dataclass
 class Intake:
-    store: Store
     settings: Settings
-    app_slug: str | None = None
     jobs: list[NewJob] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

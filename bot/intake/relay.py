@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -59,14 +58,6 @@ class EventStreamParser:
         elif name == "id":
             self.last_id = value
         return None
-
-
-def parse_event_stream(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
-    parser = EventStreamParser()
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
 
 
 def delivery_of(event_data: str) -> tuple[dict[str, str], bytes] | None:

@@ -131,7 +131,7 @@ async def _receive(request: web.Request, services: Services) -> web.Response:
     action, repository, installation_id = _context(event.data)
     log_extra = {"delivery": delivery_id, "event": event.event, "repository": repository}
 
-    intake = Intake(services.store, settings, app_slug=services.app_slug)
+    intake = Intake(settings)
     if event.event == "ping":
         outcome, status = "ping", 200
     elif reason := ignore_reason(event, services.app_slug, settings.app_id):

@@ -43,6 +43,7 @@ from bot.jobs.results import JobResult
 from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
+from deploy.assignments import names_in
 from deploy.config import CONFIG_FILES, is_course_file, load_course
 from deploy.links import launch_link
 from deploy.model import ConfigError, ConfigErrors, CourseConfig
@@ -220,8 +221,27 @@ def config_ref(job: Job) -> str:
     return job.payload.get("head_sha") or job.payload.get("default_branch") or "main"
 
 
+def assignments_facts(config: CourseConfig, files: CommitFiles | None) -> dict[str, Any] | None:
+    """What the console's Assignments section needs: the course id, the assignments found
+    in ``assignments.source`` (for its picker) and their due times."""
+    spec = config.assignments
+    if spec is None:
+        return None
+    listed = files.listed if files is not None else ()
+    return {
+        "course_id": spec.course_id,
+        "names": names_in(listed, spec.source),
+        "due": dict(spec.due),
+    }
+
+
 async def remember_course(
-    services: Services, job: Job, config: CourseConfig, hub_url: str, branch: str
+    services: Services,
+    job: Job,
+    config: CourseConfig,
+    hub_url: str,
+    branch: str,
+    files: CommitFiles | None = None,
 ) -> None:
     """What the monitor needs between deploys, without reading the repository again."""
     assert job.installation_id is not None
@@ -241,6 +261,7 @@ async def remember_course(
             "hub_admins": list(config.hub.admins),
             # The droplet's name: the monitor looks for it when the hub stops answering.
             "server_name": config.server.name if config.server.provider == "digitalocean" else None,
+            "assignments": assignments_facts(config, files),
         },
     )
 

@@ -22,14 +22,17 @@ from bot.jobs.course import (
 from bot.jobs.registry import (
     WRITE,
     Button,
+    CommandError,
     Flag,
     NoArgs,
     OperationContext,
+    Option,
     Positional,
     Words,
     help_text,
     operation,
     parse_hub_user,
+    parse_node_range,
     parse_size_slug,
     parse_snapshot_name,
 )
@@ -99,7 +102,8 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
     branch = payload.get("default_branch") or payload.get("branch") or "main"
     extra = []
     if args.mode == "apply" and result.hub_url:
-        await remember_course(services, job, config, result.hub_url, branch)
+        files = op.files if isinstance(op.files, CommitFiles) else None
+        await remember_course(services, job, config, result.hub_url, branch, files)
         if hub_verified(result):
             await note_hub_up(services, op.course, "the deploy's check of the hub passed")
     if result.hub_url:
@@ -197,17 +201,32 @@ async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
 
 @dataclass(frozen=True)
 class ResizeArgs:
-    size: str
+    size: str | None = None
     disk: bool = False
+    nodes: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.size is None) == (self.nodes is None):
+            given = "both a size and `--nodes`" if self.size else "neither"
+            raise CommandError(
+                "`/resize` needs a size slug, or `--nodes MIN:MAX` for a Kubernetes node pool; "
+                f"{given} given. Usage: `/resize SIZE [--disk] | --nodes MIN:MAX`, "
+                "e.g. `/resize s-4vcpu-8gb`."
+            )
 
 
 @operation(
     "resize",
-    usage="/resize SIZE [--disk]",
+    usage="/resize SIZE [--disk] | --nodes MIN:MAX",
     summary="Change the droplet's CPU and memory; `--disk` also grows the disk "
-    "(a disk cannot shrink back).",
+    "(a disk cannot shrink back). On Kubernetes: the nodes' size, or with `--nodes` "
+    "how far the node pool autoscales.",
     example="/resize s-4vcpu-8gb",
-    grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
+    grammar=(
+        Positional("size", parse=parse_size_slug, required=False),
+        Flag("disk", "--disk"),
+        Option("nodes", "--nodes", parse_node_range),
+    ),
     args=ResizeArgs,
     permission=WRITE,
     note="The hub restarted during the resize; students' files are kept.",
@@ -215,7 +234,13 @@ class ResizeArgs:
 async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
     assert op.config is not None
     return await engine.resize(
-        op.engine, op.course, op.config, args.size, disk=args.disk, progress=op.progress
+        op.engine,
+        op.course,
+        op.config,
+        args.size or "",
+        disk=args.disk,
+        nodes=args.nodes,
+        progress=op.progress,
     )
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from bot.store import Job, NewJob
+from deploy.config import NODE_COUNT_RANGE
 from deploy.model import CourseConfig, OperationResult
 from deploy.validate import Invalid, check_hub_username, check_size_slug
 
@@ -63,7 +64,11 @@ SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "com
 SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
 
 # Modules whose import registers entries; loaded on first use of the registry.
-ENTRY_MODULES: list[str] = ["bot.jobs.operations", "bot.jobs.volume_operations"]
+ENTRY_MODULES: list[str] = [
+    "bot.jobs.operations",
+    "bot.jobs.volume_operations",
+    "bot.jobs.assignment_operations",
+]
 
 # GitHub's limits on check-run actions.
 MAX_BUTTONS = 3
@@ -127,7 +132,20 @@ def _hub_user(word: str) -> str:
         ) from None
 
 
+def _node_range(word: str) -> tuple[int, int]:
+    low, colon, high = word.partition(":")
+    if not colon or not low.isdecimal() or not high.isdecimal() or len(word) > 7:
+        raise Invalid(f"`{code(word)}` is not a node range: `MIN:MAX`, like `2:20`.")
+    lowest, highest = NODE_COUNT_RANGE
+    if not lowest <= int(low) <= int(high) <= highest:
+        raise Invalid(
+            f"`{code(word)}` is not a node range this takes: {lowest} <= MIN <= MAX <= {highest}."
+        )
+    return int(low), int(high)
+
+
 parse_size_slug = ArgKind("size", "a size slug", _size_slug)
+parse_node_range = ArgKind("node range", "a node range MIN:MAX", _node_range)
 parse_snapshot_name = ArgKind("name", "a snapshot name", _snapshot_name)
 parse_hub_user = ArgKind("user name", "a hub user name", _hub_user)
 
@@ -250,7 +268,9 @@ class Operation:
             elif isinstance(part, Flag) and value:
                 out.append(part.flag)
             elif isinstance(part, Option) and value is not None:
-                out.extend((part.flag, str(value)))
+                # A range (MIN, MAX) is written as typed: MIN:MAX.
+                word = ":".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                out.extend((part.flag, word))
         return tuple(out)
 
 

@@ -58,10 +58,6 @@ class JobContext:
         if self._cancel.is_set():
             raise JobCancelled(f"job {self.job.id} cancelled")
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
 
 JobHandler = Callable[[JobContext], Awaitable[JobResult | None]]
 JobHook = Callable[[st.Job, str, JobResult | None, str | None], Awaitable[None]]
@@ -125,7 +121,6 @@ class JobRunner:
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
         self._paused = False
-        self.finished_count = 0
 
     async def start(self) -> list[int]:
         """Re-queue what a crash left running, then start taking jobs."""
@@ -248,7 +243,6 @@ class JobRunner:
     ) -> None:
         stored = result.to_json() if result is not None else None
         await self.store.finish_job(job.id, state, result=stored, error=error)
-        self.finished_count += 1
         logger.info("job %s %s", job.id, state, extra={"job": str(job.id), "course": job.course})
         for hook in self.on_finished:
             await self._safe(hook(job, state, result, error))

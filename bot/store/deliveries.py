@@ -50,7 +50,8 @@ def add_courses(installation_id: int, repositories: Iterable[tuple[str, int | No
     rows = [(name, installation_id, repo_id, now) for name, repo_id in repositories]
     return lambda db: db.executemany(
         "INSERT INTO courses VALUES (?,?,?,1,?) ON CONFLICT(full_name) DO UPDATE SET "
-        "installation_id=excluded.installation_id, repo_id=excluded.repo_id, active=1, "
+        "installation_id=excluded.installation_id, "
+        "repo_id=COALESCE(excluded.repo_id, courses.repo_id), active=1, "
         "updated_at=excluded.updated_at",
         rows,
     )
@@ -247,10 +248,6 @@ class DeliveryTables(Database):
                 recorded.job_ids.append(inserted[0])
                 recorded.superseded.extend(inserted[1])
         return recorded
-
-    async def has_delivery(self, delivery_id: str) -> bool:
-        rows = await self._fetch("SELECT 1 FROM deliveries WHERE id=?", (delivery_id,))
-        return bool(rows)
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         rows = await self._fetch("SELECT * FROM deliveries WHERE id=?", (delivery_id,))

@@ -1,7 +1,8 @@
 """The instructor console: sign in with GitHub, see your courses, run their operations.
 
 Routes: ``GET /login``, ``GET /login/callback``, ``POST /logout``, ``GET /courses``,
-``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, and POSTs for
+``GET /courses/{owner}/{repo}`` (with its ``jobs.json`` for live progress, its
+``gradebook.csv``, and POSTs for
 the operation buttons, the course's own DigitalOcean token and the hub's accounts:
 approve or discard a waiting sign-up, an admin's own hub password, a student's reset).
 
@@ -50,7 +51,9 @@ from bot.web.access import (
     signed_in,
     user_repositories,
 )
+from deploy import assignments, coursework
 from deploy import operations as engine_operations
+from deploy.assignments import AssignmentError, Submission
 from deploy.model import HubAccounts
 from deploy.redact import redact
 
@@ -66,15 +69,20 @@ HUB_ACCOUNTS_TIMEOUT = 5.0
 
 # Offered beside the buttons, with a picker of the sizes in the droplet's region.
 RESIZE = "resize"
+# Offered in the Assignments section, with a picker of the course's assignments.
+ASSIGNMENT_OPERATIONS = ("release", "collect", "return")
+GRADEBOOK_TIMEOUT = 10.0
 
 
 def console_operations() -> dict[str, registry.Operation]:
-    """What the course page offers: every registry entry with a button, and resize."""
+    """What the course page offers: every registry entry with a button, resize, and the
+    assignment commands."""
     registry.operations()  # the entries are registered on first use
     offered = {op.name: op for op in registry.buttons()}
-    resize = registry.command(RESIZE)
-    if resize is not None:
-        offered[RESIZE] = resize
+    for name in (RESIZE, *ASSIGNMENT_OPERATIONS):
+        entry = registry.command(name)
+        if entry is not None:
+            offered[name] = entry
     return offered
 
 
@@ -369,8 +377,79 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
             "notice": request.query.get("notice", "")[:200],
             "hub_accounts": hub,
             "own_account": own_account,
+            "assignments": await assignments_view(services, name, record, facts),
         },
     )
+
+
+async def assignments_view(
+    services: Any, course: str, record: Any, facts: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The Assignments section: the picker's names and, per assignment, who submitted,
+    when, whether late, and the score; or why the gradebook cannot be read now."""
+    known = facts.get("assignments")
+    if not isinstance(known, dict):
+        return None
+    view: dict[str, Any] = {"names": known.get("names") or [], "problem": "", "by_assignment": {}}
+    try:
+        submissions = await read_gradebook(services, course, record, known)
+    except GradebookUnavailable as exc:
+        view["problem"] = str(exc)
+        return view
+    for submission in submissions:
+        view["by_assignment"].setdefault(submission.assignment, []).append(submission)
+    for name in view["names"]:
+        view["by_assignment"].setdefault(name, [])
+    view["due"] = known.get("due") or {}
+    return view
+
+
+class GradebookUnavailable(Exception):
+    """The gradebook cannot be read now; the message says why, for the page."""
+
+
+async def read_gradebook(
+    services: Any, course: str, record: Any, known: dict[str, Any]
+) -> list[Submission]:
+    """The course's gradebook over SSH (one read-only round trip), bounded in time."""
+    if record is None or services.engine is None:
+        raise GradebookUnavailable("No hub yet.")
+    try:
+        async with asyncio.timeout(GRADEBOOK_TIMEOUT):
+            return await coursework.gradebook(
+                services.engine, course, str(known.get("course_id")), known.get("due") or {}
+            )
+    except AssignmentError as exc:
+        raise GradebookUnavailable(redact(str(exc))) from None
+    except TimeoutError:
+        raise GradebookUnavailable(
+            "The hub's server did not answer in time; reload to try again."
+        ) from None
+
+
+@course_route()
+async def gradebook_csv(request: web.Request, user: SignedIn, course: Course) -> web.Response:
+    """The course's gradebook as CSV (writers only, as every course page)."""
+    services = services_of(request)
+    name = course.full_name
+    known = (await services.store.course_facts(name)).get("assignments")
+    if not isinstance(known, dict):
+        return not_found(request)
+    record = await services.store.get_server(name)
+    try:
+        submissions = await read_gradebook(services, name, record, known)
+    except GradebookUnavailable as exc:
+        return message(request, "Gradebook unavailable", str(exc), 503)
+    logger.info("%s downloaded the gradebook of %s", user.login, name)
+    response = web.Response(
+        text=assignments.gradebook_csv(submissions),
+        content_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{known.get("course_id")}-grades.csv"'
+        },
+    )
+    page_headers(response, services.settings.github_url)
+    return response
 
 
 async def hub_accounts_view(services: Any, course: str, record: Any) -> dict[str, Any]:
@@ -519,6 +598,9 @@ async def run_operation(request: web.Request, user: SignedIn, course: Course) ->
     if operation.name == RESIZE:
         size = (await request.post()).get("size")
         words = [size] if isinstance(size, str) else []
+    elif operation.name in ASSIGNMENT_OPERATIONS:
+        chosen = (await request.post()).get("assignment")
+        words = [chosen] if isinstance(chosen, str) else []
     try:
         args = operation.parse(words)
     except registry.CommandError as exc:
@@ -600,6 +682,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/courses", course_list)
     app.router.add_get(r"/courses/{owner}/{repo}", course_page)
     app.router.add_get(r"/courses/{owner}/{repo}/jobs.json", course_jobs)
+    app.router.add_get(r"/courses/{owner}/{repo}/gradebook.csv", gradebook_csv)
     app.router.add_post(r"/courses/{owner}/{repo}/run/{operation}", run_operation)
     app.router.add_post(r"/courses/{owner}/{repo}/token", set_course_token)
     app.router.add_post(r"/courses/{owner}/{repo}/token/delete", remove_course_token)

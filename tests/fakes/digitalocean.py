@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.digitalocean_kubernetes import KubernetesClustersFake
+
 # Validates one request (method, path, query, headers, raw body); returns the problems
 # found, empty when the request conforms. Pluggable so the fake needs no particular checker.
 RequestValidator = Callable[[str, str, Mapping[str, str], Mapping[str, str], bytes], list[str]]
@@ -263,7 +265,7 @@ class _Fault:
     seconds: float = 0.0
 
 
-class DigitalOceanFake:
+class DigitalOceanFake(KubernetesClustersFake):
     """The fake API's state, its HTTP handlers and the helpers tests use to steer it.
 
     A droplet action stays ``in-progress`` for ``action_polls`` reads of it and at least
@@ -325,6 +327,7 @@ class DigitalOceanFake:
         self._action_faults: dict[str, list[str]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._init_clusters()
 
     # ---- steering, for tests ---------------------------------------------------------
 
@@ -547,6 +550,7 @@ class DigitalOceanFake:
             ("GET", "/v2/reserved_ips/{reserved_ip}/actions", self._list_reserved_ip_actions),
             ("POST", "/v2/reserved_ips/{reserved_ip}/actions", self._reserved_ip_action),
             ("GET", "/v2/reserved_ips/{reserved_ip}/actions/{action_id}", self._get_action),
+            *self.cluster_routes(),
         ]
         for method, path, handler in routes:
             # python-digitalocean asks for "droplets/" as often as "droplets".

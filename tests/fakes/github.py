@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import hashlib
 import hmac
 import html
@@ -274,11 +275,17 @@ def _generate_key() -> tuple[str, str]:
     return private, public
 
 
+@functools.cache
+def _checker(description: Path) -> OpenAPIChecker:
+    # Reading the description takes a quarter of a second: once per session, not per fake.
+    return OpenAPIChecker(description)
+
+
 class FakeGitHub:
     """State and handlers of the fake; ``await start()`` serves it on 127.0.0.1."""
 
     def __init__(self, description: Path = SUBSET) -> None:
-        self.checker = OpenAPIChecker(description)
+        self.checker = _checker(description)
         private, public = _generate_key()
         self.app = App(
             id=4242,

@@ -19,7 +19,9 @@ from tests.plugins.github_fake import COURSE_REPO
 
 pytestmark = pytest.mark.sshd
 
-DEPLOY_SEEDS = [11, 12, 13, 14, 15, 16, 17]
+# A deploy on the loopback target runs 10 SSH commands: the kill lands just after the
+# N-th has started, so it is inside the deploy whatever the machine's speed.
+KILL_AFTER_COMMANDS = [1, 2, 3, 5, 7, 8, 9]
 RESIZE_SEEDS = [21, 22, 23]
 # The droplet's SSH is the loopback server's port: server.port applies to droplets too.
 DO_CONFIG = (
@@ -46,16 +48,27 @@ async def service(tmp_path, github_fake, ssh_target, do_fake):
     await process.stop()
 
 
-@pytest.mark.parametrize("seed", DEPLOY_SEEDS)
-async def test_killed_during_a_deploy(service, github_fake, ssh_target, example, seed):
-    kill_after = random.Random(seed).uniform(0.0, 1.6)
+async def commands_started(ssh_target, count: int, timeout: float = 60.0) -> None:
+    """Wait until the loopback server has been asked to run ``count`` commands."""
+    log = ssh_target.sandbox / "log" / "commands.log"
+    for _ in range(int(timeout / 0.01)):
+        if log.exists() and len(log.read_text().splitlines()) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} SSH commands arrived")
+
+
+@pytest.mark.parametrize("commands", KILL_AFTER_COMMANDS)
+async def test_killed_during_a_deploy(service, github_fake, ssh_target, example, commands):
     sha = github_fake.put_commit(COURSE_REPO, ssh_course_files(ssh_target), branch="main")
     await service.start()
 
     assert await service.deliver("push", push_payload(example, sha)) == 202
     await service.job_running()
-    await asyncio.sleep(kill_after)
+    await commands_started(ssh_target, commands)
     service.kill()
+    # The kill landed inside the deploy: its job was still running when the power went.
+    assert [j["state"] for j in service.jobs()] == ["running"]
     await service.start()
     await service.settled(github_fake)
 

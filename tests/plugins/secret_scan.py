@@ -15,6 +15,10 @@ client secret and webhook secret, every installation token it issued, and the fa
 DigitalOcean's token. Anything shaped like a token or a private key
 (``deploy.redact.SECRET_SHAPES``) counts too. At the end of the session every text is scanned,
 and a finding fails the session (exit status 1) with a summary of where it was found.
+
+Under pytest-xdist each worker scans what its own tests gathered and hands its count of
+texts and its findings to the controller (``workeroutput``), which adds them up: the
+summary line and the exit status are the whole session's.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pytest
@@ -295,19 +299,45 @@ def pytest_fixture_post_finalizer(
 
 
 _FINDINGS_KEY = pytest.StashKey[list[Finding]]()
+_TEXTS_KEY = pytest.StashKey[int]()
+_WORKER_OUTPUT = "secret_scan"
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller: add up what a finished worker scanned and found."""
+    scanned = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    if scanned is None:
+        return
+    config = node.config
+    config.stash[_TEXTS_KEY] = config.stash.get(_TEXTS_KEY, 0) + scanned["texts"]
+    found = config.stash.get(_FINDINGS_KEY, [])
+    config.stash[_FINDINGS_KEY] = found + [Finding(**f) for f in scanned["findings"]]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(_HANDLER)
-    findings = SCANNER.findings()
-    session.config.stash[_FINDINGS_KEY] = findings
-    if findings:
+    config = session.config
+    findings = config.stash.get(_FINDINGS_KEY, []) + SCANNER.findings()
+    texts = config.stash.get(_TEXTS_KEY, 0) + len(SCANNER.texts)
+    config.stash[_FINDINGS_KEY] = findings
+    config.stash[_TEXTS_KEY] = texts
+    if _is_worker(config):
+        config.workeroutput[_WORKER_OUTPUT] = {  # type: ignore[attr-defined]
+            "texts": texts,
+            "findings": [asdict(f) for f in findings],
+        }
+    elif findings:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     findings = config.stash.get(_FINDINGS_KEY, [])
-    texts = len(SCANNER.texts)
+    texts = config.stash.get(_TEXTS_KEY, 0)
     if not findings:
         terminalreporter.write_line(
             f"secret scan: {texts} texts the service wrote, no secret found"

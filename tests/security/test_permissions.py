@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.plugins.github_fake import COURSE_REPO
-from tests.test_commands_flow import droplet_classroom, issue_payload
+from tests.support.droplet_classroom import droplet_classroom, issue_payload
 
 pytestmark = pytest.mark.sshd
 

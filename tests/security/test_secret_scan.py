@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -172,8 +173,13 @@ async def test_the_service_comments_and_logs(github_fake):
 """
 
 
-def run_session(tmp_path: Path, leak: str) -> subprocess.CompletedProcess[str]:
+def run_session(tmp_path: Path, leak: str, *, workers: int = 0) -> subprocess.CompletedProcess[str]:
+    """The session test in a pytest of its own; with ``workers``, two copies of it (one
+    clean) shared among that many pytest-xdist workers."""
     (tmp_path / "test_session.py").write_text(textwrap.dedent(SESSION_TEST.format(leak=leak)))
+    if workers:
+        clean = textwrap.dedent(SESSION_TEST.format(leak="none"))
+        (tmp_path / "test_session_clean.py").write_text(clean)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [
@@ -189,7 +195,7 @@ def run_session(tmp_path: Path, leak: str) -> subprocess.CompletedProcess[str]:
             "tests.plugins.github_fake",
             "-o",
             "asyncio_mode=auto",
-            "test_session.py",
+            *(["-n", str(workers), "."] if workers else ["test_session.py"]),
         ],
         cwd=tmp_path,
         env=env,
@@ -225,6 +231,35 @@ def test_a_session_that_leaks_a_secret_fails_naming_it(
     assert any(what in line for line in findings), done.stdout
     assert WEBHOOK_SECRET not in done.stdout, "the report must not print the secret"
     assert "ghs_" not in done.stdout.replace("ghs_…", ""), "nor the token"
+
+
+def scanned_texts(stdout: str) -> int:
+    [count] = re.findall(r"secret scan: (\d+) texts the service wrote", stdout)
+    return int(count)
+
+
+def test_under_xdist_the_summary_adds_up_every_workers_texts(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    alone = run_session(tmp_path / "one", "none")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    shared = run_session(tmp_path / "two", "none", workers=2)
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    assert "2 passed" in shared.stdout and "no secret found" in shared.stdout, shared.stdout
+    # Two workers, one test file each: twice what one test wrote, counted once each.
+    assert scanned_texts(shared.stdout) == 2 * scanned_texts(alone.stdout) > 0, shared.stdout
+
+
+def test_under_xdist_a_leak_on_one_worker_fails_the_session(tmp_path: Path) -> None:
+    done = run_session(tmp_path, "log", workers=2)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "2 passed" in done.stdout, done.stdout
+    assert "secret scan: secrets in what the service wrote" in done.stdout, done.stdout
+    assert any(
+        line.startswith("log bot.session-test: ") and "the tests' webhook secret" in line
+        for line in done.stdout.splitlines()
+    ), done.stdout
+    assert WEBHOOK_SECRET not in done.stdout
 
 
 @pytest.mark.sshd

@@ -1,0 +1,308 @@
+"""A ``provider: kubernetes`` course through the engine: DigitalOcean's fake makes the
+cluster, the fake Kubernetes API runs the helm and accounts Jobs (checked against both
+providers' OpenAPI descriptions)."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from pathlib import Path
+
+import bcrypt
+import pytest
+import yaml
+
+from deploy import chart_values, operations
+from deploy.config import load_course
+from deploy.droplets import DropletDriver
+from deploy.keys import ServiceKey
+from deploy.model import CONFIG_PATH
+from deploy.release import HELM_IMAGE, NAMESPACE
+from deploy.ssh import SSHPool
+from tests.fakes.kubernetes import LOAD_BALANCER_IP
+from tests.support.engine import MemoryRecords, instant, noop
+
+COURSE = "physics/p101"
+REPO_ID = 4242
+DEPT_ID = "6b0e7a8c-1d2e-4f50-9a6b-7c8d9e0f1a2b"
+CONFIG = b"""\
+server:
+  provider: kubernetes
+  region: fra1
+  nodes: {size: s-4vcpu-8gb, min: 1, max: 10}
+hub:
+  admins: [alice, bob]
+  signup: approval
+storage: {size: 10}
+"""
+
+
+def course(text: bytes = CONFIG):
+    return load_course({CONFIG_PATH: text}, "physics", "p101")
+
+
+@pytest.fixture
+async def engine(do_fake, kube_fake, tmp_path: Path):
+    async def course_ids(name: str) -> int | None:
+        return REPO_ID if name == COURSE else None
+
+    engine = operations.Engine(
+        records=MemoryRecords(),
+        ssh=SSHPool(),
+        service_key=ServiceKey(None, "", "", "", tmp_path / "key"),  # type: ignore[arg-type]
+        droplets=DropletDriver(do_fake.token, poll_interval=0.001, timeout=1.0, sleep=instant),
+        course_ids=course_ids,
+        cluster_options={"poll_seconds": 0, "sleep": instant},
+    )
+    yield engine
+    await engine.close()
+
+
+async def deploy(engine, config=None, mode="apply"):
+    return await operations.deploy(engine, COURSE, config or course(), mode=mode, progress=noop)
+
+
+async def test_a_new_course_gets_a_tagged_cluster_the_helm_job_and_the_hub_address(
+    engine, do_fake, kube_fake
+):
+    result = await deploy(engine)
+    assert result.conclusion == "success", result.summary
+    (cluster,) = do_fake.clusters.values()
+    assert {"littlest-classroom", f"lc-course-{REPO_ID}"} <= set(cluster["tags"])
+    (pool,) = cluster["node_pools"]
+    assert (pool["size"], pool["auto_scale"], pool["min_nodes"], pool["max_nodes"]) == (
+        "s-4vcpu-8gb",
+        True,
+        1,
+        10,
+    )
+    jobs = kube_fake.jobs()
+    assert [j["metadata"]["name"] for j in jobs] == [
+        "classroom-helm-1",
+        "classroom-seed-2",
+        "classroom-helm-3",
+    ]
+    helm = jobs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert helm["image"] == HELM_IMAGE and "@sha256:" in helm["image"]
+    assert helm["command"][:3] == ["helm", "upgrade", "--install"]
+    # Every revision's values passed the chart's schema (the fake's helm checks them too).
+    for revision in kube_fake.cluster.revisions:
+        assert chart_values.schema_errors(revision.values) == []
+    # The check run shows the Jobs' logs; the deployment carries the hub's address.
+    assert 'Release "classroom" has been installed. Happy Helming!' in result.summary
+    assert '"created": ["alice", "bob"]' in result.summary
+    assert result.hub_url == f"http://{LOAD_BALANCER_IP}"
+    record = await engine.records.get_server(COURSE)
+    assert (record.provider, record.cluster_id, record.address) == (
+        "kubernetes",
+        cluster["id"],
+        LOAD_BALANCER_IP,
+    )
+
+
+async def test_admins_exist_before_sign_up_opens_from_the_values_and_the_job_order(
+    engine, kube_fake
+):
+    await deploy(engine)
+    first, last = kube_fake.cluster.revisions
+    native = [r.values["hub"]["config"]["NativeAuthenticator"] for r in (first, last)]
+    assert native[0]["enable_signup"] is False
+    assert native[1]["enable_signup"] is True
+    kinds = [j["metadata"]["labels"]["littlest-classroom/job"] for j in kube_fake.jobs()]
+    assert kinds == ["helm", "seed", "helm"]
+    assert kube_fake.rows() == {"alice": True, "bob": True}
+    assert kube_fake.signup_violations == []
+
+
+async def test_a_second_push_that_changes_nothing_creates_no_job(engine, kube_fake):
+    await deploy(engine)
+    before = len(kube_fake.jobs())
+    again = await deploy(engine)
+    assert again.conclusion == "neutral", again.summary
+    assert "no Job" in again.summary
+    assert len(kube_fake.jobs()) == before
+    assert again.hub_url == f"http://{LOAD_BALANCER_IP}"
+
+
+async def test_a_changed_value_is_one_helm_job_without_closing_sign_up(engine, kube_fake):
+    await deploy(engine)
+    changed = CONFIG.replace(b"signup: approval", b"signup: approval\n  idle_timeout: 1800")
+    result = await deploy(engine, course(changed))
+    assert result.conclusion == "success", result.summary
+    assert [j["metadata"]["name"] for j in kube_fake.jobs()][3:] == ["classroom-helm-4"]
+    assert kube_fake.cluster.revisions[-1].values["cull"]["timeout"] == 1800
+
+
+async def test_a_new_admin_closes_sign_up_while_its_account_is_made(engine, kube_fake):
+    await deploy(engine)
+    more = CONFIG.replace(b"[alice, bob]", b"[alice, bob, carol]")
+    result = await deploy(engine, course(more))
+    assert result.conclusion == "success", result.summary
+    kinds = [j["metadata"]["labels"]["littlest-classroom/job"] for j in kube_fake.jobs()][3:]
+    assert kinds == ["helm", "seed", "helm"]
+    closing = kube_fake.cluster.revisions[2].values["hub"]["config"]["NativeAuthenticator"]
+    assert closing["enable_signup"] is False
+    assert kube_fake.signup_violations == []
+
+
+async def test_an_admin_name_a_student_took_stops_the_deploy_and_is_not_made_admin(
+    engine, kube_fake
+):
+    await deploy(engine)
+    kube_fake.sign_up("carol")
+    more = CONFIG.replace(b"[alice, bob]", b"[alice, bob, carol]")
+    result = await deploy(engine, course(more))
+    assert result.conclusion == "failure"
+    assert "carol signed up on the hub before the account could be made" in result.summary
+    assert kube_fake.rows()["carol"] is False
+
+
+async def test_values_the_schema_refuses_fail_the_plan_before_anything_is_applied(
+    engine, do_fake, kube_fake, monkeypatch
+):
+    made = chart_values.chart_values
+
+    def with_a_wrong_key(config, *, signup_open):
+        values = made(config, signup_open=signup_open)
+        values["singleuser"]["storage"]["capacityy"] = "10Gi"
+        return values
+
+    monkeypatch.setattr("deploy.kubernetes_course.chart_values", with_a_wrong_key)
+    for mode in ("plan", "apply"):
+        result = await deploy(engine, mode=mode)
+        assert result.conclusion == "failure"
+        assert "Additional properties are not allowed ('capacityy' was unexpected)" in (
+            result.summary
+        )
+    assert do_fake.clusters == {} and kube_fake.requests == []
+
+
+async def test_a_pull_requests_plan_touches_no_cloud(engine, do_fake, kube_fake):
+    result = await deploy(engine, mode="plan")
+    assert result.conclusion == "success"
+    assert "create the course's Kubernetes cluster" in result.summary
+    assert "install the hub with sign-up closed" in result.summary
+    assert do_fake.requests == [] and kube_fake.requests == []
+
+
+async def test_a_failed_helm_job_fails_the_deploy_with_its_log_and_is_retried(engine, kube_fake):
+    kube_fake.fail_helm.append("Error: UPGRADE FAILED: timed out waiting for the condition\n")
+    failed = await deploy(engine)
+    assert failed.conclusion == "failure"
+    assert "UPGRADE FAILED: timed out waiting for the condition" in failed.summary
+    again = await deploy(engine)
+    assert again.conclusion == "success", again.summary
+
+
+async def test_resize_replaces_the_node_pool_and_nodes_sets_the_autoscaling_range(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (cluster,) = do_fake.clusters.values()
+    resized = await operations.resize(engine, COURSE, course(), "s-8vcpu-16gb", progress=noop)
+    assert resized.conclusion == "success", resized.summary
+    (pool,) = do_fake.node_pools(cluster["id"])
+    assert pool["size"] == "s-8vcpu-16gb"
+    assert [p["size"] for p in do_fake.deleted_node_pools] == ["s-4vcpu-8gb"]
+    ranged = await operations.resize(engine, COURSE, course(), "", nodes=(2, 20), progress=noop)
+    assert ranged.conclusion == "success", ranged.summary
+    (pool,) = do_fake.node_pools(cluster["id"])
+    assert (pool["min_nodes"], pool["max_nodes"], pool["auto_scale"]) == (2, 20, True)
+    assert not any(
+        r.method == "DELETE" and "/clusters/" in r.path and "node_pools" not in r.path
+        for r in do_fake.requests
+    )
+
+
+async def test_a_cluster_of_that_name_without_the_courses_tag_is_never_adopted(
+    engine, do_fake, kube_fake
+):
+    do_fake.clusters["other"] = {
+        "id": "other",
+        "name": "physics-p101",
+        "region": "fra1",
+        "tags": ["k8s"],
+        "node_pools": [],
+    }
+    result = await deploy(engine)
+    assert result.conclusion == "failure"
+    assert "without the tag lc-course-4242" in result.summary
+    assert kube_fake.requests == []
+
+
+async def test_status_reports_the_cluster_and_pool(engine, do_fake, kube_fake):
+    await deploy(engine)
+    result = await operations.status(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "success", result.summary
+    assert "node pool students-s-4vcpu-8gb: s-4vcpu-8gb" in result.summary
+    assert LOAD_BALANCER_IP in result.summary
+
+
+async def test_what_is_not_built_yet_is_refused_clearly(engine, kube_fake):
+    await deploy(engine)
+    restarted = await operations.restart(engine, COURSE, course(), progress=noop)
+    assert restarted.conclusion == "neutral" and "not built yet" in restarted.summary
+    with pytest.raises(operations.OperationError, match="hub's admin page"):
+        await operations.hub_accounts(engine, COURSE)
+
+
+async def test_approve_reaches_the_hubs_database_through_a_job(engine, kube_fake):
+    await deploy(engine)
+    kube_fake.sign_up("carol")
+    result = await operations.approve_students(
+        engine, COURSE, ["carol", "alice", "zed"], progress=noop
+    )
+    assert result.conclusion == "success", result.summary
+    assert result.details == {"approved": ["carol"], "already": ["alice"], "unknown": ["zed"]}
+    assert kube_fake.rows()["carol"] is True
+    job = kube_fake.jobs()[-1]
+    assert job["metadata"]["labels"]["littlest-classroom/job"] == "accounts"
+    # The request Secret is emptied once the Job has run.
+    secret = kube_fake.cluster.objects[("secrets", NAMESPACE, "classroom-accounts-request")]
+    assert base64.b64decode(secret["data"]["request.json"]) == b"{}"
+
+
+async def test_an_admin_sets_the_hub_password_on_the_console_through_a_job(engine, kube_fake):
+    await deploy(engine)
+    await operations.set_hub_password(
+        engine, COURSE, "alice", "correct horse battery", "correct horse battery"
+    )
+    with sqlite3.connect(kube_fake.database) as db:
+        (stored,) = db.execute("SELECT password FROM users_info WHERE username='alice'").fetchone()
+    assert bcrypt.checkpw(b"correct horse battery", stored)
+    with pytest.raises(operations.OperationError, match="no account 'nobody'"):
+        await operations.set_hub_password(
+            engine, COURSE, "nobody", "correct horse battery", "correct horse battery"
+        )
+
+
+def test_the_values_configmap_is_what_the_helm_job_reads():
+    from deploy import release
+
+    values = chart_values.chart_values(course(), signup_open=True)
+    configmap = release.values_configmap(values, release.ReleaseState())
+    assert yaml.safe_load(configmap["data"]["values.yaml"]) == values
+    job = release.helm_job("classroom-helm-1", values)
+    assert job["metadata"]["namespace"] == NAMESPACE
+    volume = job["spec"]["template"]["spec"]["volumes"][0]
+    assert volume == {"name": "values", "configMap": {"name": release.VALUES_CONFIGMAP}}
+
+
+async def test_an_existing_cluster_named_in_the_config_is_used_when_tagged_for_the_course(
+    engine, do_fake, kube_fake
+):
+    config = course(CONFIG.replace(b"  region: fra1\n", b"  region: fra1\n  cluster: dept\n"))
+    missing = await deploy(engine, config)
+    assert missing.conclusion == "failure" and "no cluster named dept" in missing.summary
+    do_fake.clusters[DEPT_ID] = {
+        "id": DEPT_ID,
+        "name": "dept",
+        "region": "fra1",
+        "tags": ["k8s", f"lc-course-{REPO_ID}"],
+        "node_pools": [],
+    }
+    do_fake._cluster_reads[DEPT_ID] = 1
+    result = await deploy(engine, config)
+    assert result.conclusion == "success", result.summary
+    assert list(do_fake.clusters) == [DEPT_ID]
+    assert (await engine.records.get_server(COURSE)).cluster_id == DEPT_ID

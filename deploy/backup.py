@@ -16,9 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 from deploy import tljh
 from deploy.droplets import DropletError
-from deploy.homevolume import STEP_TIMEOUT, device_path, prepare_script, unmount_script
+from deploy.homevolume import (
+    STEP_TIMEOUT,
+    start_script,
+    unmount_script,
+    wait_for_device_lines,
+)
 from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
 from deploy.operations import (
+    UNREACHABLE,
     Engine,
     OperationError,
     droplet_driver,
@@ -29,7 +35,7 @@ from deploy.operations import (
     server_target,
 )
 from deploy.render import escape
-from deploy.ssh import SSHError
+from deploy.ssh import SSHError, Target
 from deploy.validate import Invalid, check_hub_username
 from deploy.volumes import (
     SnapshotInfo,
@@ -43,6 +49,9 @@ from deploy.volumes import (
 RESTORE_MOUNT_PREFIX = "/mnt/classroom-restore-"
 # TLJH makes a Linux user jupyter-NAME for each hub user NAME, with that home.
 HOME_PREFIX = "/home/jupyter-"
+# The first UID of people's accounts on Ubuntu (UID_MIN): a home owned by less is not a
+# student's, and nothing is written in it.
+FIRST_STUDENT_ID = 1000
 
 
 def backup_offset(course: str, every_seconds: int) -> int:
@@ -160,42 +169,78 @@ async def list_snapshots(
     return operation_result("success", f"{len(found)} snapshot(s)", snapshot_table(found))
 
 
-def copy_home_script(volume_name: str, student: str, stamp: str) -> str:
-    """Mount the restore volume read-only; copy one home into a new ``restored-`` folder.
+def restore_mount(stamp: str) -> str:
+    """Where the temporary volume made from the snapshot taken at ``stamp`` is mounted."""
+    return f"{RESTORE_MOUNT_PREFIX}{stamp}"
 
-    The copy goes to ``restored-<stamp>.partial`` and is renamed when complete, so a cut
-    copy is never taken for a whole one; a folder that already exists under that name is
-    the restore already done, and nothing is copied again.
+
+def copy_home_script(volume_name: str, student: str, stamp: str) -> str:
+    """Copy one home from the restore volume into a new ``restored-<stamp>`` folder, as the
+    student.
+
+    Root only reads: it checks the home (a real folder of a person's account, not a link),
+    gives the clone a filesystem UUID of its own (so nothing can mistake it for the live
+    volume) and mounts it read-only. Everything written in the home is written by the
+    student's own UID (``setpriv``, a clean environment): a fresh folder from ``mktemp -d``
+    (which never follows or reuses what is there), ``cp -a`` into it, and a rename to
+    ``restored-<stamp>`` once complete, so a link a student plants can only lead to
+    places the student may write anyway. A ``restored-<stamp>`` folder already there is
+    the restore already done; nothing is removed, ever.
     """
     check_hub_username(student)
     home = f"{HOME_PREFIX}{student}"
-    source_mount = f"{RESTORE_MOUNT_PREFIX}{stamp}"
     final = f"{home}/restored-{stamp}"
-    partial = f"{final}.partial"
-    dev, mnt = shlex.quote(device_path(volume_name)), shlex.quote(source_mount)
-    q_home, q_final, q_partial = shlex.quote(home), shlex.quote(final), shlex.quote(partial)
-    q_source = shlex.quote(f"{source_mount}/home/jupyter-{student}")
+    q_home, q_final = shlex.quote(home), shlex.quote(final)
+    q_partial = shlex.quote(f"{final}.partial-XXXXXX")
+    mnt = shlex.quote(restore_mount(stamp))
+    q_source = shlex.quote(f"{restore_mount(stamp)}/home/jupyter-{student}")
     return tljh.script(
-        f"if [ -e {q_final} ]; then echo {shlex.quote(f'{final} is already there')}; exit 0; fi",
-        f"if [ ! -d {q_home} ]; then echo {shlex.quote(f'no home folder {home}')} >&2; exit 1; fi",
-        f"dev={dev}",
-        "waited=0",
-        'while [ ! -e "$dev" ]; do',
-        '  if [ "$waited" -ge 120 ]; then echo "$dev did not appear" >&2; exit 1; fi',
-        "  sleep 1; waited=$((waited + 1))",
-        "done",
-        f"mkdir -p {mnt}",
-        f'if [ ! -d {q_source} ]; then mount -o ro,noload "$dev" {mnt}; fi',
-        f"if [ ! -d {q_source} ]; then",
-        f"  echo {shlex.quote(f'the snapshot has no home folder for {student}')} >&2",
-        f"  umount {mnt}; exit 1",
+        "cd /",
+        f"if [ -L {q_final} ]; then",
+        f"  echo {shlex.quote(f'{final} is a symbolic link; nothing was restored')} >&2",
+        "  exit 1",
         "fi",
-        f"rm -rf {q_partial}",
-        f"cp -a {q_source} {q_partial}",
-        f"mv {q_partial} {q_final}",
-        f"umount {mnt}",
-        f"rmdir {mnt}",
+        f"if [ -d {q_final} ]; then echo {shlex.quote(f'{final} is already there')}; exit 0; fi",
+        f"if [ -L {q_home} ] || [ ! -d {q_home} ]; then",
+        f"  echo {shlex.quote(f'no home folder {home}')} >&2",
+        "  exit 1",
+        "fi",
+        f"uid=$(stat -c %u {q_home}); gid=$(stat -c %g {q_home})",
+        f'if [ "$uid" -lt {FIRST_STUDENT_ID} ]; then',
+        f"  echo {shlex.quote(f'{home} does not belong to a person' + chr(39) + 's account')} >&2",
+        "  exit 1",
+        "fi",
+        *wait_for_device_lines(volume_name),
+        f"mkdir -p {mnt}",
+        f"if ! mountpoint -q {mnt}; then",
+        # A copy of a live filesystem: replay its journal, then give it its own UUID.
+        '  checked=0; e2fsck -fy "$dev" > /dev/null || checked=$?',
+        '  if [ "$checked" -ge 4 ]; then',
+        '    echo "e2fsck could not check the restore volume (exit $checked)" >&2; exit 1',
+        "  fi",
+        '  tune2fs -U random "$dev"',
+        f'  mount -o ro,noload "$dev" {mnt}',
+        "fi",
+        f"if [ -L {q_source} ] || [ ! -d {q_source} ]; then",
+        f"  echo {shlex.quote(f'the snapshot has no home folder for {student}')} >&2",
+        "  exit 1",
+        "fi",
+        "as_student() {",
+        '  setpriv --reuid="$uid" --regid="$gid" --clear-groups --reset-env -- "$@"',
+        "}",
+        f"partial=$(as_student mktemp -d {q_partial})",
+        f'as_student cp -a -- {q_source}/. "$partial"/',
+        f'as_student mv -T -- "$partial" {q_final}',
         f"echo {shlex.quote(f'restored into {final}')}",
+    )
+
+
+def release_script(stamp: str) -> str:
+    """Unmount the restore volume (lazily if still busy) before it is detached."""
+    mnt = shlex.quote(restore_mount(stamp))
+    return tljh.script(
+        f"if mountpoint -q {mnt}; then umount {mnt} || umount -l {mnt}; fi",
+        f"rmdir {mnt} 2>/dev/null || true",
     )
 
 
@@ -208,11 +253,16 @@ async def restore_student(
     *,
     progress: Progress,
 ) -> OperationResult:
-    """One student's home from ``snapshot`` into ``/home/jupyter-NAME/restored-<time>/``."""
+    """One student's home from ``snapshot`` into ``/home/jupyter-NAME/restored-<time>/``.
+
+    The temporary volume is unmounted, detached and deleted whatever happens.
+    """
     try:
         student = check_hub_username(student)
     except Invalid as exc:
         return operation_result("failure", "Nothing restored", str(exc))
+    temporary: VolumeInfo | None = None
+    cleanup = ""
     try:
         volumes, record, _, owner = await _course_volume(engine, course, config)
         chosen = [
@@ -225,29 +275,36 @@ async def restore_student(
         assert record.droplet_id is not None
         region = record.region or config.server.region
         stamp = snapshot_time(chosen[0])
-        temporary = await volumes.create_restore_volume(
-            chosen[0], config.server.name, owner, region, progress
-        )
-        temporary = await volumes.attach(temporary, owner, record.droplet_id, progress)
-        step = Step(
-            "restore-student",
-            f"copy {student}'s home from {snapshot} into restored-{stamp}",
-            copy_home_script(temporary.name, student, stamp),
-            timeout=STEP_TIMEOUT,
-        )
         target = await server_target(engine, course, config, record)
-        result = await engine.ssh.run_step(target, step, progress)
-        if not result.ok:
-            raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
-        await volumes.delete_restore_volume(
-            temporary, config.server.name, owner, record.droplet_id, progress
-        )
+        try:
+            temporary = await volumes.create_restore_volume(
+                chosen[0], config.server.name, owner, region, progress
+            )
+            temporary = await volumes.attach(temporary, owner, record.droplet_id, progress)
+            step = Step(
+                "restore-student",
+                f"copy {student}'s home from {snapshot} into restored-{stamp}, as {student}",
+                copy_home_script(temporary.name, student, stamp),
+                timeout=STEP_TIMEOUT,
+            )
+            result = await engine.ssh.run_step(target, step, progress)
+            if not result.ok:
+                raise OperationError(f"the copy did not finish:\n```\n{result.output_tail}\n```")
+        finally:
+            if temporary is not None:
+                cleanup = await _remove_restore_volume(
+                    engine, volumes, target, temporary, config, record.droplet_id, stamp, progress
+                )
+        if cleanup:
+            raise OperationError(cleanup)
     except (OperationError, DropletError, SSHError) as exc:
+        left = f"\n\n{cleanup}" if cleanup and cleanup not in str(exc) else ""
         return operation_result(
             "failure",
             "Restore did not finish",
-            f"{exc}\n\nNothing under /home was changed except a `restored-…` folder; "
-            "run the same command again to finish it.",
+            f"{exc}{left}\n\nNothing under /home was changed except a `restored-…` folder "
+            "(an unfinished one is named `restored-….partial-…`); run the same command again "
+            "to finish it.",
         )
     folder = f"{HOME_PREFIX}{student}/restored-{stamp}"
     return operation_result(
@@ -260,6 +317,36 @@ async def restore_student(
     )
 
 
+async def _remove_restore_volume(
+    engine: Engine,
+    volumes: VolumeDriver,
+    target: Target,
+    temporary: VolumeInfo,
+    config: CourseConfig,
+    droplet_id: int,
+    stamp: str,
+    progress: Progress,
+) -> str:
+    """Unmount, detach and delete the temporary volume; "" when gone, else what is left."""
+    try:
+        await engine.ssh.run_script(target, release_script(stamp))
+    except (SSHError, *UNREACHABLE) as exc:
+        await progress(f"could not unmount the restore volume ({type(exc).__name__})")
+    try:
+        current = await volumes.get_volume(temporary.id)
+        await volumes.delete_restore_volume(
+            current, config.server.name, owner_tag(config), droplet_id, progress
+        )
+    except DropletError as exc:
+        if "not found" in str(exc):
+            return ""
+        return (
+            f"The temporary volume `{escape(temporary.name)}` was not removed ({exc}); it is "
+            "removed by the next `/restore`, or delete it in DigitalOcean's control panel."
+        )
+    return ""
+
+
 async def restore_all(
     engine: Engine,
     course: str,
@@ -270,7 +357,11 @@ async def restore_all(
     progress: Progress,
 ) -> OperationResult:
     """Every home back as it was in ``snapshot``: the hub stops, a volume made from the
-    snapshot takes the current one's place (which is kept, detached), the hub starts."""
+    snapshot takes the current one's place (which is kept, detached), the hub starts.
+
+    If any part fails once the hub is stopped, the previous volume is put back, mounted,
+    and the hub started on it, with the accounts it had (safety invariant 14).
+    """
     if not confirm:
         return operation_result(
             "failure",
@@ -293,25 +384,35 @@ async def restore_all(
         region = record.region or config.server.region
         target = await server_target(engine, course, config, record)
         wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
-        if current.name != wanted:
-            stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())
-            stopped = await engine.ssh.run_step(target, stop, progress)
-            if not stopped.ok:
-                raise OperationError(f"could not stop the hub:\n```\n{stopped.output_tail}\n```")
-            swapped = await volumes.create_swap_volume(
-                chosen[0], config.server.name, owner, region, current.size_gib, progress
-            )
-            await volumes.detach(current, record.droplet_id, progress)
-            await volumes.attach(swapped, owner, record.droplet_id, progress)
-        start = Step(
-            "hub-start",
-            f"mount {wanted}, put /home and the hub's state on it, start the hub",
-            prepare_script(wanted) + "systemctl start jupyterhub\n",
-            timeout=STEP_TIMEOUT,
-        )
-        started = await engine.ssh.run_step(target, start, progress)
-        if not started.ok:
-            raise OperationError(f"the hub did not start:\n```\n{started.output_tail}\n```")
+        if current.name == wanted:  # swapped in by an earlier try: the hub starts on it
+            await _start_hub_on(engine, target, wanted, progress)
+        else:
+            try:
+                stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())
+                stopped = await engine.ssh.run_step(target, stop, progress)
+                if not stopped.ok:
+                    raise OperationError(
+                        f"could not stop the hub:\n```\n{stopped.output_tail}\n```"
+                    )
+                swapped = await volumes.create_swap_volume(
+                    chosen[0], config.server.name, owner, region, current.size_gib, progress
+                )
+                await volumes.detach(current, record.droplet_id, progress)
+                await volumes.attach(swapped, owner, record.droplet_id, progress)
+                await _start_hub_on(engine, target, wanted, progress)
+            except (OperationError, DropletError, SSHError, *UNREACHABLE) as exc:
+                back = await _put_back(
+                    engine,
+                    volumes,
+                    target,
+                    current,
+                    wanted,
+                    owner,
+                    record.droplet_id,
+                    region,
+                    progress,
+                )
+                raise OperationError(f"{_say_failure(exc)}\n\n{back}") from exc
     except (OperationError, DropletError, SSHError) as exc:
         return operation_result(
             "failure",
@@ -330,4 +431,65 @@ async def restore_all(
         f"the hub's accounts, and the hub is running.{kept}",
         url=hub_url(config, record),
         volume=wanted,
+    )
+
+
+def _say_failure(exc: BaseException) -> str:
+    return (
+        str(exc)
+        if isinstance(exc, (OperationError, DropletError, SSHError))
+        else (f"the server did not answer over SSH ({type(exc).__name__})")
+    )
+
+
+async def _start_hub_on(
+    engine: Engine, target: Target, volume_name: str, progress: Progress
+) -> None:
+    """Mount ``volume_name`` (never formatted), bind /home and the state, start the hub."""
+    start = Step(
+        "hub-start",
+        f"mount {volume_name}, put /home and the hub's state on it, start the hub",
+        start_script(volume_name),
+        timeout=STEP_TIMEOUT,
+    )
+    started = await engine.ssh.run_step(target, start, progress)
+    if not started.ok:
+        raise OperationError(f"the hub did not start:\n```\n{started.output_tail}\n```")
+
+
+async def _put_back(
+    engine: Engine,
+    volumes: VolumeDriver,
+    target: Target,
+    previous: VolumeInfo,
+    swapped_name: str,
+    owner: str,
+    droplet_id: int,
+    region: str,
+    progress: Progress,
+) -> str:
+    """The previous volume attached, mounted and the hub started on it again; says how it
+    went. The volume made from the snapshot is detached and kept (it is found again by
+    its name when the command is run again)."""
+    await progress(f"putting the previous volume {previous.name} back")
+    try:
+        stop = Step("hub-stop", "stop the hub, unmount the volume", unmount_script())
+        stopped = await engine.ssh.run_step(target, stop, progress)
+        if not stopped.ok:
+            raise OperationError(f"could not unmount:\n```\n{stopped.output_tail}\n```")
+        swapped = await volumes.find_volume(swapped_name, region, owner)
+        if swapped is not None:
+            await volumes.detach(swapped, droplet_id, progress)
+        await volumes.attach(await volumes.get_volume(previous.id), owner, droplet_id, progress)
+        await _start_hub_on(engine, target, previous.name, progress)
+    except (OperationError, DropletError, SSHError, *UNREACHABLE) as exc:
+        return (
+            f"Putting the previous volume `{escape(previous.name)}` back failed too: "
+            f"{_say_failure(exc)}\nThe hub stays stopped (it never starts without the "
+            "volume that holds its accounts); run the same command again, or `/restart` "
+            "once the volume is back."
+        )
+    return (
+        f"The previous volume, `{escape(previous.name)}`, is attached and mounted again, and "
+        "the hub runs on it with the accounts and homes it had."
     )

@@ -234,6 +234,7 @@ class Observed:
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
     home_volume: str = ""  # name of the course volume mounted on the server, if any
     home_on_volume: bool = False  # /home is that volume's home folder
+    home_volume_outdated: bool = False  # set up the old way: fstab by UUID, no hub drop-in
     nbgrader_config: str = ""  # the user environment's nbgrader_config.py as found
     shared_laid_out: bool = False  # /srv/shared exists (the shared folders' layout)
     shared_commit: str = ""  # the commit the shared folders' clone has checked out

@@ -4,11 +4,12 @@ A course whose hub was installed before it had ``storage`` keeps ``/home`` on th
 droplet's disk until a writer asks. Then: a droplet snapshot first; the volume found or
 made and attached; the hub stopped; ``/home`` and the hub's state copied onto the volume
 (``cp -a``: owners, modes, ACLs and extended attributes, hard links, times); the copy
-checked against the original (every entry's type, mode, owner, group, link count, size
-and time, and a SHA-256 of every file); only then the volume's folders mounted over
-``/home`` and ``/opt/tljh/state``, and the hub started. The original stays untouched on
-the droplet's disk, under the mount. A check that fails leaves ``/home`` as it was and
-starts the hub again. Every part can run again: after a cut, the same command finishes.
+checked against the original (every entry's type, mode, owner, group and time, each
+file's link count and size, and a SHA-256 of every file; never a directory's size); only
+then the volume's folders mounted over ``/home`` and ``/opt/tljh/state``, and the hub
+started. The original stays untouched on the droplet's disk, under the mount. A check
+that fails leaves ``/home`` as it was and starts the hub again. Every part can run
+again: after a cut, the same command finishes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from deploy.homevolume import (
     MOUNT_POINT,
     STEP_TIMEOUT,
     bind_lines,
+    hub_lines,
     is_course_volume,
     volume_lines,
 )
@@ -43,12 +45,18 @@ from deploy.ssh import SSHError
 
 SNAPSHOT_SUFFIX = "-before-move-home-"
 
-# Prints one line per entry (type, mode, owner, group, links, size, mtime, path, link
-# target) and a SHA-256 line per file, sorted, so two trees compare with one cmp.
+# What a copy must keep, one line per entry, sorted, so two trees compare with one cmp:
+# for a directory its type, mode, owner, group and mtime; for anything else also its link
+# count, its size in bytes and a symlink's target; and a SHA-256 line per file. Never a
+# directory's size or link count: on ext4 a directory that once held many entries keeps
+# its size, while its copy is compact (20,480 bytes against 4,096 for a folder that once
+# held 400 files), and neither is something a student's work depends on.
 MANIFEST_FUNCTION = (
     "manifest() (\n"
     '  cd "$1"\n'
-    "  find . -xdev -printf '%y %m %U %G %n %s %T@ %p %l\\n' | LC_ALL=C sort\n"
+    "  { find . -xdev -type d -printf '%y %m %U %G - - %T@ %p\\n'\n"
+    "    find . -xdev ! -type d -printf '%y %m %U %G %n %s %T@ %p %l\\n'\n"
+    "  } | LC_ALL=C sort\n"
     "  find . -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum\n"
     ")"
 )
@@ -64,11 +72,14 @@ def reclaim_hint() -> str:
     )
 
 
-def move_script(volume_name: str) -> str:
-    """The server's part of ``/move-home``; exits 0 at once when /home is on the volume."""
+def move_script(volume_name: str, *, new_volume: bool = False) -> str:
+    """The server's part of ``/move-home``; exits 0 at once when /home is on the volume.
+
+    ``new_volume``: this operation created the volume, so it may be formatted if blank.
+    """
     mnt = shlex.quote(MOUNT_POINT)
     lines = [
-        *volume_lines(volume_name),
+        *volume_lines(volume_name, new_volume=new_volume),
         MANIFEST_FUNCTION,
         f'if [ "$(stat -c %d:%i /home)" = "$(stat -c %d:%i {mnt}/home 2>/dev/null)" ]; then',
         "  echo '/home is already on the volume'",
@@ -91,7 +102,7 @@ def move_script(volume_name: str) -> str:
             '  if ! cmp -s "$workdir/source" "$workdir/copy"; then',
             f"    echo 'the volume already holds a different {folder} folder; nothing was "
             "moved and the hub runs again' >&2",
-            "    systemctl start jupyterhub",
+            *(f"    {line}" for line in hub_lines("start")),
             "    exit 1",
             "  fi",
             "else",
@@ -105,7 +116,7 @@ def move_script(volume_name: str) -> str:
             "again' >&2",
             '    diff "$workdir/source" "$workdir/copy" | head -5 >&2 || true',
             f"    rm -rf {moving}",
-            "    systemctl start jupyterhub",
+            *(f"    {line}" for line in hub_lines("start")),
             "    exit 1",
             "  fi",
             f"  rmdir {copy} 2>/dev/null || true",
@@ -116,7 +127,7 @@ def move_script(volume_name: str) -> str:
         'echo "checked: $(grep -c \'^[^ ]* [0-9]\' "$workdir/source") entries, identical"',
         'rm -rf "$workdir"',
         *bind_lines(over_existing=True),
-        "systemctl start jupyterhub",
+        *hub_lines("start"),
     ]
     return tljh.script(*lines)
 
@@ -158,7 +169,7 @@ async def move_home(
         step = Step(
             "move-home",
             f"copy /home and the hub's state onto {volume.name}, check, then mount it",
-            move_script(volume.name),
+            move_script(volume.name, new_volume=volume.created),
             timeout=STEP_TIMEOUT * 6,
         )
         result = await engine.ssh.run_step(target, step, progress)

@@ -203,6 +203,8 @@ def parse_observation(stdout: str) -> Observed:
         state=_state(sections.get("state", "")),
         home_volume=home_volume,
         home_on_volume=home_on_volume,
+        home_volume_outdated=home_on_volume
+        and homevolume.setup_outdated(sections.get("home-volume", "")),
         accounts=accounts.parse_accounts(sections.get("hub-accounts", "")),
         api_service=sections.get("api-service", ""),
         nbgrader_config=sections.get("nbgrader", ""),

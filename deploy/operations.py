@@ -650,6 +650,14 @@ async def _deploy(
                     url=hub_url(config, record),
                 )
             continue
+        if step.name == "volume":
+            volume = await course_home_volume(engine, course, config, progress)
+            if volume.created:
+                # Only a volume this deploy created may be formatted (if it reads blank).
+                steps = [homevolume.for_new_volume(s, volume.name) for s in steps]
+            record = await engine.records.get_server(course) or record
+            results.append(StepResult(step, True, time.monotonic() - started))
+            continue
         if step.name == "shared-fetch":
             assert record is not None
             result = await _fetch_shared(engine, course, config, record, step, source, progress)
@@ -667,8 +675,6 @@ async def _deploy(
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
                 record = outcome  # type: ignore[assignment]
-            if step.name == "volume":
-                record = await engine.records.get_server(course) or record
             ok = True
             if step.name == "wait-ssh":
                 assert record is not None
@@ -830,8 +836,6 @@ async def _engine_step(
 ) -> ServerRecord | None:
     if step.name == "provision":
         return await provision(engine, course, config, progress)
-    if step.name == "volume":
-        await course_home_volume(engine, course, config, progress)
     if step.name == "volume-snapshot":
         await _snapshot_home_volume(engine, course, config, progress)
     if step.name == "dns":
@@ -871,7 +875,8 @@ async def course_home_volume(
         progress,
         droplet_id=record.droplet_id,
     )
-    volume = await volumes.attach(volume, owner, record.droplet_id, progress)
+    attached = await volumes.attach(volume, owner, record.droplet_id, progress)
+    volume = replace(attached, created=volume.created)
     region = record.region or config.server.region
     if record.reserved_ip:
         await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
@@ -974,7 +979,7 @@ async def restart(
         step = Step(
             "restart",
             "restart the hub",
-            tljh.script("systemctl restart jupyterhub", *tljh.wait_for_hub()),
+            tljh.script(*homevolume.hub_lines("restart"), *tljh.wait_for_hub()),
             timeout=300.0,
         )
         target = await server_target(engine, course, config, record)

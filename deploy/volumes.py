@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +58,9 @@ class VolumeInfo:
     size_gib: int
     droplet_ids: tuple[int, ...]
     tags: tuple[str, ...]
+    # This operation asked DigitalOcean to create it: the only volume ever formatted. Not
+    # part of what the volume is, so a volume equals itself found again.
+    created: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -342,8 +345,8 @@ class VolumeDriver:
             found = await self.find_volume(name, region, owner)
             if found is None:
                 raise
-            return found
-        return _volume_info(created["volume"])
+            return replace(found, created=True)
+        return replace(_volume_info(created["volume"]), created=True)
 
     async def get_volume(self, volume_id: str) -> VolumeInfo:
         return _volume_info((await self._get("read the volume", f"volumes/{volume_id}"))["volume"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from deploy.volumes import snapshot_name
 from tests.support.engine import TAGS, noop
 from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
+ALICE_UID = 1001
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 
@@ -195,6 +197,8 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=N
     alice = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
     alice.mkdir(parents=True)
     (alice / "hw1.ipynb").write_bytes(b"before")
+    for path in (alice, alice / "hw1.ipynb"):
+        os.chown(path, ALICE_UID, ALICE_UID)  # TLJH's user for alice owns her home
     if before_snapshot is not None:
         await before_snapshot()
     await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)

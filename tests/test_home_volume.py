@@ -60,12 +60,17 @@ def test_raising_the_size_grows_volume_then_filesystem_and_nothing_else() -> Non
     assert "mkfs.ext4" not in planner.plan(course(), seen).steps[1].script
 
 
-def test_prepare_formats_only_when_blkid_finds_no_filesystem() -> None:
-    script = homevolume.prepare_script(VOLUME)
-    guard = script.index('if [ "$probe" -eq 2 ] && [ -z "$fstype" ]; then')
-    assert script.count("mkfs.ext4") == 1
-    assert guard < script.index("mkfs.ext4") < script.index("elif")
-    assert "nofail" in script and "UUID=%s" in script
+def test_only_a_volume_this_operation_created_can_be_formatted() -> None:
+    found = homevolume.prepare_script(VOLUME)
+    assert "mkfs.ext4" not in found and "did not create it" in found
+    made = homevolume.prepare_script(VOLUME, new_volume=True)
+    assert made.count("mkfs.ext4") == 1
+    blank = made.index(f"cmp -s -n {homevolume.BLANK_CHECK_BYTES}")
+    assert made.index('elif [ "$probe" -eq 2 ]; then') < blank < made.index("mkfs.ext4")
+    assert "-F" not in made.split("mkfs.ext4", 1)[1].split("\n", 1)[0]
+    for script in (found, made):
+        assert "nofail" in script and "UUID=" not in script
+        assert f"{homevolume.device_path(VOLUME)} /mnt/classroom-home auto" in script
 
 
 def test_observation_reads_the_marker_and_the_home_check() -> None:
@@ -96,8 +101,14 @@ async def test_new_course_volume_formatted_once_and_mounted_before_tljh(
     assert called.count("mkfs.ext4") == 1
     assert called.index("mkfs.ext4") < called.index("mount") < called.index("bootstrap")
     fstab = (ssh_target.sandbox / "etc" / "fstab").read_text()
-    uuid = ssh_target.state("filesystems")[VOLUME]["uuid"]
-    assert f"UUID={uuid} /mnt/classroom-home auto defaults,nofail" in fstab
+    device = homevolume.device_path(VOLUME)
+    assert f"{device} /mnt/classroom-home auto defaults,nofail" in fstab
+    assert "UUID=" not in fstab
+    # The hub is held to its state on the volume, and never started without it.
+    drop_in = ssh_target.sandbox / "etc" / "systemd-system" / "jupyterhub.service.d"
+    assert (drop_in / "littlest-classroom-state.conf").read_text() == homevolume.HUB_DROP_IN_TEXT
+    starts = ssh_target.hub_starts()
+    assert starts and all(s["state_is_mount"] and s["state_volume"] == VOLUME for s in starts)
     assert "/mnt/classroom-home/home /home none bind,nofail" in fstab
     # The hub's state is on the volume, not on the droplet's disk.
     on_volume = ssh_target.sandbox / "volumes" / VOLUME

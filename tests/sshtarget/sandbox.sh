@@ -29,6 +29,13 @@ mount --bind "$sandbox" /srv
 mount --bind "$sandbox/opt" /opt
 mount --bind "$sandbox/home" /home
 mount --bind "$sandbox/etc/os-release" /etc/os-release
+# systemd's unit folder, where the engine writes the hub's drop-in.
+if [ -d /etc/systemd/system ]; then
+    mount --bind "$sandbox/etc/systemd-system" /etc/systemd/system
+else
+    echo "sshtarget: this machine has no /etc/systemd/system to cover" >&2
+    exit 1
+fi
 # New homes are made from /etc/skel: the server's own, in the sandbox.
 mount --bind "$sandbox/etc/skel" /etc/skel
 for program in apt-get dpkg-query systemctl curl; do

@@ -33,10 +33,14 @@ STANDINS = HERE / "standins" / "standins.py"
 SSHD = Path("/usr/sbin/sshd")
 COVERED_PROGRAMS = ("apt-get", "dpkg-query", "systemctl", "curl")
 # Found before the real ones through PATH, once a test enables volumes.
-VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs", "cp")
+VOLUME_PROGRAMS = ("blkid", "mkfs.ext4", "mount", "umount", "resize2fs", "e2fsck", "tune2fs", "cp")
 # The server's accounts, kept in a state file rather than the machine's own /etc/passwd.
 ACCOUNT_PROGRAMS = ("getent", "useradd", "groupadd")
 DEVICE_PREFIX = "disk/by-id/scsi-0DO_Volume_"
+# What a volume's device reads as: its first 2 MiB, zeros but for ext4's magic number
+# once it holds a filesystem (as the stand-ins' mkfs.ext4 writes it).
+DEVICE_BYTES = 2 * 1024 * 1024
+EXT4_MAGIC_AT = 1080
 FALLBACK_SSHD = HERE / "fallback_sshd.py"
 OS_RELEASE = """\
 PRETTY_NAME="Ubuntu 24.04.1 LTS"
@@ -171,8 +175,23 @@ class SSHTarget:
                 self._shim(program)
         folder = self.sandbox / "volumes" / name
         folder.mkdir(exist_ok=True)
-        (devices / "upper" / f"{DEVICE_PREFIX}{name}").write_text("")
+        device = self.device(name)
+        with open(device, "wb") as blank:
+            blank.truncate(DEVICE_BYTES)
+        path = self.sandbox / "state" / "filesystems.json"
+        if path.exists() and name in json.loads(path.read_text()):
+            self._write_magic(name)
         return folder
+
+    def device(self, name: str) -> Path:
+        """The file that plays the volume's device while it is attached."""
+        return self.sandbox / "devices" / "upper" / f"{DEVICE_PREFIX}{name}"
+
+    def _write_magic(self, name: str) -> None:
+        if self.device(name).exists():
+            with open(self.device(name), "r+b") as device:
+                device.seek(EXT4_MAGIC_AT)
+                device.write(b"\x53\xef")
 
     def detach_volume(self, name: str) -> None:
         """The volume leaves the server (its folder, the volume's data, stays)."""
@@ -188,6 +207,7 @@ class SSHTarget:
         fresh = uuid or secrets.token_hex(16)
         filesystems[name] = {"type": "ext4", "uuid": fresh, "grown": 0}
         path.write_text(json.dumps(filesystems))
+        self._write_magic(name)
         return filesystems[name]["uuid"]
 
     def add_account(self, name: str, uid: int, gid: int) -> None:
@@ -213,7 +233,7 @@ class SSHTarget:
     def replace_machine(self) -> None:
         """The droplet is gone and a new one answers at this address: an empty disk (no
         TLJH, no /home, no accounts, no mounts); volumes and their filesystems stay."""
-        for sub in ("opt", "home"):
+        for sub in ("opt", "home", "etc/systemd-system"):
             shutil.rmtree(self.sandbox / sub)
             (self.sandbox / sub).mkdir()
         for name in ("accounts", "services", "pip-hub", "conda", "pip-user", "apt", "apt-updated"):
@@ -234,11 +254,24 @@ class SSHTarget:
         """The next ``cp`` (with volumes on) copies, then one copied file differs."""
         (self.sandbox / "control" / "cp.corrupt").write_text("")
 
-    def fail_next(self, program: str, message: str = "") -> None:
-        """The next call of ``program`` prints ``message`` to stderr and exits 1."""
+    def fail_next(self, program: str, message: str = "", status: int = 1) -> None:
+        """The next call of ``program`` prints ``message`` to stderr and exits ``status``."""
+        (self.sandbox / "control" / f"{program}.fail-status").write_text(str(status))
         (self.sandbox / "control" / f"{program}.fail").write_text(
             message or f"{program}: injected failure"
         )
+
+    def race_next_copy(self, elsewhere: str) -> None:
+        """A student wins a race against the next ``cp`` of the stand-ins: its destination
+        becomes a symbolic link to ``elsewhere`` (a path as the server sees it)."""
+        (self.sandbox / "control" / "cp.race").write_text(elsewhere)
+
+    def hub_starts(self) -> list[dict]:
+        """Every start of the hub's unit the server made: by whom, whether
+        /opt/tljh/state was a mount, the volume its marker named, whether it started."""
+        found = self.state("hub-unit-starts") or []
+        assert isinstance(found, list)
+        return found
 
     def hang_next(self, program: str) -> None:
         """The next call of ``program`` sleeps until it is killed."""
@@ -307,7 +340,17 @@ class SSHTarget:
     # -- internals --------------------------------------------------------------------
 
     def _build_sandbox(self) -> None:
-        for sub in ("opt", "home", "tmp", "root", "log", "state", "control", "bin", "etc"):
+        for sub in (
+            "opt",
+            "home",
+            "tmp",
+            "root",
+            "log",
+            "state",
+            "control",
+            "bin",
+            "etc/systemd-system",
+        ):
             (self.sandbox / sub).mkdir(parents=True, exist_ok=True)
         (self.sandbox / "tmp").chmod(0o1777)
         (self.sandbox / "etc" / "os-release").write_text(OS_RELEASE)

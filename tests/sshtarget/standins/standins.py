@@ -2,8 +2,8 @@
 
 One program, dispatched on its first two arguments (the sandbox root and the name it
 stands in for): curl, TLJH's bootstrap, tljh-config, apt-get, dpkg-query, conda, pip,
-systemctl, for block storage blkid, mkfs.ext4, mount and resize2fs, and for the
-server's accounts getent, useradd and groupadd. Each call is
+systemctl, for block storage blkid, mkfs.ext4, mount, resize2fs, e2fsck and tune2fs, and
+for the server's accounts getent, useradd and groupadd. Each call is
 recorded as one JSON line in ``<root>/log/calls.jsonl`` and each keeps its state in
 files under the sandbox, so a second call sees what the first did.
 
@@ -85,7 +85,10 @@ def injected_trouble() -> None:
     if fail.exists():
         message = fail.read_text()
         fail.unlink()
-        raise Refused(message or f"{PROGRAM}: injected failure", 1)
+        status = CONTROL / f"{PROGRAM}.fail-status"
+        code = int(status.read_text()) if status.exists() else 1
+        status.unlink(missing_ok=True)
+        raise Refused(message or f"{PROGRAM}: injected failure", code)
     hang = CONTROL / f"{PROGRAM}.hang"
     if hang.exists():
         hang.unlink()
@@ -264,6 +267,7 @@ def bootstrap() -> int:
     tljh_config_save(config)
     services = load("services", {})
     assert isinstance(services, dict)
+    hub_unit_start("bootstrap")
     services.update({"jupyterhub": "active", "traefik": "active"})
     save("services", services)
     start_hub()
@@ -355,6 +359,8 @@ def tljh_config() -> int:
         items.remove(value)
     elif action == "reload" and len(rest) <= 1 and (not rest or rest[0] in ("hub", "proxy")):
         which = rest[0] if rest else "hub"
+        if which == "hub":
+            hub_unit_start("tljh-config reload hub")
         services = load("services", {})
         assert isinstance(services, dict)
         services["jupyterhub" if which == "hub" else "traefik"] = "active"
@@ -624,6 +630,68 @@ def pip(env: str) -> int:
 
 
 # -- systemctl --------------------------------------------------------------------------
+#
+# The hub's unit honours the drop-ins under /etc/systemd/system/jupyterhub.service.d (a
+# private folder in the sandbox) as systemd does for these settings: an unmet
+# AssertPathIsMountPoint= / AssertPathExists= fails the start, an unmet ConditionPath…=
+# skips it. RequiresMountsFor= is read but mounts nothing on demand. Every start of the
+# hub, from systemctl, TLJH's installer or ``tljh-config reload hub``, is recorded in the
+# state file ``hub-unit-starts`` with whether /opt/tljh/state was a mount and the volume
+# named by its marker, so tests see every start the server made.
+
+HUB_DROP_INS = Path("/etc/systemd/system/jupyterhub.service.d")
+STATE_MARKER = TLJH / "state" / ".littlest-classroom-volume"
+
+
+def mount_points() -> set[str]:
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        points.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point))
+    return points
+
+
+def hub_unit_start(by: str) -> None:
+    """Start the hub's unit as systemd would with its drop-ins; record the attempt."""
+    settings: list[tuple[str, str]] = []
+    for conf in sorted(HUB_DROP_INS.glob("*.conf")) if HUB_DROP_INS.is_dir() else []:
+        for line in conf.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith(("#", ";")):
+                settings.append((key.strip(), value.strip()))
+    points = mount_points()
+    state = str(TLJH / "state")
+    failed, skipped = [], []
+    for key, value in settings:
+        kind, _, check = key.partition("Path")
+        if kind not in ("Assert", "Condition"):
+            continue
+        met = {
+            "IsMountPoint": value in points,
+            "Exists": Path(value).exists(),
+        }.get(check, True)
+        if not met:
+            (failed if kind == "Assert" else skipped).append(f"{key}={value}")
+    marker = STATE_MARKER.read_text().strip() if STATE_MARKER.is_file() else ""
+    starts = load("hub-unit-starts", [])
+    assert isinstance(starts, list)
+    starts.append(
+        {
+            "by": by,
+            "state_is_mount": state in points,
+            "state_volume": marker,
+            "started": not failed and not skipped,
+            "unmet": failed + skipped,
+        }
+    )
+    save("hub-unit-starts", starts)
+    if failed:
+        raise Refused(
+            "Assertion failed on job for jupyterhub.service ("
+            + ", ".join(failed)
+            + '). See "systemctl status jupyterhub.service" for details.',
+            1,
+        )
 
 
 def systemctl() -> int:
@@ -643,6 +711,8 @@ def systemctl() -> int:
     for unit in units:
         if unit not in services:
             raise Refused(f"Failed to {command} {unit}.service: Unit {unit}.service not found.", 5)
+    if command in ("start", "restart", "try-restart") and "jupyterhub" in units:
+        hub_unit_start(f"systemctl {command}")
     if command in ("start", "restart", "reload", "try-restart", "enable"):
         for unit in units:
             services[unit] = "active"
@@ -666,6 +736,9 @@ def systemctl() -> int:
 # mounts its fstab at each boot.
 
 DEVICE_PREFIX = "/dev/disk/by-id/scsi-0DO_Volume_"
+# A device file reads as the volume's first bytes: zeros, or ext4's magic once formatted.
+SUPERBLOCK_MAGIC_OFFSET = 1080
+EXT4_MAGIC = b"\x53\xef"
 
 
 def volume_of(device: str) -> str:
@@ -711,6 +784,35 @@ def mkfs_ext4() -> int:
     assert isinstance(filesystems, dict)
     label = ARGS[ARGS.index("-L") + 1] if "-L" in ARGS else ""
     filesystems[name] = {"type": "ext4", "uuid": str(uuid.uuid4()), "label": label, "grown": 0}
+    save("filesystems", filesystems)
+    with open(ARGS[-1], "r+b") as device:
+        device.seek(SUPERBLOCK_MAGIC_OFFSET)
+        device.write(EXT4_MAGIC)
+    return 0
+
+
+def e2fsck() -> int:
+    """Check (here: find) the filesystem; a clone of a mounted one needs its journal."""
+    name = volume_of(ARGS[-1])
+    if name not in load("filesystems", {}):  # type: ignore[operator]
+        raise Refused(f"e2fsck: Bad magic number in super-block while trying to open {ARGS[-1]}", 8)
+    if any(line.split()[0] == str(ROOT / "volumes" / name) for line in mounts()):
+        raise Refused(f"{ARGS[-1]} is mounted.\ne2fsck: Cannot continue, aborting.", 8)
+    return 0
+
+
+def tune2fs() -> int:
+    """Only ``tune2fs -U random DEVICE``: a new filesystem UUID, as on a clone."""
+    if ARGS[:2] != ["-U", "random"] or len(ARGS) != 3:
+        raise Refused("tune2fs: the stand-in knows only -U random DEVICE", 1)
+    name = volume_of(ARGS[-1])
+    filesystems = load("filesystems", {})
+    assert isinstance(filesystems, dict)
+    if name not in filesystems:
+        raise Refused(f"tune2fs: Bad magic number in super-block while trying to open {ARGS[-1]}")
+    if any(line.split()[0] == str(ROOT / "volumes" / name) for line in mounts()):
+        raise Refused("The UUID may only be changed when the filesystem is unmounted.", 1)
+    filesystems[name]["uuid"] = str(uuid.uuid4())
     save("filesystems", filesystems)
     return 0
 
@@ -778,7 +880,15 @@ def mount() -> int:
 
 
 def cp() -> int:
-    """The real cp; with ``control/cp.corrupt`` armed, one copied file then differs."""
+    """The real cp; with ``control/cp.corrupt`` armed, one copied file then differs; with
+    ``control/cp.race`` armed, a student wins a race first: the destination is made a
+    symbolic link to the path that file names."""
+    race = CONTROL / "cp.race"
+    if race.exists():
+        elsewhere = race.read_text()
+        race.unlink()
+        if not os.path.lexists(ARGS[-1]):
+            os.symlink(elsewhere, ARGS[-1])
     result = subprocess.run(["/usr/bin/cp", *ARGS], check=False)
     corrupt = CONTROL / "cp.corrupt"
     if result.returncode == 0 and corrupt.exists():
@@ -883,6 +993,8 @@ PROGRAMS = {
     "mkfs.ext4": mkfs_ext4,
     "mount": mount,
     "resize2fs": resize2fs,
+    "e2fsck": e2fsck,
+    "tune2fs": tune2fs,
     "bootstrap": bootstrap,
     "tljh-config": tljh_config,
     "curl": curl,

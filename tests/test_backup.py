@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
 
 import pytest
@@ -12,9 +10,13 @@ from deploy import backup, operations
 from deploy.model import DROPLET_TAG
 from deploy.volumes import snapshot_name
 from tests.support.engine import TAGS, noop
+from tests.support.snapshot_course import (
+    course_with_a_snapshot,
+    home_listing,
+    on_server,
+)
 from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
 
-ALICE_UID = 1001
 KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 
@@ -173,52 +175,6 @@ async def test_restore_all_needs_confirm_then_swaps_the_volume_and_keeps_the_old
     # The next deploy finds the swapped-in volume in place and has nothing to do.
     again = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
     assert again.title == "Nothing to do", again.summary
-
-
-async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=None):
-    """A deployed course whose volume was snapshotted holding alice's hw1, which she
-    then deleted; volumes made from the snapshot hold what it held. ``before_snapshot``
-    (a coroutine function) runs on the server just before the snapshot."""
-    saved: dict[str, tuple[object, str]] = {}
-
-    def attached(volume, _droplet) -> None:
-        folder = ssh_target.attach_volume(volume.name)
-        if volume.snapshot_id:
-            copy, uuid = saved[volume.snapshot_id]
-            shutil.rmtree(folder)
-            shutil.copytree(copy, folder, symlinks=True)
-            ssh_target.give_filesystem(volume.name, uuid)
-
-    do_fake.on_attach = attached
-    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
-    assert (
-        await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
-    ).conclusion == "success"
-    alice = ssh_target.sandbox / "volumes" / VOLUME / "home" / "jupyter-alice"
-    alice.mkdir(parents=True)
-    (alice / "hw1.ipynb").write_bytes(b"before")
-    for path in (alice, alice / "hw1.ipynb"):
-        os.chown(path, ALICE_UID, ALICE_UID)  # TLJH's user for alice owns her home
-    if before_snapshot is not None:
-        await before_snapshot()
-    await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
-    [snapshot] = do_fake.snapshots
-    copy = ssh_target.base / "snapshot-copy"
-    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
-    saved[snapshot["id"]] = (copy, ssh_target.state("filesystems")[VOLUME]["uuid"])
-    (alice / "hw1.ipynb").unlink()
-    return alice, snapshot["name"]
-
-
-async def home_listing(droplet, folder: str) -> list[str]:
-    return (await on_server(droplet, f"ls {folder}\n")).split()
-
-
-async def on_server(droplet, script: str) -> str:
-    record = droplet.records.records[COURSE]
-    target = await operations.server_target(droplet, COURSE, course(), record)
-    _, out, _ = await droplet.ssh.run_script(target, script)
-    return out
 
 
 @pytest.mark.sshd

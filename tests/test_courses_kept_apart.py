@@ -9,6 +9,7 @@ used, so each test runs unchanged against code from before courses were kept apa
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -178,6 +179,7 @@ async def test_two_sections_get_separate_resources_and_b_never_touches_as(
     # A backs up (with a student's file on its volume), then B does: separate snapshots.
     homes_a = target_a.sandbox / "volumes" / volume_a.name / "home" / "jupyter-alice"
     homes_a.mkdir(parents=True)
+    os.chown(homes_a, 1001, 1001)  # TLJH's user for alice owns her home
     (homes_a / "secret-a.ipynb").write_bytes(b"section A's work")
     assert "taken" in await courses.comment(SECTION_A, "/backup", target_a)
     [snapshot_a] = [s for s in do_fake.snapshots if s["resource_id"] == volume_a.id]
@@ -186,6 +188,7 @@ async def test_two_sections_get_separate_resources_and_b_never_touches_as(
     courses.saved[snapshot_a["id"]] = (copy, target_a.state("filesystems")[volume_a.name]["uuid"])
     homes_b = target_b.sandbox / "volumes" / volume_b.name / "home" / "jupyter-alice"
     homes_b.mkdir(parents=True)
+    os.chown(homes_b, 1001, 1001)
     (homes_b / "b.ipynb").write_bytes(b"section B's work")
 
     a_ids = {str(droplet_a.id), volume_a.id, snapshot_a["id"], snapshot_a["name"], volume_a.name}

@@ -17,8 +17,8 @@ import pytest
 
 from deploy import movehome, operations
 from tests.support.engine import noop
+from tests.support.move_home_course import manifest, observed, plant_homes
 from tests.support.volume_course import COURSE, VOLUME, course
-from tests.test_move_home import manifest, observed, plant_homes
 
 # The check as it was: each entry's size, directories included.
 SIZE_MANIFEST = (

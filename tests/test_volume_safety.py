@@ -17,12 +17,11 @@ import shutil
 import pytest
 
 from deploy import backup, homevolume, operations
-from deploy.model import DROPLET_TAG
 from deploy.volumes import swapped_volume_name
 from tests.faults.dofaults import EXHAUSTED, Armed, requests_to
-from tests.support.engine import noop
+from tests.support.engine import TAGS, noop
+from tests.support.snapshot_course import ALICE_UID, course_with_a_snapshot, home_listing
 from tests.support.volume_course import COURSE, NAME, T0, VOLUME, course
-from tests.test_backup import ALICE_UID, course_with_a_snapshot, home_listing
 
 pytestmark = pytest.mark.sshd
 
@@ -35,7 +34,9 @@ def programs(target) -> list[str]:
 
 
 async def run(droplet, script: str) -> tuple[int, str, str]:
-    target = operations.server_target(droplet, course(), droplet.records.records[COURSE])
+    target = await operations.server_target(
+        droplet, COURSE, course(), droplet.records.records[COURSE]
+    )
     return await droplet.ssh.run_script(target, script)
 
 
@@ -54,7 +55,7 @@ async def test_blkid_unable_to_read_a_volume_holding_ext4_formats_nothing(
     ssh_target,
     do_fake,
 ) -> None:
-    existing = do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])
+    existing = do_fake.add_volume(VOLUME, tags=TAGS)
     folder = ssh_target.attach_volume(existing.name)
     ssh_target.give_filesystem(existing.name)
     notebook = folder / "home" / "jupyter-alice" / "notes.ipynb"
@@ -79,7 +80,7 @@ async def test_a_blank_volume_this_deploy_did_not_create_is_not_formatted(
     ssh_target,
     do_fake,
 ) -> None:
-    do_fake.add_volume(VOLUME, tags=[DROPLET_TAG])  # found, not made: it may have held homes
+    do_fake.add_volume(VOLUME, tags=TAGS)  # found, not made: it may have held homes
 
     result = await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
 

@@ -64,6 +64,19 @@ async def test_commands_see_ubuntu_and_the_private_paths(ssh_target: SSHTarget) 
     assert not Path("/opt/new").exists()
 
 
+async def test_commands_get_a_servers_path_not_this_machines_shell_start_up(
+    ssh_target: SSHTarget,
+) -> None:
+    # The command runs through root's login shell: whatever root's ~/.bashrc on the test
+    # machine adds to PATH (pyenv, cargo, …) must not reach the server's commands.
+    result = await run(ssh_target, 'echo "$PATH"')
+    assert result.exit_status == 0, result.stderr
+    system = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+    entries = str(result.stdout).strip().split(":")
+    assert entries[0] == "/srv/bin"
+    assert set(entries[1:]) <= system, entries
+
+
 async def test_script_on_stdin_runs(ssh_target: SSHTarget) -> None:
     result = await run(ssh_target, "sh -s", stdin="echo one\necho two >&2\nexit 4\n")
     assert (result.exit_status, result.stdout, result.stderr) == (4, "one\n", "two\n")

@@ -18,14 +18,14 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+
+# sqlite3, subprocess, shutil and uuid are imported by the few stand-ins that use them:
+# every command the engine runs starts this program afresh, and those imports were a
+# third of its start-up.
 
 ROOT = Path(sys.argv[1])
 PROGRAM = sys.argv[2]
@@ -278,6 +278,8 @@ def bootstrap() -> int:
 def hub_rows() -> list[list]:
     if not HUB_DATABASE.exists():
         return []
+    import sqlite3
+
     with sqlite3.connect(HUB_DATABASE) as db:
         return [
             [name, bool(authorized)]
@@ -317,6 +319,8 @@ def start_hub() -> None:
         return
     if not HUB_DATABASE.exists():
         HUB_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        import sqlite3
+
         with sqlite3.connect(HUB_DATABASE) as db:
             db.execute(USERS_INFO_TABLE)
 
@@ -771,6 +775,9 @@ def blkid() -> int:
 
 
 def mkfs_ext4() -> int:
+    import shutil
+    import uuid
+
     name = volume_of(ARGS[-1])
     if any(line.split()[0] == str(ROOT / "volumes" / name) for line in mounts()):
         raise Refused(f"{ARGS[-1]} is mounted; will not make a filesystem here!", 1)
@@ -812,6 +819,8 @@ def tune2fs() -> int:
         raise Refused(f"tune2fs: Bad magic number in super-block while trying to open {ARGS[-1]}")
     if any(line.split()[0] == str(ROOT / "volumes" / name) for line in mounts()):
         raise Refused("The UUID may only be changed when the filesystem is unmounted.", 1)
+    import uuid
+
     filesystems[name]["uuid"] = str(uuid.uuid4())
     save("filesystems", filesystems)
     return 0
@@ -871,6 +880,8 @@ def mount() -> int:
     options = ["--bind"]
     if "-o" in ARGS and "ro" in ARGS[ARGS.index("-o") + 1].split(","):
         options += ["-o", "ro"]
+    import subprocess
+
     result = subprocess.run(["/usr/bin/mount", *options, source, target], check=False)
     if result.returncode != 0:
         raise Refused(f"mount: {target}: mount failed", 32)
@@ -889,6 +900,8 @@ def cp() -> int:
         race.unlink()
         if not os.path.lexists(ARGS[-1]):
             os.symlink(elsewhere, ARGS[-1])
+    import subprocess
+
     result = subprocess.run(["/usr/bin/cp", *ARGS], check=False)
     corrupt = CONTROL / "cp.corrupt"
     if result.returncode == 0 and corrupt.exists():
@@ -902,6 +915,8 @@ def cp() -> int:
 
 def umount() -> int:
     target = ARGS[-1]
+    import subprocess
+
     result = subprocess.run(["/usr/bin/umount", target], check=False)
     if result.returncode != 0:
         raise Refused(f"umount: {target}: not mounted.", 32)

@@ -485,6 +485,26 @@ async def test_a_restore_whose_volume_cannot_be_made_serves_the_old_volume_again
     assert deployments["classroom-homes-nfs"]["spec"]["replicas"] == 1
 
 
+async def test_a_swap_that_fails_in_the_cluster_binds_the_old_volume_again(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (old,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    kube_fake.refuse.append("POST /api/v1/persistentvolumes")
+    result = await restore(engine, taken["snapshot"])
+    assert result.conclusion == "failure", result.summary
+    assert f"`{old.name}`, serves the homes again" in result.summary
+    claim = kube_fake.objects("persistentvolumeclaims")["classroom-homes-disk"]
+    assert claim["metadata"]["annotations"]["littlest-classroom/volume-id"] == old.id
+    assert kubernetes_homes.disk_pv_name(old.id) in kube_fake.objects("persistentvolumes")
+    assert kube_fake.objects("deployments")["hub"]["spec"]["replicas"] == 1
+    # The volume made from the snapshot is kept; the same command finishes the restore.
+    assert len(homes_volumes(do_fake)) == 2
+    again = await restore(engine, taken["snapshot"])
+    assert again.conclusion == "success", again.summary
+
+
 async def test_restore_of_an_unknown_snapshot_stops_nothing(engine, do_fake, kube_fake):
     await deploy(engine)
     result = await restore(engine, "physics-hub-home-20250301-020000")

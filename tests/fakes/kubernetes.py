@@ -105,6 +105,7 @@ class KubernetesFake:
         self.signup_violations: list[str] = []
         self.fail_helm: list[str] = []  # logs of helm runs made to fail, first first
         self.deployments_ready = True  # a Deployment's new pods become ready at once
+        self.refuse: list[str] = []  # "METHOD /path" answered 500 once each
         self.deleted: list[tuple[str, str, str]] = []  # (kind, namespace, name), in order
         self._cluster_ips = itertools.count(10)
         self._uids = itertools.count(1)
@@ -212,6 +213,11 @@ class KubernetesFake:
             record.status = 422
             return _status(422, "Invalid", exc.message)
         request["json"] = body
+        said = f"{request.method} {request.path}"
+        if said in self.refuse:
+            self.refuse.remove(said)
+            record.status = 500
+            return _status(500, "InternalError", "etcdserver: request timed out")
         response = await handler(request)
         record.status = response.status
         return response

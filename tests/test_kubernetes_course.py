@@ -407,6 +407,21 @@ async def test_backup_snapshots_the_homes_volume_tagged_as_the_courses(engine, d
     assert snapshot["name"] in listed.summary
 
 
+async def test_a_homes_volume_without_the_courses_tag_is_left_alone(engine, do_fake, kube_fake):
+    await deploy(engine)
+    (volume,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    volume.tags = ["littlest-classroom", "lc-course-999"]
+    result = await engine_backup.backup(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "failure" and "not this course's" in result.summary
+    assert len(do_fake.snapshots) == 1
+    restored = await engine_backup.restore_all(
+        engine, COURSE, course(), taken["snapshot"], confirm=True, progress=noop
+    )
+    assert restored.conclusion == "failure" and "not this course's" in restored.summary
+    assert [r for r in kube_fake.requests if r.method == "PATCH"] == []
+
+
 async def test_backup_before_the_cluster_exists_says_so(engine, do_fake, kube_fake):
     result = await engine_backup.backup(engine, COURSE, course(), progress=noop)
     assert result.conclusion == "failure" and "no cluster yet" in result.summary
@@ -459,6 +474,8 @@ async def test_restore_all_serves_a_volume_made_from_the_snapshot_and_keeps_the_
     assert deployments["hub"]["spec"]["replicas"] == 1
     assert deployments["classroom-homes-nfs"]["spec"]["replicas"] == 1
     assert f"`{new.name}`" in result.summary and f"`{old.name}`, is kept" in result.summary
+    # Safety invariant 8: no volume is ever deleted.
+    assert not [r for r in do_fake.requests if r.method == "DELETE" and "/volumes" in r.path]
     # Asked again, it is done already: nothing stops, nothing new is made.
     patches = len(scaled)
     again = await restore(engine, taken["snapshot"])

@@ -170,7 +170,7 @@ def nfs_volume(server_ip: str, size_gib: int) -> dict[str, Any]:
             "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
-            "mountOptions": ["nfsvers=4.1", "noresvport"],
+            "mountOptions": ["nfsvers=4", "noresvport"],
             "nfs": {"server": server_ip, "path": "/"},
         },
     }

@@ -356,6 +356,10 @@ async def test_a_new_course_gets_one_tagged_homes_volume_served_over_nfs(
         storage = revision.values["singleuser"]["storage"]
         assert storage["type"] == "static"
         assert storage["static"] == {"pvcName": "classroom-homes", "subPath": "{username}"}
+        # The kubelet makes a student's new folder owned by root: it is given to the student.
+        (owner,) = revision.values["singleuser"]["initContainers"]
+        assert owner["command"] == ["chown", "1000:100", "/home/jovyan"]
+        assert owner["volumeMounts"][0]["subPath"] == "{username}"
         assert chart_values.schema_errors(revision.values) == []
     # The homes exist before the first helm Job installs the hub.
     paths = [r.path for r in kube_fake.requests if r.method == "POST"]

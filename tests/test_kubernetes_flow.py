@@ -164,5 +164,6 @@ async def test_a_branch_push_only_plans_from_the_config(classroom, do_fake, kube
     (run,) = [r for r in classroom.runs() if r["head_sha"] == sha]
     assert run["conclusion"] == "success", run["output"]
     assert "install the hub with sign-up closed" in run["output"]["summary"]
+    assert "make the homes volume and serve it over NFS" in run["output"]["summary"]
     assert do_fake.requests == [] and kube_fake.requests == []
     assert classroom.github.deployments == {}

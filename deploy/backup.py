@@ -16,14 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from deploy import tljh
 from deploy.droplets import DropletError
-from deploy.homevolume import (
-    STEP_TIMEOUT,
-    start_script,
-    unmount_script,
-    wait_for_device_lines,
-)
-from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
-from deploy.operations import (
+from deploy.engine import (
     UNREACHABLE,
     Engine,
     OperationError,
@@ -34,6 +27,13 @@ from deploy.operations import (
     owner_tag,
     server_target,
 )
+from deploy.homevolume import (
+    STEP_TIMEOUT,
+    start_script,
+    unmount_script,
+    wait_for_device_lines,
+)
+from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
 from deploy.render import escape
 from deploy.ssh import SSHError, Target
 from deploy.validate import Invalid, check_hub_username

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from deploy import assignments
 from deploy.assignments import AssignmentError, Submission
-from deploy.model import CourseConfig, OperationResult, Progress
-from deploy.operations import (
+from deploy.engine import (
     Engine,
     OperationError,
     known_server,
@@ -19,6 +18,7 @@ from deploy.operations import (
     remembered_target,
     server_target,
 )
+from deploy.model import CourseConfig, OperationResult, Progress
 from deploy.render import escape
 from deploy.ssh import SSHError, Target, stamp
 

@@ -19,6 +19,17 @@ from datetime import UTC, datetime
 
 from deploy import tljh
 from deploy.droplets import DropletError
+from deploy.engine import (
+    Engine,
+    OperationError,
+    course_home_volume,
+    droplet_driver,
+    hub_url,
+    known_server,
+    operation_result,
+    owner_tag,
+    server_target,
+)
 from deploy.homevolume import (
     BINDS,
     MOUNT_POINT,
@@ -30,17 +41,6 @@ from deploy.homevolume import (
 )
 from deploy.model import CourseConfig, OperationResult, Progress, Step
 from deploy.observe import observe_script, parse_observation
-from deploy.operations import (
-    Engine,
-    OperationError,
-    course_home_volume,
-    droplet_driver,
-    hub_url,
-    known_server,
-    operation_result,
-    owner_tag,
-    server_target,
-)
 from deploy.ssh import SSHError
 
 SNAPSHOT_SUFFIX = "-before-move-home-"

@@ -26,6 +26,20 @@ from dataclasses import dataclass, replace
 
 from deploy import tljh
 from deploy.droplets import DropletDriver, DropletError
+from deploy.engine import (
+    UNREACHABLE,
+    Engine,
+    OperationError,
+    droplet_driver,
+    hub_url,
+    known_server,
+    observe_server,
+    operation_result,
+    owner_tag,
+    provision,
+    server_target,
+    wait_for_ssh,
+)
 from deploy.homevolume import (
     ADDRESS_FILE,
     ATTACH_WAIT_SECONDS,
@@ -37,21 +51,7 @@ from deploy.homevolume import (
     volume_lines,
 )
 from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
-from deploy.operations import (
-    UNREACHABLE,
-    Engine,
-    OperationError,
-    deploy,
-    droplet_driver,
-    hub_url,
-    known_server,
-    observe_server,
-    operation_result,
-    owner_tag,
-    provision,
-    server_target,
-    wait_for_ssh,
-)
+from deploy.operations.deploy_course import deploy
 from deploy.render import escape
 from deploy.ssh import SSHError
 from deploy.volumes import VolumeDriver, VolumeInfo, home_volume_name

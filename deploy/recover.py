@@ -42,13 +42,12 @@ from deploy.engine import (
 )
 from deploy.homevolume import (
     ADDRESS_FILE,
-    ATTACH_WAIT_SECONDS,
     MOUNT_POINT,
     STEP_TIMEOUT,
     USERS_FILE,
     bind_lines,
-    device_path,
     volume_lines,
+    wait_for_device_lines,
 )
 from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
 from deploy.operations.deploy_course import deploy
@@ -196,17 +195,8 @@ def users_script(users: list[LinuxUser]) -> str:
 def mount_script(volume_name: str) -> str:
     """Mount the course's volume and bind /home and the hub's state on it; a volume with
     no filesystem stops the script (recovery reads a volume, it never formats one)."""
-    dev = shlex.quote(device_path(volume_name))
     return tljh.script(
-        f"dev={dev}",
-        "waited=0",
-        'while [ ! -e "$dev" ]; do',
-        f'  if [ "$waited" -ge {ATTACH_WAIT_SECONDS} ]; then',
-        f'    echo "volume {volume_name} is not attached: $dev does not exist" >&2',
-        "    exit 1",
-        "  fi",
-        "  sleep 1; waited=$((waited + 1))",
-        "done",
+        *wait_for_device_lines(volume_name),
         'if [ -z "$(blkid -p -o value -s TYPE "$dev")" ]; then',
         f'  echo "volume {volume_name} holds no filesystem, so no homes to recover; '
         'nothing was formatted" >&2',

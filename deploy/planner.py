@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -303,16 +304,63 @@ def plan(
     as for a fresh one. ``applied_at`` is the time recorded in the state file (now, UTC,
     when not given; tests pass it to stay deterministic). ``commit`` is the pushed commit
     the shared folders come from (None: a plan from config alone).
+
+    Each numbered section is a planner of its own, below; this one puts them in order.
     """
-    hub = desired.hub
     known = observed is not None and observed.reachable
     seen = observed if observed is not None and observed.reachable else Observed()
-    steps: list[Step] = []
-
-    # 1. The server itself.
-    provisioning = desired.server.provider == "digitalocean" and (
-        droplet_needed or not droplet_exists
+    provisioning = needs_droplet(
+        desired, droplet_needed=droplet_needed, droplet_exists=droplet_exists
     )
+    settings = desired_settings(desired)
+    # 1. The server itself.
+    steps = server_steps(desired, provisioning=provisioning, known=known)
+    # 1b. The course's volume, before TLJH is installed, so /home and the hub's state
+    # are on it from the start.
+    steps += homevolume.plan_steps(desired, seen)
+    # 2. TLJH itself.
+    tljh_install, config = tljh_steps(desired, seen, rebuild=rebuild)
+    steps += tljh_install
+    # 3. Authentication; sign-up itself opens only once every admin has an account (5).
+    steps += auth_steps(desired, settings, config)
+    # 4. Admin accounts, and users.admin.
+    admin_steps, notes = account_steps(desired, seen, config)
+    steps += admin_steps
+    # 5. Sign-up, now that every admin name is claimed.
+    steps += _hub_settings_step("signup", [SIGNUP_KEY], settings, config, desired.hub.signup)
+    # The service's API access to the hub, for the console's list of students.
+    steps += api_service_steps(seen)
+    # 6. HTTPS, and the DNS record it needs first.
+    steps += https_steps(desired, settings, config, provisioning=provisioning)
+    # 7. Hub settings.
+    steps += hub_settings_steps(settings, config)
+    # 7-9. Packages.
+    steps += package_steps(desired, seen)
+    # Assignments: nbgrader in the user environment, its exchange and gradebook.
+    steps += assignments.plan_steps(desired, seen, seen.pip)
+    # 10. What the files dropped: removed when prune is on, otherwise kept and reported.
+    prune_steps, kept, kept_specs = _prune(desired, seen)
+    steps += prune_steps
+    # 10b. Shared folders: their layout, and the repository's folders at the commit.
+    steps += shared.plan_steps(desired, seen, commit)
+    # 11-12. One reload, then verify and record, only when something changed.
+    if any(s.changes_server for s in steps):
+        state = state_record(desired, settings, kept_specs, applied_at)
+        shared_state = shared.state_record(desired, commit, seen)
+        if shared_state is not None:
+            state[shared.STATE_KEY] = shared_state
+        steps += closing_steps(steps, state)
+    return Plan(steps=tuple(steps), kept=tuple(kept), notes=notes)
+
+
+def needs_droplet(desired: CourseConfig, *, droplet_needed: bool, droplet_exists: bool) -> bool:
+    """Whether the plan makes the course's droplet (asked for, or none exists yet)."""
+    return desired.server.provider == "digitalocean" and (droplet_needed or not droplet_exists)
+
+
+def server_steps(desired: CourseConfig, *, provisioning: bool, known: bool) -> list[Step]:
+    """1. The server itself: its droplet made if needed, then SSH awaited if not seen."""
+    steps: list[Step] = []
     if provisioning:
         steps.append(
             Step(
@@ -333,14 +381,18 @@ def plan(
                 changes_server=False,
             )
         )
+    return steps
 
-    # 1b. The course's volume, before TLJH is installed, so /home and the hub's state
-    # are on it from the start.
-    steps.extend(homevolume.plan_steps(desired, seen))
 
-    # 2. TLJH itself. After a fresh install the installer has set users.admin to the
-    # admins it was given, so the rest of the plan starts from that config.
+def tljh_steps(
+    desired: CourseConfig, seen: Observed, *, rebuild: bool
+) -> tuple[list[Step], dict[str, Any]]:
+    """2. TLJH installed (sign-up closed at first start), or upgraded in place; and the
+    tljh-config the rest of the plan starts from. After a fresh install the installer has
+    set users.admin to the admins it was given."""
+    hub = desired.hub
     config = seen.tljh_config
+    steps: list[Step] = []
     if not seen.tljh_installed:
         first_config = closed_signup_config(desired)
         steps.append(
@@ -383,15 +435,26 @@ def plan(
                 timeout=INSTALL_TIMEOUT,
             )
         )
+    return steps, config
 
-    settings = desired_settings(desired)
 
-    # 3. Authentication; sign-up itself opens only once every admin has an account (5).
+def auth_steps(
+    desired: CourseConfig, settings: dict[str, object], config: dict[str, Any]
+) -> list[Step]:
+    """3. Authentication settings, all but sign-up itself (that waits for the admins)."""
     auth_keys = [k for k in settings if k.startswith("auth.") and k != SIGNUP_KEY]
-    steps.extend(_hub_settings_step("auth", auth_keys, settings, config, hub.signup))
+    return _hub_settings_step("auth", auth_keys, settings, config, desired.hub.signup)
 
-    # 4. Admin accounts, before any name becomes an admin: a name is an admin only once
-    # its account is the service's, never a stranger's sign-up.
+
+def account_steps(
+    desired: CourseConfig, seen: Observed, config: dict[str, Any]
+) -> tuple[list[Step], tuple[str, ...]]:
+    """4. Admin accounts, before any name becomes an admin: a name is an admin only once
+    its account is the service's, never a stranger's sign-up. Then users.admin made equal
+    to hub.admins, each name exactly once; a name a sign-up holds is not made an admin,
+    and a note says so."""
+    hub = desired.hub
+    steps: list[Step] = []
     accounts = seen.accounts if seen.tljh_installed else HubAccounts()
     existing = accounts.names()
     taken = [n for n in hub.admins if n in existing and n not in accounts.seeded]
@@ -413,79 +476,92 @@ def plan(
         "it is left alone: check who it is, then approve, remove or rename it on the hub"
         for name in taken
     )
-
-    # Admins: users.admin made equal to hub.admins, each name exactly once; a name a
-    # sign-up holds is not made an admin here.
     observed_admins = _config_list(config, ADMIN_KEY)
     granted = tuple(
         n for n in hub.admins if n not in taken or _canonical(n) in map(_canonical, observed_admins)
     )
     steps.extend(_admin_steps(granted, observed_admins))
+    return steps, notes
 
-    # 5. Sign-up, now that every admin name is claimed.
-    steps.extend(_hub_settings_step("signup", [SIGNUP_KEY], settings, config, hub.signup))
 
-    # The service's API access to the hub, for the console's list of students.
-    if seen.api_service.strip() != tljh.API_SERVICE_CONFIG.strip():
+def api_service_steps(seen: Observed) -> list[Step]:
+    """The hub service the console reads students' activity through, if not as wanted."""
+    if seen.api_service.strip() == tljh.API_SERVICE_CONFIG.strip():
+        return []
+    return [
+        Step(
+            "api-service",
+            f"the console reads students' last activity through a hub service: write "
+            f"{tljh.API_SERVICE_FILE} and its token (made on the server, kept there)",
+            tljh.script(*tljh.install_api_service()),
+            reload=Reload.HUB,
+            timeout=CONFIG_TIMEOUT,
+        )
+    ]
+
+
+def https_steps(
+    desired: CourseConfig,
+    settings: dict[str, object],
+    config: dict[str, Any],
+    *,
+    provisioning: bool,
+) -> list[Step]:
+    """6. HTTPS for hub.hostname, and (on a droplet) the DNS record it needs first."""
+    hub = desired.hub
+    if not hub.hostname:
+        return []
+    steps: list[Step] = []
+    domains = _config_list(config, DOMAINS_KEY)
+    if desired.server.provider == "digitalocean" and (provisioning or hub.hostname not in domains):
         steps.append(
             Step(
-                "api-service",
-                f"the console reads students' last activity through a hub service: write "
-                f"{tljh.API_SERVICE_FILE} and its token (made on the server, kept there)",
-                tljh.script(*tljh.install_api_service()),
-                reload=Reload.HUB,
+                "dns",
+                f"hub.hostname is {hub.hostname}: point its DNS A record at the droplet",
+                "",
                 timeout=CONFIG_TIMEOUT,
             )
         )
-
-    # 6. HTTPS, and the DNS record it needs first.
-    if hub.hostname:
-        domains = _config_list(config, DOMAINS_KEY)
-        if desired.server.provider == "digitalocean" and (
-            provisioning or hub.hostname not in domains
-        ):
-            steps.append(
-                Step(
-                    "dns",
-                    f"hub.hostname is {hub.hostname}: point its DNS A record at the droplet",
-                    "",
-                    timeout=CONFIG_TIMEOUT,
-                )
-            )
-        https_keys = [k for k in settings if k.startswith("https.")]
-        commands, reasons = _settings_changes(https_keys, settings, config)
-        if hub.hostname not in domains:
-            commands.append(tljh.config_add_item(DOMAINS_KEY, hub.hostname))
-            reasons.append(f"{DOMAINS_KEY} adds {hub.hostname}")
-        if commands:
-            steps.append(
-                Step(
-                    "https",
-                    f"hub.hostname is {hub.hostname}: " + ", ".join(reasons),
-                    tljh.script(*commands),
-                    reload=Reload.PROXY,
-                    timeout=CONFIG_TIMEOUT,
-                )
-            )
-
-    # 7. Hub settings.
-    hub_keys = [k for k in settings if not k.startswith(("auth.", "https."))]
-    commands, reasons = _settings_changes(hub_keys, settings, config)
+    https_keys = [k for k in settings if k.startswith("https.")]
+    commands, reasons = _settings_changes(https_keys, settings, config)
+    if hub.hostname not in domains:
+        commands.append(tljh.config_add_item(DOMAINS_KEY, hub.hostname))
+        reasons.append(f"{DOMAINS_KEY} adds {hub.hostname}")
     if commands:
         steps.append(
             Step(
-                "hub-settings",
-                ", ".join(reasons),
+                "https",
+                f"hub.hostname is {hub.hostname}: " + ", ".join(reasons),
                 tljh.script(*commands),
-                reload=Reload.HUB,
+                reload=Reload.PROXY,
                 timeout=CONFIG_TIMEOUT,
             )
         )
+    return steps
 
-    # 7-9. Packages.
+
+def hub_settings_steps(settings: dict[str, object], config: dict[str, Any]) -> list[Step]:
+    """7. The hub's other settings (neither auth nor https) that differ from the server's."""
+    hub_keys = [k for k in settings if not k.startswith(("auth.", "https."))]
+    commands, reasons = _settings_changes(hub_keys, settings, config)
+    if not commands:
+        return []
+    return [
+        Step(
+            "hub-settings",
+            ", ".join(reasons),
+            tljh.script(*commands),
+            reload=Reload.HUB,
+            timeout=CONFIG_TIMEOUT,
+        )
+    ]
+
+
+def package_steps(desired: CourseConfig, seen: Observed) -> list[Step]:
+    """7-9. apt, conda and pip packages the course's files list and the server lacks."""
     packages = desired.packages
-    steps.extend(
-        _package_step(
+    return [
+        *_package_step(
             "apt",
             _source(desired, "apt", "apt.txt"),
             packages.apt,
@@ -493,10 +569,8 @@ def plan(
             apt_satisfied,
             apt_name,
             lambda specs: tljh.script(*tljh.apt_install(specs)),
-        )
-    )
-    steps.extend(
-        _package_step(
+        ),
+        *_package_step(
             "conda",
             _source(desired, "conda", "environment.yml"),
             packages.conda,
@@ -504,10 +578,8 @@ def plan(
             conda_satisfied,
             lambda spec: parse_conda_spec(spec).name,
             lambda specs: tljh.script(tljh.conda_install(specs, packages.conda_channels)),
-        )
-    )
-    steps.extend(
-        _package_step(
+        ),
+        *_package_step(
             "pip",
             _source(desired, "pip", "requirements.txt"),
             packages.pip,
@@ -515,65 +587,47 @@ def plan(
             pip_satisfied,
             pip_name,
             lambda specs: tljh.script(tljh.pip_install(specs)),
-        )
-    )
+        ),
+    ]
 
-    # Assignments: nbgrader in the user environment, its exchange and gradebook.
-    steps.extend(assignments.plan_steps(desired, seen, seen.pip))
 
-    # 10. What the files dropped: removed when prune is on, otherwise kept and reported.
-    prune_steps, kept, kept_specs = _prune(desired, seen)
-    steps.extend(prune_steps)
-
-    # 10b. Shared folders: their layout, and the repository's folders at the commit.
-    steps.extend(shared.plan_steps(desired, seen, commit))
-
-    # 11-12. One reload, then verify and record, only when something changed.
-    if any(s.changes_server for s in steps):
-        needs = Reload.NONE
-        for step in steps:
-            needs |= step.reload
-        reloads = [
-            tljh.config_reload(name)
-            for flag, name in ((Reload.HUB, "hub"), (Reload.PROXY, "proxy"))
-            if flag in needs
-        ]
-        if reloads:
-            what = " and ".join(
-                name
-                for flag, name in ((Reload.HUB, "hub"), (Reload.PROXY, "proxy"))
-                if flag in needs
-            )
-            steps.append(
-                Step(
-                    "reload",
-                    f"reload the {what} so the new settings take effect",
-                    tljh.script(*reloads),
-                    timeout=CONFIG_TIMEOUT,
-                )
-            )
-        steps.append(
+def closing_steps(steps: list[Step], state: dict[str, Any]) -> list[Step]:
+    """11-12. After ``steps`` change the server: one reload of what they need reloaded,
+    then verify the hub answers and record ``state``."""
+    needs = Reload.NONE
+    for step in steps:
+        needs |= step.reload
+    reloading = [
+        name for flag, name in ((Reload.HUB, "hub"), (Reload.PROXY, "proxy")) if flag in needs
+    ]
+    closing: list[Step] = []
+    if reloading:
+        closing.append(
             Step(
-                "verify",
-                "check that the hub answers on http://127.0.0.1/hub/api",
-                tljh.script(*tljh.wait_for_hub()),
-                timeout=VERIFY_TIMEOUT,
-                changes_server=False,
-            )
-        )
-        state = state_record(desired, settings, kept_specs, applied_at)
-        shared_state = shared.state_record(desired, commit, seen)
-        if shared_state is not None:
-            state[shared.STATE_KEY] = shared_state
-        steps.append(
-            Step(
-                "state",
-                f"record what was applied in {STATE_FILE}",
-                tljh.script(*tljh.write_state(state, STATE_FILE)),
+                "reload",
+                f"reload the {' and '.join(reloading)} so the new settings take effect",
+                tljh.script(*(tljh.config_reload(name) for name in reloading)),
                 timeout=CONFIG_TIMEOUT,
             )
         )
-    return Plan(steps=tuple(steps), kept=tuple(kept), notes=notes)
+    closing.append(
+        Step(
+            "verify",
+            "check that the hub answers on http://127.0.0.1/hub/api",
+            tljh.script(*tljh.wait_for_hub()),
+            timeout=VERIFY_TIMEOUT,
+            changes_server=False,
+        )
+    )
+    closing.append(
+        Step(
+            "state",
+            f"record what was applied in {STATE_FILE}",
+            tljh.script(*tljh.write_state(state, STATE_FILE)),
+            timeout=CONFIG_TIMEOUT,
+        )
+    )
+    return closing
 
 
 def closed_signup_config(desired: CourseConfig) -> dict:

@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _service
 
-from deploy import assignments, coursework, operations
-from deploy.config import load_course
+from deploy import operations
+from deploy.course.config import load_course
+from deploy.host import assignments, coursework
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
 from deploy.ssh import SSHPool

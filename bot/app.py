@@ -25,9 +25,9 @@ from bot.services import SERVICES, Services
 from bot.settings import Settings
 from bot.store import Job, Store
 from bot.web import pages, sessions
-from deploy.droplets import DropletDriver
 from deploy.keys import ensure_service_key
 from deploy.operations import Engine
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
 
 logger = logging.getLogger(__name__)

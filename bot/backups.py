@@ -1,7 +1,7 @@
 """Scheduled snapshots: a ``backup`` job for each course whose time has come.
 
 Each course with ``storage`` has a fixed time in every ``backup.every`` period
-(``deploy.backup.next_backup_at``: courses spread over the period instead of all at
+(``deploy.volumes.backup.next_backup_at``: courses spread over the period instead of all at
 midnight). When it passes, the same job ``/backup`` asks for is queued, with source
 ``schedule``. The next due time is kept in the store (meta ``backup:due:<course>``), so
 a restart neither skips a snapshot nor takes an extra one. The monitor's loop calls
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.store import Course
-from deploy.backup import next_backup_at
+from deploy.volumes.backup import next_backup_at
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """``python -m bot check [PATH]``: validate a local course checkout as the service would.
 
 The same functions the service runs on a pushed commit read the same files here
-(``deploy.config.is_course_file`` picks them, ``deploy.config.load_course`` checks them), and
-the plan for a fresh server is printed as the check run would show it. Nothing here touches
-the network or needs the service's settings, so an instructor can run it before pushing.
+(``deploy.course.config.is_course_file`` picks them, ``deploy.course.config.load_course``
+checks them), and the plan for a fresh server is printed as the check run would show it.
+Nothing here touches the network or needs the service's settings, so an instructor can run
+it before pushing.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from deploy import kubernetes_course
-from deploy.chart_values import CHART_VERSION, ValuesInvalid
-from deploy.clusters import cluster_name
-from deploy.config import is_course_file, load_course
+from deploy.course.config import is_course_file, load_course
 from deploy.model import CONFIG_PATH, ConfigError, ConfigErrors, CourseConfig
-from deploy.planner import plan
-from deploy.render import render_plan
+from deploy.planning.planner import plan
+from deploy.planning.render import render_plan
+from deploy.providers import kubernetes_course
+from deploy.providers.chart_values import CHART_VERSION, ValuesInvalid
+from deploy.providers.clusters import cluster_name
 
 DEFAULT_OWNER = "course"
 

@@ -22,9 +22,15 @@ from cryptography.fernet import Fernet, InvalidToken
 from bot.jobs.results import JobResult
 from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
-from deploy.digitalocean_api import DigitalOceanAPI, DigitalOceanError, Gone, Refused, WrongToken
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.digitalocean_api import (
+    DigitalOceanAPI,
+    DigitalOceanError,
+    Gone,
+    Refused,
+    WrongToken,
+)
+from deploy.providers.droplets import DropletDriver
 from deploy.redact import add_secrets
 
 KEY_FILE = "course-tokens.key"

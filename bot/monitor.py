@@ -36,7 +36,7 @@ from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
 from deploy.ownership import course_tag
-from deploy.recover import lost_droplet
+from deploy.volumes.recover import lost_droplet
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from dotenv import dotenv_values
 
+from deploy.course.validate import Invalid, check_hostname
 from deploy.redact import add_secrets
-from deploy.validate import Invalid, check_hostname
 
 CREDENTIAL_VARIABLES = (
     "GITHUB_APP_ID",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from deploy.droplets import DropletDriver
+from deploy.host.observe import observe_script, parse_observation
 from deploy.keys import CourseKey, ServiceKey
 from deploy.model import (
     CourseConfig,
@@ -28,8 +28,8 @@ from deploy.model import (
     ServerRecords,
     StepResult,
 )
-from deploy.observe import observe_script, parse_observation
 from deploy.ownership import course_tag
+from deploy.providers.droplets import DropletDriver
 from deploy.redact import redact
 from deploy.retry import RetryPolicy
 from deploy.ssh import (
@@ -39,7 +39,7 @@ from deploy.ssh import (
     Unreachable,
     fingerprint,
 )
-from deploy.volumes import VolumeDriver, VolumeInfo
+from deploy.volumes.volume_driver import VolumeDriver, VolumeInfo
 
 # What says the server is not answering (yet), as opposed to answering wrongly.
 UNREACHABLE = (Unreachable, OSError, TimeoutError)

@@ -23,7 +23,7 @@ from bot.check import (
     run_check,
 )
 from bot.github.readme import END_MARKER, START_MARKER
-from deploy.config import (
+from deploy.course.config import (
     BACKUP_KEYS,
     CONTENT_KEYS,
     HUB_KEYS,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import NewJob
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.chromium import CHROMIUM, Chromium

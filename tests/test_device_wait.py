@@ -1,11 +1,11 @@
 """Every script that needs the course's volume waits for its device the same way, with
-the one timeout in ``deploy.homevolume.ATTACH_WAIT_SECONDS``."""
+the one timeout in ``deploy.volumes.homevolume.ATTACH_WAIT_SECONDS``."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy import backup, homevolume, recover
+from deploy.volumes import backup, homevolume, recover
 
 VOLUME = "course-home-1234"
 

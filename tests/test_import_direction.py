@@ -160,10 +160,10 @@ def imports_of_test_modules(found: list[Import]) -> list[str]:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("deploy.backup", "from bot.services import Services\n"),
-        ("deploy.backup", "import bot.jobs.registry\n"),
-        ("deploy.backup", "def f():\n    from handlers import router\n"),
-        ("deploy.backup", "import importlib\nimportlib.import_module('bot.monitor')\n"),
+        ("deploy.volumes.backup", "from bot.services import Services\n"),
+        ("deploy.volumes.backup", "import bot.jobs.registry\n"),
+        ("deploy.volumes.backup", "def f():\n    from handlers import router\n"),
+        ("deploy.volumes.backup", "import importlib\nimportlib.import_module('bot.monitor')\n"),
         ("handlers.push", "from deploy import planner\n"),
         ("bot.jobs.registry", "from handlers.common import installation_id\n"),
     ],
@@ -179,7 +179,7 @@ def test_an_import_against_the_direction_is_found(module: str, source: str) -> N
         ("bot.jobs.operations", "from deploy import operations\n"),
         ("handlers.push", "from bot.intake.delivery import Intake\n"),
         ("bot.intake.webhook", "from handlers import router\n"),
-        ("deploy.backup", "from .operations import known_server\n"),
+        ("deploy.volumes.backup", "from .operations import known_server\n"),
     ],
 )
 def test_imports_along_the_direction_pass(module: str, source: str) -> None:
@@ -195,10 +195,10 @@ def test_relative_imports_are_resolved() -> None:
 
 def test_a_private_name_from_another_module_is_found() -> None:
     source = "from deploy.operations import Engine, _known_server\n"
-    [violation] = private_name_violations(imports_in(source, "deploy.backup", "x.py"))
+    [violation] = private_name_violations(imports_in(source, "deploy.volumes.backup", "x.py"))
     assert "deploy.operations._known_server" in violation
     dunder = "from deploy import __version__\n"
-    assert private_name_violations(imports_in(dunder, "deploy.backup", "x.py")) == []
+    assert private_name_violations(imports_in(dunder, "deploy.volumes.backup", "x.py")) == []
 
 
 def test_an_import_of_a_test_module_is_found() -> None:

@@ -1,10 +1,10 @@
-"""Each section planner of ``deploy.planner`` alone: small pure functions, each asked the
+"""Each section planner of ``deploy.planning.planner`` alone: small pure functions, each asked the
 one question of its section (the composed plan is tested in test_planner.py)."""
 
 from __future__ import annotations
 
-from deploy import planner
 from deploy.model import HubAccount, HubAccounts, Observed, Reload, Step
+from deploy.planning import planner
 from tests.plugins.planner import make_course
 
 
@@ -107,7 +107,7 @@ def test_closing_steps_reload_what_the_steps_need_once_then_verify_and_record() 
 
 
 def test_the_api_service_is_written_only_when_it_differs() -> None:
-    from deploy import tljh
+    from deploy.host import tljh
 
     assert names(planner.api_service_steps(Observed(reachable=True))) == ["api-service"]
     same = Observed(reachable=True, api_service=tljh.API_SERVICE_CONFIG)

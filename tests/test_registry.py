@@ -28,10 +28,10 @@ from bot.jobs.registry import (
     parse_hub_user,
 )
 from bot.jobs.results import JobResult
-from deploy.config import load_course
-from deploy.droplets import DropletError, SizeInfo, check_size, choose_size
+from deploy.course.config import load_course
+from deploy.course.validate import Invalid, check_size_slug
 from deploy.model import ConfigErrors, OperationResult
-from deploy.validate import Invalid, check_size_slug
+from deploy.providers.droplets import DropletError, SizeInfo, check_size, choose_size
 
 DO_SPEC = Path(__file__).parent / "data/digitalocean-openapi-subset.json"
 COURSE = "physics-dept/physics101"

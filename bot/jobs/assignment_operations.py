@@ -1,6 +1,6 @@
 """The registry entries for assignments: ``/release NAME``, ``/collect NAME`` and
 ``/return NAME`` (see ``bot.jobs.registry``). Each decides what to run; the engine
-(``deploy.coursework``) does the work. Replies carry counts only: no student's name,
+(``deploy.host.coursework``) does the work. Replies carry counts only: no student's name,
 file or score goes to GitHub (safety invariant 13)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from bot.github.commit_files import read_commit_files
 from bot.github.reporting import split_course
 from bot.jobs.course import config_ref
 from bot.jobs.registry import ArgKind, OperationContext, Positional, code, operation
-from deploy import coursework
-from deploy.assignments import MAX_ASSIGNMENT_BYTES
+from deploy.course.validate import Invalid, check_assignment_name
+from deploy.host import coursework
+from deploy.host.assignments import MAX_ASSIGNMENT_BYTES
 from deploy.model import OperationResult
-from deploy.validate import Invalid, check_assignment_name
 
 
 def _assignment(word: str) -> str:

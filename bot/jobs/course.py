@@ -43,9 +43,9 @@ from bot.jobs.results import JobResult
 from bot.jobs.runner import REGISTRY, JobContext
 from bot.services import Services
 from bot.store import Job
-from deploy.assignments import names_in
-from deploy.config import CONFIG_FILES, is_course_file, load_course
-from deploy.links import launch_link
+from deploy.course.config import CONFIG_FILES, is_course_file, load_course
+from deploy.course.links import launch_link
+from deploy.host.assignments import names_in
 from deploy.model import ConfigError, ConfigErrors, CourseConfig, Observed
 from deploy.redact import redact
 

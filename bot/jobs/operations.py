@@ -38,8 +38,8 @@ from bot.jobs.registry import (
 )
 from bot.monitor import note_hub_up
 from deploy import operations as engine
+from deploy.host.shared import COMMIT, SharedSource, read_only
 from deploy.model import ConfigErrors, OperationResult
-from deploy.shared import COMMIT, SharedSource, read_only
 
 
 def shared_source(op: OperationContext) -> SharedSource | None:

@@ -52,9 +52,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from bot.store import Job, NewJob
-from deploy.config import NODE_COUNT_RANGE
+from deploy.course.config import NODE_COUNT_RANGE
+from deploy.course.validate import Invalid, check_hub_username, check_size_slug
 from deploy.model import CourseConfig, OperationResult
-from deploy.validate import Invalid, check_hub_username, check_size_slug
 
 # Who may run an operation: the least repository role it needs.
 WRITE = "write"  # write, maintain or admin

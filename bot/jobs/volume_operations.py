@@ -1,6 +1,7 @@
 """The registry entries for a course's home volume: ``/backup``, ``/restore``,
 ``/move-home`` and ``/recover`` (see ``bot.jobs.registry``). Each decides what to run; the
-engine (``deploy.backup``, ``deploy.movehome``, ``deploy.recover``) does the work."""
+engine (``deploy.volumes.backup``, ``deploy.volumes.movehome``,
+``deploy.volumes.recover``) does the work."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from bot.jobs.registry import (
     parse_hub_user,
     parse_snapshot_name,
 )
-from deploy import backup as engine_backup
-from deploy import movehome
-from deploy import recover as droplet_recovery
 from deploy.model import OperationResult
+from deploy.volumes import backup as engine_backup
+from deploy.volumes import movehome
+from deploy.volumes import recover as droplet_recovery
 
 parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.check)
 

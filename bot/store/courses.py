@@ -13,8 +13,8 @@ from bot.store.records import (
     MonitorState,
     monitor_state_from_row,
 )
+from deploy.host.observe import observation_from_record, observation_record
 from deploy.model import Observed, ServerRecord
-from deploy.observe import observation_from_record, observation_record
 
 
 class CourseTables(Database):

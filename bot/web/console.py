@@ -51,9 +51,9 @@ from bot.web.access import (
     signed_in,
     user_repositories,
 )
-from deploy import assignments, coursework
 from deploy import operations as engine_operations
-from deploy.assignments import AssignmentError, Submission
+from deploy.host import assignments, coursework
+from deploy.host.assignments import AssignmentError, Submission
 from deploy.model import HubAccounts
 from deploy.redact import redact
 

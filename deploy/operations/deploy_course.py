@@ -1,7 +1,7 @@
 """Deploy a course (plan or apply) on its server, and plan a pull request's configuration
 without touching anything.
 
-Observe the server in one SSH round trip, plan (``deploy.planner``), and in apply mode run
+Observe the server in one SSH round trip, plan (``deploy.planning.planner``), and in apply mode run
 each step: the engine's own steps (provision, volume, DNS, accounts, shared folders) here,
 the others over SSH. Running it again after a crash or a cut connection converges.
 """
@@ -14,8 +14,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from deploy import accounts, homevolume, kubernetes_course, planner, shared
-from deploy.droplets import DropletError
 from deploy.engine import (
     UNREACHABLE,
     Engine,
@@ -33,6 +31,7 @@ from deploy.engine import (
     server_target,
     wait_for_ssh,
 )
+from deploy.host import accounts, shared
 from deploy.keys import forget_key_script, trust_key_script
 from deploy.model import (
     CourseConfig,
@@ -44,8 +43,11 @@ from deploy.model import (
     Step,
     StepResult,
 )
+from deploy.planning import planner
+from deploy.planning.render import escape, render_plan
+from deploy.providers import kubernetes_course
+from deploy.providers.droplets import DropletError
 from deploy.redact import redact
-from deploy.render import escape, render_plan
 from deploy.ssh import (
     HostKeyChanged,
     KeyRefused,
@@ -53,7 +55,8 @@ from deploy.ssh import (
     Unreachable,
     stamp,
 )
-from deploy.volumes import VolumeDriver
+from deploy.volumes import homevolume
+from deploy.volumes.volume_driver import VolumeDriver
 
 ENGINE_STEPS = (
     "provision",

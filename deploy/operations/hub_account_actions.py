@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import secrets
 
-from deploy import accounts, kubernetes_course
 from deploy.engine import (
     Engine,
     OperationError,
     operation_result,
     remembered_target,
 )
+from deploy.host import accounts
 from deploy.model import (
     HubAccounts,
     OperationResult,
     Progress,
 )
-from deploy.render import escape
+from deploy.planning.render import escape
+from deploy.providers import kubernetes_course
 from deploy.ssh import (
     SSHError,
     Target,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from deploy import homevolume, kubernetes_course, tljh
-from deploy.droplets import DropletError
 from deploy.engine import (
     Engine,
     OperationError,
@@ -14,15 +12,19 @@ from deploy.engine import (
     server_target,
     wait_for_ssh,
 )
+from deploy.host import tljh
 from deploy.model import (
     CourseConfig,
     OperationResult,
     Progress,
     Step,
 )
+from deploy.providers import kubernetes_course
+from deploy.providers.droplets import DropletError
 from deploy.ssh import (
     SSHError,
 )
+from deploy.volumes import homevolume
 
 
 async def restart(

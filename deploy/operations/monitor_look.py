@@ -6,7 +6,7 @@ from deploy.engine import (
     Engine,
     remembered_target,
 )
-from deploy.observe import observe_script, parse_observation
+from deploy.host.observe import observe_script, parse_observation
 
 
 async def look(engine: Engine, course: str) -> dict[str, object]:

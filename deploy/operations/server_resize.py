@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from deploy import kubernetes_course, tljh
-from deploy.droplets import DropletError, choose_size
 from deploy.engine import (
     Engine,
     OperationError,
@@ -18,12 +16,15 @@ from deploy.engine import (
     server_target,
     wait_for_ssh,
 )
+from deploy.host import tljh
 from deploy.model import (
     CourseConfig,
     OperationResult,
     Progress,
     Step,
 )
+from deploy.providers import kubernetes_course
+from deploy.providers.droplets import DropletError, choose_size
 from deploy.ssh import (
     SSHError,
 )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from deploy import kubernetes_course
-from deploy.droplets import DropletError
 from deploy.engine import (
     Engine,
     OperationError,
@@ -19,7 +17,9 @@ from deploy.model import (
     OperationResult,
     Progress,
 )
-from deploy.render import escape
+from deploy.planning.render import escape
+from deploy.providers import kubernetes_course
+from deploy.providers.droplets import DropletError
 
 SNAPSHOT_NAME_LIMIT = 64
 

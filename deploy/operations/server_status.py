@@ -4,8 +4,6 @@ health, disk, memory).
 
 from __future__ import annotations
 
-from deploy import kubernetes_course
-from deploy.droplets import DropletError, DropletInfo
 from deploy.engine import (
     UNREACHABLE,
     Engine,
@@ -16,6 +14,7 @@ from deploy.engine import (
     operation_result,
     remembered_target,
 )
+from deploy.host.observe import observe_script, parse_observation
 from deploy.model import (
     CourseConfig,
     Observed,
@@ -23,8 +22,9 @@ from deploy.model import (
     Progress,
     ServerRecord,
 )
-from deploy.observe import observe_script, parse_observation
-from deploy.render import escape, render_status
+from deploy.planning.render import escape, render_status
+from deploy.providers import kubernetes_course
+from deploy.providers.droplets import DropletError, DropletInfo
 from deploy.ssh import (
     SSHError,
 )

@@ -24,8 +24,6 @@ import re
 import shlex
 from dataclasses import dataclass, replace
 
-from deploy import tljh
-from deploy.droplets import DropletDriver, DropletError
 from deploy.engine import (
     UNREACHABLE,
     Engine,
@@ -40,7 +38,13 @@ from deploy.engine import (
     server_target,
     wait_for_ssh,
 )
-from deploy.homevolume import (
+from deploy.host import tljh
+from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
+from deploy.operations.deploy_course import deploy
+from deploy.planning.render import escape
+from deploy.providers.droplets import DropletDriver, DropletError
+from deploy.ssh import SSHError
+from deploy.volumes.homevolume import (
     ADDRESS_FILE,
     MOUNT_POINT,
     STEP_TIMEOUT,
@@ -49,11 +53,7 @@ from deploy.homevolume import (
     volume_lines,
     wait_for_device_lines,
 )
-from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
-from deploy.operations.deploy_course import deploy
-from deploy.render import escape
-from deploy.ssh import SSHError
-from deploy.volumes import VolumeDriver, VolumeInfo, home_volume_name
+from deploy.volumes.volume_driver import VolumeDriver, VolumeInfo, home_volume_name
 
 # TLJH's Linux name for hub user NAME: jupyter-NAME, cut to 32 characters in all.
 LINUX_USER = re.compile(r"jupyter-[a-z0-9][a-z0-9._-]{0,23}")

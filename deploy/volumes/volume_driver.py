@@ -25,10 +25,10 @@ from typing import Any
 
 import digitalocean
 
-from deploy.digitalocean_api import DELETE, GET, POST
-from deploy.droplets import DropletDriver, DropletError
 from deploy.model import DROPLET_TAG, Progress
 from deploy.ownership import MAX_BASE, owner_tags, readable_part
+from deploy.providers.digitalocean_api import DELETE, GET, POST
+from deploy.providers.droplets import DropletDriver, DropletError
 from deploy.redact import redact
 
 HOME_SUFFIX = "-home"

@@ -10,7 +10,7 @@ its ``pip:`` list.  The template repository's ``conda_packages.yml`` (shaped lik
 users move over unchanged; when both a Binder file and its template twin exist, the
 Binder file wins and the other is listed in ``Packages.ignored``.
 
-Every entry passes ``deploy.validate`` before it is kept; every problem is a
+Every entry passes ``deploy.course.validate`` before it is kept; every problem is a
 ``ConfigError`` naming file and line, and all of them are raised together.
 """
 
@@ -22,8 +22,7 @@ from typing import TypeVar
 
 import yaml
 
-from deploy.model import ConfigError, ConfigErrors, Packages
-from deploy.validate import (
+from deploy.course.validate import (
     MAX_PACKAGES_PER_FILE,
     Invalid,
     YamlReader,
@@ -34,6 +33,7 @@ from deploy.validate import (
     decode_text,
     parse_yaml,
 )
+from deploy.model import ConfigError, ConfigErrors, Packages
 
 ParseResult = TypeVar("ParseResult")
 

@@ -34,8 +34,9 @@ import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from deploy import homevolume, tljh
+from deploy.host import tljh
 from deploy.model import CourseConfig, Observed, SharedFolder, Step
+from deploy.volumes import homevolume
 
 SHARED_ROOT = "/srv/shared"
 SOURCE_DIR = "/srv/classroom/shared-source"

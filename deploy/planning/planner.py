@@ -21,8 +21,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy import assignments, homevolume, shared, tljh
+from deploy.host import assignments, shared, tljh
 from deploy.model import STATE_FILE, CourseConfig, HubAccounts, Observed, Plan, Reload, Step
+from deploy.volumes import homevolume
 
 ENGINE = "littlest-classroom"
 ENGINE_VERSION = "0.1.0"

@@ -14,8 +14,7 @@ import hashlib
 import shlex
 from datetime import UTC, datetime, timedelta
 
-from deploy import tljh
-from deploy.droplets import DropletError
+from deploy.course.validate import Invalid, check_hub_username
 from deploy.engine import (
     UNREACHABLE,
     Engine,
@@ -27,17 +26,18 @@ from deploy.engine import (
     owner_tag,
     server_target,
 )
-from deploy.homevolume import (
+from deploy.host import tljh
+from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
+from deploy.planning.render import escape
+from deploy.providers.droplets import DropletError
+from deploy.ssh import SSHError, Target
+from deploy.volumes.homevolume import (
     STEP_TIMEOUT,
     start_script,
     unmount_script,
     wait_for_device_lines,
 )
-from deploy.model import CourseConfig, OperationResult, Progress, ServerRecord, Step
-from deploy.render import escape
-from deploy.ssh import SSHError, Target
-from deploy.validate import Invalid, check_hub_username
-from deploy.volumes import (
+from deploy.volumes.volume_driver import (
     SnapshotInfo,
     VolumeDriver,
     VolumeInfo,

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from deploy import accounts, assignments, homevolume, shared, tljh
+from deploy.host import accounts, assignments, shared, tljh
 from deploy.model import STATE_FILE, HubAccount, HubAccounts, Observed
+from deploy.volumes import homevolume
 
 # The units whose state /status reports, in the order ``systemctl is-active`` answers.
 SERVICES = ("jupyterhub", "traefik")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 
-from deploy import tljh
-from deploy.droplets import DropletError
 from deploy.engine import (
     Engine,
     OperationError,
@@ -30,7 +28,12 @@ from deploy.engine import (
     owner_tag,
     server_target,
 )
-from deploy.homevolume import (
+from deploy.host import tljh
+from deploy.host.observe import observe_script, parse_observation
+from deploy.model import CourseConfig, OperationResult, Progress, Step
+from deploy.providers.droplets import DropletError
+from deploy.ssh import SSHError
+from deploy.volumes.homevolume import (
     BINDS,
     MOUNT_POINT,
     STEP_TIMEOUT,
@@ -39,9 +42,6 @@ from deploy.homevolume import (
     is_course_volume,
     volume_lines,
 )
-from deploy.model import CourseConfig, OperationResult, Progress, Step
-from deploy.observe import observe_script, parse_observation
-from deploy.ssh import SSHError
 
 SNAPSHOT_SUFFIX = "-before-move-home-"
 

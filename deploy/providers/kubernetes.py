@@ -21,8 +21,8 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
 from deploy.model import Progress
+from deploy.providers.release import NAMESPACE, PROXY_SERVICE
 from deploy.redact import add_secrets, redact
-from deploy.release import NAMESPACE, PROXY_SERVICE
 
 FIELD_MANAGER = "littlest-classroom"
 LOG_LINES = 200

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import bcrypt
 
-from deploy import tljh
+from deploy.host import tljh
 from deploy.model import HubAccount, HubAccounts
 from deploy.ssh import SSHError, SSHPool, Target
 
@@ -69,7 +69,7 @@ def hub_names(names: Iterable[str]) -> list[str]:
 
 
 MIN_PASSWORD_LENGTH = 10
-# The list NativeAuthenticator's own sign-up refuses (see deploy/data/README.md).
+# The list NativeAuthenticator's own sign-up refuses (see deploy/host/data/README.md).
 COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-credentials.txt"
 
 

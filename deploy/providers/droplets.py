@@ -1,8 +1,9 @@
 """Drive DigitalOcean droplets: find or create, resize, snapshot, reboot, DNS, and sizes.
 
-Every call goes through python-digitalocean (by way of ``deploy.digitalocean_api``, the one
-place a request is sent and its errors mapped), which blocks, so each one runs in a worker
-thread and the event loop never waits on the network. Rate limits (429), server errors
+Every call goes through python-digitalocean (by way of
+``deploy.providers.digitalocean_api``, the one place a request is sent and its errors
+mapped), which blocks, so each one runs in a worker thread and the event loop never waits
+on the network. Rate limits (429), server errors
 (5xx) and timeouts are retried by the one policy of ``deploy.retry``, waits bounded. By
 design nothing in this module can rebuild, restore or destroy a droplet (safety invariant
 1): students' work lives on the droplet's disk.
@@ -25,7 +26,11 @@ from typing import Any, TypeVar
 
 import digitalocean
 
-from deploy.digitalocean_api import (
+from deploy.course.validate import MAX_SIZE_SLUG, SIZE_SLUG, Invalid, check_size_slug
+from deploy.keys import COURSE_KEY_PREFIX
+from deploy.model import DROPLET_TAG, Progress
+from deploy.ownership import owner_tags
+from deploy.providers.digitalocean_api import (
     POST,
     PUT,
     DigitalOceanAPI,
@@ -34,12 +39,8 @@ from deploy.digitalocean_api import (
     Transient,
     WrongToken,
 )
-from deploy.keys import COURSE_KEY_PREFIX
-from deploy.model import DROPLET_TAG, Progress
-from deploy.ownership import owner_tags
 from deploy.redact import redact
 from deploy.retry import MAX_RATE_LIMIT_WAIT, RetryPolicy, backoff, rate_limit_wait
-from deploy.validate import MAX_SIZE_SLUG, SIZE_SLUG, Invalid, check_size_slug
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The engine's assignment operations: ``/release``, ``/collect``, ``/return`` and the
-console's gradebook, each one SSH round trip to the course's server (``deploy.assignments``
+console's gradebook, each one SSH round trip to the course's server (``deploy.host.assignments``
 holds the program it runs and the parsers).
 
 What these return for GitHub (titles, summaries, progress lines) holds counts and the
@@ -8,8 +8,6 @@ assignment's name only, never a student's name, file or score (safety invariant 
 
 from __future__ import annotations
 
-from deploy import assignments
-from deploy.assignments import AssignmentError, Submission
 from deploy.engine import (
     Engine,
     OperationError,
@@ -18,8 +16,10 @@ from deploy.engine import (
     remembered_target,
     server_target,
 )
+from deploy.host import assignments
+from deploy.host.assignments import AssignmentError, Submission
 from deploy.model import CourseConfig, OperationResult, Progress
-from deploy.render import escape
+from deploy.planning.render import escape
 from deploy.ssh import SSHError, Target, stamp
 
 NOT_CONFIGURED = (

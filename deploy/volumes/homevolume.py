@@ -23,7 +23,7 @@ Layout of the volume, mounted at ``/mnt/classroom-home``: ``home/`` (bound on ``
 marker naming the volume), ``nbgrader/`` (bound on ``/srv/nbgrader``: nbgrader's
 exchange and gradebooks), a marker file naming the volume at its top, which is how the
 observer knows it is mounted, and ``classroom-users``, the Linux users TLJH made with
-their UIDs, which ``/recover`` makes again on a new droplet (``deploy.recover``), and
+their UIDs, which ``/recover`` makes again on a new droplet (``deploy.volumes.recover``), and
 ``classroom-address``, the course's reserved IP, which it gives the new droplet.
 """
 
@@ -33,10 +33,10 @@ import ipaddress
 import shlex
 from dataclasses import replace
 
-from deploy import tljh
+from deploy.host import tljh
 from deploy.model import CourseConfig, Observed, Step
 from deploy.ownership import without_code
-from deploy.volumes import VOLUME_NAME_PATTERN, home_volume_name, is_home_volume_name
+from deploy.volumes.volume_driver import VOLUME_NAME_PATTERN, home_volume_name, is_home_volume_name
 
 MOUNT_POINT = "/mnt/classroom-home"
 MARKER = f"{MOUNT_POINT}/.littlest-classroom-volume"

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from deploy.digitalocean_api import DELETE, GET, POST, PUT
-from deploy.droplets import DropletDriver
 from deploy.model import NodePoolSpec, Progress
+from deploy.providers.digitalocean_api import DELETE, GET, POST, PUT
+from deploy.providers.droplets import DropletDriver
 
 # DigitalOcean Kubernetes 1.33 (its newest patch when the cluster is made).
 KUBERNETES_VERSION = "1.33"

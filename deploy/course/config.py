@@ -15,25 +15,7 @@ from typing import Any
 
 import yaml
 
-from deploy.model import (
-    CONFIG_PATH,
-    AssignmentsSpec,
-    BackupSpec,
-    ConfigError,
-    ConfigErrors,
-    ContentSpec,
-    CourseConfig,
-    HubSpec,
-    MonitorSpec,
-    NodePoolSpec,
-    Packages,
-    ServerSpec,
-    SharedFolder,
-    StorageSpec,
-)
-from deploy.ownership import course_name
-from deploy.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
-from deploy.validate import (
+from deploy.course.validate import (
     MAX_ADMINS,
     YamlReader,
     check_assignment_name,
@@ -64,6 +46,24 @@ from deploy.validate import (
     parse_duration,
     parse_yaml,
 )
+from deploy.model import (
+    CONFIG_PATH,
+    AssignmentsSpec,
+    BackupSpec,
+    ConfigError,
+    ConfigErrors,
+    ContentSpec,
+    CourseConfig,
+    HubSpec,
+    MonitorSpec,
+    NodePoolSpec,
+    Packages,
+    ServerSpec,
+    SharedFolder,
+    StorageSpec,
+)
+from deploy.ownership import course_name
+from deploy.planning.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 
 README_PATH = "README.md"
 CONFIG_FILES: frozenset[str] = frozenset(

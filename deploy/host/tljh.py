@@ -2,7 +2,7 @@
 
 Every function returns shell text in which each value is a single ``shlex.quote``-d word,
 so a value can never become two words or a second command, whatever it holds. The
-callers pass values that ``deploy.validate`` already accepted; quoting here is the second
+callers pass values that ``deploy.course.validate`` already accepted; quoting here is the second
 lock on the same door.
 """
 

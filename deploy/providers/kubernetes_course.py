@@ -21,12 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal
 
-from deploy import accounts, release
-from deploy.chart_values import ValuesInvalid, chart_values, check_values
-from deploy.clusters import ClusterDriver, ClusterError, ClusterInfo, cluster_name, course_tag
-from deploy.digitalocean_api import DigitalOceanError
-from deploy.droplets import DropletError
-from deploy.kubernetes import ClusterClient, JobOutcome, KubernetesError
+from deploy.host import accounts
 from deploy.model import (
     DROPLET_TAG,
     CourseConfig,
@@ -37,8 +32,20 @@ from deploy.model import (
     Step,
     StepResult,
 )
+from deploy.planning.render import escape, render_plan
+from deploy.providers import release
+from deploy.providers.chart_values import ValuesInvalid, chart_values, check_values
+from deploy.providers.clusters import (
+    ClusterDriver,
+    ClusterError,
+    ClusterInfo,
+    cluster_name,
+    course_tag,
+)
+from deploy.providers.digitalocean_api import DigitalOceanError
+from deploy.providers.droplets import DropletError
+from deploy.providers.kubernetes import ClusterClient, JobOutcome, KubernetesError
 from deploy.redact import redact
-from deploy.render import escape, render_plan
 
 LOG_CHARS = 4000
 FAILURES = (ClusterError, KubernetesError, DropletError, DigitalOceanError)

@@ -9,7 +9,7 @@ the assignment's files) as JSON on stdin, and the program calls nbgrader with ar
 lists, never through a shell.
 
 Layout on the server (``/srv/nbgrader`` is on the course's volume with ``storage``, see
-``deploy.homevolume.BINDS``):
+``deploy.volumes.homevolume.BINDS``):
 
 - ``/srv/nbgrader/exchange``: nbgrader's exchange, world-writable with the sticky bit;
 - ``/srv/nbgrader/<course_id>``: the course directory (source, release, submitted,
@@ -34,10 +34,11 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from deploy import homevolume, tljh
+from deploy.course.validate import Invalid, check_assignment_name, check_course_id
+from deploy.host import tljh
 from deploy.model import AssignmentsSpec, CourseConfig, Observed, Reload, Step
 from deploy.ssh import SSHError, SSHPool, Target
-from deploy.validate import Invalid, check_assignment_name, check_course_id
+from deploy.volumes import homevolume
 
 NBGRADER_VERSION = "0.9.6"
 NBGRADER_ROOT = "/srv/nbgrader"

@@ -26,15 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from deploy.accounts import server_program
-from deploy.chart_values import (
+from deploy.host.accounts import server_program
+from deploy.model import DROPLET_TAG
+from deploy.providers.chart_values import (
     CHART_NAME,
     CHART_REPOSITORY,
     CHART_VERSION,
     values_hash,
     values_yaml,
 )
-from deploy.model import DROPLET_TAG
 
 NAMESPACE = "classroom"
 RELEASE = "classroom"

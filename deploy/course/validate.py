@@ -3,7 +3,7 @@
 Nothing a course repository says reaches a shell or an API until one of these functions
 has accepted it.  Each checker takes the raw text and returns the value to use (sometimes
 normalised, e.g. lower-cased) or raises ``Invalid`` with a sentence saying what is
-allowed; ``deploy.config`` turns that into a ``ConfigError`` naming file, line and key.
+allowed; ``deploy.course.config`` turns that into a ``ConfigError`` naming file, line and key.
 
 The patterns are deliberately narrower than the formats they guard: a value that a real
 course needs and these refuse is a one-line fix here, while a value they wrongly accept

@@ -1,0 +1,2 @@
+"""The course: its configuration files read (``config``), checked (``validate``), and the
+links the README shows (``links``)."""

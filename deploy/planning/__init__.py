@@ -1,0 +1,3 @@
+"""The pure planner: from the course's configuration and what its server reported, the
+explained steps (``planner``), the package files (``packages``), and their Markdown
+(``render``). No I/O."""

@@ -45,7 +45,6 @@ from deploy.model import (
 )
 from deploy.planning import planner
 from deploy.planning.render import escape, render_plan
-from deploy.providers import kubernetes_course
 from deploy.providers.droplets import DropletError
 from deploy.redact import redact
 from deploy.ssh import (
@@ -88,10 +87,6 @@ async def deploy(
     ``source`` is the pushed commit the shared folders come from, and how to get a token
     to fetch it; without it a plan says what a push would fetch.
     """
-    if config.server.provider == "kubernetes":
-        return await kubernetes_course.deploy(
-            engine, course, config, mode=mode, progress=progress, before_apply=before_apply
-        )
     seen: list[Observed] = []
     try:
         result = await _deploy(
@@ -111,10 +106,6 @@ async def deploy(
     if seen and seen[-1].reachable:
         result = replace(result, details={**result.details, "observed": seen[-1]})
     return result
-
-
-async def _silent(_line: str) -> None:
-    return None
 
 
 def _same_server(config: CourseConfig, record: ServerRecord | None) -> bool:
@@ -145,11 +136,6 @@ async def plan_from_config(
     when last observed by a deploy of the default branch or a command). A configuration
     naming another server than the course's is planned as a new server, and said so.
     """
-    if config.server.provider == "kubernetes":
-        # The cluster's own plan is made from the config alone too.
-        return await kubernetes_course.deploy(
-            engine, course, config, mode="plan", progress=_silent, before_apply=None
-        )
     record = await engine.records.get_server(course)
     same = _same_server(config, record)
     observed = last_seen if same else None

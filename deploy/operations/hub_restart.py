@@ -19,7 +19,6 @@ from deploy.model import (
     Progress,
     Step,
 )
-from deploy.providers import kubernetes_course
 from deploy.providers.droplets import DropletError
 from deploy.ssh import (
     SSHError,
@@ -31,8 +30,6 @@ async def restart(
     engine: Engine, course: str, config: CourseConfig, *, reboot: bool = False, progress: Progress
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
-    if config.server.provider == "kubernetes":
-        return kubernetes_course.not_built("Restarting the hub")
     try:
         record = await known_server(engine, course, config, progress)
         if record is None:

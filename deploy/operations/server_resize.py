@@ -1,6 +1,4 @@
-"""``/resize``: change the droplet's CPU and RAM (the disk on request), or a kubernetes
-course's node pool.
-"""
+"""``/resize`` of a droplet: its CPU and RAM (the disk on request)."""
 
 from __future__ import annotations
 
@@ -23,11 +21,12 @@ from deploy.model import (
     Progress,
     Step,
 )
-from deploy.providers import kubernetes_course
 from deploy.providers.droplets import DropletError, choose_size
 from deploy.ssh import (
     SSHError,
 )
+
+NODES_ARE_FOR_KUBERNETES = "`--nodes` is for `provider: kubernetes` node pools"
 
 
 async def resize(
@@ -40,30 +39,11 @@ async def resize(
     nodes: tuple[int, int] | None = None,
     progress: Progress,
 ) -> OperationResult:
-    """Change CPU and RAM (the disk only with ``disk``), then wait for SSH and the hub.
-
-    A kubernetes course changes its node pool instead: its nodes' size, or with ``nodes``
-    its autoscaling range.
-    """
-    if config.server.provider == "kubernetes":
-        if disk:
-            return operation_result(
-                "failure",
-                "Resize failed",
-                "`--disk` is for droplets; nodes' disks come with their size",
-            )
-        return await kubernetes_course.resize(
-            engine, course, config, size=wanted or None, nodes=nodes, progress=progress
-        )
+    """Change the droplet's CPU and RAM (the disk only with ``disk``), then wait for SSH
+    and the hub."""
     if nodes is not None:
-        return operation_result(
-            "failure", "Resize failed", "`--nodes` is for `provider: kubernetes` node pools"
-        )
+        return operation_result("failure", "Resize failed", NODES_ARE_FOR_KUBERNETES)
     try:
-        if config.server.provider != "digitalocean":
-            raise OperationError(
-                "`provider: ssh` servers cannot be resized from here; resize it with your provider"
-            )
         record = await known_server(engine, course, config, progress)
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")

@@ -1,4 +1,4 @@
-"""``/snapshot``: a DigitalOcean snapshot of the course's droplet."""
+"""``/snapshot`` of a droplet: a DigitalOcean snapshot of the course's droplet."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from deploy.model import (
     Progress,
 )
 from deploy.planning.render import escape
-from deploy.providers import kubernetes_course
 from deploy.providers.droplets import DropletError
 
 SNAPSHOT_NAME_LIMIT = 64
@@ -32,15 +31,8 @@ def snapshot_name(config: CourseConfig, name: str | None) -> str:
 async def snapshot(
     engine: Engine, course: str, config: CourseConfig, name: str | None, *, progress: Progress
 ) -> OperationResult:
-    if config.server.provider == "kubernetes":
-        return kubernetes_course.not_built("/snapshot")
     try:
         record = await known_server(engine, course, config, progress)
-        if config.server.provider != "digitalocean":
-            raise OperationError(
-                "`provider: ssh` servers cannot be snapshotted from here; "
-                "use your provider's backups"
-            )
         if record is None or not record.droplet_id:
             raise OperationError("there is no droplet yet: push to the default branch first")
         title = snapshot_name(config, name)

@@ -23,7 +23,6 @@ from deploy.model import (
     ServerRecord,
 )
 from deploy.planning.render import escape, render_status
-from deploy.providers import kubernetes_course
 from deploy.providers.droplets import DropletError, DropletInfo
 from deploy.ssh import (
     SSHError,
@@ -44,11 +43,6 @@ async def status(
     forgot is looked up by name and tag); without it (the repository's config has errors)
     it works from what the last deploy remembered.
     """
-    remembered = await engine.records.get_server(course)
-    if (config is not None and config.server.provider == "kubernetes") or (
-        config is None and remembered is not None and remembered.provider == "kubernetes"
-    ):
-        return await kubernetes_course.status(engine, course, config, progress=progress)
     try:
         if config is not None:
             record = await known_server(engine, course, config, progress)

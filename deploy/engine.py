@@ -15,7 +15,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from deploy.host.observe import observe_script, parse_observation
 from deploy.keys import CourseKey, ServiceKey
@@ -88,7 +88,7 @@ class Engine:
     # The repository id of a course (its ownership tag in DigitalOcean), for kubernetes.
     course_ids: Callable[[str], Awaitable[int | None]] | None = None
     # How the Kubernetes client waits for Jobs (poll_seconds, wait_seconds, sleep).
-    cluster_options: dict = field(default_factory=dict)
+    cluster_options: dict[str, Any] = field(default_factory=dict)
 
     async def droplets_for(self, course: str) -> DropletDriver | None:
         """The driver for this course's droplets: its own token's, else the operator's."""

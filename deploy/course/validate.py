@@ -544,16 +544,17 @@ def parse_yaml(content: bytes, file: str) -> yaml.Node | None:
     try:
         depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            line = event.start_mark.line + 1
+            assert event.start_mark is not None  # the parser marks every event it makes
+            at = event.start_mark.line + 1
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise ConfigErrors(
-                    [ConfigError(file, line, "", "YAML anchors and aliases (& and *) are refused")]
+                    [ConfigError(file, at, "", "YAML anchors and aliases (& and *) are refused")]
                 )
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
                     raise ConfigErrors(
-                        [ConfigError(file, line, "", f"nests deeper than {MAX_YAML_DEPTH} levels")]
+                        [ConfigError(file, at, "", f"nests deeper than {MAX_YAML_DEPTH} levels")]
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
@@ -634,7 +635,7 @@ class YamlReader:
         if _is_null(node):
             return None
         if isinstance(node, yaml.ScalarNode) and node.tag in _YAML_TEXT_TAGS:
-            return node.value
+            return str(node.value)
         if isinstance(node, yaml.ScalarNode) and node.tag == _YAML_BOOL:
             self.error(node, key, f"must be text, not the boolean {node.value!r}; quote it")
         else:
@@ -688,7 +689,7 @@ class YamlReader:
         if node.value not in allowed:
             self.error(node, key, f"{_shown(node.value)} is not one of: {', '.join(allowed)}")
             return None
-        return node.value
+        return str(node.value)
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -23,6 +23,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 
@@ -287,7 +288,7 @@ def command(action: str) -> str:
 # --- requests ------------------------------------------------------------------------
 
 
-def seed_request(admins: Iterable[str], wait: float = SEED_WAIT_SECONDS) -> dict:
+def seed_request(admins: Iterable[str], wait: float = SEED_WAIT_SECONDS) -> dict[str, Any]:
     """Rows for the admins, each with a fresh unusable password (used only if created)."""
     return {
         "wait": wait,
@@ -295,18 +296,18 @@ def seed_request(admins: Iterable[str], wait: float = SEED_WAIT_SECONDS) -> dict
     }
 
 
-def names_request(names: Iterable[str]) -> dict:
+def names_request(names: Iterable[str]) -> dict[str, Any]:
     return {"names": hub_names(names)}
 
 
-def password_request(name: str, password: str) -> dict:
+def password_request(name: str, password: str) -> dict[str, Any]:
     return {"name": hub_name(name), "hash": password_hash(password)}
 
 
 # --- answers --------------------------------------------------------------------------
 
 
-def parse_answer(stdout: str) -> dict:
+def parse_answer(stdout: str) -> dict[str, Any]:
     """The JSON object the program printed last; ``{}`` when there is none."""
     for line in reversed(stdout.splitlines()):
         line = line.strip()
@@ -327,7 +328,7 @@ def _strings(value: object) -> list[str]:
 APPROVED = ("approved", "already", "unknown")
 
 
-def name_lists(answer: dict, *keys: str) -> tuple[tuple[str, ...], ...]:
+def name_lists(answer: dict[str, Any], *keys: str) -> tuple[tuple[str, ...], ...]:
     """The names the hub's script listed under each of ``keys``, in order; absent is empty."""
     return tuple(tuple(_strings(answer.get(key))) for key in keys)
 
@@ -366,7 +367,9 @@ class SeedOutcome:
 # --- the executor ---------------------------------------------------------------------
 
 
-async def run(pool: SSHPool, target: Target, action: str, request: dict | None = None) -> dict:
+async def run(
+    pool: SSHPool, target: Target, action: str, request: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One action in one SSH round trip; its answer, or ``AccountsUnavailable``."""
     status, stdout, _stderr = await pool.run_script(
         target, tljh.script(command(action)), stdin=json.dumps(request or {})

@@ -33,6 +33,7 @@ import json
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from deploy.course.validate import Invalid, check_assignment_name, check_course_id
 from deploy.host import tljh
@@ -343,7 +344,7 @@ def assignment_files(files: dict[str, bytes], source: str, name: str) -> dict[st
     return found
 
 
-def release_request(spec: AssignmentsSpec, name: str, files: dict[str, bytes]) -> dict:
+def release_request(spec: AssignmentsSpec, name: str, files: dict[str, bytes]) -> dict[str, Any]:
     return {
         "course_id": check_course_id(spec.course_id),
         "assignment": check_assignment_name(name),
@@ -351,7 +352,7 @@ def release_request(spec: AssignmentsSpec, name: str, files: dict[str, bytes]) -
     }
 
 
-def assignment_request(course_id: str, name: str | None = None) -> dict:
+def assignment_request(course_id: str, name: str | None = None) -> dict[str, Any]:
     request = {"course_id": check_course_id(course_id)}
     if name is not None:
         request["assignment"] = check_assignment_name(name)
@@ -376,7 +377,7 @@ def names_in(paths: list[str] | tuple[str, ...], source: str) -> list[str]:
 # --- answers --------------------------------------------------------------------------
 
 
-def parse_answer(stdout: str) -> dict:
+def parse_answer(stdout: str) -> dict[str, Any]:
     """The JSON object the program printed last; ``{}`` when there is none."""
     for line in reversed(stdout.splitlines()):
         if line.strip().startswith("{"):
@@ -422,7 +423,7 @@ def is_late(submitted_at: str, due: str | None) -> bool:
     return when > limit
 
 
-def parse_gradebook(answer: dict, due: dict[str, str] | None = None) -> list[Submission]:
+def parse_gradebook(answer: dict[str, Any], due: dict[str, str] | None = None) -> list[Submission]:
     due = due or {}
     found = []
     for row in answer.get("rows") or []:
@@ -471,8 +472,12 @@ def gradebook_csv(submissions: list[Submission]) -> str:
 
 
 async def run(
-    pool: SSHPool, target: Target, action: str, request: dict, timeout: float = ACTION_TIMEOUT
-) -> dict:
+    pool: SSHPool,
+    target: Target,
+    action: str,
+    request: dict[str, Any],
+    timeout: float = ACTION_TIMEOUT,
+) -> dict[str, Any]:
     """One action in one SSH round trip; its answer, or ``AssignmentError`` saying why."""
     status, stdout, _stderr = await pool.run_script(
         target, tljh.script(command(action)), timeout, stdin=json.dumps(request)

@@ -94,7 +94,9 @@ async def collect(
         f"`{escape(name)}`: {counts['submitted']} submitted, {counts['graded']} graded, "
         f"{counts['failed']} failed to grade. Names and scores are on the course's console "
         "page, never here.",
-        **counts,
+        submitted=counts["submitted"],
+        graded=counts["graded"],
+        failed=counts["failed"],
     )
 
 

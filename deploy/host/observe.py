@@ -94,7 +94,7 @@ def _tljh_version(text: str) -> str | None:
     return None
 
 
-def _tljh_config(text: str) -> dict:
+def _tljh_config(text: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text) if text else None
     except yaml.YAMLError:
@@ -113,7 +113,7 @@ def _apt(text: str) -> dict[str, str]:
     return installed
 
 
-def _json_list(text: str) -> list:
+def _json_list(text: str) -> list[Any]:
     # Tools sometimes print a warning before their JSON; start at the first bracket.
     start = text.find("[")
     if start < 0:
@@ -168,7 +168,7 @@ def _meminfo(text: str) -> dict[str, int]:
     return values
 
 
-def _state(text: str) -> dict:
+def _state(text: str) -> dict[str, Any]:
     try:
         loaded = json.loads(text) if text else None
     except ValueError:

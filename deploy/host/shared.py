@@ -33,6 +33,7 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from deploy.host import tljh
 from deploy.model import CourseConfig, Observed, SharedFolder, Step
@@ -118,7 +119,7 @@ def on_volume(config: CourseConfig) -> bool:
     return config.storage is not None and config.server.provider == "digitalocean"
 
 
-def layout_record(config: CourseConfig) -> dict:
+def layout_record(config: CourseConfig) -> dict[str, Any]:
     """What the layout step makes, as the state file remembers it."""
     return {
         "folders": [[folder.name, folder.source] for folder in config.shared],
@@ -126,7 +127,7 @@ def layout_record(config: CourseConfig) -> dict:
     }
 
 
-def state_record(config: CourseConfig, commit: str | None, seen: Observed) -> dict | None:
+def state_record(config: CourseConfig, commit: str | None, seen: Observed) -> dict[str, Any] | None:
     """The ``shared`` entry of the state file after a deploy; None without shared folders."""
     if not config.shared:
         return None

@@ -12,6 +12,7 @@ import base64
 import json
 import shlex
 from collections.abc import Iterable
+from typing import Any
 
 HUB_PREFIX = "/opt/tljh/hub"
 USER_PREFIX = "/opt/tljh/user"
@@ -173,7 +174,7 @@ def install_api_service() -> list[str]:
     ]
 
 
-def write_state(state: dict, path: str) -> list[str]:
+def write_state(state: dict[str, Any], path: str) -> list[str]:
     """Write ``state`` as JSON atomically: to a temporary file, then renamed over ``path``."""
     text = json.dumps(state, sort_keys=True)
     temporary = f"{path}.tmp"

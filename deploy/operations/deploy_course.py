@@ -257,7 +257,7 @@ async def _deploy(
         if step.name in ENGINE_STEPS:
             outcome = await _engine_step(engine, course, config, step, progress)
             if step.name == "provision":
-                record = outcome  # type: ignore[assignment]
+                record = outcome
             ok = True
             if step.name == "wait-ssh":
                 assert record is not None

@@ -160,7 +160,7 @@ def pip_satisfied(spec: str, installed: dict[str, str]) -> bool:
 # --- tljh-config values -------------------------------------------------------------------
 
 
-def config_get(config: dict, key: str) -> object:
+def config_get(config: dict[str, Any], key: str) -> object:
     """The value at a dotted key of the observed tljh config, or ``_MISSING``."""
     node: object = config
     for part in key.split("."):
@@ -191,7 +191,7 @@ def _same(observed: object, desired: object) -> bool:
     return _canonical(observed) == _canonical(desired)
 
 
-def _config_list(config: dict, key: str) -> list[str]:
+def _config_list(config: dict[str, Any], key: str) -> list[str]:
     value = config_get(config, key)
     if isinstance(value, list):
         return [str(v) for v in value]
@@ -219,7 +219,7 @@ def desired_settings(desired: CourseConfig) -> dict[str, object]:
 
 
 def _hub_settings_step(
-    name: str, keys: list[str], settings: dict[str, object], config: dict, signup: str
+    name: str, keys: list[str], settings: dict[str, object], config: dict[str, Any], signup: str
 ) -> list[Step]:
     """The step that brings the authenticator's ``keys`` to what ``hub.signup`` asks, if any."""
     commands, reasons = _settings_changes(keys, settings, config)
@@ -237,7 +237,7 @@ def _hub_settings_step(
 
 
 def _settings_changes(
-    keys: Iterable[str], settings: dict[str, object], config: dict
+    keys: Iterable[str], settings: dict[str, object], config: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
     """Commands and reason fragments for the keys whose observed value differs."""
     commands: list[str] = []
@@ -284,7 +284,7 @@ def _version_differs(observed_version: str | None, wanted: str) -> bool:
     return not _versions_equal(observed_version, wanted)
 
 
-def _previous(state: dict, kind: str) -> list[str]:
+def _previous(state: dict[str, Any], kind: str) -> list[str]:
     value = state.get(kind)
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
@@ -631,7 +631,7 @@ def closing_steps(steps: list[Step], state: dict[str, Any]) -> list[Step]:
     return closing
 
 
-def closed_signup_config(desired: CourseConfig) -> dict:
+def closed_signup_config(desired: CourseConfig) -> dict[str, Any]:
     """What TLJH's installer finds before it first starts the hub: sign-up closed."""
     native = {
         key.rsplit(".", 1)[1]: value
@@ -642,7 +642,7 @@ def closed_signup_config(desired: CourseConfig) -> dict:
     return {"auth": {"type": NATIVE_AUTHENTICATOR, "NativeAuthenticator": native}}
 
 
-def write_first_config(config: dict) -> list[str]:
+def write_first_config(config: dict[str, Any]) -> list[str]:
     """Write TLJH's config file unless one exists; JSON is YAML, which TLJH reads."""
     path = shlex.quote(TLJH_CONFIG_FILE)
     return [
@@ -735,7 +735,7 @@ _NAME_OF = {
 }
 
 
-def _prune(desired: CourseConfig, seen: Observed) -> tuple[list[Step], list[str], dict]:
+def _prune(desired: CourseConfig, seen: Observed) -> tuple[list[Step], list[str], dict[str, Any]]:
     """Steps removing what the files dropped (prune on), or the list of what stays."""
     packages = desired.packages
     wanted = {"apt": packages.apt, "conda": packages.conda, "pip": packages.pip}
@@ -784,9 +784,9 @@ def _prune(desired: CourseConfig, seen: Observed) -> tuple[list[Step], list[str]
 def state_record(
     desired: CourseConfig,
     settings: dict[str, object],
-    kept_specs: dict,
+    kept_specs: dict[str, Any],
     applied_at: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """What the state file says was applied; prune compares the next push against it."""
     config: dict[str, object] = {k: v for k, v in settings.items() if v is not None}
     config[ADMIN_KEY] = list(dict.fromkeys(desired.hub.admins))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import digitalocean
@@ -115,8 +115,9 @@ def _message(response: requests.Response, content: bytes) -> str:
         body = json.loads(content) if content else None
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str):
+        return message
     return response.reason or f"HTTP {response.status_code}"
 
 
@@ -129,7 +130,7 @@ class OneRequestPath:
     end_point: str
     token: Any
 
-    def get_data(self, url: str, type: str = GET, params: dict | None = None) -> Any:
+    def get_data(self, url: str, type: str = GET, params: dict[str, Any] | None = None) -> Any:
         """python-digitalocean's request method: one answer's JSON, all pages of a list."""
         params = dict(params or {})
         if type == GET:
@@ -149,7 +150,7 @@ class OneRequestPath:
             pages += 1
         return data
 
-    def _send(self, url: str, method: str, params: dict) -> Any:
+    def _send(self, url: str, method: str, params: dict[str, Any]) -> Any:
         response, content = self._response(url, method, params)
         status = response.status_code
         if status == 204 or not content:
@@ -159,13 +160,14 @@ class OneRequestPath:
         except ValueError:
             raise Transient(f"DigitalOcean answered {status} without JSON", status) from None
 
-    def _response(self, url: str, method: str, params: dict) -> tuple[requests.Response, bytes]:
+    def _response(
+        self, url: str, method: str, params: dict[str, Any]
+    ) -> tuple[requests.Response, bytes]:
         """One request and its body (read up to ``RESPONSE_LIMIT``), its refusals mapped to
         this module's errors."""
         token = self.token
         address = urljoin(self.end_point, url)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        body = {"params": params} if method == GET else {"json": params}
         try:
             response = (self.http or requests).request(
                 method,
@@ -173,7 +175,8 @@ class OneRequestPath:
                 headers=headers,
                 timeout=self.request_timeout,
                 stream=True,
-                **body,
+                params=params if method == GET else None,
+                json=None if method == GET else params,
             )
             content = _read_capped(response, RESPONSE_LIMIT)
         except (requests.Timeout, requests.ConnectionError) as exc:
@@ -220,13 +223,16 @@ class DigitalOceanAPI:
         obj = wrapped(token=self.token, end_point=self.end_point, **attributes)
         obj.request_timeout = self.request_timeout
         obj.http = self.http
-        return obj  # type: ignore[return-value]
+        return cast(B, obj)  # python-digitalocean is untyped: obj is the class asked for
 
-    def request(self, url: str, method: str = GET, params: dict | None = None) -> Any:
+    def request(self, url: str, method: str = GET, params: dict[str, Any] | None = None) -> Any:
         """A call python-digitalocean has no method for, through the same request path."""
         return self.new(digitalocean.Manager).get_data(url, type=method, params=params)
 
     def text(self, url: str) -> str:
         """A GET whose answer is not JSON (a cluster's kubeconfig is YAML), as text."""
-        response, content = self.new(digitalocean.Manager)._response(url, GET, {})
+        answer: tuple[requests.Response, bytes] = self.new(digitalocean.Manager)._response(
+            url, GET, {}
+        )
+        response, content = answer
         return content.decode(response.encoding or "utf-8", "replace")

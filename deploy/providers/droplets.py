@@ -810,19 +810,23 @@ class DropletDriver:
 
 
 def _shutdown(droplet: digitalocean.Droplet) -> dict[str, Any]:
-    return droplet.shutdown()
+    action: dict[str, Any] = droplet.shutdown()
+    return action
 
 
 def _power_off(droplet: digitalocean.Droplet) -> dict[str, Any]:
-    return droplet.power_off()
+    action: dict[str, Any] = droplet.power_off()
+    return action
 
 
 def _power_on(droplet: digitalocean.Droplet) -> dict[str, Any]:
-    return droplet.power_on()
+    action: dict[str, Any] = droplet.power_on()
+    return action
 
 
 def _reboot(droplet: digitalocean.Droplet) -> dict[str, Any]:
-    return droplet.reboot()
+    action: dict[str, Any] = droplet.reboot()
+    return action
 
 
 def _explained(failure: DigitalOceanError, what: str, attempts: int) -> DropletError:

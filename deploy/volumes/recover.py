@@ -387,6 +387,7 @@ async def _recover(
     if not record.reserved_ip:
         record = await _adopt_recorded_address(engine, course, volumes, record, out, progress)
     if record.reserved_ip:
+        assert record.droplet_id is not None  # provisioned above: a droplet has its id
         await volumes.assign_reserved_ip(record.reserved_ip, record.droplet_id, progress)
     deployed = await deploy(engine, course, config, mode="apply", progress=progress)
     if deployed.conclusion == "failure":

@@ -29,9 +29,10 @@ import _service
 
 from deploy import operations
 from deploy.course.config import load_course
-from deploy.host import assignments, coursework
+from deploy.host import assignments
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
+from deploy.operations import coursework
 from deploy.ssh import SSHPool
 from tests.support import grader
 from tests.support.engine import MemoryRecords, noop

@@ -1,6 +1,6 @@
 """The registry entries for assignments: ``/release NAME``, ``/collect NAME`` and
 ``/return NAME`` (see ``bot.jobs.registry``). Each decides what to run; the engine
-(``deploy.host.coursework``) does the work. Replies carry counts only: no student's name,
+(``deploy.operations.coursework``) does the work. Replies carry counts only: no student's name,
 file or score goes to GitHub (safety invariant 13)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from bot.github.reporting import split_course
 from bot.jobs.course import config_ref
 from bot.jobs.registry import ArgKind, OperationContext, Positional, code, operation
 from deploy.course.validate import Invalid, check_assignment_name
-from deploy.host import coursework
 from deploy.host.assignments import MAX_ASSIGNMENT_BYTES
 from deploy.model import OperationResult
+from deploy.operations import coursework
 
 
 def _assignment(word: str) -> str:

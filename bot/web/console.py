@@ -52,9 +52,10 @@ from bot.web.access import (
     user_repositories,
 )
 from deploy import operations as engine_operations
-from deploy.host import assignments, coursework
+from deploy.host import assignments
 from deploy.host.assignments import AssignmentError, Submission
 from deploy.model import HubAccounts
+from deploy.operations import coursework
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)

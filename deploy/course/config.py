@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from deploy.course.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 from deploy.course.validate import (
     MAX_ADMINS,
     YamlReader,
@@ -63,7 +64,6 @@ from deploy.model import (
     StorageSpec,
 )
 from deploy.ownership import course_name
-from deploy.planning.packages import PACKAGE_FILE_NAMES, PACKAGE_FOLDERS, read_packages
 
 README_PATH = "README.md"
 CONFIG_FILES: frozenset[str] = frozenset(

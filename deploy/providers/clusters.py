@@ -111,7 +111,7 @@ class ClusterDriver:
         self._droplets = droplets
 
     async def _request(
-        self, what: str, url: str, method: str = GET, params: dict | None = None
+        self, what: str, url: str, method: str = GET, params: dict[str, Any] | None = None
     ) -> Any:
         return await self._droplets._call(what, self._droplets.api.request, url, method, params)
 

@@ -18,7 +18,7 @@ async def _silent(_line: str) -> None:
 
 
 class KubernetesCluster:
-    """A course's cluster: deploy, plan, status and node-pool resize."""
+    """A course's cluster: deploy, plan, status, restart and node-pool resize."""
 
     name = "kubernetes"
 
@@ -67,7 +67,9 @@ class KubernetesCluster:
     async def restart(
         self, engine: Engine, course: str, config: CourseConfig, *, reboot: bool, progress: Progress
     ) -> OperationResult:
-        return kubernetes_course.not_built("Restarting the hub")
+        return await kubernetes_course.restart(
+            engine, course, config, reboot=reboot, progress=progress
+        )
 
     async def snapshot(
         self,

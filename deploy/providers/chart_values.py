@@ -30,14 +30,14 @@ CHART_NAME = "jupyterhub"
 CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"
 CHART_VERSION = "4.4.0"
 CHART_DATA = Path(__file__).parent / "data" / f"zero-to-jupyterhub-{CHART_VERSION}"
-# The chart's sample single-user image: JupyterLab and nbgitpuller (deploy/data README).
+# The chart's sample single-user image: JupyterLab and nbgitpuller (deploy/providers/data README).
 DEFAULT_SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample"
 # Every student's session stops after this long whatever it does (the culler's max age).
 CULL_EVERY_SECONDS = 600
 HUB_DATABASE_SIZE = "1Gi"
 # The chart's own hub image (its shell and Python serve the service's small Jobs).
 HUB_IMAGE = f"quay.io/jupyterhub/k8s-hub:{CHART_VERSION}"
-# The claim on the course's NFS export of its homes (``deploy.kubernetes_homes``); each
+# The claim on the course's NFS export of its homes (``deploy.providers.kubernetes_homes``); each
 # student's home is the folder of their name in it.
 HOMES_CLAIM = "classroom-homes"
 HOME_PATH = "/home/jovyan"  # the chart's singleuser.storage.homeMountPath

@@ -1,6 +1,6 @@
 """A course's DigitalOcean Kubernetes (DOKS) cluster and its node pool, from DigitalOcean's API.
 
-Through the same request path as droplets (``deploy.digitalocean_api``, retried by the
+Through the same request path as droplets (``deploy.providers.digitalocean_api``, retried by the
 ``DropletDriver``'s policy). The cluster carries the service's tag and the course's
 ownership tag (``lc-course-<repository id>``): a cluster is found by both, never adopted
 by its name alone (safety invariant 11). The kubeconfig is fetched when needed and only

@@ -1,8 +1,8 @@
 """Talk to a course's Kubernetes cluster with lightkube: write objects, run Jobs, read logs.
 
-The thin executor for ``deploy.release``'s objects. The kubeconfig comes from DigitalOcean's
-API (``deploy.clusters``) as a dict and stays in memory: lightkube reads it with
-``KubeConfig.from_dict``, and nothing is written to disk. Every request goes through
+The thin executor for ``deploy.providers.release``'s objects. The kubeconfig comes from
+DigitalOcean's API (``deploy.providers.clusters``) as a dict and stays in memory: lightkube
+reads it with ``KubeConfig.from_dict``, and nothing is written to disk. Every request goes through
 lightkube's async client; its ``ApiError`` and transport errors become ``KubernetesError``
 with Kubernetes' own message.
 """

@@ -3,18 +3,18 @@ status and resize, on the Zero to JupyterHub chart in the course's DOKS cluster.
 
 ``deploy.operations`` hands a kubernetes course's operations here. A deploy:
 
-1. makes the chart's values from the config (``deploy.chart_values``) and checks them
+1. makes the chart's values from the config (``deploy.providers.chart_values``) and checks them
    against the pinned chart's schema; values the schema refuses fail the plan with the
    schema's messages before anything is applied (a pull request's plan stops here);
-2. finds or makes the course's cluster (``deploy.clusters``), tagged as the course's, and
+2. finds or makes the course's cluster (``deploy.providers.clusters``), tagged as the course's, and
    reads its kubeconfig into memory;
-3. runs the Jobs ``deploy.release.jobs_for`` orders (helm with sign-up closed, the admins'
+3. runs the Jobs ``deploy.providers.release.jobs_for`` orders (helm with sign-up closed, the admins'
    accounts, helm with the course's sign-up; or only what changed; or nothing when the
    values' hash is the one applied), each Job's log going to the check run;
 4. remembers the cluster and the hub's address for ``/status`` and the deployment.
 
-Before the Jobs, the course's homes (``deploy.kubernetes_homes``): one block volume served
-over NFS in the cluster. ``homes_volume`` hands that volume to ``deploy.backup`` so
+Before the Jobs, the course's homes (``deploy.providers.kubernetes_homes``): one block volume served
+over NFS in the cluster. ``homes_volume`` hands that volume to ``deploy.volumes.backup`` so
 ``/backup`` and the snapshot list work as for droplets; ``restore_all`` swaps in a volume
 made from a snapshot while the hub and the NFS server are stopped; ``restart`` rolls the
 hub's Deployment and waits until it is ready again.
@@ -443,7 +443,7 @@ async def resize(
 async def accounts_action(
     engine: Any, course: str, action: str, request: dict[str, Any], progress: Progress
 ) -> dict[str, Any]:
-    """One action of deploy.accounts' program on the hub's database, run by a Job in the
+    """One action of deploy.host.accounts' program on the hub's database, run by a Job in the
     course's cluster; its answer. The request Secret is emptied afterwards."""
     client, _ = await _cluster_client(engine, course)
     try:
@@ -478,9 +478,9 @@ def not_built(what: str) -> OperationResult:
 async def homes_volume(
     engine: Any, course: str, config: CourseConfig
 ) -> tuple[VolumeDriver, ServerRecord, VolumeInfo, str]:
-    """For ``deploy.backup``: the volume driver, the course's record, the block volume its
+    """For ``deploy.volumes.backup``: the volume driver, the course's record, the block volume its
     cluster serves the homes from, and the course's tag. Every refusal is a
-    ``VolumeError`` (a DigitalOcean volume error, as ``deploy.backup`` reports them)."""
+    ``VolumeError`` (a DigitalOcean volume error, as ``deploy.volumes.backup`` reports them)."""
     try:
         owner = (await _course_tags(engine, course))[-1]
         volumes = VolumeDriver(await _droplets(engine, course))

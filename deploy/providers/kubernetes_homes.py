@@ -5,8 +5,8 @@ DigitalOcean attaches at most 15 volumes to a node, so a volume per student does
 a class of 300 on a few nodes. Instead (the pattern of 2i2c's ``jupyterhub-home-nfs``):
 
 - one block volume per course, made through DigitalOcean's API like a droplet course's
-  (``deploy.volumes``: named ``<course name>-home``, tagged with the course's tag, found
-  again only by that tag), ``storage.total`` GiB (default ``DEFAULT_TOTAL_GIB``);
+  (``deploy.volumes.volume_driver``: named ``<course name>-home``, tagged with the course's
+  tag, found again only by that tag), ``storage.total`` GiB (default ``DEFAULT_TOTAL_GIB``);
 - bound in the cluster as a static PersistentVolume of DigitalOcean's CSI driver
   (``volumeHandle``: the volume's id; reclaim policy ``Retain``, so deleting the object
   never deletes the volume) and a claim on it;
@@ -18,7 +18,8 @@ a class of 300 on a few nodes. Instead (the pattern of 2i2c's ``jupyterhub-home-
 
 ``storage.size`` (each student's share) is not enforced: the students share the volume's
 ``storage.total``. The manifests are pure; ``ensure``, ``current_volume`` and ``swap``
-are the thin executor over ``deploy.kubernetes.ClusterClient`` and ``deploy.volumes``.
+are the thin executor over ``deploy.providers.kubernetes.ClusterClient`` and
+``deploy.volumes.volume_driver``.
 DigitalOcean's CSI driver formats a volume only when it holds no filesystem (safety
 invariant 8); nothing here deletes a volume.
 """

@@ -10,7 +10,7 @@ chart without a helm binary of its own, and the decision of which Jobs a deploy 
   to ``cluster-admin`` (the chart makes cluster-wide objects: the user scheduler's roles),
   and runs ``helm upgrade --install`` of the pinned chart with those values.
 - A seed Job makes the admins' NativeAuthenticator rows in the hub's database: it runs
-  the constant program of ``deploy.accounts`` under the hub image's Python, on the node
+  the constant program of ``deploy.host.accounts`` under the hub image's Python, on the node
   of the hub pod (the database volume is ReadWriteOnce), with its request (names and
   unusable password hashes) from a Secret.
 
@@ -252,7 +252,7 @@ def accounts_request_secret(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def accounts_program() -> str:
-    """deploy.accounts' constant program, for the database on the hub's volume."""
+    """deploy.host.accounts' constant program, for the database on the hub's volume."""
     return server_program(f"{HUB_DATA}/jupyterhub.sqlite", f"{HUB_DATA}/classroom-accounts.json")
 
 
@@ -261,7 +261,7 @@ def seed_job(name: str) -> dict[str, Any]:
 
 
 def accounts_job(name: str, action: str) -> dict[str, Any]:
-    """A Job running deploy.accounts' program for ``action`` on the hub's database."""
+    """A Job running deploy.host.accounts' program for ``action`` on the hub's database."""
     if action not in ("seed", "approve", "set-password"):
         raise ValueError(f"unknown accounts action {action!r}")
     pod = {

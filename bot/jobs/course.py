@@ -6,23 +6,19 @@ and keeping the README's badges current."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import weakref
 from typing import Any
 
-import gidgethub
-
 from bot.course_tokens import refusal_without_token
-from bot.github import texts
 from bot.github.commit_files import (
     CommitFiles,
     FileTooLarge,
     folders_of,
     read_commit_files,
-    remember_blob,
 )
 from bot.github.readme import (
+    README,
     has_markers,
     hub_links,
     markers_reason,
@@ -30,7 +26,7 @@ from bot.github.readme import (
     update_readme,
 )
 from bot.github.reporting import Reporter, split_course
-from bot.jobs import registry
+from bot.jobs import registry, texts
 from bot.jobs.registry import (
     SERVICE_SOURCES,
     WRITE,
@@ -40,7 +36,7 @@ from bot.jobs.registry import (
     has_role,
 )
 from bot.jobs.results import JobResult
-from bot.jobs.runner import REGISTRY, JobContext
+from bot.jobs.runner import JOB_KINDS, JobContext
 from bot.services import Services
 from bot.store import Job
 from deploy.assignments import names_in
@@ -51,7 +47,6 @@ from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"
 LOG_LIMIT_LINES = 2000
 # Where the engine's files can be: the root, .github/, binder/, .binder/.
 COURSE_FOLDERS = folders_of(CONFIG_FILES)
@@ -103,7 +98,7 @@ async def course_files(services: Services, job: Job, ref: str) -> CommitFiles:
     assert job.installation_id is not None
     try:
         return await read_commit_files(
-            services.github,
+            services.require_github(),
             job.installation_id,
             owner,
             repo,
@@ -183,30 +178,12 @@ async def keep_badges_current(
     new_text = update_readme(text, block)
     if new_text is None:
         return "README badges are current."
-    owner, repo = split_course(job.course)
     assert job.installation_id is not None
-    new_content = new_text.encode()
-    gh = await services.reporter.api(job.installation_id)
-    try:
-        await gh.put(
-            "/repos/{owner}/{repo}/contents/{path}",
-            {"owner": owner, "repo": repo, "path": README},
-            data={
-                "message": "Update the classroom badges in README.md\n\n"
-                "Written by Littlest Classroom: the hub's launch link and status badge.",
-                "content": base64.b64encode(new_content).decode(),
-                # The blob we read is the one we replace: GitHub refuses (409) if the README
-                # moved on meanwhile, and the next run writes the block into the newer one.
-                "sha": files.shas[README],
-                "branch": branch,
-            },
-        )
-    except gidgethub.BadRequest as exc:
-        if exc.status_code.value not in (409, 422):
-            raise
+    written = await services.reporter.write_readme(
+        job.installation_id, job.course, branch, new_text.encode(), files.shas[README]
+    )
+    if not written:
         return "README badges not written: README.md changed meanwhile; the next run retries."
-    # The next push reads this README: its blob is known already, so it is not fetched.
-    remember_blob(services.github, new_content)
     return "README badges updated."
 
 
@@ -219,7 +196,7 @@ async def course_repo_id(services: Services, job: Job) -> int | None:
     if job.installation_id is None:
         return None
     owner, repo = split_course(job.course)
-    api = await services.github.installation_api(job.installation_id)
+    api = await services.require_github().installation_api(job.installation_id)
     answer = await api.getitem("/repos/{owner}/{repo}", {"owner": owner, "repo": repo})
     repo_id = answer.get("id") if isinstance(answer, dict) else None
     if not isinstance(repo_id, int):
@@ -348,14 +325,14 @@ def _entry(name: str) -> Operation:
     return op
 
 
-@REGISTRY.kind("deploy")
-@REGISTRY.kind("plan")
+@JOB_KINDS.kind("deploy")
+@JOB_KINDS.kind("plan")
 async def run_commit(ctx: JobContext) -> JobResult:
     """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
     services: Services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     mode = payload.get("mode", "plan")
-    if mode == "apply":
+    if mode == "apply" and job.installation_id is not None:
         # A plan changes nothing the store remembers of the course (invariant 12).
         await services.store.add_courses(job.installation_id, [(job.course, None)])
     refused = await token_refusal(services, job.course)
@@ -367,7 +344,7 @@ async def run_commit(ctx: JobContext) -> JobResult:
     return await run_entry(ctx, op, args, user=None, source="commit", title=title)
 
 
-@REGISTRY.kind("command")
+@JOB_KINDS.kind("command")
 async def run_command(ctx: JobContext) -> JobResult:
     """An operation asked for by a slash command, a check-run button, the console or the
     service itself. People must hold the role the entry asks for; the service need not."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+from bot.github.client import GitHubApp
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -37,7 +38,7 @@ class Metrics:
         self.jobs = Gauge(
             "classroom_jobs", "Jobs by kind and state.", ["kind", "state"], registry=self.registry
         )
-        self.github: Any = None  # bot.github.GitHubApp, read at each scrape
+        self.github: GitHubApp | None = None  # read at each scrape
         self.registry.register(GitHubCollector(self))
 
     def set_job_counts(self, counts: dict[tuple[str, str], int]) -> None:

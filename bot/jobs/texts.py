@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.jobs.registry import ADMIN, MAY_RUN, code
 from bot.jobs.results import JobResult
 from deploy.model import ConfigErrors
@@ -32,7 +34,7 @@ def paste_block(block: str, reason: str) -> str:
     )
 
 
-def refusal(user: str, permission: dict | None, required: str = "write") -> str:
+def refusal(user: str, permission: dict[str, Any] | None, required: str = "write") -> str:
     role = (
         "not a collaborator"
         if permission is None

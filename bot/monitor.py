@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 
 from bot import store as st
-from bot.backups import BackupSchedule
+from bot.backup_schedule import BackupSchedule
 from bot.bounded import BodyTooLarge, read_capped
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services

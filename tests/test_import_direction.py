@@ -177,7 +177,7 @@ def imports_of_test_modules(found: list[Import]) -> list[str]:
         ("bot.github.texts", "from bot.jobs.results import JobResult\n"),
         ("bot.github.reporting", "def f():\n    from bot.monitor import Monitor\n"),
         ("bot.github.reporting", "from bot.services import Services\n"),
-        ("bot.jobs.operations", "from bot.monitor import note_hub_up\n"),
+        ("bot.jobs.hub_operations", "from bot.monitor import note_hub_up\n"),
     ],
 )
 def test_an_import_against_the_direction_is_found(module: str, source: str) -> None:
@@ -188,7 +188,7 @@ def test_an_import_against_the_direction_is_found(module: str, source: str) -> N
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("bot.jobs.operations", "from deploy import operations\n"),
+        ("bot.jobs.hub_operations", "from deploy import operations\n"),
         ("handlers.push", "from bot.intake.delivery import Intake\n"),
         ("bot.intake.webhook", "from handlers import router\n"),
         ("deploy.backup", "from .operations import known_server\n"),

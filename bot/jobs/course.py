@@ -10,7 +10,6 @@ import logging
 import weakref
 from typing import Any
 
-from bot.course_tokens import refusal_without_token
 from bot.github.commit_files import (
     CommitFiles,
     FileTooLarge,
@@ -256,7 +255,7 @@ async def remember_course(
             "monitor_issue": config.monitor.issue,
             "tljh_version": config.hub.tljh_version,
             "branch": branch,
-            # Scheduled snapshots of the course's volume (bot.backups); None: none.
+            # Scheduled snapshots of the course's volume (bot.backup_schedule); None: none.
             "backup_every": config.backup.every_seconds if config.storage else None,
             "monitor_signups": config.monitor.signups,
             # The console offers these people their own hub password form.
@@ -398,7 +397,7 @@ async def token_refusal(services: Services, course: str) -> JobResult | None:
         return None
     if await services.store.course_token(course) is not None:
         return None
-    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
+    return texts.refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:

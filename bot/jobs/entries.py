@@ -9,7 +9,7 @@ entries depend on the registry and never the other way round.
 from __future__ import annotations
 
 # In this order (isort: split keeps it): the order of ``/help`` and of the buttons.
-from bot.jobs import operations
+from bot.jobs import hub_operations
 
 # isort: split
 from bot.jobs import volume_operations
@@ -17,4 +17,4 @@ from bot.jobs import volume_operations
 # isort: split
 from bot.jobs import assignment_operations
 
-ENTRY_MODULES = (operations, volume_operations, assignment_operations)
+ENTRY_MODULES = (hub_operations, volume_operations, assignment_operations)

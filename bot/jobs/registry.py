@@ -1,7 +1,7 @@
 """The one registry of course operations: each entry says its slash command, its arguments,
 who may run it, its check-run button and the function that does it.
 
-Adding an operation is one entry, one function and their tests, in ``bot.jobs.operations``
+Adding an operation is one entry, one function and their tests, in ``bot.jobs.hub_operations``
 (or in a module named in ``bot.jobs.entries``, which start-up imports to register them)::
 
     @dataclass(frozen=True)

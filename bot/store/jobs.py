@@ -240,3 +240,9 @@ class JobTables(Database):
             )
             for r in rows
         ]
+
+    async def recent_jobs(self, course: str, limit: int = 10) -> list[Job]:
+        rows = await self._fetch(
+            "SELECT * FROM jobs WHERE course=? ORDER BY id DESC LIMIT ?", (course, limit)
+        )
+        return [job_from_row(r) for r in rows]

@@ -17,12 +17,10 @@ from bot.github.client import AppRegistration
 from bot.github.reporting import Reporter
 from bot.intake import webhook
 from bot.intake.relay import WebhookRelay
-from bot.jobs import (
-    course,  # noqa: F401  (registers the course's job kinds)
-    entries,  # noqa: F401  (registers the operation registry's entries)
-)
+from bot.jobs import entries  # noqa: F401  (registers the operation registry's entries)
 from bot.jobs.check_runs import JobReports
-from bot.jobs.runner import JOB_KINDS, JobKinds
+from bot.jobs.course import JOB_KINDS
+from bot.jobs.runner import JobKinds
 from bot.metrics import Metrics
 from bot.monitor import Monitor
 from bot.services import SERVICES, Services
@@ -116,7 +114,7 @@ async def build_engine(
 def make_app(
     settings: Settings,
     *,
-    job_kinds: JobKinds | None = None,
+    job_kinds: JobKinds[Services] | None = None,
     job_concurrency: int = 4,
     monitoring: bool = True,
     prune_every: float = PRUNE_EVERY,

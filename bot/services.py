@@ -31,7 +31,7 @@ class Services:
     settings: Settings
     store: Store
     session: aiohttp.ClientSession
-    job_kinds: JobKinds
+    job_kinds: JobKinds[Services]
     metrics: Metrics
     github_app: AppRegistration  # the App's client once it is registered
     reporter: Reporter
@@ -40,7 +40,7 @@ class Services:
     course_keys: CourseKeys  # courses' own SSH keys
     app_slug: str | None = None
     job_concurrency: int = 4
-    runner: JobRunner = field(init=False)
+    runner: JobRunner[Services] = field(init=False)
     on_job_created: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 

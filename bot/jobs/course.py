@@ -35,7 +35,7 @@ from bot.jobs.registry import (
     has_role,
 )
 from bot.jobs.results import JobResult
-from bot.jobs.runner import JOB_KINDS, JobContext
+from bot.jobs.runner import JobContext, JobKinds
 from bot.services import Services
 from bot.store import Job
 from deploy.assignments import names_in
@@ -280,11 +280,17 @@ async def remember_course_if_forgotten(
 
 
 async def run_entry(
-    ctx: JobContext, op: Operation, args: Any, *, user: str | None, source: str, title: str
+    ctx: JobContext[Services],
+    op: Operation,
+    args: Any,
+    *,
+    user: str | None,
+    source: str,
+    title: str,
 ) -> JobResult:
     """Run a registry entry in its job: read the course's configuration if the entry needs
     it (at the job's commit, else the default branch), then call it with a live log."""
-    services: Services = ctx.services
+    services = ctx.services
     job = ctx.job
     config, files = None, CommitFiles()
     if op.needs_config:
@@ -317,6 +323,10 @@ async def run_entry(
     return JobResult.of(result, log=progress.text)
 
 
+# The product's job kinds: the course's, registered below.
+JOB_KINDS: JobKinds[Services] = JobKinds()
+
+
 def _entry(name: str) -> Operation:
     op = registry.get(name)
     if op is None:
@@ -326,9 +336,9 @@ def _entry(name: str) -> Operation:
 
 @JOB_KINDS.kind("deploy")
 @JOB_KINDS.kind("plan")
-async def run_commit(ctx: JobContext) -> JobResult:
+async def run_commit(ctx: JobContext[Services]) -> JobResult:
     """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
-    services: Services = ctx.services
+    services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     mode = payload.get("mode", "plan")
     if mode == "apply" and job.installation_id is not None:
@@ -344,10 +354,10 @@ async def run_commit(ctx: JobContext) -> JobResult:
 
 
 @JOB_KINDS.kind("command")
-async def run_command(ctx: JobContext) -> JobResult:
+async def run_command(ctx: JobContext[Services]) -> JobResult:
     """An operation asked for by a slash command, a check-run button, the console or the
     service itself. People must hold the role the entry asks for; the service need not."""
-    services: Services = ctx.services
+    services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     name = str(payload.get("name") or "")
     words = [str(w) for w in payload.get("args") or []]

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 import aiohttp
 import gidgethub
@@ -23,9 +23,9 @@ import gidgethub
 from bot import store as st
 from bot.jobs.results import JobResult
 
-if TYPE_CHECKING:
-    # The services hold this runner, which hands them to each job: a cycle for types only.
-    from bot.services import Services
+# What the runner hands each job: the app's services (``bot.services.Services``), which
+# hold this runner; a type parameter, so the runner need not know them.
+S = TypeVar("S")
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +54,16 @@ class NoServices(RuntimeError):
 
 
 @dataclass
-class JobContext:
+class JobContext(Generic[S]):
     """What a job handler gets: its job, the store, the app's services and a checkpoint."""
 
     job: st.Job
     store: st.Store
-    app_services: Services | None
+    app_services: S | None
     _cancel: asyncio.Event
 
     @property
-    def services(self) -> Services:
+    def services(self) -> S:
         """The app's services; ``NoServices`` from a runner made without them (a test's)."""
         if self.app_services is None:
             raise NoServices(f"job {self.job.id} ran on a runner without the app's services")
@@ -75,25 +75,25 @@ class JobContext:
             raise JobCancelled(f"job {self.job.id} cancelled")
 
 
-JobHandler = Callable[[JobContext], Awaitable[JobResult | None]]
+JobHandler = Callable[[JobContext[S]], Awaitable[JobResult | None]]
 JobHook = Callable[[st.Job, str, JobResult | None, str | None], Awaitable[None]]
 
 
 @dataclass
-class JobKind:
+class JobKind(Generic[S]):
     name: str
-    handler: JobHandler
+    handler: JobHandler[S]
     max_attempts: int = 5
 
 
 @dataclass
-class JobKinds:
+class JobKinds(Generic[S]):
     """Job kinds by name; each feature module registers its own."""
 
-    kinds: dict[str, JobKind] = field(default_factory=dict)
+    kinds: dict[str, JobKind[S]] = field(default_factory=dict)
 
-    def kind(self, name: str, *, max_attempts: int = 5) -> Callable[[JobHandler], JobHandler]:
-        def register(handler: JobHandler) -> JobHandler:
+    def kind(self, name: str, *, max_attempts: int = 5) -> Callable[[JobHandler[S]], JobHandler[S]]:
+        def register(handler: JobHandler[S]) -> JobHandler[S]:
             if name in self.kinds:
                 raise ValueError(f"job kind {name!r} is registered twice")
             self.kinds[name] = JobKind(name, handler, max_attempts)
@@ -109,12 +109,12 @@ class _Running:
     cancel: asyncio.Event
 
 
-class JobRunner:
+class JobRunner(Generic[S]):
     def __init__(
         self,
         store: st.Store,
-        kinds: JobKinds,
-        services: Services | None = None,
+        kinds: JobKinds[S],
+        services: S | None = None,
         *,
         concurrency: int = 4,
         base_backoff: float = 2.0,
@@ -306,7 +306,3 @@ class JobRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-
-
-# The product's job kinds; feature modules register theirs here.
-JOB_KINDS = JobKinds()

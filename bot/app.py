@@ -131,7 +131,7 @@ def make_app(
             timeout=aiohttp.ClientTimeout(total=60),
             headers={"User-Agent": "littlest-classroom"},
         )
-        github = AppRegistration(session)
+        registration = AppRegistration(session)
         course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
         course_keys = CourseKeys(store, settings.data_dir)
         services = Services(
@@ -140,8 +140,8 @@ def make_app(
             session=session,
             job_kinds=job_kinds or JOB_KINDS,
             metrics=Metrics(),
-            github_app=github,
-            reporter=Reporter(store, github, settings.github_url),
+            github_app=registration,
+            reporter=Reporter(store, registration, settings.github_url),
             engine=await build_engine(settings, store, course_droplets, course_keys),
             course_droplets=course_droplets,
             course_keys=course_keys,

@@ -64,9 +64,9 @@ def check_output(title: str, summary: str, text: str = "") -> dict[str, str]:
 
 
 class Reporter:
-    def __init__(self, store: st.Store, github: AppRegistration, github_url: str) -> None:
+    def __init__(self, store: st.Store, registration: AppRegistration, github_url: str) -> None:
         self.store = store
-        self.github = github
+        self.registration = registration
         self.github_url = github_url
         self._last_progress: dict[int, float] = {}
         # The job's creation and its start both make sure its run exists: one at a time.
@@ -79,10 +79,10 @@ class Reporter:
     @property
     def registered(self) -> bool:
         """Whether the App is registered, so that there is anyone to report to."""
-        return self.github.app is not None
+        return self.registration.app is not None
 
     async def api(self, installation_id: int) -> InstallationAPI:
-        return await self.github.require().installation_api(installation_id)
+        return await self.registration.require().installation_api(installation_id)
 
     # -- check runs ---------------------------------------------------------------
 
@@ -389,5 +389,5 @@ class Reporter:
                 raise
             return False
         # The next push reads this README: its blob is known already, so it is not fetched.
-        remember_blob(self.github.require(), content)
+        remember_blob(self.registration.require(), content)
         return True

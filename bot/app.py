@@ -140,7 +140,7 @@ def make_app(
             session=session,
             job_kinds=job_kinds or JOB_KINDS,
             metrics=Metrics(),
-            github_app=registration,
+            app_registration=registration,
             reporter=Reporter(store, registration, settings.github_url),
             engine=await build_engine(settings, store, course_droplets, course_keys),
             course_droplets=course_droplets,

@@ -33,7 +33,7 @@ class Services:
     session: aiohttp.ClientSession
     job_kinds: JobKinds[Services]
     metrics: Metrics
-    github_app: AppRegistration  # the App's client once it is registered
+    app_registration: AppRegistration  # the App's client once it is registered
     reporter: Reporter
     engine: Engine
     course_droplets: CourseDroplets  # courses' own DigitalOcean tokens
@@ -50,11 +50,11 @@ class Services:
     @property
     def github(self) -> GitHubApp | None:
         """The registered App's client; None until the App is registered."""
-        return self.github_app.app
+        return self.app_registration.app
 
     def require_github(self) -> GitHubApp:
         """The registered App's client; ``AppNotRegistered`` before registration."""
-        return self.github_app.require()
+        return self.app_registration.require()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work after the answer is sent, keeping a reference until it ends."""
@@ -80,7 +80,7 @@ class Services:
             await self.store.set_meta("app_slug", app_slug)
         if settings.registered:
             assert settings.app_id is not None and settings.private_key is not None
-            app = self.github_app.register(
+            app = self.app_registration.register(
                 settings.app_id, settings.private_key, settings.github_api_url
             )
             self.metrics.github = app

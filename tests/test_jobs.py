@@ -9,7 +9,7 @@ import pytest
 
 from bot import store as st
 from bot.jobs.results import JobResult
-from bot.jobs.runner import JobContext, JobKinds, JobRunner, TransientError
+from bot.jobs.runner import JobContext, JobKinds, JobRunner, NoServices, TransientError
 
 
 @pytest.fixture
@@ -270,3 +270,43 @@ async def test_a_new_job_with_a_known_dedupe_key_is_dropped(store):
     second = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:abc"))
     other = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:def"))
     assert first is not None and second is None and other is not None
+
+
+async def test_a_job_gets_the_runners_services_and_a_clear_error_without_any(store):
+    kinds: JobKinds[object] = JobKinds()
+    seen: list[object] = []
+    errors: list[str] = []
+
+    @kinds.kind("test", max_attempts=1)
+    async def work(ctx: JobContext[object]):
+        try:
+            seen.append(ctx.services)
+        except NoServices as exc:
+            errors.append(str(exc))
+        return JobResult("success", "ok")
+
+    services = object()
+    for runner_services in (services, None):
+        await store.enqueue(st.NewJob("a/one", "test"))
+        runner = runner_with(store, kinds, services=runner_services)
+        await runner.start()
+        await runner.idle()
+        await runner.stop()
+    assert seen == [services]
+    [error] = errors
+    assert "without the app's services" in error
+
+
+async def test_the_hub_up_hooks_hear_a_job_and_one_failing_stops_nothing(store):
+    runner = runner_with(store, JobKinds())
+    heard: list[tuple[str, str]] = []
+
+    async def failing(course: str, detail: str) -> None:
+        raise RuntimeError("the monitor is gone")
+
+    async def listening(course: str, detail: str) -> None:
+        heard.append((course, detail))
+
+    runner.on_hub_up += [failing, listening]
+    await runner.hub_up("a/one", "the deploy's check of the hub passed")
+    assert heard == [("a/one", "the deploy's check of the hub passed")]

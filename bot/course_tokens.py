@@ -19,7 +19,6 @@ from pathlib import Path
 import digitalocean
 from cryptography.fernet import Fernet, InvalidToken
 
-from bot.jobs.results import JobResult
 from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
 from deploy.model import ServerRecord
@@ -151,13 +150,3 @@ class CourseDroplets:
         )
         await self.store.save_course_token(saved)
         return saved
-
-
-def refusal_without_token(console_url: str) -> JobResult:
-    """The job result when the service serves only courses with their own token."""
-    summary = (
-        "This service serves only courses that bring their own DigitalOcean token "
-        "(`BOT_REQUIRE_COURSE_TOKEN=1`), and this course has none. An admin of this "
-        f"repository sets one on the console: {console_url}"
-    )
-    return JobResult("failure", "No DigitalOcean token", summary)

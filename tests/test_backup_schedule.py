@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.backups import BackupSchedule
+from bot.backup_schedule import BackupSchedule
 from bot.store import Course, Store
 from deploy.volumes.backup import next_backup_at
 

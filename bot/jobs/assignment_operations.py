@@ -44,7 +44,7 @@ async def assignment_folder(op: OperationContext, source: str, name: str) -> dic
     prefix = f"{source}/{name}/"
     return dict(
         await read_commit_files(
-            op.services.github,
+            op.services.require_github(),
             op.job.installation_id,
             owner,
             repo,

@@ -1,8 +1,8 @@
 """The one registry of course operations: each entry says its slash command, its arguments,
 who may run it, its check-run button and the function that does it.
 
-Adding an operation is one entry, one function and their tests, in ``bot.jobs.operations``
-(or in a module named in ``ENTRY_MODULES``)::
+Adding an operation is one entry, one function and their tests, in ``bot.jobs.hub_operations``
+(or in a module named in ``bot.jobs.entries``, which start-up imports to register them)::
 
     @dataclass(frozen=True)
     class ResizeArgs:
@@ -45,16 +45,20 @@ reads the default branch's configuration, never the commit a button's check run 
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.store import Job, NewJob
 from deploy.course.config import NODE_COUNT_RANGE
 from deploy.course.validate import Invalid, check_hub_username, check_size_slug
 from deploy.model import CourseConfig, OperationResult
+
+if TYPE_CHECKING:
+    # Services holds the runner, whose jobs run these entries: a cycle for types only.
+    from bot.services import Services
+    from deploy.operations import Engine
 
 # Who may run an operation: the least repository role it needs.
 WRITE = "write"  # write, maintain or admin
@@ -64,13 +68,6 @@ MAY_RUN = frozenset({"admin", "maintain", "write"})
 SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "commit"})
 # The service asks for these itself; no person's permission is checked.
 SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
-
-# Modules whose import registers entries; loaded on first use of the registry.
-ENTRY_MODULES: list[str] = [
-    "bot.jobs.operations",
-    "bot.jobs.volume_operations",
-    "bot.jobs.assignment_operations",
-]
 
 # GitHub's limits on check-run actions.
 MAX_BUTTONS = 3
@@ -211,11 +208,11 @@ class Button:
 
 @dataclass
 class OperationContext:
-    services: Any  # bot.services.Services
+    services: Services
     job: Job
     course: str
     config: CourseConfig | None  # None unless the entry needs_config
-    engine: Any  # deploy.operations.Engine
+    engine: Engine
     progress: Callable[[str], Awaitable[None]]  # a line to the check run's live log
     user: str | None
     source: str
@@ -341,7 +338,6 @@ def parse_arguments(op: Operation, words: Sequence[str]) -> Any:
 # ---- the registry -------------------------------------------------------------------------
 
 OPERATIONS: dict[str, Operation] = {}
-_loaded = False
 
 
 def operation(
@@ -404,12 +400,7 @@ def operation(
 
 
 def operations() -> Mapping[str, Operation]:
-    """Every registered operation, in the order registered."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in ENTRY_MODULES:
-            importlib.import_module(module)
+    """Every registered operation, in the order registered (``bot.jobs.entries``)."""
     return OPERATIONS
 
 
@@ -433,7 +424,6 @@ def buttons() -> list[Operation]:
 
 def check_actions() -> list[dict[str, str]]:
     """The check run's ``actions``, as GitHub's API takes them."""
-    operations()
     return [
         {"label": op.button.label, "description": op.button.description, "identifier": op.name}
         for op in buttons()
@@ -443,7 +433,6 @@ def check_actions() -> list[dict[str, str]]:
 
 def button_names() -> frozenset[str]:
     """The ``requested_action`` identifiers the service answers."""
-    operations()
     return frozenset(op.name for op in buttons())
 
 
@@ -519,14 +508,19 @@ def operation_job(
     user: str | None,
     source: str,
     payload: Mapping[str, Any] | None = None,
+    arguments: Any = None,
 ) -> NewJob:
-    """The job that runs operation ``name`` with ``words``; raises ``CommandError``."""
+    """The job that runs operation ``name`` with ``words``; raises ``CommandError``.
+
+    ``arguments``: the words already parsed by the entry's grammar (a comment's command,
+    ``bot.jobs.commands.parse_command``), so they are not parsed again.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     op = get(name)
     if op is None or not op.command:
         raise CommandError(f"Unknown command `/{code(name)}`. Comment `/help` for the list.")
-    args = op.parse(list(words))
+    args = op.parse(list(words)) if arguments is None else arguments
     body = {
         **(payload or {}),
         "name": op.name,
@@ -565,7 +559,7 @@ def invalid_command_job(
 
 
 async def enqueue_operation(
-    services: Any,
+    services: Services,
     course: str,
     name: str,
     words: Sequence[str] = (),

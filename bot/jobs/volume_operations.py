@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.backups import report_backup
+from bot.backup_schedule import report_backup
 from bot.jobs.registry import (
     ADMIN,
     WRITE,

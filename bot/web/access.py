@@ -47,7 +47,9 @@ class AccessState:
 
     def __init__(self) -> None:
         # GitHub's collaborator-permission answers (None: not a collaborator).
-        self.permissions: TTLCache[tuple[str, str], dict | None] = TTLCache(10_000, PERMISSION_TTL)
+        self.permissions: TTLCache[tuple[str, str], dict[str, Any] | None] = TTLCache(
+            10_000, PERMISSION_TTL
+        )
         self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
         self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
         self.default_branches: dict[str, str] = {}
@@ -143,7 +145,7 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     return SignedIn(login, token, sessions.csrf_token(session))
 
 
-async def permission(request: web.Request, course: Course, login: str) -> dict | None:
+async def permission(request: web.Request, course: Course, login: str) -> dict[str, Any] | None:
     """GitHub's collaborator-permission answer for ``login`` on the course (cached)."""
     state = request.app[ACCESS]
     key = (course.full_name, login)
@@ -164,7 +166,7 @@ async def permitted(request: web.Request, course: Course, login: str) -> bool:
     return may_run(await permission(request, course, login))
 
 
-def is_admin(payload: dict | None) -> bool:
+def is_admin(payload: dict[str, Any] | None) -> bool:
     if not payload:
         return False
     user = payload.get("user")

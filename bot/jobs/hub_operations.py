@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from bot.github import texts
 from bot.github.commit_files import CommitFiles
 from bot.github.reporting import split_course
+from bot.jobs import texts
 from bot.jobs.course import (
     config_ref,
     keep_badges_current,
@@ -36,7 +36,6 @@ from bot.jobs.registry import (
     parse_size_slug,
     parse_snapshot_name,
 )
-from bot.monitor import note_hub_up
 from deploy import operations as engine
 from deploy.host.shared import COMMIT, SharedSource, read_only
 from deploy.model import ConfigErrors, OperationResult
@@ -58,7 +57,7 @@ def shared_source(op: OperationContext) -> SharedSource | None:
     _, repo = split_course(op.course)
 
     async def token() -> str:
-        return await op.services.github.repository_read_token(installation_id, repo)
+        return await op.services.require_github().repository_read_token(installation_id, repo)
 
     return SharedSource(f"{op.services.settings.github_url}/{op.course}.git", commit, token)
 
@@ -113,7 +112,7 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
         files = op.files if isinstance(op.files, CommitFiles) else None
         await remember_course(services, job, config, result.hub_url, branch, files)
         if hub_verified(result):
-            await note_hub_up(services, op.course, "the deploy's check of the hub passed")
+            await services.runner.hub_up(op.course, "the deploy's check of the hub passed")
     if result.hub_url:
         extra.append(
             texts.hub_lines(
@@ -121,10 +120,10 @@ async def deploy(op: OperationContext, args: DeployArgs) -> OperationResult:
             )
         )
         if args.mode == "apply" and config.badges and result.conclusion in ("success", "neutral"):
-            files = op.files
-            assert isinstance(files, CommitFiles)
+            read = op.files
+            assert isinstance(read, CommitFiles)
             extra.append(
-                await keep_badges_current(services, job, config, result.hub_url, branch, files)
+                await keep_badges_current(services, job, config, result.hub_url, branch, read)
             )
     if "id" not in deployment and args.mode == "apply":
         # An attempt killed after its last step leaves nothing to apply on the re-run, so

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.jobs.registry import ADMIN, MAY_RUN, code
 from bot.jobs.results import JobResult
 from deploy.model import ConfigErrors
@@ -32,7 +34,7 @@ def paste_block(block: str, reason: str) -> str:
     )
 
 
-def refusal(user: str, permission: dict | None, required: str = "write") -> str:
+def refusal(user: str, permission: dict[str, Any] | None, required: str = "write") -> str:
     role = (
         "not a collaborator"
         if permission is None
@@ -66,3 +68,13 @@ def coalesced(name: str, words: list[str] | tuple[str, ...] = ()) -> str:
         f"the same `/{command}` arrived again while this one was still queued, so they run "
         "once, together; the reply to the newer comment has the result."
     )
+
+
+def refusal_without_token(console_url: str) -> JobResult:
+    """The job result when the service serves only courses with their own token."""
+    summary = (
+        "This service serves only courses that bring their own DigitalOcean token "
+        "(`BOT_REQUIRE_COURSE_TOKEN=1`), and this course has none. An admin of this "
+        f"repository sets one on the console: {console_url}"
+    )
+    return JobResult("failure", "No DigitalOcean token", summary)

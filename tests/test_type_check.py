@@ -11,7 +11,7 @@ import pytest
 from mypy import api
 
 ROOT = Path(__file__).resolve().parents[1]
-# Checked (bot, handlers) and what they import (deploy), with the configuration.
+# Checked (bot, handlers, deploy), with the configuration.
 COPIED = ("bot", "handlers", "deploy")
 WRONG = '\n\ndef wrong_type() -> int:\n    return "not a number"\n'
 
@@ -49,3 +49,13 @@ def test_the_check_passes_on_the_code_and_reports_a_wrong_type_at_its_line(
         f'bot/jobs/texts.py:{line}: error: Incompatible return value type (got "str", '
         'expected "int")  [return-value]'
     ) in output, output
+
+
+def test_a_wrong_type_in_the_engine_fails_the_check_at_its_line(source_copy: Path) -> None:
+    module = source_copy / "deploy" / "planning" / "planner.py"
+    text = module.read_text()
+    module.write_text(text + WRONG)
+    line = len((text + WRONG).splitlines())
+    output, status = run_mypy(source_copy)
+    assert status == 1
+    assert f"deploy/planning/planner.py:{line}: error: Incompatible return value type" in output

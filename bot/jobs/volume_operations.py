@@ -38,7 +38,7 @@ parse_snapshot = ArgKind(
     "backup",
     summary="Snapshot the course's volume now (`storage` in the config); older snapshots "
     "this service made are deleted beyond `backup.keep`.",
-    button=Button("Back up now", "Snapshot the course's volume"),
+    button=Button("Back up now", "Snapshot the course's volume", section="storage"),
 )
 async def backup(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -78,7 +78,7 @@ def restore_permission(args: RestoreArgs) -> str:
     ),
     args=RestoreArgs,
     permission=restore_permission,
-    button=Button("Restore", "List snapshots or bring homes back"),
+    button=Button("Restore", "List snapshots or bring homes back", section="storage"),
 )
 async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     assert op.config is not None
@@ -113,7 +113,7 @@ async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     "move-home",
     summary="Move /home and the hub's accounts onto the course's volume: a droplet "
     "snapshot first, a checked copy, the original kept on the droplet's disk.",
-    button=Button("Move homes to volume", "Move /home onto the course's volume"),
+    button=Button("Move homes to volume", "Move /home onto the course's volume", section="storage"),
 )
 async def move_home(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -125,7 +125,7 @@ async def move_home(op: OperationContext, args: object) -> OperationResult:
     summary="The droplet is gone: make a new one with the course's volume, the students' "
     "accounts and UIDs, the reserved IP and the course's packages.",
     permission=WRITE,
-    button=Button("Recover", "A new droplet with the volume"),
+    button=Button("Recover", "A new droplet with the volume", section="storage"),
 )
 async def recover(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None

@@ -36,7 +36,7 @@ import jinja2
 from aiohttp import web
 from cachetools import TTLCache
 
-from bot import course_tokens
+from bot import backups, course_tokens
 from bot.github.oauth import OAuthError, TokenRejected
 from bot.jobs import registry
 from bot.jobs.course import LIVE_LOGS
@@ -391,8 +391,42 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
             "hub_accounts": hub,
             "own_account": own_account,
             "assignments": await assignments_view(services, name, record, facts),
+            "storage": await storage_view(services, name, facts, jobs),
         },
     )
+
+
+async def storage_view(
+    services: Any, course: str, facts: dict[str, Any], jobs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Storage section: the course's volume and /home as the server last reported
+    them, and its backups (how often, the next one, the last one among the recent jobs)."""
+    observed, seen_at = await services.store.last_observation(course)
+    every = facts.get("backup_every")
+    due = await services.store.get_meta(backups.due_key(course)) if every else None
+    last = next((job for job in jobs if job["operation"] == "backup" and job["done"]), None)
+    disk = None
+    if observed is not None and observed.disk_used_percent is not None:
+        free = (observed.disk_free_bytes or 0) / 2**30
+        disk = f"{observed.disk_used_percent:.0f}% used, {free:.1f} GiB free"
+    return {
+        "volume": observed.home_volume if observed is not None else "",
+        "home_on_volume": bool(observed and observed.home_on_volume),
+        "seen_at": seen_at,
+        "disk": disk,
+        "every": every_text(int(every)) if every else None,
+        "due": due[:16].replace("T", " ") if isinstance(due, str) else None,
+        "last": last,
+    }
+
+
+def every_text(seconds: int) -> str:
+    """``backup.every`` for people: every day, every 6 hours, every 2 days."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {seconds} seconds"
 
 
 async def assignments_view(

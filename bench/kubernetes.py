@@ -2,8 +2,9 @@
 
 Against the fake DigitalOcean API and the fake Kubernetes API (each checking every
 request against its provider's OpenAPI description): a new course (cluster made, chart
-installed with sign-up closed, admins' accounts, sign-up opened), then a push that
-changes nothing, then ``/resize`` and ``/resize --nodes``. Prints the calls of each,
+installed with sign-up closed, admins' accounts, sign-up opened; the homes volume
+served over NFS), then a push that changes nothing, ``/backup``, ``/restore --all`` from
+that snapshot, ``/restart``, ``/resize`` and ``/resize --nodes``. Prints the calls of each,
 by operation.
 
     .venv/bin/python bench/kubernetes.py
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy import operations
+from deploy import backup, operations
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
@@ -68,9 +69,24 @@ async def main() -> None:
         cluster_options={"poll_seconds": 0, "sleep": instant},
     )
     config = load_course({".github/classroom.yml": CONFIG}, "octo-org", "physics101")
+    snapshot: list[str] = []
+
+    async def backup_now() -> object:
+        result = await backup.backup(engine, COURSE, config, progress=noop)
+        snapshot.append(result.details["snapshot"])
+        return result
+
+    async def restore_all() -> object:
+        return await backup.restore_all(
+            engine, COURSE, config, snapshot[0], confirm=True, progress=noop
+        )
+
     steps = [
         ("new course", operations.deploy(engine, COURSE, config, mode="apply", progress=noop)),
         ("push, no change", operations.deploy(engine, COURSE, config, mode="apply", progress=noop)),
+        ("/backup", backup_now()),
+        ("/restore SNAPSHOT --all --confirm", restore_all()),
+        ("/restart", operations.restart(engine, COURSE, config, progress=noop)),
         (
             "/resize s-8vcpu-16gb",
             operations.resize(engine, COURSE, config, "s-8vcpu-16gb", progress=noop),

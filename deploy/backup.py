@@ -14,7 +14,7 @@ import hashlib
 import shlex
 from datetime import UTC, datetime, timedelta
 
-from deploy import tljh
+from deploy import kubernetes_course, tljh
 from deploy.droplets import DropletError
 from deploy.homevolume import (
     STEP_TIMEOUT,
@@ -88,6 +88,8 @@ async def _course_volume(
     engine: Engine, course: str, config: CourseConfig
 ) -> tuple[VolumeDriver, ServerRecord, VolumeInfo, str]:
     """The course's volume driver, server record, current volume and owner tag."""
+    if config.server.provider == "kubernetes":
+        return await kubernetes_course.homes_volume(engine, course, config)
     if config.server.provider != "digitalocean" or config.storage is None:
         raise OperationError(
             "this course has no volume to back up: set `storage.size` in "
@@ -257,6 +259,8 @@ async def restore_student(
 
     The temporary volume is unmounted, detached and deleted whatever happens.
     """
+    if config.server.provider == "kubernetes":
+        return kubernetes_course.student_restore_refused()
     try:
         student = check_hub_username(student)
     except Invalid as exc:
@@ -370,6 +374,10 @@ async def restore_all(
             "was in that snapshot, and the hub is down meanwhile. The current volume is kept "
             "(detached), but work since the snapshot is no longer in /home. To go ahead, "
             "add `--confirm`.",
+        )
+    if config.server.provider == "kubernetes":
+        return await kubernetes_course.restore_all(
+            engine, course, config, snapshot, progress=progress
         )
     try:
         volumes, record, current, owner = await _course_volume(engine, course, config)

@@ -35,6 +35,13 @@ DEFAULT_SINGLEUSER_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample"
 # Every student's session stops after this long whatever it does (the culler's max age).
 CULL_EVERY_SECONDS = 600
 HUB_DATABASE_SIZE = "1Gi"
+# The chart's own hub image (its shell and Python serve the service's small Jobs).
+HUB_IMAGE = f"quay.io/jupyterhub/k8s-hub:{CHART_VERSION}"
+# The claim on the course's NFS export of its homes (``deploy.kubernetes_homes``); each
+# student's home is the folder of their name in it.
+HOMES_CLAIM = "classroom-homes"
+HOME_PATH = "/home/jovyan"  # the chart's singleuser.storage.homeMountPath
+STUDENT_UID, STUDENT_GID = 1000, 100  # the chart's singleuser.uid and fsGid
 
 
 class ValuesInvalid(ValueError):
@@ -49,12 +56,14 @@ class ValuesInvalid(ValueError):
 
 @functools.cache
 def chart_defaults() -> dict[str, Any]:
-    return yaml.safe_load((CHART_DATA / "values.yaml").read_text())
+    defaults: dict[str, Any] = yaml.safe_load((CHART_DATA / "values.yaml").read_text())
+    return defaults
 
 
 @functools.cache
 def chart_schema() -> dict[str, Any]:
-    return yaml.safe_load((CHART_DATA / "values.schema.yaml").read_text())
+    schema: dict[str, Any] = yaml.safe_load((CHART_DATA / "values.schema.yaml").read_text())
+    return schema
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -76,6 +85,18 @@ def _native(config: CourseConfig, signup_open: bool) -> dict[str, Any]:
     }
 
 
+def homes_owner_container() -> dict[str, Any]:
+    """A first container in each student's pod that gives the student's folder of the
+    shared export to the student's user: the kubelet makes a new folder owned by root."""
+    return {
+        "name": "home-owner",
+        "image": HUB_IMAGE,
+        "command": ["chown", f"{STUDENT_UID}:{STUDENT_GID}", HOME_PATH],
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+        "volumeMounts": [{"name": "home", "mountPath": HOME_PATH, "subPath": "{username}"}],
+    }
+
+
 def chart_values(config: CourseConfig, *, signup_open: bool) -> dict[str, Any]:
     """The chart's values for ``config``: first install (``signup_open`` False), or after
     the admins exist (True)."""
@@ -86,10 +107,14 @@ def chart_values(config: CourseConfig, *, signup_open: bool) -> dict[str, Any]:
     singleuser: dict[str, Any] = {
         "image": {"name": image_name, "tag": image_tag},
         "defaultUrl": "/lab" if hub.default_app == "jupyterlab" else "/tree",
+        # Every home is a folder of one shared NFS export; capacity is the per-student
+        # figure, which the chart does not enforce on a static claim.
         "storage": {
-            "type": "dynamic",
+            "type": "static",
+            "static": {"pvcName": HOMES_CLAIM, "subPath": "{username}"},
             "capacity": f"{config.storage.size_gib}Gi" if config.storage else "10Gi",
         },
+        "initContainers": [homes_owner_container()],
     }
     if hub.memory_limit:
         memory = hub.memory_limit
@@ -157,7 +182,8 @@ def check_values(values: Mapping[str, Any]) -> None:
 
 def values_yaml(values: Mapping[str, Any]) -> str:
     """The values as the YAML file the helm Job reads (keys sorted: same values, same text)."""
-    return yaml.safe_dump(dict(values), sort_keys=True, default_flow_style=False)
+    text: str = yaml.safe_dump(dict(values), sort_keys=True, default_flow_style=False)
+    return text
 
 
 def values_hash(values: Mapping[str, Any]) -> str:

@@ -114,7 +114,7 @@ NODE_KEYS = ("size", "min", "max")
 LIMIT_KEYS = ("memory", "cpu")
 CONTENT_KEYS = ("branch", "open")
 MONITOR_KEYS = ("every", "issue", "signups")
-STORAGE_KEYS = ("size",)
+STORAGE_KEYS = ("size", "total")
 BACKUP_KEYS = ("every", "keep")
 ASSIGNMENTS_KEYS = ("tool", "source", "course_id", "submissions", "due")
 MAX_DUE_DATES = 200
@@ -142,8 +142,6 @@ NOT_ON_KUBERNETES = {
     "server.host_key": "is only used for SSH; provider: kubernetes has no SSH",
     "hub.tljh_version": "is The Littlest JupyterHub's; provider: kubernetes runs the Zero to "
     "JupyterHub chart at the version this service pins",
-    "backup": "volume snapshots of the shared homes are not built yet on provider: kubernetes; "
-    "remove the key (and see docs/instructors.md)",
     "shared": "shared folders are not built yet on provider: kubernetes; remove the key "
     "(put the files in the students' image instead)",
     "assignments": "nbgrader is set up on TLJH hubs only for now; remove the key on "
@@ -153,6 +151,8 @@ NOT_ON_KUBERNETES = {
 ONLY_ON_KUBERNETES = {
     "server.nodes": "is the node pool of provider: kubernetes",
     "server.cluster": "names a Kubernetes cluster (provider: kubernetes)",
+    "storage.total": "is the size of the volume all homes share on provider: kubernetes; a "
+    "droplet's volume is storage.size",
     "hub.image": "is the students' container image on provider: kubernetes; on a server, "
     "packages come from environment.yml, requirements.txt and apt.txt",
 }
@@ -485,7 +485,20 @@ def _storage(reader: YamlReader, entry: Entry | None) -> StorageSpec | None:
     if not low <= size <= high:
         reader.error(node, "storage.size", f"{size} is out of range; use {low} to {high} GiB")
         return None
-    return StorageSpec(size_gib=size)
+    if "total" not in keys:
+        return StorageSpec(size_gib=size)
+    node = keys["total"][1]
+    total = reader.integer(node, "storage.total")
+    if total is None:
+        return None
+    if not low <= total <= high:
+        reader.error(
+            node,
+            "storage.total",
+            f"{total} is out of range: DigitalOcean's volumes are {low} to {high} GiB",
+        )
+        return None
+    return StorageSpec(size_gib=size, total_gib=total)
 
 
 def _backup(reader: YamlReader, entry: Entry | None) -> BackupSpec:
@@ -650,7 +663,7 @@ def _volume_needs_a_droplet(reader: YamlReader, server: ServerSpec, top: dict[st
 def _keys_for_the_provider(reader: YamlReader, server: ServerSpec, top: dict[str, Entry]) -> None:
     """Keys that mean nothing for the course's provider are refused, each by name."""
     found: dict[str, yaml.Node] = {name: key for name, (key, _) in top.items()}
-    for section in ("server", "hub"):
+    for section in ("server", "hub", "storage"):
         if section in top and isinstance(top[section][1], yaml.MappingNode):
             for key_node, _ in top[section][1].value:
                 if isinstance(key_node, yaml.ScalarNode):

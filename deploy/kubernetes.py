@@ -17,12 +17,17 @@ from typing import Any
 
 import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig, codecs
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.types import PatchType
 
 from deploy.model import Progress
 from deploy.redact import add_secrets, redact
 from deploy.release import NAMESPACE, PROXY_SERVICE
+
+# ``kubectl rollout restart``'s annotation on a Deployment's pod template.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 FIELD_MANAGER = "littlest-classroom"
 LOG_LINES = 200
@@ -49,6 +54,21 @@ def kubeconfig_secrets(kubeconfig: Mapping[str, Any]) -> list[str]:
             if isinstance(value, str) and value:
                 found.append(value)
     return found
+
+
+def rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """Whether a Deployment's rollout is done: its controller saw the newest spec, and
+    every wanted replica is updated and ready (what ``kubectl rollout status`` waits for)."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    generation = (deployment.get("metadata") or {}).get("generation") or 0
+    return (
+        (status.get("observedGeneration") or 0) >= generation
+        and (status.get("updatedReplicas") or 0) >= wanted
+        and (status.get("readyReplicas") or 0) >= wanted
+        and (status.get("replicas") or 0) <= wanted
+    )
 
 
 class ClusterClient:
@@ -127,6 +147,85 @@ class ClusterClient:
         self._present.add(("ConfigMap", name))
         return found.to_dict()
 
+    async def read(self, resource: Any, name: str) -> dict[str, Any] | None:
+        """The object of that kind and name as a dict; ``None`` if there is none."""
+        try:
+            found = await self.client.get(resource, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise KubernetesError(
+                redact(
+                    f"Kubernetes refused to read {resource.__name__} {name}: {exc.status.message}"
+                )
+            ) from None
+        except httpx2.HTTPError as exc:
+            raise KubernetesError(f"no answer from the cluster to read {name} ({exc})") from None
+        result: dict[str, Any] = found.to_dict()
+        return result
+
+    async def delete(self, resource: Any, name: str) -> None:
+        """Delete the object (gone already is fine)."""
+        try:
+            await self.client.delete(resource, name)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise KubernetesError(
+                    redact(
+                        f"Kubernetes refused to delete {resource.__name__} {name}: "
+                        f"{exc.status.message}"
+                    )
+                ) from None
+
+    async def wait_gone(self, resource: Any, name: str) -> None:
+        """Wait until a deleted object is gone (a claim waits for its finalizer)."""
+        deadline = time.monotonic() + self.wait_seconds
+        while await self.read(resource, name) is not None:
+            if time.monotonic() >= deadline:
+                raise KubernetesError(f"{resource.__name__} {name} was not deleted in time")
+            await self.sleep(self.poll_seconds)
+
+    async def delete_pods(self, labels: Mapping[str, str]) -> list[str]:
+        """Delete the namespace's pods with these labels; their names."""
+        pods = [pod async for pod in self.client.list(Pod, labels=dict(labels))]
+        names = [pod.metadata.name for pod in pods if pod.metadata and pod.metadata.name]
+        for name in names:
+            await self.delete(Pod, name)
+        return names
+
+    async def scale(self, deployment: str, replicas: int) -> None:
+        """Set a Deployment's replicas (0 stops its pods, 1 starts one again)."""
+        await self._call(
+            f"scale Deployment {deployment}",
+            self.client.patch(
+                Deployment, deployment, {"spec": {"replicas": replicas}}, patch_type=PatchType.MERGE
+            ),
+        )
+
+    async def rollout_restart(self, deployment: str, when: str) -> None:
+        """Restart a Deployment's pods as ``kubectl rollout restart`` does: a new
+        ``restartedAt`` annotation on its pod template rolls them."""
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: when}}}}}
+        await self._call(
+            f"restart Deployment {deployment}",
+            self.client.patch(Deployment, deployment, patch, patch_type=PatchType.MERGE),
+        )
+
+    async def wait_ready(self, deployment: str, progress: Progress) -> bool:
+        """Wait until the Deployment's newest pods are all ready (its rollout is done);
+        False if that does not happen within ``wait_seconds``."""
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            found = await self._call(
+                f"read Deployment {deployment}", self.client.get(Deployment, deployment)
+            )
+            if rolled_out(found.to_dict()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await progress(f"waiting for {deployment} to be ready")
+            await self.sleep(self.poll_seconds)
+
     async def job_count(self) -> int:
         jobs = self.client.list(Job)
         return len([job async for job in jobs])
@@ -156,12 +255,17 @@ class ClusterClient:
         pods = [
             pod async for pod in self.client.list(Pod, labels={"batch.kubernetes.io/job-name": job})
         ]
-        if not pods:
+        pod = pods[-1].metadata.name if pods and pods[-1].metadata else None
+        if not pod:
             return ""
-        lines = [
-            line async for line in self.client.log(pods[-1].metadata.name, tail_lines=LOG_LINES)
-        ]
+        lines = [line async for line in self.client.log(pod, tail_lines=LOG_LINES)]
         return redact("".join(lines))
+
+    async def service_ip(self, name: str) -> str | None:
+        """A Service's cluster IP (``None`` while it has none)."""
+        found = await self.read(Service, name)
+        ip = ((found or {}).get("spec") or {}).get("clusterIP")
+        return ip if isinstance(ip, str) and ip and ip != "None" else None
 
     async def hub_address(self) -> str | None:
         """The load balancer's address of the chart's proxy (None until it has one)."""
@@ -169,7 +273,8 @@ class ClusterClient:
             service = await self.client.get(Service, PROXY_SERVICE)
         except ApiError:
             return None
-        ingress = (service.status.loadBalancer.ingress or []) if service.status else []
+        balancer = service.status.loadBalancer if service.status else None
+        ingress = (balancer.ingress or []) if balancer else []
         for entry in ingress:
             if entry.ip or entry.hostname:
                 return entry.ip or entry.hostname

@@ -12,6 +12,12 @@ status and resize, on the Zero to JupyterHub chart in the course's DOKS cluster.
    accounts, helm with the course's sign-up; or only what changed; or nothing when the
    values' hash is the one applied), each Job's log going to the check run;
 4. remembers the cluster and the hub's address for ``/status`` and the deployment.
+
+Before the Jobs, the course's homes (``deploy.kubernetes_homes``): one block volume served
+over NFS in the cluster. ``homes_volume`` hands that volume to ``deploy.backup`` so
+``/backup`` and the snapshot list work as for droplets; ``restore_all`` swaps in a volume
+made from a snapshot while the hub and the NFS server are stopped; ``restart`` rolls the
+hub's Deployment and waits until it is ready again.
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from deploy import accounts, release
+from deploy import accounts, kubernetes_homes, release
 from deploy.chart_values import ValuesInvalid, chart_values, check_values
 from deploy.clusters import ClusterDriver, ClusterError, ClusterInfo, cluster_name, course_tag
 from deploy.digitalocean_api import DigitalOceanError
-from deploy.droplets import DropletError
+from deploy.droplets import DropletDriver, DropletError
 from deploy.kubernetes import ClusterClient, JobOutcome, KubernetesError
+from deploy.kubernetes_homes import HUB_DEPLOYMENT, NFS_SERVER, STUDENT_PODS
 from deploy.model import (
     DROPLET_TAG,
     CourseConfig,
@@ -39,6 +47,13 @@ from deploy.model import (
 )
 from deploy.redact import redact
 from deploy.render import escape, render_plan
+from deploy.volumes import (
+    VolumeDriver,
+    VolumeError,
+    VolumeInfo,
+    snapshot_time,
+    swapped_volume_name,
+)
 
 LOG_CHARS = 4000
 FAILURES = (ClusterError, KubernetesError, DropletError, DigitalOceanError)
@@ -86,10 +101,15 @@ def values_pair(config: CourseConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return closed, wanted
 
 
-def _plan(jobs: list[release.PlannedJob], cluster: str | None) -> Plan:
+HOMES_STEP = Step("homes", "make the homes volume and serve it over NFS in the cluster", "")
+
+
+def _plan(jobs: list[release.PlannedJob], cluster: str | None, *, homes: bool = False) -> Plan:
     steps = []
     if cluster is None:
         steps.append(Step("cluster", "create the course's Kubernetes cluster and node pool", ""))
+    if homes:
+        steps.append(HOMES_STEP)
     for job in jobs:
         name = "helm" if job.kind == "helm" else "accounts"
         steps.append(Step(name, job.reason, "", names=job.admins))
@@ -101,7 +121,7 @@ def fresh_plan(config: CourseConfig) -> str:
     chart's schema refuses the values (for ``python -m bot check``)."""
     closed, wanted = values_pair(config)
     jobs = release.jobs_for(config.hub.admins, closed, wanted, release.ReleaseState())
-    return render_plan(_plan(jobs, None))
+    return render_plan(_plan(jobs, None, homes=True))
 
 
 async def _course_tags(engine: Any, course: str) -> list[str]:
@@ -115,14 +135,28 @@ async def _course_tags(engine: Any, course: str) -> list[str]:
     return [DROPLET_TAG, course_tag(repository_id)]
 
 
-async def _driver(engine: Any, course: str) -> ClusterDriver:
-    droplets = await engine.droplets_for(course)
+async def _droplets(engine: Any, course: str) -> DropletDriver:
+    droplets: DropletDriver | None = await engine.droplets_for(course)
     if droplets is None:
         raise KubernetesCourseError(
             "DigitalOcean is not configured on this service (DIGITALOCEAN_ACCESS_TOKEN); "
             "ask its operator"
         )
-    return ClusterDriver(droplets)
+    return droplets
+
+
+async def _driver(engine: Any, course: str) -> ClusterDriver:
+    return ClusterDriver(await _droplets(engine, course))
+
+
+async def _cluster_client(engine: Any, course: str) -> tuple[ClusterClient, ServerRecord]:
+    """A client of the course's cluster, as remembered; refused while there is none."""
+    record: ServerRecord | None = await engine.records.get_server(course)
+    if record is None or record.provider != "kubernetes" or not record.cluster_id:
+        raise KubernetesCourseError("there is no cluster yet: push to the default branch first")
+    driver = await _driver(engine, course)
+    kubeconfig = await driver.kubeconfig(record.cluster_id)
+    return ClusterClient(kubeconfig, **engine.cluster_options), record
 
 
 async def _cluster(
@@ -182,7 +216,7 @@ async def deploy(
     known = record if record is not None and record.provider == "kubernetes" else None
     if mode == "plan":
         jobs = release.jobs_for(config.hub.admins, closed, wanted, release.ReleaseState())
-        plan = _plan(jobs, known.cluster_id if known else None)
+        plan = _plan(jobs, known.cluster_id if known else None, homes=known is None)
         note = "" if known is None else "\n\nJobs already applied in the cluster are skipped.\n"
         url = hub_url(config, known.address if known else None)
         title = f"Plan: {len(plan.steps)} step(s)"
@@ -202,8 +236,7 @@ async def _apply(
     progress: Progress,
     before_apply: Callable[[Plan], Awaitable[None]] | None,
 ) -> OperationResult:
-    _, cluster, _ = await _cluster(engine, course, config, progress)
-    driver = await _driver(engine, course)
+    driver, cluster, tags = await _cluster(engine, course, config, progress)
     client = ClusterClient(await driver.kubeconfig(cluster.id), **engine.cluster_options)
     try:
         configmap = await client.configmap(release.VALUES_CONFIGMAP)
@@ -215,12 +248,26 @@ async def _apply(
                 release.cluster_role_binding(),
             ):
                 await client.ensure(manifest)
+        volumes = VolumeDriver(await _droplets(engine, course))
+        homes = await kubernetes_homes.ensure(
+            client, volumes, config, tags[-1], cluster.region, progress
+        )
+        made = (
+            ""
+            if homes is None
+            else f"\n\nHomes: volume `{escape(homes.name)}` ({homes.size_gib} GiB), served to "
+            "every student's pod over NFS."
+        )
         state = release.release_state(configmap)
         jobs = release.jobs_for(config.hub.admins, closed, wanted, state)
         plan = _plan(jobs, cluster.id)
         address = await client.hub_address()
         if not jobs:
             await _remember_address(engine, course, address)
+            if homes is not None:
+                return _result(
+                    "success", "Homes made", render_plan(plan) + made, url=hub_url(config, address)
+                )
             return _result(
                 "neutral",
                 "Nothing to do",
@@ -256,7 +303,7 @@ async def _apply(
     return _result(
         "success",
         f"Deployed: {len(results)} Job(s)",
-        render_plan(plan, results=results) + "\n\n" + "\n\n".join(logs),
+        render_plan(plan, results=results) + made + "\n\n" + "\n\n".join(logs),
         steps=results,
         url=url,
     )
@@ -391,11 +438,7 @@ async def accounts_action(
 ) -> dict[str, Any]:
     """One action of deploy.accounts' program on the hub's database, run by a Job in the
     course's cluster; its answer. The request Secret is emptied afterwards."""
-    record = await engine.records.get_server(course)
-    if record is None or not record.cluster_id:
-        raise KubernetesCourseError("there is no cluster yet: push to the default branch first")
-    driver = await _driver(engine, course)
-    client = ClusterClient(await driver.kubeconfig(record.cluster_id), **engine.cluster_options)
+    client, _ = await _cluster_client(engine, course)
     try:
         await client.put(release.accounts_request_secret(request))
         name = release.job_name("accounts", await client.job_count() + 1)
@@ -422,4 +465,150 @@ def not_built(what: str) -> OperationResult:
         f"{what} is not available on Kubernetes yet",
         f"{what} is not built yet for `provider: kubernetes` courses; see "
         "docs/instructors.md for what works on Kubernetes today.",
+    )
+
+
+async def homes_volume(
+    engine: Any, course: str, config: CourseConfig
+) -> tuple[VolumeDriver, ServerRecord, VolumeInfo, str]:
+    """For ``deploy.backup``: the volume driver, the course's record, the block volume its
+    cluster serves the homes from, and the course's tag. Every refusal is a
+    ``VolumeError`` (a DigitalOcean volume error, as ``deploy.backup`` reports them)."""
+    try:
+        owner = (await _course_tags(engine, course))[-1]
+        volumes = VolumeDriver(await _droplets(engine, course))
+        client, record = await _cluster_client(engine, course)
+        try:
+            volume = await kubernetes_homes.current_volume(client, volumes, owner)
+        finally:
+            await client.close()
+    except (KubernetesCourseError, KubernetesError, ClusterError) as exc:
+        raise VolumeError(str(exc)) from None
+    if volume is None:
+        raise VolumeError("the course's homes volume is not in its cluster yet; push to deploy")
+    return volumes, record, volume, owner
+
+
+def student_restore_refused() -> OperationResult:
+    """``/restore SNAPSHOT --student NAME`` on a kubernetes course."""
+    return _result(
+        "failure",
+        "Nothing restored",
+        "`/restore SNAPSHOT --student NAME` is not built on `provider: kubernetes`: a "
+        "student's folder would be copied from a volume mounted in the cluster, which this "
+        "service does not do yet. `/restore SNAPSHOT --all --confirm` brings every home back "
+        "(docs/instructors.md).",
+    )
+
+
+async def restore_all(
+    engine: Any, course: str, config: CourseConfig, snapshot: str, *, progress: Progress
+) -> OperationResult:
+    """Every home back as it was in ``snapshot``: the hub, the students' pods and the NFS
+    server stop; a volume made from the snapshot is bound in place of the current one
+    (which is kept, detached); the NFS server and the hub start again.
+
+    If the swap fails, the current volume is bound again and everything started on it.
+    """
+    try:
+        volumes, record, current, owner = await homes_volume(engine, course, config)
+        region = record.region or config.server.region
+        chosen = [
+            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
+        ]
+        if not chosen:
+            raise KubernetesCourseError(
+                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
+            )
+        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
+        client, _ = await _cluster_client(engine, course)
+        try:
+            if current.name != wanted:
+                await progress("stopping the hub, the students' servers and the NFS server")
+                await client.scale(HUB_DEPLOYMENT, 0)
+                await client.delete_pods(STUDENT_PODS)
+                await client.scale(NFS_SERVER, 0)
+                try:
+                    swapped = await volumes.create_swap_volume(
+                        chosen[0], config.server.name, owner, region, current.size_gib, progress
+                    )
+                    await kubernetes_homes.swap(client, current, swapped, progress)
+                except FAILURES as exc:
+                    back = await _put_back(client, current, progress)
+                    raise KubernetesCourseError(f"{exc}\n\n{back}") from exc
+                finally:
+                    await client.scale(NFS_SERVER, 1)
+                    await client.scale(HUB_DEPLOYMENT, 1)
+            ready = await client.wait_ready(HUB_DEPLOYMENT, progress)
+        finally:
+            await client.close()
+    except ERRORS as exc:
+        return _result(
+            "failure",
+            "Restore did not finish",
+            f"{exc}\n\nNo volume was deleted; run the same command again to finish it.",
+        )
+    kept = (
+        ""
+        if current.name == wanted
+        else f" The previous volume, `{escape(current.name)}`, is kept in DigitalOcean."
+    )
+    started = "the hub is running" if ready else "the hub is starting (not ready yet)"
+    return _result(
+        "success",
+        f"Restored every home from {snapshot}",
+        f"Volume `{escape(wanted)}`, made from `{escape(snapshot)}`, now holds every home, "
+        f"and {started}.{kept}",
+        url=hub_url(config, record.address),
+        volume=wanted,
+    )
+
+
+async def _put_back(client: ClusterClient, previous: VolumeInfo, progress: Progress) -> str:
+    """Bind ``previous`` again after a failed swap; says how it went."""
+    await progress(f"putting the previous volume {previous.name} back")
+    try:
+        await kubernetes_homes.swap(client, None, previous, progress)
+    except FAILURES as exc:
+        return (
+            f"Binding the previous volume `{escape(previous.name)}` again failed too: {exc}. "
+            "Run the same command again."
+        )
+    return f"The previous volume, `{escape(previous.name)}`, serves the homes again."
+
+
+async def restart(
+    engine: Any, course: str, config: CourseConfig, *, reboot: bool, progress: Progress
+) -> OperationResult:
+    """Restart the hub as ``kubectl rollout restart`` does, then wait until it is ready."""
+    if reboot:
+        return _result(
+            "failure",
+            "Could not restart",
+            "`--reboot` is for droplets; a cluster's nodes are DigitalOcean's to replace",
+        )
+    try:
+        client, record = await _cluster_client(engine, course)
+        try:
+            when = datetime.now(UTC).isoformat(timespec="seconds")
+            await client.rollout_restart(HUB_DEPLOYMENT, when)
+            await progress("restarting the hub's pod")
+            ready = await client.wait_ready(HUB_DEPLOYMENT, progress)
+        finally:
+            await client.close()
+    except ERRORS as exc:
+        return _result("failure", "Could not restart", str(exc))
+    if not ready:
+        return _result(
+            "failure",
+            "The hub did not come back",
+            f"The hub's Deployment was restarted at {when} but its new pod was not ready in "
+            "time; `/status` shows the cluster.",
+        )
+    return _result(
+        "success",
+        "Hub restarted",
+        "The hub restarted and answers again.",
+        url=hub_url(config, record.address),
+        restarted_at=when,
     )

@@ -98,9 +98,13 @@ class MonitorSpec:
 
 @dataclass(frozen=True)
 class StorageSpec:
-    """The block storage volume that holds ``/home`` and the hub's state (digitalocean)."""
+    """The block storage volume that holds ``/home`` and the hub's state (digitalocean).
+
+    On ``provider: kubernetes`` ``size_gib`` is each student's share and ``total_gib`` the
+    one volume all homes are on (``None``: ``deploy.kubernetes_homes.DEFAULT_TOTAL_GIB``)."""
 
     size_gib: int
+    total_gib: int | None = None
 
 
 @dataclass(frozen=True)

@@ -965,7 +965,9 @@ async def restart(
 ) -> OperationResult:
     """Restart the hub (or, on request, reboot the droplet), then wait until it answers."""
     if config.server.provider == "kubernetes":
-        return kubernetes_course.not_built("Restarting the hub")
+        return await kubernetes_course.restart(
+            engine, course, config, reboot=reboot, progress=progress
+        )
     try:
         record = await known_server(engine, course, config, progress)
         if record is None:

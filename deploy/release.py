@@ -31,6 +31,7 @@ from deploy.chart_values import (
     CHART_NAME,
     CHART_REPOSITORY,
     CHART_VERSION,
+    HUB_IMAGE,
     values_hash,
     values_yaml,
 )
@@ -48,8 +49,8 @@ HELM_IMAGE = (
     "docker.io/alpine/helm:3.19.0"
     "@sha256:aef9b56f64e866207d9591d0abd8f6d767b36aadd12edf68f8a719716d9d29c9"
 )
-# The chart's own hub image: its Python runs the accounts program against its database.
-HUB_IMAGE = f"quay.io/jupyterhub/k8s-hub:{CHART_VERSION}"
+# HUB_IMAGE, the chart's own hub image: its Python runs the accounts program against
+# its database.
 HUB_DATA = "/srv/jupyterhub"  # where the chart mounts the hub's database volume
 HUB_DATABASE_CLAIM = "hub-db-dir"
 HUB_USER = 1000  # the hub image's user, owner of the database

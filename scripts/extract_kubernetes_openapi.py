@@ -6,8 +6,10 @@
 
 SPEC_DIR holds Kubernetes' per-group OpenAPI v3 files as ``kubernetes/kubernetes`` keeps
 them in ``api/openapi-spec/v3/`` (``api__v1_openapi.json``, ``apis__batch__v1_openapi.json``,
-``apis__rbac.authorization.k8s.io__v1_openapi.json``). Each file is self-contained; they are
-merged (paths and components) and cut with ``scripts/extract_openapi.py``'s ``extract``.
+``apis__rbac.authorization.k8s.io__v1_openapi.json``, ``apis__apps__v1_openapi.json``; in
+kubectl-validate's copy ``api/v1.json``, ``apis/batch/v1.json`` and so on). Each file is
+self-contained; they are merged (paths and components) and cut with
+``scripts/extract_openapi.py``'s ``extract``.
 
 The subset in tests/data was cut from release 1.33 (DigitalOcean Kubernetes offers 1.33):
 the files of ``kubernetes/kubernetes`` branch ``release-1.33``, ``api/openapi-spec/v3/``,
@@ -29,6 +31,7 @@ GROUP_FILES = (
     "api__v1_openapi.json",
     "apis__batch__v1_openapi.json",
     "apis__rbac.authorization.k8s.io__v1_openapi.json",
+    "apis__apps__v1_openapi.json",
 )
 SOURCE = "kubernetes/kubernetes release-1.33 api/openapi-spec/v3"
 

@@ -61,13 +61,37 @@ def test_server_keys_of_other_providers_are_refused_by_name(line, key):
     assert "provider: kubernetes" in found[0][3]
 
 
-def test_tljh_version_and_backup_are_refused_on_kubernetes_naming_the_key():
+def test_tljh_version_is_refused_on_kubernetes_and_backup_is_accepted():
     found = errors_of(
         b"server:\n  provider: kubernetes\nhub:\n  tljh_version: 2.0.0\n"
         b"storage: {size: 10}\nbackup: {every: 1d}\n"
     )
-    assert [(n, k) for _, n, k, _ in found] == [(4, "hub.tljh_version"), (6, "backup")]
-    assert "not built yet" in found[1][3]
+    assert [(n, k) for _, n, k, _ in found] == [(4, "hub.tljh_version")]
+    course = load(b"server:\n  provider: kubernetes\nstorage: {size: 10}\nbackup: {keep: 3}\n")
+    assert course.backup.keep == 3
+
+
+def test_the_shared_homes_volume_size_is_storage_total_with_a_default():
+    course = load(KUBERNETES + b"  total: 500\n")
+    assert course.storage is not None
+    assert (course.storage.size_gib, course.storage.total_gib) == (10, 500)
+    assert load(KUBERNETES).storage.total_gib is None  # the homes volume is then 100 GiB
+
+
+@pytest.mark.parametrize(
+    ("total", "words"),
+    [("0", "out of range: DigitalOcean's volumes are 1 to 16384 GiB"), ("lots", "whole number")],
+)
+def test_a_storage_total_digitalocean_cannot_make_names_the_key(total, words):
+    found = errors_of(KUBERNETES + f"  total: {total}\n".encode())
+    assert [(n, k) for _, n, k, _ in found] == [(10, "storage.total")]
+    assert words in found[0][3]
+
+
+def test_storage_total_is_refused_on_a_droplet_naming_the_key():
+    found = errors_of(b"server:\n  provider: digitalocean\nstorage: {size: 20, total: 100}\n")
+    assert [k for _, _, k, _ in found] == ["storage.total"]
+    assert "provider: kubernetes" in found[0][3]
 
 
 @pytest.mark.parametrize("provider", ["digitalocean", "ssh\n  host: hub.example.edu"])

@@ -12,13 +12,15 @@ import bcrypt
 import pytest
 import yaml
 
-from deploy import chart_values, operations
+from deploy import backup as engine_backup
+from deploy import chart_values, kubernetes_homes, operations
 from deploy.config import load_course
 from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
 from deploy.model import CONFIG_PATH
 from deploy.release import HELM_IMAGE, NAMESPACE
 from deploy.ssh import SSHPool
+from deploy.volumes import home_volume_name
 from tests.fakes.kubernetes import LOAD_BALANCER_IP
 from tests.support.engine import MemoryRecords, instant, noop
 
@@ -240,8 +242,14 @@ async def test_status_reports_the_cluster_and_pool(engine, do_fake, kube_fake):
 
 async def test_what_is_not_built_yet_is_refused_clearly(engine, kube_fake):
     await deploy(engine)
-    restarted = await operations.restart(engine, COURSE, course(), progress=noop)
-    assert restarted.conclusion == "neutral" and "not built yet" in restarted.summary
+    snapshot = await operations.snapshot(engine, COURSE, course(), None, progress=noop)
+    assert snapshot.conclusion == "neutral" and "not built yet" in snapshot.summary
+    rebooted = await operations.restart(engine, COURSE, course(), reboot=True, progress=noop)
+    assert rebooted.conclusion == "failure" and "`--reboot` is for droplets" in rebooted.summary
+    one = await engine_backup.restore_student(
+        engine, COURSE, course(), "x-home-20250301-020000", "carol", progress=noop
+    )
+    assert one.conclusion == "failure" and "--student NAME` is not built" in one.summary
     with pytest.raises(operations.OperationError, match="hub's admin page"):
         await operations.hub_accounts(engine, COURSE)
 
@@ -306,3 +314,241 @@ async def test_an_existing_cluster_named_in_the_config_is_used_when_tagged_for_t
     assert result.conclusion == "success", result.summary
     assert list(do_fake.clusters) == [DEPT_ID]
     assert (await engine.records.get_server(COURSE)).cluster_id == DEPT_ID
+
+
+# ---- homes on one shared volume, /backup, /restore, /restart --------------------------
+
+
+def homes_volumes(do_fake) -> list:
+    return [v for v in do_fake.volumes.values() if f"lc-course-{REPO_ID}" in v.tags]
+
+
+async def test_a_new_course_gets_one_tagged_homes_volume_served_over_nfs(
+    engine, do_fake, kube_fake
+):
+    config = course(CONFIG.replace(b"storage: {size: 10}", b"storage: {size: 10, total: 300}"))
+    result = await deploy(engine, config)
+    assert result.conclusion == "success", result.summary
+    (volume,) = homes_volumes(do_fake)
+    assert volume.name == home_volume_name(config.server.name)
+    assert "littlest-classroom" in volume.tags and volume.size_gigabytes == 300
+    assert volume.region == "fra1"
+    # The volume bound in the cluster through DigitalOcean's CSI driver, kept if released.
+    disk = kube_fake.objects("persistentvolumes")[kubernetes_homes.disk_pv_name(volume.id)]
+    assert disk["spec"]["csi"]["driver"] == "dobs.csi.digitalocean.com"
+    assert disk["spec"]["csi"]["volumeHandle"] == volume.id
+    assert disk["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    claims = kube_fake.objects("persistentvolumeclaims")
+    assert claims["classroom-homes-disk"]["status"]["phase"] == "Bound"
+    # One NFS server on it, pinned by digest, behind a Service whose address the NFS PV uses.
+    server = kube_fake.objects("deployments")["classroom-homes-nfs"]
+    (container,) = server["spec"]["template"]["spec"]["containers"]
+    assert "@sha256:" in container["image"]
+    (mounted,) = server["spec"]["template"]["spec"]["volumes"]
+    assert mounted["persistentVolumeClaim"]["claimName"] == "classroom-homes-disk"
+    service = kube_fake.objects("services")["classroom-homes-nfs"]
+    nfs = kube_fake.objects("persistentvolumes")["classroom-homes-nfs"]
+    assert nfs["spec"]["nfs"] == {"server": service["spec"]["clusterIP"], "path": "/"}
+    assert claims["classroom-homes"]["status"]["phase"] == "Bound"
+    assert nfs["spec"]["accessModes"] == ["ReadWriteMany"]
+    # The chart mounts that claim, a folder per student, in values its schema accepts.
+    for revision in kube_fake.cluster.revisions:
+        storage = revision.values["singleuser"]["storage"]
+        assert storage["type"] == "static"
+        assert storage["static"] == {"pvcName": "classroom-homes", "subPath": "{username}"}
+        # The kubelet makes a student's new folder owned by root: it is given to the student.
+        (owner,) = revision.values["singleuser"]["initContainers"]
+        assert owner["command"] == ["chown", "1000:100", "/home/jovyan"]
+        assert owner["volumeMounts"][0]["subPath"] == "{username}"
+        assert chart_values.schema_errors(revision.values) == []
+    # The homes exist before the first helm Job installs the hub.
+    paths = [r.path for r in kube_fake.requests if r.method == "POST"]
+    claim_made = paths.index(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims", 1)
+    assert claim_made < paths.index(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+    assert "volume `" in result.summary and "(300 GiB)" in result.summary
+
+
+async def test_a_push_that_changes_nothing_makes_no_volume_no_object_and_no_job(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    do_before, kube_before = len(do_fake.requests), len(kube_fake.requests)
+    again = await deploy(engine)
+    assert again.conclusion == "neutral", again.summary
+    writes = [r for r in do_fake.requests[do_before:] if r.method != "GET"]
+    assert writes == []
+    made = [r for r in kube_fake.requests[kube_before:] if r.method in ("POST", "PATCH", "DELETE")]
+    assert made == []
+    assert len(homes_volumes(do_fake)) == 1
+
+
+async def test_a_cluster_that_lost_its_homes_objects_binds_the_same_volume_again(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (volume,) = homes_volumes(do_fake)
+    for kind in ("persistentvolumeclaims", "persistentvolumes", "deployments", "services"):
+        for key in [k for k in kube_fake.cluster.objects if k[0] == kind and "homes" in k[2]]:
+            del kube_fake.cluster.objects[key]
+    result = await deploy(engine)
+    assert result.conclusion == "success", result.summary
+    assert homes_volumes(do_fake) == [volume]
+    claim = kube_fake.objects("persistentvolumeclaims")["classroom-homes-disk"]
+    assert claim["spec"]["volumeName"] == kubernetes_homes.disk_pv_name(volume.id)
+
+
+async def test_backup_snapshots_the_homes_volume_tagged_as_the_courses(engine, do_fake, kube_fake):
+    await deploy(engine)
+    (volume,) = homes_volumes(do_fake)
+    result = await engine_backup.backup(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "success", result.summary
+    (snapshot,) = do_fake.snapshots
+    assert snapshot["resource_id"] == volume.id
+    assert {"littlest-classroom", f"lc-course-{REPO_ID}"} <= set(snapshot["tags"])
+    assert snapshot["name"] == result.details["snapshot"]
+    assert snapshot["name"].startswith(home_volume_name(course().server.name) + "-")
+    listed = await engine_backup.list_snapshots(engine, COURSE, course(), progress=noop)
+    assert snapshot["name"] in listed.summary
+
+
+async def test_a_homes_volume_without_the_courses_tag_is_left_alone(engine, do_fake, kube_fake):
+    await deploy(engine)
+    (volume,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    volume.tags = ["littlest-classroom", "lc-course-999"]
+    result = await engine_backup.backup(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "failure" and "not this course's" in result.summary
+    assert len(do_fake.snapshots) == 1
+    restored = await engine_backup.restore_all(
+        engine, COURSE, course(), taken["snapshot"], confirm=True, progress=noop
+    )
+    assert restored.conclusion == "failure" and "not this course's" in restored.summary
+    assert [r for r in kube_fake.requests if r.method == "PATCH"] == []
+
+
+async def test_backup_before_the_cluster_exists_says_so(engine, do_fake, kube_fake):
+    result = await engine_backup.backup(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "failure" and "no cluster yet" in result.summary
+    assert do_fake.snapshots == []
+
+
+async def restore(engine, name: str, **kwargs):
+    return await engine_backup.restore_all(
+        engine, COURSE, course(), name, confirm=True, progress=noop, **kwargs
+    )
+
+
+async def test_restore_all_serves_a_volume_made_from_the_snapshot_and_keeps_the_old_one(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (old,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    kube_fake.cluster.objects[("pods", NAMESPACE, "jupyter-carol")] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "jupyter-carol", "labels": {"component": "singleuser-server"}},
+    }
+    result = await restore(engine, taken["snapshot"])
+    assert result.conclusion == "success", result.summary
+    (snapshot,) = do_fake.snapshots
+    (new,) = [v for v in homes_volumes(do_fake) if v.id != old.id]
+    assert new.snapshot_id == snapshot["id"] and new.size_gigabytes == old.size_gigabytes
+    assert "littlest-classroom-restore" not in new.tags  # a course volume, never deleted
+    assert old.id in do_fake.volumes  # kept
+    claim = kube_fake.objects("persistentvolumeclaims")["classroom-homes-disk"]
+    assert claim["metadata"]["annotations"]["littlest-classroom/volume-id"] == new.id
+    volumes = kube_fake.objects("persistentvolumes")
+    assert volumes[kubernetes_homes.disk_pv_name(new.id)]["spec"]["csi"]["volumeHandle"] == new.id
+    assert kubernetes_homes.disk_pv_name(old.id) not in volumes
+    # The hub, the students' servers and the NFS server stopped while the volume changed.
+    scaled = [
+        (r.path.rsplit("/", 1)[1], r.body["spec"]["replicas"])
+        for r in kube_fake.requests
+        if r.method == "PATCH"
+    ]
+    assert scaled == [
+        ("hub", 0),
+        ("classroom-homes-nfs", 0),
+        ("classroom-homes-nfs", 1),
+        ("hub", 1),
+    ]
+    assert ("pods", NAMESPACE, "jupyter-carol") in kube_fake.deleted
+    deployments = kube_fake.objects("deployments")
+    assert deployments["hub"]["spec"]["replicas"] == 1
+    assert deployments["classroom-homes-nfs"]["spec"]["replicas"] == 1
+    assert f"`{new.name}`" in result.summary and f"`{old.name}`, is kept" in result.summary
+    # Safety invariant 8: no volume is ever deleted.
+    assert not [r for r in do_fake.requests if r.method == "DELETE" and "/volumes" in r.path]
+    # Asked again, it is done already: nothing stops, nothing new is made.
+    patches = len(scaled)
+    again = await restore(engine, taken["snapshot"])
+    assert again.conclusion == "success", again.summary
+    assert len([r for r in kube_fake.requests if r.method == "PATCH"]) == patches
+    assert len(homes_volumes(do_fake)) == 2
+
+
+async def test_a_restore_whose_volume_cannot_be_made_serves_the_old_volume_again(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (old,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    do_fake.fail("POST /v2/volumes", 422, times=5)
+    result = await restore(engine, taken["snapshot"])
+    assert result.conclusion == "failure"
+    assert "serves the homes again" in result.summary
+    assert homes_volumes(do_fake) == [old]
+    claim = kube_fake.objects("persistentvolumeclaims")["classroom-homes-disk"]
+    assert claim["metadata"]["annotations"]["littlest-classroom/volume-id"] == old.id
+    deployments = kube_fake.objects("deployments")
+    assert deployments["hub"]["spec"]["replicas"] == 1
+    assert deployments["classroom-homes-nfs"]["spec"]["replicas"] == 1
+
+
+async def test_a_swap_that_fails_in_the_cluster_binds_the_old_volume_again(
+    engine, do_fake, kube_fake
+):
+    await deploy(engine)
+    (old,) = homes_volumes(do_fake)
+    taken = (await engine_backup.backup(engine, COURSE, course(), progress=noop)).details
+    kube_fake.refuse.append("POST /api/v1/persistentvolumes")
+    result = await restore(engine, taken["snapshot"])
+    assert result.conclusion == "failure", result.summary
+    assert f"`{old.name}`, serves the homes again" in result.summary
+    claim = kube_fake.objects("persistentvolumeclaims")["classroom-homes-disk"]
+    assert claim["metadata"]["annotations"]["littlest-classroom/volume-id"] == old.id
+    assert kubernetes_homes.disk_pv_name(old.id) in kube_fake.objects("persistentvolumes")
+    assert kube_fake.objects("deployments")["hub"]["spec"]["replicas"] == 1
+    # The volume made from the snapshot is kept; the same command finishes the restore.
+    assert len(homes_volumes(do_fake)) == 2
+    again = await restore(engine, taken["snapshot"])
+    assert again.conclusion == "success", again.summary
+
+
+async def test_restore_of_an_unknown_snapshot_stops_nothing(engine, do_fake, kube_fake):
+    await deploy(engine)
+    result = await restore(engine, "physics-hub-home-20250301-020000")
+    assert result.conclusion == "failure" and "no snapshot of this course" in result.summary
+    assert [r for r in kube_fake.requests if r.method == "PATCH"] == []
+
+
+async def test_restart_rolls_the_hub_deployment_and_waits_until_it_is_ready(engine, kube_fake):
+    await deploy(engine)
+    before = kube_fake.objects("deployments")["hub"]["metadata"]["generation"]
+    result = await operations.restart(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "success", result.summary
+    hub = kube_fake.objects("deployments")["hub"]
+    annotations = hub["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kubectl.kubernetes.io/restartedAt"] == result.details["restarted_at"]
+    assert hub["metadata"]["generation"] == before + 1
+    assert result.hub_url == f"http://{LOAD_BALANCER_IP}"
+
+
+async def test_a_restart_whose_hub_never_gets_ready_says_so(engine, kube_fake):
+    await deploy(engine)
+    kube_fake.deployments_ready = False
+    engine.cluster_options["wait_seconds"] = 0
+    result = await operations.restart(engine, COURSE, course(), progress=noop)
+    assert result.conclusion == "failure"
+    assert result.title == "The hub did not come back"

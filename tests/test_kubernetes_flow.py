@@ -70,6 +70,12 @@ async def test_a_new_kubernetes_course_gets_its_cluster_the_helm_job_and_a_deplo
         "classroom-helm-3",
     ]
     assert kube_fake.signup_violations == []
+    # The homes: one volume of the course's, bound in the cluster and served over NFS.
+    (volume,) = do_fake.volumes.values()
+    assert f"lc-course-{REPO_ID}" in volume.tags
+    assert {"classroom-homes", "classroom-homes-disk"} <= set(
+        kube_fake.objects("persistentvolumeclaims")
+    )
     deployments = classroom.github.deployments.values()
     (deployment,) = [d for d in deployments if d["sha"] == run["head_sha"]]
     statuses = classroom.github.deployment_statuses[deployment["id"]]
@@ -86,6 +92,27 @@ async def test_a_second_push_that_changes_nothing_creates_no_job(
     again = await push(classroom, example, CONFIG + b"# a comment changes no value\n")
     assert again["conclusion"] == "neutral", again["output"]
     assert len(kube_fake.jobs()) == jobs
+    assert len(do_fake.volumes) == 1
+
+
+async def test_backup_restore_list_and_restart_commands_on_a_kubernetes_course(
+    classroom, do_fake, kube_fake, example
+):
+    await kubernetes_classroom(classroom, do_fake)
+    await push(classroom, example)
+    issue = classroom.github.add_issue(COURSE_REPO, "Running the course hub")
+    for body in ("/backup", "/restore", "/restart"):
+        await classroom.comment(example, body, issue=issue_payload(example, issue.number))
+        await classroom.settle()
+    (volume,) = do_fake.volumes.values()
+    (snapshot,) = do_fake.snapshots
+    assert snapshot["resource_id"] == volume.id and f"lc-course-{REPO_ID}" in snapshot["tags"]
+    replies = [c["body"] for c in classroom.github.issues[(COURSE_REPO, issue.number)].comments]
+    assert replies[0].startswith("@alice `/backup` done"), replies[0]
+    assert replies[1].startswith("@alice `/restore` done") and snapshot["name"] in replies[1]
+    assert replies[2].startswith("@alice `/restart` done"), replies[2]
+    hub = kube_fake.objects("deployments")["hub"]
+    assert "kubectl.kubernetes.io/restartedAt" in hub["spec"]["template"]["metadata"]["annotations"]
 
 
 async def test_resize_and_node_range_commands_change_the_node_pool(
@@ -137,5 +164,6 @@ async def test_a_branch_push_only_plans_from_the_config(classroom, do_fake, kube
     (run,) = [r for r in classroom.runs() if r["head_sha"] == sha]
     assert run["conclusion"] == "success", run["output"]
     assert "install the hub with sign-up closed" in run["output"]["summary"]
+    assert "make the homes volume and serve it over NFS" in run["output"]["summary"]
     assert do_fake.requests == [] and kube_fake.requests == []
     assert classroom.github.deployments == {}

@@ -1,5 +1,6 @@
 """A fake Kubernetes API on loopback: namespaces, config maps, secrets, jobs with their pods'
-logs, checked against Kubernetes' own OpenAPI description.
+logs, persistent volumes and claims, services, deployments, checked against Kubernetes' own
+OpenAPI description.
 
 Every request is validated against the subset of Kubernetes' OpenAPI v3 description in
 ``tests/data/kubernetes-openapi-subset.json`` (release 1.33, see
@@ -16,6 +17,10 @@ Jobs run when they are created, by what their pod would do:
 - a seed Job runs the very program in its environment with the request from the Secret
   it mounts, under this Python, against that database (its paths moved into the fake's
   folder): the log is the program's output.
+
+A Service gets a cluster IP; a claim is ``Bound`` when the PersistentVolume it names
+exists; a Deployment is ready at once (its rollout done) unless ``deployments_ready`` is
+False, and a JSON merge patch of it bumps its generation when its spec changes.
 
 ``signup_violations`` lists every release revision that opened sign-up while a name in
 ``Authenticator.admin_users`` had no row: safety invariant 9, checked where it happens.
@@ -99,6 +104,10 @@ class KubernetesFake:
         self.validation_errors: list[str] = []
         self.signup_violations: list[str] = []
         self.fail_helm: list[str] = []  # logs of helm runs made to fail, first first
+        self.deployments_ready = True  # a Deployment's new pods become ready at once
+        self.refuse: list[str] = []  # "METHOD /path" answered 500 once each
+        self.deleted: list[tuple[str, str, str]] = []  # (kind, namespace, name), in order
+        self._cluster_ips = itertools.count(10)
         self._uids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -123,6 +132,10 @@ class KubernetesFake:
     def jobs(self) -> list[dict[str, Any]]:
         """Every Job created, in order."""
         return list(self.cluster.jobs_created)
+
+    def objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        """The objects of one kind (``persistentvolumes``, ``deployments``, …) by name."""
+        return {name: obj for (k, _, name), obj in self.cluster.objects.items() if k == kind}
 
     def operations(self) -> list[str]:
         return [r.operation for r in self.requests]
@@ -154,6 +167,13 @@ class KubernetesFake:
         r.add_post("/api/v1/namespaces/{namespace}/{plural}", self._create)
         r.add_get("/api/v1/namespaces/{namespace}/{plural}/{name}", self._read)
         r.add_put("/api/v1/namespaces/{namespace}/{plural}/{name}", self._replace)
+        r.add_delete("/api/v1/namespaces/{namespace}/{plural}/{name}", self._delete)
+        r.add_post("/api/v1/persistentvolumes", self._create)
+        r.add_get("/api/v1/persistentvolumes/{name}", self._read)
+        r.add_delete("/api/v1/persistentvolumes/{name}", self._delete)
+        r.add_post("/apis/apps/v1/namespaces/{namespace}/deployments", self._create)
+        r.add_get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}", self._read)
+        r.add_patch("/apis/apps/v1/namespaces/{namespace}/deployments/{name}", self._patch)
         r.add_get("/apis/batch/v1/namespaces/{namespace}/jobs", self._list)
         r.add_post("/apis/batch/v1/namespaces/{namespace}/jobs", self._create)
         r.add_get("/apis/batch/v1/namespaces/{namespace}/jobs/{name}", self._read)
@@ -193,6 +213,11 @@ class KubernetesFake:
             record.status = 422
             return _status(422, "Invalid", exc.message)
         request["json"] = body
+        said = f"{request.method} {request.path}"
+        if said in self.refuse:
+            self.refuse.remove(said)
+            record.status = 500
+            return _status(500, "InternalError", "etcdserver: request timed out")
         response = await handler(request)
         record.status = response.status
         return response
@@ -206,6 +231,10 @@ class KubernetesFake:
             return "jobs"
         if "/clusterrolebindings" in path:
             return "clusterrolebindings"
+        if path.startswith("/api/v1/persistentvolumes"):
+            return "persistentvolumes"
+        if "/deployments" in path:
+            return "deployments"
         return request.match_info.get("plural", "namespaces")
 
     def _key(self, request: web.Request, name: str) -> tuple[str, str, str]:
@@ -229,6 +258,7 @@ class KubernetesFake:
             obj["metadata"].pop("namespace")
         _string_data(obj)
         self.cluster.objects[key] = obj
+        self._settle(key[0], key[1], obj)
         if key[0] == "jobs":
             obj["status"] = {"active": 1}
             self.cluster.jobs_created.append(obj)
@@ -256,6 +286,56 @@ class KubernetesFake:
         _string_data(obj)
         self.cluster.objects[key] = obj
         return _json(obj)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        key = self._key(request, request.match_info["name"])
+        found = self.cluster.objects.pop(key, None)
+        if found is None:
+            return _status(404, "NotFound", f'{key[0]} "{key[2]}" not found')
+        self.deleted.append(key)
+        if key[0] == "persistentvolumeclaims":
+            volume = self.cluster.objects.get(
+                ("persistentvolumes", "", found["spec"]["volumeName"])
+            )
+            if volume is not None:  # Retain: the volume is kept, released from its claim
+                volume["status"] = {"phase": "Released"}
+        return _json(found)
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        key = self._key(request, request.match_info["name"])
+        old = self.cluster.objects.get(key)
+        if old is None:
+            return _status(404, "NotFound", f'{key[0]} "{key[2]}" not found')
+        if request.content_type != "application/merge-patch+json":
+            return _status(415, "UnsupportedMediaType", f"{request.content_type} is not served")
+        obj = _merge_patch(old, request["json"])
+        metadata = obj["metadata"]
+        metadata["resourceVersion"] = str(int(old["metadata"]["resourceVersion"]) + 1)
+        if obj.get("spec") != old.get("spec"):
+            metadata["generation"] = int(old["metadata"].get("generation") or 1) + 1
+        self.cluster.objects[key] = obj
+        self._settle(key[0], key[1], obj)
+        return _json(obj)
+
+    def _settle(self, kind: str, namespace: str, obj: dict[str, Any]) -> None:
+        """What the cluster's controllers make of a new or changed object."""
+        if kind == "services" and not obj.get("spec", {}).get("clusterIP"):
+            obj["spec"]["clusterIP"] = f"10.245.0.{next(self._cluster_ips)}"
+        elif kind == "persistentvolumeclaims":
+            name = obj["spec"].get("volumeName", "")
+            bound = ("persistentvolumes", "", name) in self.cluster.objects
+            obj["status"] = {"phase": "Bound" if bound else "Pending"}
+        elif kind == "deployments":
+            obj["metadata"].setdefault("generation", 1)
+            if self.deployments_ready:
+                replicas = obj["spec"].get("replicas", 1)
+                obj["status"] = {
+                    "observedGeneration": obj["metadata"]["generation"],
+                    "replicas": replicas,
+                    "updatedReplicas": replicas,
+                    "readyReplicas": replicas,
+                    "availableReplicas": replicas,
+                }
 
     async def _list(self, request: web.Request) -> web.Response:
         kind = self._kind_of(request)
@@ -347,6 +427,23 @@ class KubernetesFake:
         if not self.database.exists():
             with sqlite3.connect(self.database) as db:
                 db.execute(USERS_INFO)
+        hub = self.cluster.objects.setdefault(
+            ("deployments", namespace, "hub"),
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "hub", "namespace": namespace, "resourceVersion": "1"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"component": "hub"}},
+                    "template": {
+                        "metadata": {"labels": {"component": "hub"}},
+                        "spec": {"containers": [{"name": "hub", "image": HUB_IMAGE}]},
+                    },
+                },
+            },
+        )
+        self._settle("deployments", namespace, hub)
         self.cluster.objects[("services", namespace, "proxy-public")] = {
             "apiVersion": "v1",
             "kind": "Service",
@@ -400,6 +497,19 @@ def _string_data(obj: dict[str, Any]) -> None:
         obj["data"] = data
         for key, value in obj.pop("stringData").items():
             data[key] = base64.b64encode(value.encode()).decode()
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386's JSON merge patch of ``target`` (a new object; ``null`` deletes a key)."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

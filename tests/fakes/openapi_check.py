@@ -128,10 +128,15 @@ class OpenAPIChecker:
             server_path = re.sub(r"^[a-z]+://[^/]*", "", url).rstrip("/")
         self.base_path = server_path
         spec["servers"] = [{"url": server_path or "/"}]
+        # Kubernetes' PATCH bodies are JSON under their own media types.
+        json_types = ("*/*", "application/merge-patch+json", "application/json-patch+json")
         config = (
             None
             if check_description
-            else Config(spec_validator_cls=None, extra_media_type_deserializers={"*/*": json.loads})
+            else Config(
+                spec_validator_cls=None,
+                extra_media_type_deserializers=dict.fromkeys(json_types, json.loads),
+            )
         )
         self._api = OpenAPI.from_dict(spec, config=config)
         self.operations: list[Operation] = []

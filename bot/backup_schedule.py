@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 Ask = Callable[[Course, dict[str, Any]], Awaitable[Any]]
 
 
+def due_key(course: str) -> str:
+    """The store's meta key holding the course's next snapshot time (ISO 8601)."""
+    return f"backup:due:{course}"
+
+
 class BackupSchedule:
     """When each course's next snapshot is due, and asking for it when it is."""
 
@@ -33,13 +38,13 @@ class BackupSchedule:
 
     async def _load(self, course: str) -> datetime | None:
         if course not in self._due:
-            raw = await self._store.get_meta(f"backup:due:{course}")
+            raw = await self._store.get_meta(due_key(course))
             self._due[course] = datetime.fromisoformat(raw) if raw else None
         return self._due[course]
 
     async def _save(self, course: str, due: datetime) -> None:
         self._due[course] = due
-        await self._store.set_meta(f"backup:due:{course}", due.isoformat())
+        await self._store.set_meta(due_key(course), due.isoformat())
 
     async def run(self, courses: Sequence[tuple[Course, dict[str, Any]]], now: datetime) -> int:
         """Ask for every snapshot that is due; returns how many were asked for."""

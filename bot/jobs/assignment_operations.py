@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bot.github.commit_files import read_commit_files
 from bot.github.reporting import split_course
 from bot.jobs.course import config_ref
-from bot.jobs.registry import ArgKind, OperationContext, Positional, code, operation
+from bot.jobs.registry import ArgKind, Button, OperationContext, Positional, code, operation
 from deploy.course.validate import Invalid, check_assignment_name
 from deploy.host.assignments import MAX_ASSIGNMENT_BYTES
 from deploy.model import OperationResult
@@ -28,7 +28,14 @@ def _assignment(word: str) -> str:
         ) from None
 
 
-parse_assignment = ArgKind("assignment", "an assignment name", _assignment)
+parse_assignment = ArgKind(
+    "assignment",
+    "an assignment name",
+    _assignment,
+    pattern=r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}",
+    help="Its folder under assignments.source, like hw1.",
+    choices="assignments",
+)
 ASSIGNMENT_COMMANDS = ("release", "collect", "return")
 
 
@@ -64,6 +71,7 @@ async def assignment_folder(op: OperationContext, source: str, name: str) -> dic
     example="/release hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Release", "Release it to the students", section="assignments"),
 )
 async def release(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None
@@ -82,6 +90,7 @@ async def release(op: OperationContext, args: AssignmentArgs) -> OperationResult
     example="/collect hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Collect and grade", "Collect and autograde", section="assignments"),
 )
 async def collect(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None
@@ -98,6 +107,7 @@ async def collect(op: OperationContext, args: AssignmentArgs) -> OperationResult
     example="/return hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Return feedback", "Release the feedback", section="assignments"),
 )
 async def return_(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None

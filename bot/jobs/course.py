@@ -363,8 +363,9 @@ async def run_command(ctx: JobContext[Services]) -> JobResult:
     words = [str(w) for w in payload.get("args") or []]
     user = payload.get("user") or ""
     source = payload.get("source") or "comment"
-    # Only commands: the deploy entry runs as a commit's job, never by name.
-    op = registry.command(name) if name != "invalid" else None
+    # Only commands (and the console's own entries, asked for there): the deploy entry
+    # runs as a commit's job, never by name.
+    op = registry.runnable(name, source) if name != "invalid" else None
     problem: str | None = payload.get("problem") or None
     args: Any = None
     if op is None and problem is None:

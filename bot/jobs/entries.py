@@ -17,4 +17,7 @@ from bot.jobs import volume_operations
 # isort: split
 from bot.jobs import assignment_operations
 
-ENTRY_MODULES = (hub_operations, volume_operations, assignment_operations)
+# isort: split
+from bot.jobs import account_operations
+
+ENTRY_MODULES = (hub_operations, volume_operations, assignment_operations, account_operations)

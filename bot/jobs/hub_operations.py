@@ -153,6 +153,7 @@ def hub_verified(result: OperationResult) -> bool:
 @operation(
     "status",
     summary="Report the hub's health, versions and disk use.",
+    button=Button("Status", "Hub health, versions and disk use"),
     needs_config=False,
 )
 async def status(op: OperationContext, args: NoArgs) -> OperationResult:
@@ -173,7 +174,11 @@ async def status(op: OperationContext, args: NoArgs) -> OperationResult:
     return result
 
 
-@operation("plan", summary="Show what a deploy would change, without changing it.")
+@operation(
+    "plan",
+    summary="Show what a deploy would change, without changing it.",
+    button=Button("Plan", "What a deploy would change"),
+)
 async def plan(op: OperationContext, args: NoArgs) -> OperationResult:
     assert op.config is not None
     return await engine.deploy(
@@ -190,6 +195,7 @@ async def plan(op: OperationContext, args: NoArgs) -> OperationResult:
     "rebuild",
     summary="Re-apply TLJH and the packages in place; students' files stay.",
     button=Button("Rebuild", "Re-apply everything; files kept"),
+    check_run=True,
     note="Students' files in /home are kept: a rebuild re-applies the software in place.",
 )
 async def rebuild(op: OperationContext, args: NoArgs) -> OperationResult:
@@ -231,11 +237,12 @@ class ResizeArgs:
     example="/resize s-4vcpu-8gb",
     grammar=(
         Positional("size", parse=parse_size_slug, required=False),
-        Flag("disk", "--disk"),
+        Flag("disk", "--disk", help="Also grow the disk (it cannot shrink back)"),
         Option("nodes", "--nodes", parse_node_range),
     ),
     args=ResizeArgs,
     permission=WRITE,
+    button=Button("Resize", "Change CPU and memory"),
     note="The hub restarted during the resize; students' files are kept.",
 )
 async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
@@ -255,6 +262,7 @@ async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult:
     "restart",
     summary="Restart JupyterHub and its proxy.",
     button=Button("Restart hub", "Restart JupyterHub"),
+    check_run=True,
     note="The hub restarted; students may need to reload their page.",
 )
 async def restart(op: OperationContext, args: NoArgs) -> OperationResult:
@@ -275,6 +283,7 @@ class SnapshotArgs:
     grammar=(Positional("name", parse=parse_snapshot_name, required=False),),
     args=SnapshotArgs,
     button=Button("Snapshot", "Snapshot the server's disk"),
+    check_run=True,
 )
 async def snapshot(op: OperationContext, args: SnapshotArgs) -> OperationResult:
     assert op.config is not None

@@ -12,6 +12,7 @@ from bot.jobs.registry import (
     ADMIN,
     WRITE,
     ArgKind,
+    Button,
     Flag,
     OperationContext,
     Option,
@@ -25,13 +26,20 @@ from deploy.volumes import backup as engine_backup
 from deploy.volumes import movehome
 from deploy.volumes import recover as droplet_recovery
 
-parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.check)
+parse_snapshot = ArgKind(
+    "snapshot",
+    "a snapshot name",
+    parse_snapshot_name.check,
+    pattern=parse_snapshot_name.pattern,
+    help="A snapshot of the volume; leave empty to list them.",
+)
 
 
 @operation(
     "backup",
     summary="Snapshot the course's volume now (`storage` in the config); older snapshots "
     "this service made are deleted beyond `backup.keep`.",
+    button=Button("Back up now", "Snapshot the course's volume", section="storage"),
 )
 async def backup(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -66,11 +74,12 @@ def restore_permission(args: RestoreArgs) -> str:
     grammar=(
         Positional("snapshot", parse=parse_snapshot, required=False),
         Option("student", "--student", parse=parse_hub_user),
-        Flag("all", "--all"),
-        Flag("confirm", "--confirm"),
+        Flag("all", "--all", help="Every home (admins)"),
+        Flag("confirm", "--confirm", help="Yes, replace every home"),
     ),
     args=RestoreArgs,
     permission=restore_permission,
+    button=Button("Restore", "List snapshots or bring homes back", section="storage"),
 )
 async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     assert op.config is not None
@@ -105,6 +114,7 @@ async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     "move-home",
     summary="Move /home and the hub's accounts onto the course's volume: a droplet "
     "snapshot first, a checked copy, the original kept on the droplet's disk.",
+    button=Button("Move homes to volume", "Move /home onto the course's volume", section="storage"),
 )
 async def move_home(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -116,6 +126,7 @@ async def move_home(op: OperationContext, args: object) -> OperationResult:
     summary="The droplet is gone: make a new one with the course's volume, the students' "
     "accounts and UIDs, the reserved IP and the course's packages.",
     permission=WRITE,
+    button=Button("Recover", "A new droplet with the volume", section="storage"),
 )
 async def recover(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None

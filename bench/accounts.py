@@ -2,7 +2,7 @@
 
 A real JupyterHub (the tests' ``.venv-hub``) keeps its database where the loopback SSH
 target's commands see ``/opt/tljh/state/jupyterhub.sqlite``; 100 waiting sign-ups are
-written into it. Ours: ``deploy.accounts.approve`` with all 100 names (what the console's
+written into it. Ours: ``deploy.host.accounts.approve`` with all 100 names (what the console's
 Approve does). Theirs: an admin's browser session opening ``/hub/authorize/NAME`` once per
 student, as NativeAuthenticator's page does. Prints SSH connections, remote commands, HTTP
 requests and wall time, each checked by reading every row back.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _service
 
-from deploy import accounts
+from deploy.host import accounts
 from deploy.ssh import SSHPool, Target
 from tests.plugins.real_hub import prepare_hub_python
 from tests.support.hub import Browser, HubSettings, RealHub
@@ -112,7 +112,7 @@ async def main() -> None:
     theirs_s = statistics.median(r[1] for r in theirs_runs)
     print(f"approving {len(names)} waiting students, median of {args.repeat}:")
     print(
-        f"  console (deploy.accounts.approve): {commands} SSH round trip(s), "
+        f"  console (deploy.host.accounts.approve): {commands} SSH round trip(s), "
         f"{connections} new connection(s), {ours_s * 1000:.0f} ms"
     )
     print(

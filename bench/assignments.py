@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _service
 
-from deploy import assignments, coursework, operations
-from deploy.config import load_course
+from deploy import operations
+from deploy.course.config import load_course
+from deploy.host import assignments
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
+from deploy.operations import coursework
 from deploy.ssh import SSHPool
 from tests.support import grader
 from tests.support.engine import MemoryRecords, noop

@@ -28,7 +28,7 @@ import _service
 
 from bot.store import Store
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.ssh import SSHPool
 from tests.sshtarget.target import SSHTarget

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import os
 
-from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
 from deploy.ownership import course_tag
+from deploy.providers.droplets import DropletDriver
 from tests.fakes.digitalocean import DigitalOceanFake
 
 

@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy import backup, operations
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
+from deploy import operations
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
+from deploy.volumes import backup
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.fakes.kubernetes import KubernetesFake
 from tests.plugins.digitalocean_fake import openapi_validator

@@ -28,9 +28,9 @@ import aiohttp
 
 from bot.github.client import GitHubApp
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
+from deploy.host.shared import SharedSource
 from deploy.keys import ServiceKey
-from deploy.shared import SharedSource
 from deploy.ssh import SSHPool
 from tests.fakes.github import FakeGitHub
 from tests.support.engine import MemoryRecords, noop

@@ -39,7 +39,7 @@ from bot.app import make_app
 from bot.services import SERVICES
 from bot.settings import load_settings
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
 from tests.fakes.github import FakeGitHub
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers

@@ -26,13 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _service
 
-from deploy import backup, operations
-from deploy import recover as droplet_recovery
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
+from deploy import operations
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
+from deploy.volumes import backup
+from deploy.volumes import recover as droplet_recovery
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.plugins.digitalocean_fake import openapi_validator
 from tests.support.engine import REPO_ID, TAGS, MemoryRecords, coded, instant, noop

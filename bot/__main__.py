@@ -25,7 +25,7 @@ def check_main(argv: list[str]) -> int:
         "path", nargs="?", default=".", help="the course repository's folder (default: .)"
     )
     args = parser.parse_args(argv)
-    from bot.check import run_check
+    from bot.local_check import run_check
 
     return run_check(Path(args.path))
 

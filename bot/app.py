@@ -13,21 +13,23 @@ from aiohttp import web
 
 from bot.course_keys import CourseKeys
 from bot.course_tokens import CourseDroplets, TokenVault
+from bot.github.client import AppRegistration
 from bot.github.reporting import Reporter
-from bot.github.texts import coalesced
 from bot.intake import webhook
 from bot.intake.relay import WebhookRelay
-from bot.jobs import course  # noqa: F401  (registers the course's job kinds)
-from bot.jobs.runner import REGISTRY, JobRegistry, JobRunner
+from bot.jobs import entries  # noqa: F401  (registers the operation registry's entries)
+from bot.jobs.check_runs import JobReports
+from bot.jobs.course import JOB_KINDS
+from bot.jobs.runner import JobKinds
 from bot.metrics import Metrics
 from bot.monitor import Monitor
 from bot.services import SERVICES, Services
 from bot.settings import Settings
-from bot.store import Job, Store
+from bot.store import Store
 from bot.web import pages, sessions
-from deploy.droplets import DropletDriver
 from deploy.keys import ensure_service_key
 from deploy.operations import Engine
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
 
 logger = logging.getLogger(__name__)
@@ -39,39 +41,19 @@ JOB_RETENTION = 90 * DAY
 PRUNE_EVERY = 3600.0
 
 
-def wire_reporting(services: Services) -> None:
-    """Connect the job runner to the one module that reports to GitHub."""
-    reporter = Reporter(services)
-    services.reporter = reporter
-    services.on_job_created.append(lambda job_id: job_created(services, job_id))
-    services.runner.on_started.append(reporter.job_started)
-    services.runner.on_finished.append(reporter.conclude_job)
-    services.runner.on_superseded.append(lambda job: job_superseded(services, job))
+# The parts made at start-up that only tests and shutdown reach besides the services.
+MONITOR = web.AppKey("monitor", Monitor)
+RELAY = web.AppKey("relay", WebhookRelay)
 
 
-async def job_created(services: Services, job_id: int) -> None:
-    """Show at once that work was accepted: a queued check run, or 👀 on the comment."""
-    job = await services.store.job(job_id)
-    if job is None or job.installation_id is None or services.github is None:
-        return
-    await services.reporter.open_check_run(job)
-    if job.kind == "command" and job.payload.get("comment_id") is not None:
-        await services.reporter.react(
-            job.installation_id, job.course, job.payload["comment_id"], "eyes"
-        )
-
-
-async def job_superseded(services: Services, job: Job) -> None:
-    await services.reporter.job_superseded(job)
-    payload = job.payload
-    if job.kind == "command" and payload.get("issue_number") and job.installation_id:
-        await services.reporter.reply(
-            job.installation_id,
-            job.course,
-            payload["issue_number"],
-            f"@{payload.get('user', '')} "
-            + coalesced(str(payload.get("name", "")), [str(w) for w in payload.get("args") or []]),
-        )
+def wire_reporting(services: Services) -> JobReports:
+    """Connect the job runner's hooks to the reporting of jobs on GitHub."""
+    reports = JobReports(services.reporter, services.store)
+    services.on_job_created.append(reports.created)
+    services.runner.on_started.append(reports.started)
+    services.runner.on_finished.append(reports.finished)
+    services.runner.on_superseded.append(reports.superseded)
+    return reports
 
 
 async def prune_store(store: Store) -> None:
@@ -132,7 +114,7 @@ async def build_engine(
 def make_app(
     settings: Settings,
     *,
-    registry: JobRegistry | None = None,
+    job_kinds: JobKinds[Services] | None = None,
     job_concurrency: int = 4,
     monitoring: bool = True,
     prune_every: float = PRUNE_EVERY,
@@ -149,29 +131,30 @@ def make_app(
             timeout=aiohttp.ClientTimeout(total=60),
             headers={"User-Agent": "littlest-classroom"},
         )
-        jobs = registry or REGISTRY
-        metrics = Metrics()
+        registration = AppRegistration(session)
+        course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
+        course_keys = CourseKeys(store, settings.data_dir)
         services = Services(
             settings=settings,
             store=store,
             session=session,
-            runner=JobRunner(store, jobs, concurrency=job_concurrency),
-            registry=jobs,
-            metrics=metrics,
+            job_kinds=job_kinds or JOB_KINDS,
+            metrics=Metrics(),
+            app_registration=registration,
+            reporter=Reporter(store, registration, settings.github_url),
+            engine=await build_engine(settings, store, course_droplets, course_keys),
+            course_droplets=course_droplets,
+            course_keys=course_keys,
             app_slug=await store.get_meta("app_slug"),
+            job_concurrency=job_concurrency,
         )
-        services.runner.services = services
         await services.use_settings(settings)
         app[SERVICES] = services
-        wire_reporting(services)
-        services.course_droplets = CourseDroplets(store, TokenVault(settings.data_dir))
-        services.course_keys = CourseKeys(store, settings.data_dir)
-        services.engine = await build_engine(
-            settings, store, services.course_droplets, services.course_keys
-        )
-        await services.runner.start()
+        reports = wire_reporting(services)
         monitor = Monitor(services)
-        services.extras["monitor"] = monitor
+        services.runner.on_hub_up.append(monitor.note_up)
+        app[MONITOR] = monitor
+        await services.runner.start()
         if monitoring:
             monitor.start()
         relay = None
@@ -181,11 +164,11 @@ def make_app(
                 WebhookRelay.local_target(settings.host, settings.port),
                 session,
             )
-            services.extras["relay"] = relay
+            app[RELAY] = relay
             relay.start()
         pruner = asyncio.create_task(prune_periodically(store, prune_every), name="prune-store")
         if settings.registered:
-            services.spawn(services.reporter.recover_open_check_runs())
+            services.spawn(reports.recover_open_check_runs())
         logger.info("serving; GitHub App %s", "registered" if settings.registered else "not set up")
         try:
             yield

@@ -19,12 +19,17 @@ from pathlib import Path
 import digitalocean
 from cryptography.fernet import Fernet, InvalidToken
 
-from bot.jobs.results import JobResult
 from bot.secret_keys import secret_key_file
 from bot.store import CourseToken, Store
-from deploy.digitalocean_api import DigitalOceanAPI, DigitalOceanError, Gone, Refused, WrongToken
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.digitalocean_api import (
+    DigitalOceanAPI,
+    DigitalOceanError,
+    Gone,
+    Refused,
+    WrongToken,
+)
+from deploy.providers.droplets import DropletDriver
 from deploy.redact import add_secrets
 
 KEY_FILE = "course-tokens.key"
@@ -145,13 +150,3 @@ class CourseDroplets:
         )
         await self.store.save_course_token(saved)
         return saved
-
-
-def refusal_without_token(console_url: str) -> JobResult:
-    """The job result when the service serves only courses with their own token."""
-    summary = (
-        "This service serves only courses that bring their own DigitalOcean token "
-        "(`BOT_REQUIRE_COURSE_TOKEN=1`), and this course has none. An admin of this "
-        f"repository sets one on the console: {console_url}"
-    )
-    return JobResult("failure", "No DigitalOcean token", summary)

@@ -30,13 +30,13 @@ from typing import Any
 import aiohttp
 
 from bot import store as st
-from bot.backups import BackupSchedule
+from bot.backup_schedule import BackupSchedule
 from bot.bounded import BodyTooLarge, read_capped
 from bot.jobs.registry import enqueue_operation
 from bot.services import Services
 from deploy import operations
 from deploy.ownership import course_tag
-from deploy.recover import lost_droplet
+from deploy.volumes.recover import lost_droplet
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class Monitor:
         self.tick = tick
         self.http_timeout = http_timeout
         self._limit = asyncio.Semaphore(concurrency)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._next_due: dict[str, float] = {}
         self._states: dict[str, st.MonitorState] | None = None
         self._courses: list[tuple[st.Course, dict[str, Any]]] = []
@@ -304,7 +304,8 @@ class Monitor:
         """One issue while students wait: opened, its number kept current, closed at 0."""
         if not isinstance(waiting, int):
             return  # the look failed or the hub has no database: nothing known
-        number = state.detail.get("signups_issue")
+        issue = state.detail.get("signups_issue")
+        number = issue if isinstance(issue, int) else None
         if waiting == state.detail.get("waiting") and (number is not None) == (waiting > 0):
             return
         reporter = self.services.reporter
@@ -313,7 +314,7 @@ class Monitor:
             state.detail["signups_issue"] = await reporter.open_issue(
                 course.installation_id, course.full_name, SIGNUPS_TITLE, body
             )
-        elif waiting > 0:
+        elif waiting > 0 and number is not None:
             await reporter.update_issue(course.installation_id, course.full_name, number, body)
         elif number is not None:
             await reporter.close_issue(
@@ -327,8 +328,6 @@ class Monitor:
 
     async def _look(self, course: str) -> dict[str, Any]:
         engine = self.services.engine
-        if engine is None:
-            return {}
         try:
             return await operations.look(engine, course)
         except Exception as exc:
@@ -337,8 +336,6 @@ class Monitor:
     async def _lost(self, course: str, facts: dict[str, Any]) -> str | None:
         """Why the course's droplet counts as gone, or None (also when nobody can tell)."""
         engine = self.services.engine
-        if engine is None:
-            return None
         try:
             droplets = await engine.droplets_for(course)
             if droplets is None:
@@ -382,7 +379,9 @@ class Monitor:
         )
 
     async def note_up(self, course: str, detail: str) -> None:
-        """The hub was seen answering outside a probe; keeps the monitor's own copy true."""
+        """The hub was seen answering outside a probe (the runner's ``on_hub_up`` hook: a
+        deploy's own check): the badge says up at once instead of at the next probe, and
+        the monitor's own copy stays true."""
         if self._states is None:
             self._states = await self.services.store.monitor_states()
         state = self._states.setdefault(course, st.MonitorState(course))
@@ -397,16 +396,6 @@ class Monitor:
             f"The hub answers again ({detail}). Closing.",
         )
         state.issue_number = None
-
-
-async def note_hub_up(services: Services, course: str, detail: str) -> None:
-    """Someone else saw the hub answer (a deploy's own check): the badge says up at once
-    instead of waiting for the next probe."""
-    monitor = services.extras.get("monitor")
-    if isinstance(monitor, Monitor):
-        await monitor.note_up(course, detail)
-    else:
-        await _mark_up(services, await services.store.monitor_state(course), detail)
 
 
 async def _mark_up(services: Services, state: st.MonitorState, detail: str) -> None:

@@ -1,4 +1,6 @@
-"""The app's long-lived parts, built once at start-up and shared by routes, handlers and jobs."""
+"""The app's long-lived parts, built once at start-up (``bot.app``) and shared by routes,
+handlers and jobs. Every part is given to the constructor; the job runner is made here,
+with these services for its jobs."""
 
 from __future__ import annotations
 
@@ -11,10 +13,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.jobs.runner import JobRegistry, JobRunner
+from bot.course_keys import CourseKeys
+from bot.course_tokens import CourseDroplets
+from bot.github.client import AppRegistration, GitHubApp
+from bot.github.reporting import Reporter
+from bot.jobs.runner import JobKinds, JobRunner
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
+from deploy.operations import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -24,27 +31,39 @@ class Services:
     settings: Settings
     store: Store
     session: aiohttp.ClientSession
-    runner: JobRunner
-    registry: JobRegistry
+    job_kinds: JobKinds[Services]
     metrics: Metrics
-    github: Any = None  # bot.github.GitHubApp once the App is registered
+    app_registration: AppRegistration  # the App's client once it is registered
+    reporter: Reporter
+    engine: Engine
+    course_droplets: CourseDroplets  # courses' own DigitalOcean tokens
+    course_keys: CourseKeys  # courses' own SSH keys
     app_slug: str | None = None
-    reporter: Any = None  # bot.reporting.Reporter
-    engine: Any = None  # deploy.operations.Engine
-    course_droplets: Any = None  # bot.course_tokens.CourseDroplets: courses' own tokens
-    course_keys: Any = None  # bot.course_keys.CourseKeys: courses' own SSH keys
-    extras: dict[str, Any] = field(default_factory=dict)
+    job_concurrency: int = 4
+    runner: JobRunner[Services] = field(init=False)
     on_job_created: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
-    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+    def __post_init__(self) -> None:
+        self.runner = JobRunner(self.store, self.job_kinds, self, concurrency=self.job_concurrency)
+
+    @property
+    def github(self) -> GitHubApp | None:
+        """The registered App's client; None until the App is registered."""
+        return self.app_registration.app
+
+    def require_github(self) -> GitHubApp:
+        """The registered App's client; ``AppNotRegistered`` before registration."""
+        return self.app_registration.require()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work after the answer is sent, keeping a reference until it ends."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Task) -> None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("background task failed", exc_info=task.exception())
@@ -60,16 +79,11 @@ class Services:
             self.app_slug = app_slug
             await self.store.set_meta("app_slug", app_slug)
         if settings.registered:
-            from bot.github.client import GitHubApp
-
             assert settings.app_id is not None and settings.private_key is not None
-            self.github = GitHubApp(
-                self.session,
-                settings.app_id,
-                settings.private_key,
-                settings.github_api_url,
+            app = self.app_registration.register(
+                settings.app_id, settings.private_key, settings.github_api_url
             )
-            self.metrics.github = self.github
+            self.metrics.github = app
 
     async def drain(self, timeout: float = 10.0) -> None:
         if self._tasks:

@@ -10,13 +10,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from dotenv import dotenv_values
 
+from deploy.course.validate import Invalid, check_hostname
 from deploy.redact import add_secrets
-from deploy.validate import Invalid, check_hostname
 
 CREDENTIAL_VARIABLES = (
     "GITHUB_APP_ID",
@@ -123,7 +124,7 @@ def _private_key(env: Mapping[str, str]) -> str | None:
     return pem
 
 
-def _credentials(env: Mapping[str, str]) -> dict:
+def _credentials(env: Mapping[str, str]) -> dict[str, Any]:
     raw_id = env.get("GITHUB_APP_ID", "").strip()
     if raw_id and not raw_id.isdigit():
         raise SettingsError(f"GITHUB_APP_ID: {raw_id!r} is not a number")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Provider = Literal["digitalocean", "ssh", "kubernetes"]
 Signup = Literal["approval", "open", "closed"]
@@ -101,7 +101,8 @@ class StorageSpec:
     """The block storage volume that holds ``/home`` and the hub's state (digitalocean).
 
     On ``provider: kubernetes`` ``size_gib`` is each student's share and ``total_gib`` the
-    one volume all homes are on (``None``: ``deploy.kubernetes_homes.DEFAULT_TOTAL_GIB``)."""
+    one volume all homes are on (``None``:
+    ``deploy.providers.kubernetes_homes.DEFAULT_TOTAL_GIB``)."""
 
     size_gib: int
     total_gib: int | None = None
@@ -224,7 +225,7 @@ class Observed:
     os_version: str = ""
     tljh_installed: bool = False
     tljh_version: str | None = None
-    tljh_config: dict = field(default_factory=dict)
+    tljh_config: dict[str, Any] = field(default_factory=dict)
     apt: dict[str, str] = field(default_factory=dict)  # name -> version
     conda: dict[str, str] = field(default_factory=dict)
     pip: dict[str, str] = field(default_factory=dict)
@@ -233,7 +234,7 @@ class Observed:
     disk_free_bytes: int | None = None
     memory_total_bytes: int | None = None
     memory_available_bytes: int | None = None
-    state: dict = field(default_factory=dict)  # contents of STATE_FILE
+    state: dict[str, Any] = field(default_factory=dict)  # contents of STATE_FILE
     accounts: HubAccounts = field(default_factory=HubAccounts)
     api_service: str = ""  # the service's jupyterhub_config.d file as found ("" if none)
     home_volume: str = ""  # name of the course volume mounted on the server, if any
@@ -295,7 +296,7 @@ class OperationResult:
     log: str = ""
     steps: list[StepResult] = field(default_factory=list)
     hub_url: str | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -30,7 +30,7 @@ MAX_RATE_LIMIT_WAIT = 120.0
 
 def backoff(failures: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
     """Seconds before the next try after ``failures`` failed ones: 1, 2, 4, … up to ``cap``."""
-    return min(base * 2 ** max(failures - 1, 0), cap)
+    return min(base * 2.0 ** max(failures - 1, 0), cap)
 
 
 def rate_limit_wait(

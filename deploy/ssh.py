@@ -22,6 +22,7 @@ import collections
 import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,7 +57,9 @@ class OutputTooLarge(SSHError):
         )
 
 
-async def read_capped(stream: asyncssh.SSHReader, limit: int, address: str, name: str) -> bytes:
+async def read_capped(
+    stream: asyncssh.SSHReader[bytes], limit: int, address: str, name: str
+) -> bytes:
     """Everything ``stream`` sends until it ends; ``OutputTooLarge`` past ``limit`` bytes."""
     buffer = bytearray()
     while chunk := await stream.read(READ_CHUNK):
@@ -66,7 +69,9 @@ async def read_capped(stream: asyncssh.SSHReader, limit: int, address: str, name
     return bytes(buffer)
 
 
-async def capped_lines(stream: asyncssh.SSHReader, limit: int = LINE_LIMIT):  # type: ignore[no-untyped-def]
+async def capped_lines(
+    stream: asyncssh.SSHReader[str], limit: int = LINE_LIMIT
+) -> AsyncIterator[str]:
     """The lines ``stream`` sends (without their ends), each cut at ``limit`` characters."""
     pending = ""
     cut = False

@@ -1,6 +1,6 @@
 """Webhook handlers: one gidgethub Router per event family, combined here.
 
-Handlers read the event, decide, and ask for jobs through ``bot.intake.Intake``; they never
+Handlers read the event, decide, and ask for jobs through ``bot.intake.delivery.Intake``; they never
 touch SSH or DigitalOcean.
 """
 

@@ -7,6 +7,8 @@ writers, and a press by anyone else is dropped here all the same).
 
 from __future__ import annotations
 
+from typing import Any
+
 from gidgethub import routing, sansio
 
 from bot.github.reporting import CHECK_NAME
@@ -30,7 +32,7 @@ async def check_suite(event: sansio.Event, intake: Intake) -> None:
     )
 
 
-def _ours(event: sansio.Event, intake: Intake) -> dict | None:
+def _ours(event: sansio.Event, intake: Intake) -> dict[str, Any] | None:
     run = event.data.get("check_run") or {}
     app = run.get("app") or {}
     if run.get("name") != CHECK_NAME:

@@ -45,11 +45,11 @@ async def comment_created(event: sansio.Event, intake: Intake) -> None:
         job = registry.operation_job(
             course,
             command.name,
-            command.args,
             installation_id=installation_id,
             user=user,
             source="comment",
             payload={**payload, "raw": command.raw[:200]},
+            arguments=command.arguments,
         )
     except CommandError as exc:
         # Still a job: the reply (a hint to /help) goes only to people who may run commands.

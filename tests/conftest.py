@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The operation registry's entries, registered as the service's start-up does.
+import bot.jobs.entries  # noqa: F401
+
 # Plugins import each other; rewrite their asserts whichever of them is imported first.
 pytest.register_assert_rewrite("tests.plugins", "tests.fakes", "tests.support")
 

@@ -8,7 +8,7 @@ import subprocess
 import bcrypt
 import pytest
 
-from deploy import accounts
+from deploy.host import accounts
 from deploy.ssh import script_with_input
 
 

@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from bot.store import Store
-from deploy import accounts, operations
-from deploy.config import load_course
+from deploy import operations
+from deploy.course.config import load_course
+from deploy.host import accounts
 from deploy.keys import ServiceKey
 from deploy.ssh import SSHPool, Target
 from tests.sshtarget.target import SSHTarget

@@ -1,6 +1,6 @@
 """Hub accounts against a real JupyterHub 5.5 with NativeAuthenticator 1.3.0.
 
-The service's own code (``deploy.accounts`` over the loopback SSH server) seeds, approves,
+The service's own code (``deploy.host.accounts`` over the loopback SSH server) seeds, approves,
 discards and sets passwords in the hub's database; the hub's own sign-up and login pages
 prove each effect.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from deploy import accounts, operations
+from deploy import operations
+from deploy.host import accounts
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
 from deploy.ssh import SSHPool, Target

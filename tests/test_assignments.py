@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy import assignments
-from deploy.assignments import AssignmentError, Submission
-from deploy.config import load_course
-from deploy.homevolume import BINDS
+from deploy.course.config import load_course
+from deploy.course.validate import Invalid, check_assignment_name, parse_due
+from deploy.host import assignments
+from deploy.host.assignments import AssignmentError, Submission
 from deploy.model import CONFIG_PATH, AssignmentsSpec, ConfigErrors, Observed, StorageSpec
-from deploy.planner import plan
-from deploy.validate import Invalid, check_assignment_name, parse_due
+from deploy.planning.planner import plan
+from deploy.volumes.homevolume import BINDS
 from tests.plugins.planner import make_course, server_matching
 
 NOW = "2025-03-01T12:00:00Z"

@@ -125,7 +125,7 @@ async def test_release_submit_collect_return_with_a_real_nbgrader(classroom, exa
     client = classroom.client
     await sign_in(client, classroom.github, "alice")
     page = await (await client.get(f"/courses/{COURSE_REPO}")).text()
-    assert 'id="assignment-picker"' in page and '<option value="hw1">' in page
+    assert 'id="release-name"' in page and '<option value="hw1">' in page
     section = page[page.index('id="assignments"') : page.index('id="jobs"')]
     right_row = section[section.index(RIGHT.name) :][:400]
     wrong_row = section[section.index(WRONG.name) :][:400]

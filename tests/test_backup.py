@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from deploy import backup, operations
+from deploy import operations
 from deploy.model import DROPLET_TAG
-from deploy.volumes import snapshot_name
+from deploy.volumes import backup
+from deploy.volumes.volume_driver import snapshot_name
 from tests.support.engine import TAGS, noop
 from tests.support.snapshot_course import (
     course_with_a_snapshot,
@@ -21,7 +22,7 @@ KEEP_TWO = "storage: {size: 20}\nbackup: {every: 1d, keep: 2}\n"
 
 
 def test_restore_alone_lists_name_date_and_size() -> None:
-    from deploy.volumes import SnapshotInfo
+    from deploy.volumes.volume_driver import SnapshotInfo
 
     snapshot = SnapshotInfo("id", snapshot_name(NAME, T0), T0, 1.5, 20, (DROPLET_TAG,), "v")
     table = backup.snapshot_table([snapshot])

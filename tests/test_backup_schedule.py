@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.backups import BackupSchedule
+from bot.backup_schedule import BackupSchedule
 from bot.store import Course, Store
-from deploy.backup import next_backup_at
+from deploy.volumes.backup import next_backup_at
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 DAY = 86400

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from bot.github import client as github_client
 from bot.monitor import PROBE_LIMIT, probe_hub
-from deploy import digitalocean_api
-from deploy.digitalocean_api import DigitalOceanAPI, ResponseTooLarge
+from deploy.providers import digitalocean_api
+from deploy.providers.digitalocean_api import DigitalOceanAPI, ResponseTooLarge
 
 
 def big_answers(size: int) -> web.Application:

@@ -1,11 +1,13 @@
-"""deploy.chart_values: the Zero to JupyterHub values of a kubernetes course, checked
+"""deploy.providers.chart_values: the Zero to JupyterHub values of a kubernetes course, checked
 against the pinned chart's own values.schema.yaml."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy.chart_values import (
+from deploy.course.config import load_course
+from deploy.model import CONFIG_PATH
+from deploy.providers.chart_values import (
     CHART_VERSION,
     ValuesInvalid,
     chart_values,
@@ -14,8 +16,6 @@ from deploy.chart_values import (
     split_image,
     values_hash,
 )
-from deploy.config import load_course
-from deploy.model import CONFIG_PATH
 
 FULL = b"""\
 server:

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from bot.__main__ import main
-from bot.check import (
+from bot.github.readme import END_MARKER, START_MARKER
+from bot.local_check import (
     check_course,
     course_name,
     github_course,
@@ -22,8 +23,7 @@ from bot.check import (
     read_course_files,
     run_check,
 )
-from bot.github.readme import END_MARKER, START_MARKER
-from deploy.config import (
+from deploy.course.config import (
     BACKUP_KEYS,
     CONTENT_KEYS,
     HUB_KEYS,

@@ -338,3 +338,36 @@ def test_resize_takes_a_size_or_a_node_range(words, parsed) -> None:
 def test_resize_refuses_a_bad_node_range(words, message) -> None:
     with pytest.raises(CommandError, match=re.escape(message)):
         registry.command("resize").parse(words)
+
+
+async def test_a_comments_words_are_parsed_once_at_intake(make_settings, monkeypatch) -> None:
+    """The handler parses ``/resize``'s words with the entry's grammar once and queues the
+    job with what it parsed; the registry does not parse them a second time."""
+    from gidgethub import sansio
+
+    from bot.intake.delivery import Intake
+    from handlers.comments import comment_created
+
+    parsed: list[list[str]] = []
+    parse = registry.parse_arguments
+
+    def counting(op: registry.Operation, words: list[str]) -> object:
+        parsed.append(list(words))
+        return parse(op, words)
+
+    monkeypatch.setattr(registry, "parse_arguments", counting)
+    event = sansio.Event(
+        {
+            "comment": {"id": 7, "body": "/resize s-4vcpu-8gb --disk", "user": {"login": "ada"}},
+            "issue": {"number": 3},
+            "repository": {"full_name": "octo/course", "default_branch": "main"},
+            "installation": {"id": 1},
+        },
+        event="issue_comment",
+        delivery_id="1",
+    )
+    intake = Intake(make_settings())
+    await comment_created(event, intake)
+    [job] = intake.jobs
+    assert parsed == [["s-4vcpu-8gb", "--disk"]]
+    assert job.payload["args"] == ["s-4vcpu-8gb", "--disk"]

@@ -1,4 +1,4 @@
-"""Tests for deploy.config: the course config file, its defaults and its errors."""
+"""Tests for deploy.course.config: the course config file, its defaults and its errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from deploy.config import CONFIG_FILES, is_course_file, load_course
+from deploy.course.config import CONFIG_FILES, is_course_file, load_course
+from deploy.course.validate import SHELL_METACHARACTERS, quote
 from deploy.model import (
     CONFIG_PATH,
     ConfigErrors,
@@ -19,7 +20,6 @@ from deploy.model import (
     Packages,
     ServerSpec,
 )
-from deploy.validate import SHELL_METACHARACTERS, quote
 
 # DESIGN.md's example, with every key set to a value other than its default where it can be.
 FULL = b"""\

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import html
+import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,13 +14,14 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bot.app import make_app
+from bot.backup_schedule import due_key
 from bot.jobs import registry
 from bot.jobs.course import ProgressLog
 from bot.store import RUNNING, Job, MonitorState, NewJob
 from bot.web.access import ACCESS
 from bot.web.console import job_view
 from bot.web.sessions import IDLE_SECONDS, SESSION_COOKIE, SESSION_KEY_FILE
-from deploy.model import OperationResult, ServerRecord
+from deploy.model import Observed, OperationResult, ServerRecord
 from tests.console_support import csrf_of, follow_authorize, local, sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
@@ -331,13 +334,26 @@ async def test_a_resize_button_asks_for_the_resize_command_with_a_valid_size(cla
 async def asks_for_resize(classroom) -> None:
     await sign_in(classroom.client, classroom.github, "alice")
     page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
-    for size in ("s-4vcpu-8gb; reboot", "", "S-4VCPU"):
+    for size, problem in (
+        ("s-4vcpu-8gb; reboot", "Resize: Size: `s-4vcpu-8gb; reboot` is not a DigitalOcean size"),
+        ("", "`/resize` needs a size slug, or `--nodes MIN:MAX`"),
+        ("S-4VCPU", "Resize: Size: `S-4VCPU` is not a DigitalOcean size slug: lower-case"),
+    ):
         refused = await classroom.client.post(
             f"/courses/{COURSE_REPO}/run/resize",
             data={"csrf_token": csrf_of(page), "size": size},
             allow_redirects=False,
         )
         assert refused.status == 400
+        assert problem in html.unescape(await refused.text())
+    nodes = await classroom.client.post(
+        f"/courses/{COURSE_REPO}/run/resize",
+        data={"csrf_token": csrf_of(page), "nodes": "9:2"},
+        allow_redirects=False,
+    )
+    assert nodes.status == 400 and "Nodes: `9:2` is not a node range" in html.unescape(
+        await nodes.text()
+    )
     unknown = await classroom.client.post(
         f"/courses/{COURSE_REPO}/run/destroy",
         data={"csrf_token": csrf_of(page)},
@@ -347,13 +363,13 @@ async def asks_for_resize(classroom) -> None:
     assert await classroom.services.store.jobs() == []
     answer = await classroom.client.post(
         f"/courses/{COURSE_REPO}/run/resize",
-        data={"csrf_token": csrf_of(page), "size": "s-4vcpu-8gb"},
+        data={"csrf_token": csrf_of(page), "size": "s-4vcpu-8gb", "disk": "on", "nodes": ""},
         allow_redirects=False,
     )
     assert answer.status == 303
     [job] = await classroom.services.store.jobs()
-    assert (job.payload["name"], job.payload["args"]) == ("resize", ["s-4vcpu-8gb"])
-    assert job.coalesce_key == "command:resize s-4vcpu-8gb"
+    assert (job.payload["name"], job.payload["args"]) == ("resize", ["s-4vcpu-8gb", "--disk"])
+    assert job.coalesce_key == "command:resize s-4vcpu-8gb --disk"
     assert job.installation_id == INSTALLATION_ID
 
 
@@ -390,12 +406,70 @@ async def test_a_running_jobs_view_shows_its_log_so_far():
     assert job_view(job)["log"] == ""
 
 
+async def test_the_page_has_a_form_per_button_entry_with_fields_from_its_grammar(classroom):
+    await known_course(classroom)
+    await sign_in(classroom.client, classroom.github, "alice")
+    page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+    forms = re.findall(r'<form method="post" action="/courses/[^"]+/run/([a-z-]+)"', page)
+    # Operations, then Storage; no Assignments section without assignments.
+    assert forms == [
+        op.name
+        for section in ("operations", "storage")
+        for op in registry.buttons()
+        if op.button.section == section
+    ]
+    assert len(forms) > registry.MAX_CHECK_RUN_BUTTONS
+    # /resize SIZE [--disk] | --nodes MIN:MAX: a size (no sizes known here: typed), a
+    # checkbox, a node range, each with its kind's pattern and help.
+    assert re.search(
+        r'<input type="text" name="size" id="resize-size" title="A DigitalOcean size slug'
+        r'[^>]*pattern="\[a-z0-9\]\+',
+        page,
+    )
+    assert '<input type="checkbox" name="disk" id="resize-disk"' in page
+    assert re.search(r'name="nodes" id="resize-nodes"[^>]*pattern="\[0-9\]\{1,3\}:', page)
+    assert re.search(r'name="student" id="restore-student"[^>]*pattern=', page)
+    assert 'id="run-status"' in page and 'id="run-backup"' in page
+
+
+async def test_the_storage_section_shows_the_volume_and_its_backups(classroom):
+    await known_course(classroom)
+    store = classroom.services.store
+    await store.save_observation(
+        COURSE_REPO,
+        Observed(home_volume="physics101-hub-home", home_on_volume=True, disk_used_percent=38.0,
+                 disk_free_bytes=31 * 2**30),
+    )  # fmt: skip
+    await store.save_course_facts(COURSE_REPO, {"backup_every": 86400})
+    await store.set_meta(due_key(COURSE_REPO), "2026-12-07T02:00:00+00:00")
+    added = await store.enqueue(
+        NewJob(COURSE_REPO, "command", {"name": "backup", "source": "schedule"})
+    )
+    assert added is not None
+    await store.finish_job(
+        added[0], "done", result={"conclusion": "success", "title": "Snapshot home-1"}
+    )
+    await sign_in(classroom.client, classroom.github, "alice")
+    page = await (await classroom.client.get(f"/courses/{COURSE_REPO}")).text()
+    section = page[
+        page.index('<section id="storage">') : page.index(
+            "</section>", page.index('<section id="storage">')
+        )
+    ]
+    assert '<dd id="storage-volume">physics101-hub-home</dd>' in section
+    assert '<dd id="storage-home">on the volume (seen ' in section
+    assert '<dd id="storage-disk">38% used, 31.0 GiB free</dd>' in section
+    assert "snapshots of the volume every day; next 2026-12-07 02:00 UTC" in section
+    assert f"job {added[0]}: Snapshot home-1" in section
+    for name in ("backup", "restore", "move-home", "recover"):
+        assert f'id="run-{name}"' in section
+
+
 @pytest.fixture
 def admin_button():
-    """A button entry only admins may run, in place of Snapshot (GitHub allows 3 buttons)."""
+    """A button entry only admins may run, beside the others (the console has no limit)."""
     registry.operations()
     saved = dict(registry.OPERATIONS)
-    del registry.OPERATIONS["snapshot"]
 
     async def run(op, args) -> OperationResult:
         return OperationResult("success", "Hub locked", "Locked.")

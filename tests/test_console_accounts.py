@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from deploy import accounts, operations
+from deploy import operations
+from deploy.host import accounts
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
 from deploy.ssh import SSHPool, Target

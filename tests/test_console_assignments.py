@@ -3,6 +3,8 @@ the picker's buttons queueing the same jobs as the slash commands."""
 
 from __future__ import annotations
 
+import html
+
 from tests.console_support import csrf_of, sign_in
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 
@@ -31,12 +33,15 @@ async def test_the_picker_runs_the_assignment_commands_as_jobs(classroom):
     csrf = csrf_of(page)
     refused = await classroom.client.post(
         f"/courses/{COURSE_REPO}/run/collect",
-        data={"csrf_token": csrf, "assignment": "hw1;reboot"},
+        data={"csrf_token": csrf, "name": "hw1;reboot"},
     )
     assert refused.status == 400 and await classroom.services.store.jobs() == []
+    assert "Collect and grade: Assignment: `hw1;reboot` is not an assignment name" in (
+        html.unescape(await refused.text())
+    )
     answer = await classroom.client.post(
         f"/courses/{COURSE_REPO}/run/collect",
-        data={"csrf_token": csrf, "assignment": "hw2"},
+        data={"csrf_token": csrf, "name": "hw2"},
         allow_redirects=False,
     )
     assert answer.status == 303

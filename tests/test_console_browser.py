@@ -2,20 +2,16 @@
 course, press Restart hub and watch the job finish without reloading; markup in a job's
 log stays text (no dialog opens).
 
-With ``CONSOLE_SCREENSHOTS=docs`` the screenshots in ``docs/console.md`` are written to
-``docs/`` (``CONSOLE_SCREENSHOTS=docs .venv/bin/python -m pytest tests/test_console_browser.py``).
+The screenshots in ``docs/console.md`` are made by ``scripts/console_screenshots.py``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from bot.store import NewJob
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.chromium import CHROMIUM, Chromium
@@ -24,11 +20,6 @@ from tests.support.service_process import free_port
 pytestmark = [pytest.mark.sshd, pytest.mark.browser]
 
 XSS = "<img src=x onerror=alert(1)>"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    return DOCS if os.environ.get("CONSOLE_SCREENSHOTS") == "docs" else tmp_path
 
 
 async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
@@ -47,7 +38,6 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
         added[0], "done", result={"conclusion": "success", "title": XSS, "log": XSS}
     )
     public = classroom.services.settings.public_url
-    shots = screenshot_dir(tmp_path)
 
     async with Chromium(tmp_path / "chromium-profile") as browser:
         await browser.send("Page.enable")
@@ -56,10 +46,8 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
             mobile=False,
         )  # fmt: skip
         await browser.open(public + "/")
-        (shots / "console-landing.png").write_bytes(await browser.screenshot())
         await browser.evaluate("document.getElementById('sign-in').click()")
         await browser.wait_for("location.pathname === '/courses'", "signed in, on the course list")
-        (shots / "console-courses.png").write_bytes(await browser.screenshot())
         assert await browser.evaluate("document.getElementById('login').textContent") == "alice"
         await browser.evaluate("document.querySelector('a.course').click()")
         await browser.wait_for(
@@ -105,9 +93,8 @@ async def test_a_writer_signs_in_and_restarts_the_hub_in_chromium(
             mobile=False,
         )  # fmt: skip
         picker = await browser.evaluate(
-            "Array.from(document.querySelectorAll('#size-picker option')).map(o => o.textContent)"
+            "Array.from(document.querySelectorAll('#resize-size option')).map(o => o.textContent)"
         )
-        (shots / "console-course.png").write_bytes(await browser.screenshot())
         dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
 
     assert "s-4vcpu-8gb: 4 vCPU, 8.0 GiB, $48.00/month" in picker

@@ -12,8 +12,8 @@ import pytest
 from bot import course_tokens
 from bot.course_tokens import CourseDroplets
 from deploy import operations
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from tests.console_support import csrf_of, sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID

@@ -13,8 +13,7 @@ import pytest
 from bot.course_keys import KEY_FILE, CourseKeys
 from bot.store import Store
 from deploy import operations
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
+from deploy.course.config import load_course
 from deploy.keys import (
     ServiceKey,
     course_key_name,
@@ -23,6 +22,7 @@ from deploy.keys import (
     public_line_of,
     trust_key_script,
 )
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
 from tests.support.engine import MemoryRecords, noop
 

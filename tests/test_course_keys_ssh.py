@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
 from deploy.keys import CourseKey, ServiceKey, derive_course_key
 from deploy.model import ServerRecord
 from deploy.ssh import SSHPool, Target, Unreachable, key_line

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deploy.droplets import DropletDriver
+from deploy.providers.droplets import DropletDriver
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.plugins.service import deliver

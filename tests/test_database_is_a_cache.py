@@ -11,9 +11,9 @@ import pytest
 
 from bot.app import make_app
 from bot.services import SERVICES
-from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG
 from deploy.ownership import course_name, course_tag
+from deploy.providers.droplets import DropletDriver
 from tests.fakes.digitalocean import DigitalOceanFake
 from tests.plugins.classroom import Classroom, ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO

@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy.digitalocean_api import DigitalOceanAPI, Gone, Refused, Transient, WrongToken
-from deploy.droplets import (
+from deploy.model import DROPLET_TAG
+from deploy.ownership import course_tag
+from deploy.providers.digitalocean_api import DigitalOceanAPI, Gone, Refused, Transient, WrongToken
+from deploy.providers.droplets import (
     DropletDriver,
     DropletError,
     SizeInfo,
@@ -23,8 +25,6 @@ from deploy.droplets import (
     record_name,
     retry_delay,
 )
-from deploy.model import DROPLET_TAG
-from deploy.ownership import course_tag
 from tests.fakes.digitalocean import DigitalOceanFake, fingerprint
 from tests.plugins.digitalocean_fake import openapi_validator
 
@@ -733,7 +733,7 @@ async def test_the_fake_keeps_actions_in_progress_for_their_time(monkeypatch) ->
     assert fake.validation_errors == []
 
 
-# ---- the one request path: deploy.digitalocean_api -------------------------------------------
+# ---- the one request path: deploy.providers.digitalocean_api ---------------------------
 
 PRIVATE_LIBRARY_NAMES = re.compile(r"_BaseAPI__|_perform_action|__perform_request|__deal_with")
 

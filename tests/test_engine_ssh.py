@@ -7,7 +7,7 @@ import pytest
 
 from bot.store import Store
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.ssh import SSHPool
 

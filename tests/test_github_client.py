@@ -11,6 +11,8 @@ import gidgethub
 import pytest
 
 from bot.github.client import (
+    AppNotRegistered,
+    AppRegistration,
     GitHubApp,
     GitHubError,
     convert_manifest,
@@ -341,3 +343,12 @@ async def test_convert_manifest_once(
 async def test_convert_manifest_refuses_an_odd_code(session: aiohttp.ClientSession) -> None:
     with pytest.raises(GitHubError, match="manifest code"):
         await convert_manifest(session, "http://127.0.0.1:9", "../../app")
+
+
+async def test_the_apps_registration_says_clearly_when_there_is_no_app_yet(app_private_key):
+    async with aiohttp.ClientSession() as session:
+        registration = AppRegistration(session)
+        with pytest.raises(AppNotRegistered, match="not registered yet"):
+            registration.require()
+        app = registration.register(1, app_private_key, "https://api.github.example")
+        assert registration.require() is app and registration.app is app

@@ -18,10 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy import backup, homevolume, movehome, operations, planner, volumes
+from deploy import operations
+from deploy.course.validate import DROPLET_NAME
 from deploy.model import Observed
-from deploy.validate import DROPLET_NAME
-from deploy.volumes import VolumeDriver
+from deploy.planning import planner
+from deploy.volumes import backup, homevolume, movehome
+from deploy.volumes import volume_driver as volumes
+from deploy.volumes.volume_driver import VolumeDriver
 from tests.support.engine import TAGS, noop
 from tests.support.volume_course import COURSE, VOLUME, course
 

@@ -3,6 +3,9 @@
 - ``deploy/`` (the engine) imports nothing of the service: not ``bot``, not ``handlers``.
 - ``handlers/`` only decide: they reach the engine through ``bot.jobs``, never ``deploy``.
 - In ``bot/`` only the webhook intake imports the handlers (to dispatch to them).
+- ``bot/github/`` is an adapter to GitHub: it imports neither the jobs, nor the monitor,
+  nor the services that hold them; what it shows comes to it as data.
+- The jobs never import the monitor: the monitor hears from them through runner hooks.
 - No module imports another module's private name (``from x import _y``): what modules
   share is public, so a reader can see what a module offers.
 - No module imports a test module: helpers tests share live in ``tests/support/``,
@@ -47,6 +50,10 @@ RULES = (
         "only the webhook intake dispatches to the handlers",
         allowed=("bot.intake.webhook",),
     ),
+    Rule("bot.github", "bot.jobs", "GitHub's adapter knows nothing of jobs or operations"),
+    Rule("bot.github", "bot.monitor", "GitHub's adapter knows nothing of the monitor"),
+    Rule("bot.github", "bot.services", "GitHub's adapter is given its parts, not the services"),
+    Rule("bot.jobs", "bot.monitor", "jobs reach the monitor only through the runner's hooks"),
 )
 
 
@@ -160,12 +167,17 @@ def imports_of_test_modules(found: list[Import]) -> list[str]:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("deploy.backup", "from bot.services import Services\n"),
-        ("deploy.backup", "import bot.jobs.registry\n"),
-        ("deploy.backup", "def f():\n    from handlers import router\n"),
-        ("deploy.backup", "import importlib\nimportlib.import_module('bot.monitor')\n"),
+        ("deploy.volumes.backup", "from bot.services import Services\n"),
+        ("deploy.volumes.backup", "import bot.jobs.registry\n"),
+        ("deploy.volumes.backup", "def f():\n    from handlers import router\n"),
+        ("deploy.volumes.backup", "import importlib\nimportlib.import_module('bot.monitor')\n"),
         ("handlers.push", "from deploy import planner\n"),
         ("bot.jobs.registry", "from handlers.common import installation_id\n"),
+        ("bot.github.reporting", "from bot.jobs import registry\n"),
+        ("bot.github.texts", "from bot.jobs.results import JobResult\n"),
+        ("bot.github.reporting", "def f():\n    from bot.monitor import Monitor\n"),
+        ("bot.github.reporting", "from bot.services import Services\n"),
+        ("bot.jobs.hub_operations", "from bot.monitor import note_hub_up\n"),
     ],
 )
 def test_an_import_against_the_direction_is_found(module: str, source: str) -> None:
@@ -176,10 +188,13 @@ def test_an_import_against_the_direction_is_found(module: str, source: str) -> N
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("bot.jobs.operations", "from deploy import operations\n"),
+        ("bot.jobs.hub_operations", "from deploy import operations\n"),
         ("handlers.push", "from bot.intake.delivery import Intake\n"),
         ("bot.intake.webhook", "from handlers import router\n"),
         ("deploy.backup", "from .operations import known_server\n"),
+        ("bot.github.reporting", "from bot.store import CheckRunRecord\n"),
+        ("bot.jobs.check_runs", "from bot.github.reporting import Reporter\n"),
+        ("bot.monitor", "from bot.jobs.registry import enqueue_operation\n"),
     ],
 )
 def test_imports_along_the_direction_pass(module: str, source: str) -> None:
@@ -195,10 +210,10 @@ def test_relative_imports_are_resolved() -> None:
 
 def test_a_private_name_from_another_module_is_found() -> None:
     source = "from deploy.operations import Engine, _known_server\n"
-    [violation] = private_name_violations(imports_in(source, "deploy.backup", "x.py"))
+    [violation] = private_name_violations(imports_in(source, "deploy.volumes.backup", "x.py"))
     assert "deploy.operations._known_server" in violation
     dunder = "from deploy import __version__\n"
-    assert private_name_violations(imports_in(dunder, "deploy.backup", "x.py")) == []
+    assert private_name_violations(imports_in(dunder, "deploy.volumes.backup", "x.py")) == []
 
 
 def test_an_import_of_a_test_module_is_found() -> None:

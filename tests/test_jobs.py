@@ -9,7 +9,7 @@ import pytest
 
 from bot import store as st
 from bot.jobs.results import JobResult
-from bot.jobs.runner import JobContext, JobRegistry, JobRunner, TransientError
+from bot.jobs.runner import JobContext, JobKinds, JobRunner, NoServices, TransientError
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def runner_with(store, registry, **kw):
 
 
 async def test_one_job_per_course_at_a_time_and_courses_in_parallel(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     active: dict[str, int] = {}
     peak: dict[str, int] = {}
     overlap = asyncio.Event()
@@ -55,7 +55,7 @@ async def test_one_job_per_course_at_a_time_and_courses_in_parallel(store):
 
 
 async def test_newer_job_supersedes_a_queued_one(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     seen = []
 
     @registry.kind("deploy")
@@ -88,7 +88,7 @@ async def test_newer_job_supersedes_a_queued_one(store):
 
 
 async def test_transient_failures_retry_with_backoff_up_to_a_bound(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     attempts = []
 
     @registry.kind("flaky", max_attempts=3)
@@ -112,7 +112,7 @@ async def test_transient_failures_retry_with_backoff_up_to_a_bound(store):
 
 
 async def test_a_transient_failure_then_success(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     calls = []
 
     @registry.kind("once-flaky")
@@ -136,7 +136,7 @@ async def test_a_transient_failure_then_success(store):
 
 
 async def test_a_permanent_failure_is_not_retried(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     calls = []
 
     @registry.kind("broken")
@@ -154,7 +154,7 @@ async def test_a_permanent_failure_is_not_retried(store):
 
 
 async def test_cancel_queued_and_running(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     started = asyncio.Event()
 
     @registry.kind("long")
@@ -179,7 +179,7 @@ async def test_cancel_queued_and_running(store):
 
 async def test_unknown_kind_fails_clearly(store):
     job_id, _ = await store.enqueue(st.NewJob("a/one", "no-such-kind"))
-    runner = runner_with(store, JobRegistry())
+    runner = runner_with(store, JobKinds())
     await runner.start()
     await runner.idle()
     await runner.stop()
@@ -195,7 +195,7 @@ async def test_jobs_left_running_by_a_crash_are_requeued_and_run(tmp_path):
     assert [j.id for j in claimed] == [job_id]
     await crashed.close()  # the process died with the job marked running
 
-    registry = JobRegistry()
+    registry = JobKinds()
     ran = []
 
     @registry.kind("resume")
@@ -213,7 +213,7 @@ async def test_jobs_left_running_by_a_crash_are_requeued_and_run(tmp_path):
 
 
 async def test_stop_pauses_running_jobs_for_the_next_start(store):
-    registry = JobRegistry()
+    registry = JobKinds()
     started = asyncio.Event()
 
     @registry.kind("slow")
@@ -270,3 +270,43 @@ async def test_a_new_job_with_a_known_dedupe_key_is_dropped(store):
     second = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:abc"))
     other = await store.enqueue(st.NewJob("o/r", "deploy", dedupe_key="apply:def"))
     assert first is not None and second is None and other is not None
+
+
+async def test_a_job_gets_the_runners_services_and_a_clear_error_without_any(store):
+    kinds: JobKinds[object] = JobKinds()
+    seen: list[object] = []
+    errors: list[str] = []
+
+    @kinds.kind("test", max_attempts=1)
+    async def work(ctx: JobContext[object]):
+        try:
+            seen.append(ctx.services)
+        except NoServices as exc:
+            errors.append(str(exc))
+        return JobResult("success", "ok")
+
+    services = object()
+    for runner_services in (services, None):
+        await store.enqueue(st.NewJob("a/one", "test"))
+        runner = runner_with(store, kinds, services=runner_services)
+        await runner.start()
+        await runner.idle()
+        await runner.stop()
+    assert seen == [services]
+    [error] = errors
+    assert "without the app's services" in error
+
+
+async def test_the_hub_up_hooks_hear_a_job_and_one_failing_stops_nothing(store):
+    runner = runner_with(store, JobKinds())
+    heard: list[tuple[str, str]] = []
+
+    async def failing(course: str, detail: str) -> None:
+        raise RuntimeError("the monitor is gone")
+
+    async def listening(course: str, detail: str) -> None:
+        heard.append((course, detail))
+
+    runner.on_hub_up += [failing, listening]
+    await runner.hub_up("a/one", "the deploy's check of the hub passed")
+    assert heard == [("a/one", "the deploy's check of the hub passed")]

@@ -12,15 +12,16 @@ import bcrypt
 import pytest
 import yaml
 
-from deploy import backup as engine_backup
-from deploy import chart_values, kubernetes_homes, operations
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
+from deploy import operations
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.model import CONFIG_PATH
-from deploy.release import HELM_IMAGE, NAMESPACE
+from deploy.providers import chart_values, kubernetes_homes
+from deploy.providers.droplets import DropletDriver
+from deploy.providers.release import HELM_IMAGE, NAMESPACE
 from deploy.ssh import SSHPool
-from deploy.volumes import home_volume_name
+from deploy.volumes import backup as engine_backup
+from deploy.volumes.volume_driver import home_volume_name
 from tests.fakes.kubernetes import LOAD_BALANCER_IP
 from tests.support.engine import MemoryRecords, instant, noop
 
@@ -169,7 +170,7 @@ async def test_values_the_schema_refuses_fail_the_plan_before_anything_is_applie
         values["singleuser"]["storage"]["capacityy"] = "10Gi"
         return values
 
-    monkeypatch.setattr("deploy.kubernetes_course.chart_values", with_a_wrong_key)
+    monkeypatch.setattr("deploy.providers.kubernetes_course.chart_values", with_a_wrong_key)
     for mode in ("plan", "apply"):
         result = await deploy(engine, mode=mode)
         assert result.conclusion == "failure"
@@ -285,7 +286,7 @@ async def test_an_admin_sets_the_hub_password_on_the_console_through_a_job(engin
 
 
 def test_the_values_configmap_is_what_the_helm_job_reads():
-    from deploy import release
+    from deploy.providers import release
 
     values = chart_values.chart_values(course(), signup_open=True)
     configmap = release.values_configmap(values, release.ReleaseState())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.droplets import DropletDriver
+from deploy.providers.droplets import DropletDriver
 from tests.fakes.kubernetes import LOAD_BALANCER_IP
 from tests.plugins.classroom import COURSE_REPO_ID, NOTEBOOK, README_WITH_MARKERS
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID

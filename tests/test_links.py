@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy.links import app_path, clone_folder, encode_uri_component, launch_link
+from deploy.course.links import app_path, clone_folder, encode_uri_component, launch_link
 
 HUB = "https://hub.example.edu"
 REPO = "https://github.com/physics/physics101"

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from bot import store as st
+from bot.app import MONITOR
 from bot.monitor import ISSUE_TITLE, Monitor
 from deploy import operations
 from tests.plugins.classroom import ssh_course_files
@@ -34,7 +35,7 @@ async def test_the_badge_says_up_right_after_a_deploy_whose_hub_check_passed(cla
     sha = classroom.commit(ssh_course_files(classroom.target))
     await classroom.push(example, sha)
     await classroom.settle()
-    assert classroom.services.extras["monitor"].rounds == 0  # no probe has run
+    assert classroom.client.app[MONITOR].rounds == 0  # no probe has run
     assert ">up<" in await (await classroom.client.get(BADGE)).text()
 
 
@@ -111,7 +112,7 @@ async def test_a_passing_deploy_resets_the_monitors_count_of_failures(classroom,
     await classroom.push(example, classroom.commit(files))
     await classroom.settle()
     store = classroom.services.store
-    monitor = classroom.services.extras["monitor"]  # the service's own, with its cache
+    monitor = classroom.client.app[MONITOR]  # the service's own, with its cache
     answering = {"up": False}
 
     async def hub_api(request: web.Request) -> web.Response:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy import movehome, operations
+from deploy import operations
+from deploy.volumes import movehome
 from tests.support.engine import noop
 from tests.support.move_home_course import manifest, observed, plant_homes
 from tests.support.volume_course import COURSE, VOLUME, course

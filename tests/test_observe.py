@@ -8,8 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from deploy.host.observe import observe_script, parse_observation, split_sections
 from deploy.model import Observed
-from deploy.observe import observe_script, parse_observation, split_sections
 
 OS_RELEASE = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\n'
 CONFIG_YAML = """\

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy.config import load_course
-from deploy.droplets import DROPLET_NAME_PATTERN
+from deploy.course.config import load_course
+from deploy.course.validate import DROPLET_NAME
 from deploy.ownership import (
     MAX_BASE,
     OwnershipError,
@@ -27,8 +27,8 @@ from deploy.ownership import (
     readable_part,
     without_code,
 )
-from deploy.validate import DROPLET_NAME
-from deploy.volumes import (
+from deploy.providers.droplets import DROPLET_NAME_PATTERN
+from deploy.volumes.volume_driver import (
     VOLUME_NAME_PATTERN,
     home_volume_name,
     restore_volume_name,

@@ -1,11 +1,12 @@
-"""Tests for deploy.packages: repo2docker's lookup order, the file formats, and their errors."""
+"""Tests for deploy.course.packages: repo2docker's lookup order, the file formats, and
+their errors."""
 
 from __future__ import annotations
 
 import pytest
 
+from deploy.course.packages import package_folder, parse_apt, parse_environment, read_packages
 from deploy.model import ConfigErrors, Packages
-from deploy.packages import package_folder, parse_apt, parse_environment, read_packages
 
 ENVIRONMENT = b"""\
 name: course

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 
 from bot.app import make_app
-from bot.jobs.runner import JobRegistry
+from bot.jobs.runner import JobKinds
 from tests.plugins.service import deliver
 
 
 @pytest.fixture
 async def client(aiohttp_client, make_settings):
-    return await aiohttp_client(make_app(make_settings(), registry=JobRegistry(), monitoring=False))
+    return await aiohttp_client(make_app(make_settings(), job_kinds=JobKinds(), monitoring=False))
 
 
 async def test_health_and_readiness(client, aiohttp_client, make_settings):
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
     unregistered = await aiohttp_client(
-        make_app(make_settings(registered=False), registry=JobRegistry(), monitoring=False)
+        make_app(make_settings(registered=False), job_kinds=JobKinds(), monitoring=False)
     )
     ready = await unregistered.get("/readyz")
     assert ready.status == 503

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy import tljh
+from deploy.host import tljh
 from deploy.model import STATE_FILE, HubAccount, HubAccounts, Observed, Plan, Reload
-from deploy.planner import (
+from deploy.planning.planner import (
     TLJH_CONFIG_FILE,
     conda_satisfied,
     parse_conda_spec,
@@ -20,7 +20,7 @@ from deploy.planner import (
     pip_satisfied,
     plan,
 )
-from deploy.render import render_plan
+from deploy.planning.render import render_plan
 from tests.plugins.planner import (
     assert_server_reached,
     make_course,

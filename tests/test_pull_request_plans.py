@@ -11,9 +11,9 @@ from gidgethub import sansio
 
 from bot.intake.replay import content_key
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
+from deploy.host.observe import observation_from_record, observation_record
 from deploy.model import HubAccount, HubAccounts, Observed, ServerRecord
-from deploy.observe import observation_from_record, observation_record
 from deploy.ssh import OutputTooLarge, capped_lines, read_capped
 from tests.support.engine import MemoryRecords
 

@@ -20,7 +20,7 @@ from bot.github.readme import (
     render_badge_block,
     update_readme,
 )
-from deploy.links import launch_link
+from deploy.course.links import launch_link
 
 HUB = "https://hub.example.edu"
 REPO = "https://github.com/physics/physics101"

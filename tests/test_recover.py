@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy import homevolume, operations
-from deploy import recover as rec
-from deploy.droplets import DropletDriver
-from deploy.volumes import RESTORE_TAG, VolumeDriver
+from deploy import operations
+from deploy.providers.droplets import DropletDriver
+from deploy.volumes import homevolume
+from deploy.volumes import recover as rec
+from deploy.volumes.volume_driver import RESTORE_TAG, VolumeDriver
 from tests.support.engine import OWNER, TAGS, instant, noop
 from tests.support.recovery import assert_recovered, student_files
 from tests.support.volume_course import COURSE, NAME, VOLUME, course

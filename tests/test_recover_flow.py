@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from bot.monitor import ISSUE_TITLE, Monitor
-from deploy.droplets import DropletDriver
 from deploy.model import DROPLET_TAG, ServerRecord
+from deploy.providers.droplets import DropletDriver
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 from tests.support.droplet_classroom import do_config, issue_payload

@@ -28,10 +28,10 @@ from bot.jobs.registry import (
     parse_hub_user,
 )
 from bot.jobs.results import JobResult
-from deploy.config import load_course
-from deploy.droplets import DropletError, SizeInfo, check_size, choose_size
+from deploy.course.config import load_course
+from deploy.course.validate import Invalid, check_size_slug
 from deploy.model import ConfigErrors, OperationResult
-from deploy.validate import Invalid, check_size_slug
+from deploy.providers.droplets import DropletError, SizeInfo, check_size, choose_size
 
 DO_SPEC = Path(__file__).parent / "data/digitalocean-openapi-subset.json"
 COURSE = "physics-dept/physics101"
@@ -110,10 +110,15 @@ def test_help_buttons_and_parser_are_the_registrys():
     assert actions == [
         {"label": op.button.label, "description": op.button.description, "identifier": op.name}
         for op in entries.values()
-        if op.button is not None
+        if op.button is not None and op.check_run
     ]
     assert [a["identifier"] for a in actions] == ["rebuild", "restart", "snapshot"]
     assert registry.button_names() == {"rebuild", "restart", "snapshot"}
+    # The console offers every entry with a button: more than GitHub's three.
+    assert [op.name for op in registry.buttons()] == [
+        op.name for op in entries.values() if op.button is not None
+    ]
+    assert len(registry.buttons()) > registry.MAX_CHECK_RUN_BUTTONS
 
 
 def test_a_new_entry_is_one_entry_and_one_function(scratch_registry):
@@ -206,7 +211,11 @@ class SizeArgs:
         ({"button": Button("Fine", "d" * 41)}, "too long for GitHub"),
         ({"grammar": (Flag("missing", "--missing"),)}, "has no field 'missing'"),
         ({"name": "status"}, "registered twice"),
-        ({"button": Button("Fourth", "A fourth button")}, "at most 3 buttons"),
+        (
+            {"button": Button("Fourth", "A fourth button"), "check_run": True},
+            "at most 3 buttons on a check run",
+        ),
+        ({"check_run": True}, "a check-run button needs a button"),
     ],
 )
 def test_entries_github_cannot_show_are_refused(scratch_registry, change, message):
@@ -220,21 +229,32 @@ def test_entries_github_cannot_show_are_refused(scratch_registry, change, messag
         operation(name, **spec)(run)
 
 
-def test_a_button_must_run_without_words(scratch_registry):
-    del registry.OPERATIONS["snapshot"]  # room for a third button
+def test_a_check_run_button_must_run_without_words(scratch_registry):
+    del registry.OPERATIONS["snapshot"]  # room for a third check-run button
 
     async def run(op, args) -> OperationResult:
         return OperationResult("success", "", "")
 
-    with pytest.raises(ValueError, match="a button needs no arguments"):
+    with pytest.raises(ValueError, match="a check-run button needs no arguments"):
         operation(
             "grow",
             summary="Grow.",
             grammar=(Positional("size", parse=registry.parse_size_slug),),
             args=SizeArgs,
             button=Button("Grow", "Grow the droplet"),
+            check_run=True,
         )(run)
     assert "grow" not in registry.OPERATIONS
+    # On the console alone, a button takes its arguments from a form.
+    operation(
+        "grow",
+        summary="Grow.",
+        grammar=(Positional("size", parse=registry.parse_size_slug),),
+        args=SizeArgs,
+        button=Button("Grow", "Grow the droplet"),
+    )(run)
+    assert "grow" in [op.name for op in registry.buttons()]
+    assert "grow" not in registry.button_names()
 
 
 def test_no_argument_commands_refuse_words_and_options():

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app import make_app
+from bot.app import RELAY, make_app
 from bot.intake.relay import EventStreamParser, WebhookRelay, delivery_of
 from bot.services import SERVICES
 from tests.plugins.service import WEBHOOK_SECRET, signed_headers
@@ -99,7 +99,7 @@ async def test_relayed_deliveries_reach_intake_and_a_bad_signature_is_refused(
         make_app(settings, monitoring=False), server_kwargs={"port": port}
     )
     services = client.app[SERVICES]
-    relay: WebhookRelay = services.extras["relay"]
+    relay: WebhookRelay = client.app[RELAY]
 
     installed = example("installation", "created")
     installed["repositories"] = [{**installed["repositories"][0], "full_name": "octo-org/relayed"}]

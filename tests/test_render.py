@@ -5,8 +5,14 @@ from __future__ import annotations
 import re
 
 from deploy.model import Observed, Plan, Step, StepResult
+from deploy.planning.render import (
+    NOTHING_TO_DO,
+    escape,
+    format_duration,
+    render_plan,
+    render_status,
+)
 from deploy.redact import add_secrets
-from deploy.render import NOTHING_TO_DO, escape, format_duration, render_plan, render_status
 
 APT = Step("apt", "apt.txt adds graphviz", "set -eu\napt-get update\n")
 VERIFY = Step("verify", "check the hub answers", "curl ...", changes_server=False)

@@ -10,11 +10,11 @@ import asyncssh
 import pytest
 
 from deploy import operations
-from deploy.config import load_course
-from deploy.droplets import DropletDriver
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.model import DROPLET_TAG, ServerRecord
 from deploy.ownership import course_tag
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
 from tests.support.engine import OWNER, REPO_ID, TAGS, MemoryRecords, coded
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from dotenv import dotenv_values
 
-from bot.app import make_app
+from bot.app import RELAY, make_app
 from bot.services import SERVICES
 from bot.web.setup import APP_MANIFEST, build_manifest, unreachable_by_github
 from tests.fakes.github import FakeGitHub
@@ -435,8 +435,7 @@ async def test_with_a_relay_channel_github_sends_deliveries_to_it(
         registered=False, GITHUB_URL=github_fake.url, WEBHOOK_PROXY_URL=channel
     )
     client = await aiohttp_client(make_app(settings, monitoring=False))
-    services = client.app[SERVICES]
-    relay = services.extras["relay"]
+    relay = client.app[RELAY]
     await relay.stop()  # the channel is not reachable from the tests
     page = await (await client.get("/")).text()
     assert "id=relay" in page and "id=unreachable" not in page

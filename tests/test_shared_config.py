@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from deploy import planner, shared
-from deploy.config import load_course
+from deploy.course.config import load_course
+from deploy.host import shared
 from deploy.model import ConfigErrors, Observed, SharedFolder
+from deploy.planning import planner
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40

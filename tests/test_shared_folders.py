@@ -14,9 +14,9 @@ import pytest
 from bot.github.client import GitHubApp
 from bot.store import Store
 from deploy import operations
-from deploy.config import load_course
+from deploy.course.config import load_course
+from deploy.host.shared import SharedSource
 from deploy.keys import ServiceKey
-from deploy.shared import SharedSource
 from deploy.ssh import SSHPool, Target
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
 from tests.support.shared_folders import files_holding, git

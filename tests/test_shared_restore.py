@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from deploy import backup, operations
+from deploy import operations
+from deploy.volumes import backup
 from tests.support.engine import noop
 from tests.support.volume_course import COURSE, STORAGE, T0, VOLUME, course
 

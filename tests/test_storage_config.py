@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.config import load_course
+from deploy.course.config import load_course
 from deploy.model import CONFIG_PATH, BackupSpec, ConfigErrors, StorageSpec
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bot.app import DELIVERY_RETENTION, JOB_RETENTION, make_app
-from bot.jobs.runner import JobRegistry
+from bot.jobs.runner import JobKinds
 from bot.services import SERVICES
 from bot.store import DONE, FAILED, QUEUED, CheckRunRecord, NewJob, Store
 
@@ -97,7 +97,7 @@ async def test_finished_jobs_go_with_their_completed_check_runs(tmp_path: Path) 
 
 async def test_the_service_prunes_on_its_schedule(aiohttp_client, make_settings) -> None:
     client = await aiohttp_client(
-        make_app(make_settings(), registry=JobRegistry(), monitoring=False, prune_every=0.05)
+        make_app(make_settings(), job_kinds=JobKinds(), monitoring=False, prune_every=0.05)
     )
     store = client.app[SERVICES].store
     insert_deliveries(store.path, 0, 10, time.time() - DELIVERY_RETENTION - DAY)

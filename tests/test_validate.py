@@ -1,4 +1,4 @@
-"""Tests for deploy.validate: the strict patterns, quoting, and the safe YAML reader."""
+"""Tests for deploy.course.validate: the strict patterns, quoting, and the safe YAML reader."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy import validate
-from deploy.model import ConfigErrors
-from deploy.tljh import words
-from deploy.validate import (
+from deploy.course import validate
+from deploy.course.validate import (
     SHELL_METACHARACTERS,
     Invalid,
     YamlReader,
@@ -41,6 +39,8 @@ from deploy.validate import (
     parse_yaml,
     quote,
 )
+from deploy.host.tljh import words
+from deploy.model import ConfigErrors
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 

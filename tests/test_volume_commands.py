@@ -7,7 +7,7 @@ import pytest
 from bot.jobs import registry
 from bot.jobs.commands import parse_command
 from bot.jobs.registry import ADMIN, WRITE, CommandError, OperationContext
-from deploy.config import load_course
+from deploy.course.config import load_course
 
 SNAPSHOT = "physics101-hub-home-20250301-020000"
 # Through the registry, so its own modules load in their order.

@@ -16,8 +16,9 @@ import shutil
 
 import pytest
 
-from deploy import backup, homevolume, operations
-from deploy.volumes import swapped_volume_name
+from deploy import operations
+from deploy.volumes import backup, homevolume
+from deploy.volumes.volume_driver import swapped_volume_name
 from tests.faults.dofaults import EXHAUSTED, Armed, requests_to
 from tests.support.engine import TAGS, noop
 from tests.support.snapshot_course import ALICE_UID, course_with_a_snapshot, home_listing

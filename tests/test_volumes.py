@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deploy.droplets import DropletDriver, DropletError
+from deploy.course.validate import DROPLET_NAME
 from deploy.model import DROPLET_TAG
 from deploy.ownership import course_tag
-from deploy.validate import DROPLET_NAME
-from deploy.volumes import (
+from deploy.providers.droplets import DropletDriver, DropletError
+from deploy.volumes.volume_driver import (
     RESTORE_TAG,
     VOLUME_NAME_PATTERN,
     SnapshotInfo,

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from bot.app import make_app
-from bot.jobs.runner import JobRegistry
+from bot.jobs.runner import JobKinds
 from bot.services import SERVICES
 from tests.plugins.service import WEBHOOK_SECRET, deliver, signed_headers
 
 
 @pytest.fixture
 async def client(aiohttp_client, make_settings):
-    return await aiohttp_client(make_app(make_settings(), registry=JobRegistry()))
+    return await aiohttp_client(make_app(make_settings(), job_kinds=JobKinds()))
 
 
 HANDLER_ERRORS = "webhook_handler_errors_total"
@@ -155,7 +155,7 @@ async def test_oversize_body_is_413(client):
 
 
 async def test_unregistered_service_serves_no_deliveries(aiohttp_client, make_settings, example):
-    client = await aiohttp_client(make_app(make_settings(registered=False), registry=JobRegistry()))
+    client = await aiohttp_client(make_app(make_settings(registered=False), job_kinds=JobKinds()))
     response = await deliver(client, "push", example("push"))
     assert response.status == 404
 

@@ -396,3 +396,29 @@ async def convert_manifest(
 
 def _without_query(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+class AppNotRegistered(RuntimeError):
+    """Something asked GitHub for an installation before the App was registered."""
+
+
+class AppRegistration:
+    """The GitHub App the service acts as: none until it is registered (the setup page, or
+    credentials in the environment), then the client of its credentials, replaced when the
+    setup page registers a new App without a restart."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.app: GitHubApp | None = None
+
+    def register(self, app_id: int, private_key: str, api_url: str) -> GitHubApp:
+        self.app = GitHubApp(self.session, app_id, private_key, api_url)
+        return self.app
+
+    def require(self) -> GitHubApp:
+        """The registered App's client; ``AppNotRegistered`` before registration."""
+        if self.app is None:
+            raise AppNotRegistered(
+                "the GitHub App is not registered yet: open the service's home page to do so"
+            )
+        return self.app

@@ -140,7 +140,9 @@ def remember_blob(app: GitHubApp, data: bytes) -> str:
     return sha
 
 
-async def _tree(gh: InstallationAPI, owner: str, repo: str, ref: str, recursive: bool) -> dict:
+async def _tree(
+    gh: InstallationAPI, owner: str, repo: str, ref: str, recursive: bool
+) -> dict[str, Any]:
     url_vars = {"owner": owner, "repo": repo, "tree_sha": ref}
     if recursive:
         url_vars["recursive"] = "1"  # GitHub reads any value, even "false", as yes

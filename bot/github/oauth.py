@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +52,7 @@ class UserToken:
         return {"token": self.access_token, "refresh": self.refresh_token, "exp": self.expires_at}
 
     @classmethod
-    def from_session(cls, data: dict[str, Any]) -> UserToken | None:
+    def from_session(cls, data: Mapping[str, Any]) -> UserToken | None:
         token = data.get("token")
         if not isinstance(token, str) or not token:
             return None
@@ -153,7 +154,10 @@ class GitHubOAuth:
                 raise OAuthError(f"GitHub answered {path} without JSON") from None
 
     async def user(self, token: UserToken) -> dict[str, Any]:
-        return await self._get(token, "/user")
+        answer = await self._get(token, "/user")
+        if not isinstance(answer, dict):
+            raise OAuthError("GitHub answered /user without an object")
+        return answer
 
     async def repositories(self, token: UserToken, app_id: int | None) -> list[dict[str, Any]]:
         """Every repository the person can reach through an installation of this App."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+README = "README.md"  # the file the block lives in, at the repository's root
 START_MARKER = "<!-- classroom-badges:start -->"
 END_MARKER = "<!-- classroom-badges:end -->"
 

@@ -1,14 +1,17 @@
 """The one place that talks back to GitHub: check runs, deployments, replies, reactions,
 issues and README commits.
 
-Every check run the app opens is recorded in the store before anything else happens to
-it, and every one is brought to a conclusion: when its job ends however it ends, when a
-newer job supersedes it, and at start-up for whatever a crash left open.
+An adapter: it knows GitHub's API and the store's record of each check run, and nothing
+of jobs or operations. What a run shows (its texts, its buttons as check actions) comes
+as data from the jobs side (``bot.jobs.check_runs``), which calls it when a job is
+queued, starts, ends or is superseded. Every check run the app opens is recorded in the
+store before anything else happens to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from datetime import UTC, datetime
@@ -19,9 +22,9 @@ from cachetools import TTLCache
 
 from bot import store as st
 from bot.github.checktext import fit_bytes
-from bot.jobs import registry
-from bot.jobs.results import JobResult
-from bot.services import Services
+from bot.github.client import AppRegistration, InstallationAPI
+from bot.github.commit_files import remember_blob
+from bot.github.readme import README
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -34,11 +37,10 @@ SUMMARY_LIMIT = 65535
 PROGRESS_INTERVAL = 5.0  # seconds between progress updates of one check run
 PERMISSION_TTL = 60.0  # a removed collaborator's commands stop within a minute
 
-CONCLUSION_OF_STATE = {
-    st.FAILED: "failure",
-    st.CANCELLED: "cancelled",
-    st.SUPERSEDED: "cancelled",
-}
+# GitHub's ``actions`` of a check run: label, description and identifier of each button.
+CheckAction = dict[str, str]
+# A collaborator-permission answer; None: not a collaborator.
+Permission = dict[str, Any] | None
 
 
 def _now() -> str:
@@ -62,18 +64,25 @@ def check_output(title: str, summary: str, text: str = "") -> dict[str, str]:
 
 
 class Reporter:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, store: st.Store, registration: AppRegistration, github_url: str) -> None:
+        self.store = store
+        self.registration = registration
+        self.github_url = github_url
         self._last_progress: dict[int, float] = {}
         # The job's creation and its start both make sure its run exists: one at a time.
         self._opening: dict[int, asyncio.Lock] = {}
         # Collaborator-permission answers, asked at intake and again when the job runs.
-        self._permissions: TTLCache[tuple[int, str, str], dict | None] = TTLCache(
+        self._permissions: TTLCache[tuple[int, str, str], Permission] = TTLCache(
             10_000, PERMISSION_TTL
         )
 
-    async def api(self, installation_id: int):
-        return await self.services.github.installation_api(installation_id)
+    @property
+    def registered(self) -> bool:
+        """Whether the App is registered, so that there is anyone to report to."""
+        return self.registration.app is not None
+
+    async def api(self, installation_id: int) -> InstallationAPI:
+        return await self.registration.require().installation_api(installation_id)
 
     # -- check runs ---------------------------------------------------------------
 
@@ -92,7 +101,7 @@ class Reporter:
 
     async def _open_check_run(self, job: st.Job, head_sha: str) -> int:
         assert job.installation_id is not None
-        existing = await self.services.store.check_runs(job_id=job.id)
+        existing = await self.store.check_runs(job_id=job.id)
         if existing:
             return existing[0].id
         owner, repo = split_course(job.course)
@@ -110,7 +119,7 @@ class Reporter:
                 ),
             },
         )
-        await self.services.store.record_check_run(
+        await self.store.record_check_run(
             st.CheckRunRecord(
                 data["id"], job.course, job.installation_id, head_sha, job.id, "queued"
             )
@@ -128,7 +137,7 @@ class Reporter:
 
     async def job_started(self, job: st.Job) -> None:
         await self.open_check_run(job)
-        for run in await self.services.store.check_runs(job_id=job.id, open_only=True):
+        for run in await self.store.check_runs(job_id=job.id, open_only=True):
             await self._update(
                 run,
                 {
@@ -138,7 +147,7 @@ class Reporter:
                 },
             )
             run.status = "in_progress"
-            await self.services.store.record_check_run(run)
+            await self.store.record_check_run(run)
 
     async def job_progress(self, job: st.Job, title: str, summary: str, log: str) -> None:
         """Update the running check run, at most once every few seconds."""
@@ -146,7 +155,7 @@ class Reporter:
         if now - self._last_progress.get(job.id, 0.0) < PROGRESS_INTERVAL:
             return
         self._last_progress[job.id] = now
-        for run in await self.services.store.check_runs(job_id=job.id, open_only=True):
+        for run in await self.store.check_runs(job_id=job.id, open_only=True):
             await self._update(run, {"output": check_output(title, summary, log)})
 
     async def conclude(
@@ -158,76 +167,22 @@ class Reporter:
         text: str = "",
         *,
         details_url: str | None = None,
-        buttons: bool = False,
+        actions: list[CheckAction] | None = None,
     ) -> None:
+        """Complete the run with ``actions``, its buttons (none unless given)."""
         body: dict[str, Any] = {
             "status": "completed",
             "conclusion": conclusion,
             "completed_at": _now(),
             "output": check_output(title, summary, text),
-            # The buttons come from the registry's entries (at most three, as GitHub allows),
-            # only on a default branch's deploy: never on a pull request's or a branch's plan.
-            "actions": registry.check_actions() if buttons else [],
+            "actions": actions or [],
         }
         if details_url:
             body["details_url"] = details_url
         await self._update(run, body)
         run.status, run.conclusion = "completed", conclusion
-        await self.services.store.record_check_run(run)
+        await self.store.record_check_run(run)
         self._last_progress.pop(run.job_id or 0, None)
-
-    async def conclude_job(
-        self, job: st.Job, state: str, result: JobResult | None, error: str | None
-    ) -> None:
-        """Hook for the runner: whatever way a job ended, its check runs end too."""
-        for run in await self.services.store.check_runs(job_id=job.id, open_only=True):
-            if state == st.DONE and result is not None:
-                await self.conclude(
-                    run,
-                    result.conclusion,
-                    result.title,
-                    result.summary,
-                    result.log,
-                    details_url=result.hub_url,
-                    buttons=job.kind == "deploy",
-                )
-            elif state == st.DONE:
-                await self.conclude(run, "success", "Done", "Finished.")
-            elif state == st.SUPERSEDED:
-                await self.conclude(
-                    run, "cancelled", "Superseded", "A newer commit replaced this one in the queue."
-                )
-            else:
-                await self.conclude(
-                    run,
-                    CONCLUSION_OF_STATE.get(state, "neutral"),
-                    "Failed" if state == st.FAILED else "Cancelled",
-                    f"The job ended without finishing: {error or state}.",
-                )
-
-    async def job_superseded(self, job: st.Job) -> None:
-        await self.conclude_job(job, st.SUPERSEDED, None, None)
-
-    async def recover_open_check_runs(self) -> int:
-        """At start-up: conclude every check run whose job can no longer conclude it."""
-        concluded = 0
-        for run in await self.services.store.check_runs(open_only=True):
-            job = await self.services.store.job(run.job_id) if run.job_id else None
-            if job is not None and job.state in (st.QUEUED, st.RUNNING):
-                continue  # the re-queued job will conclude it
-            try:
-                if job is None:
-                    await self.conclude(
-                        run, "neutral", "Interrupted", "The service stopped during this run."
-                    )
-                else:
-                    await self.conclude_job(
-                        job, job.state, JobResult.from_json(job.result), job.error
-                    )
-                concluded += 1
-            except Exception:
-                logger.exception("could not conclude check run %s", run.id)
-        return concluded
 
     # -- deployments ----------------------------------------------------------------
 
@@ -243,7 +198,7 @@ class Reporter:
         gh = await self.api(job.installation_id)
         # Noted before asking, so a re-run after a kill in between finds the deployment.
         key = f"deployment:job:{job.id}"
-        await self.services.store.set_meta(key, DEPLOYMENT_ASKED)
+        await self.store.set_meta(key, DEPLOYMENT_ASKED)
         deployment = await gh.post(
             "/repos/{owner}/{repo}/deployments",
             {"owner": owner, "repo": repo},
@@ -260,11 +215,11 @@ class Reporter:
         deployment_id = deployment.get("id")
         if deployment_id is None:
             return None
-        await self.services.store.set_meta(key, str(deployment_id))
+        await self.store.set_meta(key, str(deployment_id))
         await self.deployment_status(job, deployment_id, "in_progress")
         return int(deployment_id)
 
-    async def _deployment_of(self, gh: Any, job: st.Job) -> int | None:
+    async def _deployment_of(self, gh: InstallationAPI, job: st.Job) -> int | None:
         owner, repo = split_course(job.course)
         found = await gh.getitem(
             "/repos/{owner}/{repo}/deployments{?sha,environment}",
@@ -289,7 +244,7 @@ class Reporter:
         carries in its payload, so the commit never gets a second one.
         """
         key = f"deployment:job:{job.id}"
-        recorded = await self.services.store.get_meta(key)
+        recorded = await self.store.get_meta(key)
         if recorded is None:
             return None
         if recorded != DEPLOYMENT_ASKED:
@@ -298,7 +253,7 @@ class Reporter:
             return None
         found = await self._deployment_of(await self.api(job.installation_id), job)
         if found is not None:
-            await self.services.store.set_meta(key, str(found))
+            await self.store.set_meta(key, str(found))
         return found
 
     async def deployment_status(
@@ -310,14 +265,15 @@ class Reporter:
         environment_url: str | None = None,
         description: str = "",
     ) -> None:
+        assert job.installation_id is not None
         owner, repo = split_course(job.course)
         gh = await self.api(job.installation_id)
         body: dict[str, Any] = {"state": state, "auto_inactive": True}
         if environment_url:
             body["environment_url"] = environment_url
-        runs = await self.services.store.check_runs(job_id=job.id)
+        runs = await self.store.check_runs(job_id=job.id)
         if runs:
-            body["log_url"] = f"{self.services.settings.github_url}/{job.course}/runs/{runs[0].id}"
+            body["log_url"] = f"{self.github_url}/{job.course}/runs/{runs[0].id}"
         if description:
             body["description"] = description[:140]
         await gh.post(
@@ -380,7 +336,7 @@ class Reporter:
 
     async def cached_permission(
         self, installation_id: int, course: str, username: str
-    ) -> dict | None:
+    ) -> Permission:
         """``permission``, remembered for a minute: a command is checked when it arrives
         and again when its job runs, for one request to GitHub."""
         key = (installation_id, course.lower(), username.lower())
@@ -388,13 +344,13 @@ class Reporter:
             self._permissions[key] = await self.permission(installation_id, course, username)
         return self._permissions[key]
 
-    async def permission(self, installation_id: int, course: str, username: str) -> dict | None:
+    async def permission(self, installation_id: int, course: str, username: str) -> Permission:
         """GitHub's answer on a person's permission, or None for a 404 (not a collaborator)."""
 
         owner, repo = split_course(course)
         gh = await self.api(installation_id)
         try:
-            return await gh.getitem(
+            answer = await gh.getitem(
                 "/repos/{owner}/{repo}/collaborators/{username}/permission",
                 {"owner": owner, "repo": repo, "username": username},
             )
@@ -402,3 +358,36 @@ class Reporter:
             if exc.status_code.value == 404:
                 return None
             raise
+        return answer if isinstance(answer, dict) else None
+
+    # -- the README -------------------------------------------------------------------
+
+    async def write_readme(
+        self, installation_id: int, course: str, branch: str, content: bytes, replaces: str
+    ) -> bool:
+        """Commit ``content`` as README.md on ``branch`` in place of the blob ``replaces``;
+        False when the README moved on meanwhile (GitHub's 409 or 422): the next run writes
+        into the newer one."""
+        owner, repo = split_course(course)
+        gh = await self.api(installation_id)
+        try:
+            await gh.put(
+                "/repos/{owner}/{repo}/contents/{path}",
+                {"owner": owner, "repo": repo, "path": README},
+                data={
+                    "message": "Update the classroom badges in README.md\n\n"
+                    "Written by Littlest Classroom: the hub's launch link and status badge.",
+                    "content": base64.b64encode(content).decode(),
+                    # The blob read is the one replaced: GitHub refuses (409) if the README
+                    # moved on meanwhile.
+                    "sha": replaces,
+                    "branch": branch,
+                },
+            )
+        except gidgethub.BadRequest as exc:
+            if exc.status_code.value not in (409, 422):
+                raise
+            return False
+        # The next push reads this README: its blob is known already, so it is not fetched.
+        remember_blob(self.registration.require(), content)
+        return True

@@ -96,7 +96,7 @@ class WebhookRelay:
             host = f"[{host}]"
         return f"http://{host}:{port}/webhook"
 
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-relay")

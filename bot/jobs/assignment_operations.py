@@ -1,6 +1,6 @@
 """The registry entries for assignments: ``/release NAME``, ``/collect NAME`` and
 ``/return NAME`` (see ``bot.jobs.registry``). Each decides what to run; the engine
-(``deploy.coursework``) does the work. Replies carry counts only: no student's name,
+(``deploy.operations.coursework``) does the work. Replies carry counts only: no student's name,
 file or score goes to GitHub (safety invariant 13)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from bot.github.commit_files import read_commit_files
 from bot.github.reporting import split_course
 from bot.jobs.course import config_ref
-from bot.jobs.registry import ArgKind, OperationContext, Positional, code, operation
-from deploy import coursework
-from deploy.assignments import MAX_ASSIGNMENT_BYTES
+from bot.jobs.registry import ArgKind, Button, OperationContext, Positional, code, operation
+from deploy.course.validate import Invalid, check_assignment_name
+from deploy.host.assignments import MAX_ASSIGNMENT_BYTES
 from deploy.model import OperationResult
-from deploy.validate import Invalid, check_assignment_name
+from deploy.operations import coursework
 
 
 def _assignment(word: str) -> str:
@@ -28,7 +28,14 @@ def _assignment(word: str) -> str:
         ) from None
 
 
-parse_assignment = ArgKind("assignment", "an assignment name", _assignment)
+parse_assignment = ArgKind(
+    "assignment",
+    "an assignment name",
+    _assignment,
+    pattern=r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}",
+    help="Its folder under assignments.source, like hw1.",
+    choices="assignments",
+)
 ASSIGNMENT_COMMANDS = ("release", "collect", "return")
 
 
@@ -44,7 +51,7 @@ async def assignment_folder(op: OperationContext, source: str, name: str) -> dic
     prefix = f"{source}/{name}/"
     return dict(
         await read_commit_files(
-            op.services.github,
+            op.services.require_github(),
             op.job.installation_id,
             owner,
             repo,
@@ -64,6 +71,7 @@ async def assignment_folder(op: OperationContext, source: str, name: str) -> dic
     example="/release hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Release", "Release it to the students", section="assignments"),
 )
 async def release(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None
@@ -82,6 +90,7 @@ async def release(op: OperationContext, args: AssignmentArgs) -> OperationResult
     example="/collect hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Collect and grade", "Collect and autograde", section="assignments"),
 )
 async def collect(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None
@@ -98,6 +107,7 @@ async def collect(op: OperationContext, args: AssignmentArgs) -> OperationResult
     example="/return hw1",
     grammar=(Positional("name", parse=parse_assignment),),
     args=AssignmentArgs,
+    button=Button("Return feedback", "Release the feedback", section="assignments"),
 )
 async def return_(op: OperationContext, args: AssignmentArgs) -> OperationResult:
     assert op.config is not None

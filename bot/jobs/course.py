@@ -6,23 +6,18 @@ and keeping the README's badges current."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import weakref
 from typing import Any
 
-import gidgethub
-
-from bot.course_tokens import refusal_without_token
-from bot.github import texts
 from bot.github.commit_files import (
     CommitFiles,
     FileTooLarge,
     folders_of,
     read_commit_files,
-    remember_blob,
 )
 from bot.github.readme import (
+    README,
     has_markers,
     hub_links,
     markers_reason,
@@ -30,7 +25,7 @@ from bot.github.readme import (
     update_readme,
 )
 from bot.github.reporting import Reporter, split_course
-from bot.jobs import registry
+from bot.jobs import registry, texts
 from bot.jobs.registry import (
     SERVICE_SOURCES,
     WRITE,
@@ -40,18 +35,17 @@ from bot.jobs.registry import (
     has_role,
 )
 from bot.jobs.results import JobResult
-from bot.jobs.runner import REGISTRY, JobContext
+from bot.jobs.runner import JobContext, JobKinds
 from bot.services import Services
 from bot.store import Job
-from deploy.assignments import names_in
-from deploy.config import CONFIG_FILES, is_course_file, load_course
-from deploy.links import launch_link
+from deploy.course.config import CONFIG_FILES, is_course_file, load_course
+from deploy.course.links import launch_link
+from deploy.host.assignments import names_in
 from deploy.model import ConfigError, ConfigErrors, CourseConfig, Observed
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"
 LOG_LIMIT_LINES = 2000
 # Where the engine's files can be: the root, .github/, binder/, .binder/.
 COURSE_FOLDERS = folders_of(CONFIG_FILES)
@@ -103,7 +97,7 @@ async def course_files(services: Services, job: Job, ref: str) -> CommitFiles:
     assert job.installation_id is not None
     try:
         return await read_commit_files(
-            services.github,
+            services.require_github(),
             job.installation_id,
             owner,
             repo,
@@ -183,30 +177,12 @@ async def keep_badges_current(
     new_text = update_readme(text, block)
     if new_text is None:
         return "README badges are current."
-    owner, repo = split_course(job.course)
     assert job.installation_id is not None
-    new_content = new_text.encode()
-    gh = await services.reporter.api(job.installation_id)
-    try:
-        await gh.put(
-            "/repos/{owner}/{repo}/contents/{path}",
-            {"owner": owner, "repo": repo, "path": README},
-            data={
-                "message": "Update the classroom badges in README.md\n\n"
-                "Written by Littlest Classroom: the hub's launch link and status badge.",
-                "content": base64.b64encode(new_content).decode(),
-                # The blob we read is the one we replace: GitHub refuses (409) if the README
-                # moved on meanwhile, and the next run writes the block into the newer one.
-                "sha": files.shas[README],
-                "branch": branch,
-            },
-        )
-    except gidgethub.BadRequest as exc:
-        if exc.status_code.value not in (409, 422):
-            raise
+    written = await services.reporter.write_readme(
+        job.installation_id, job.course, branch, new_text.encode(), files.shas[README]
+    )
+    if not written:
         return "README badges not written: README.md changed meanwhile; the next run retries."
-    # The next push reads this README: its blob is known already, so it is not fetched.
-    remember_blob(services.github, new_content)
     return "README badges updated."
 
 
@@ -219,7 +195,7 @@ async def course_repo_id(services: Services, job: Job) -> int | None:
     if job.installation_id is None:
         return None
     owner, repo = split_course(job.course)
-    api = await services.github.installation_api(job.installation_id)
+    api = await services.require_github().installation_api(job.installation_id)
     answer = await api.getitem("/repos/{owner}/{repo}", {"owner": owner, "repo": repo})
     repo_id = answer.get("id") if isinstance(answer, dict) else None
     if not isinstance(repo_id, int):
@@ -279,7 +255,7 @@ async def remember_course(
             "monitor_issue": config.monitor.issue,
             "tljh_version": config.hub.tljh_version,
             "branch": branch,
-            # Scheduled snapshots of the course's volume (bot.backups); None: none.
+            # Scheduled snapshots of the course's volume (bot.backup_schedule); None: none.
             "backup_every": config.backup.every_seconds if config.storage else None,
             "monitor_signups": config.monitor.signups,
             # The console offers these people their own hub password form.
@@ -304,11 +280,17 @@ async def remember_course_if_forgotten(
 
 
 async def run_entry(
-    ctx: JobContext, op: Operation, args: Any, *, user: str | None, source: str, title: str
+    ctx: JobContext[Services],
+    op: Operation,
+    args: Any,
+    *,
+    user: str | None,
+    source: str,
+    title: str,
 ) -> JobResult:
     """Run a registry entry in its job: read the course's configuration if the entry needs
     it (at the job's commit, else the default branch), then call it with a live log."""
-    services: Services = ctx.services
+    services = ctx.services
     job = ctx.job
     config, files = None, CommitFiles()
     if op.needs_config:
@@ -341,6 +323,10 @@ async def run_entry(
     return JobResult.of(result, log=progress.text)
 
 
+# The product's job kinds: the course's, registered below.
+JOB_KINDS: JobKinds[Services] = JobKinds()
+
+
 def _entry(name: str) -> Operation:
     op = registry.get(name)
     if op is None:
@@ -348,14 +334,14 @@ def _entry(name: str) -> Operation:
     return op
 
 
-@REGISTRY.kind("deploy")
-@REGISTRY.kind("plan")
-async def run_commit(ctx: JobContext) -> JobResult:
+@JOB_KINDS.kind("deploy")
+@JOB_KINDS.kind("plan")
+async def run_commit(ctx: JobContext[Services]) -> JobResult:
     """A commit's ``classroom`` run: plan it, and on the default branch apply it."""
-    services: Services = ctx.services
+    services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     mode = payload.get("mode", "plan")
-    if mode == "apply":
+    if mode == "apply" and job.installation_id is not None:
         # A plan changes nothing the store remembers of the course (invariant 12).
         await services.store.add_courses(job.installation_id, [(job.course, None)])
     refused = await token_refusal(services, job.course)
@@ -367,18 +353,19 @@ async def run_commit(ctx: JobContext) -> JobResult:
     return await run_entry(ctx, op, args, user=None, source="commit", title=title)
 
 
-@REGISTRY.kind("command")
-async def run_command(ctx: JobContext) -> JobResult:
+@JOB_KINDS.kind("command")
+async def run_command(ctx: JobContext[Services]) -> JobResult:
     """An operation asked for by a slash command, a check-run button, the console or the
     service itself. People must hold the role the entry asks for; the service need not."""
-    services: Services = ctx.services
+    services = ctx.services
     job, payload = ctx.job, ctx.job.payload
     name = str(payload.get("name") or "")
     words = [str(w) for w in payload.get("args") or []]
     user = payload.get("user") or ""
     source = payload.get("source") or "comment"
-    # Only commands: the deploy entry runs as a commit's job, never by name.
-    op = registry.command(name) if name != "invalid" else None
+    # Only commands (and the console's own entries, asked for there): the deploy entry
+    # runs as a commit's job, never by name.
+    op = registry.runnable(name, source) if name != "invalid" else None
     problem: str | None = payload.get("problem") or None
     args: Any = None
     if op is None and problem is None:
@@ -421,7 +408,7 @@ async def token_refusal(services: Services, course: str) -> JobResult | None:
         return None
     if await services.store.course_token(course) is not None:
         return None
-    return refusal_without_token(f"{services.settings.public_url}/courses/{course}")
+    return texts.refusal_without_token(f"{services.settings.public_url}/courses/{course}")
 
 
 async def finish_command(services: Services, job: Job, reply: str, *, ok: bool) -> None:

@@ -1,8 +1,8 @@
 """The one registry of course operations: each entry says its slash command, its arguments,
 who may run it, its check-run button and the function that does it.
 
-Adding an operation is one entry, one function and their tests, in ``bot.jobs.operations``
-(or in a module named in ``ENTRY_MODULES``)::
+Adding an operation is one entry, one function and their tests, in ``bot.jobs.hub_operations``
+(or in a module named in ``bot.jobs.entries``, which start-up imports to register them)::
 
     @dataclass(frozen=True)
     class ResizeArgs:
@@ -17,15 +17,19 @@ Adding an operation is one entry, one function and their tests, in ``bot.jobs.op
         grammar=(Positional("size", parse=parse_size_slug), Flag("disk", "--disk")),
         args=ResizeArgs,
         permission=WRITE,  # or ADMIN, or a callable args -> role
-        button=None,  # or Button(label="Restart hub", description="…")
+        button=None,  # or Button(label="Resize", description="…"): offered on the console
+        check_run=False,  # also a button on the classroom check run (at most 3, no arguments)
         needs_config=True,  # load .github/classroom.yml at the ref before running
     )
     async def resize(op: OperationContext, args: ResizeArgs) -> OperationResult: ...
 
 Everything else is generated from the entries: the ``/help`` text, the command parser
-(``bot.jobs.commands``), the check run's buttons (``check_actions``) and the identifiers the
-``check_run`` handler accepts (``button_names``). Jobs of kind ``command`` run an entry
-(``bot.jobs.course``): permission check, configuration, then the function.
+(``bot.jobs.commands``), the console's operation forms (``buttons``: every entry with a
+button, one form field per part of its grammar, ``bot.web.forms``), the check run's buttons
+(``check_actions``: the entries chosen with ``check_run``, GitHub shows at most three) and
+the identifiers the ``check_run`` handler accepts (``button_names``). Jobs of kind
+``command`` run an entry (``bot.jobs.course``): permission check, configuration, then the
+function.
 
 Asking for an operation from anywhere else (the console, the monitor)::
 
@@ -45,16 +49,20 @@ reads the default branch's configuration, never the commit a button's check run 
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.store import Job, NewJob
-from deploy.config import NODE_COUNT_RANGE
+from deploy.course.config import NODE_COUNT_RANGE
+from deploy.course.validate import Invalid, check_hub_username, check_size_slug
 from deploy.model import CourseConfig, OperationResult
-from deploy.validate import Invalid, check_hub_username, check_size_slug
+
+if TYPE_CHECKING:
+    # Services holds the runner, whose jobs run these entries: a cycle for types only.
+    from bot.services import Services
+    from deploy.operations import Engine
 
 # Who may run an operation: the least repository role it needs.
 WRITE = "write"  # write, maintain or admin
@@ -65,15 +73,8 @@ SOURCES = frozenset({"comment", "button", "console", "monitor", "schedule", "com
 # The service asks for these itself; no person's permission is checked.
 SERVICE_SOURCES = frozenset({"monitor", "schedule", "commit"})
 
-# Modules whose import registers entries; loaded on first use of the registry.
-ENTRY_MODULES: list[str] = [
-    "bot.jobs.operations",
-    "bot.jobs.volume_operations",
-    "bot.jobs.assignment_operations",
-]
-
-# GitHub's limits on check-run actions.
-MAX_BUTTONS = 3
+# GitHub's limits on check-run actions (the console's buttons have no limit).
+MAX_CHECK_RUN_BUTTONS = 3
 MAX_BUTTON_LABEL = 20
 MAX_BUTTON_DESCRIPTION = 40
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")  # also a button identifier: at most 20
@@ -95,11 +96,19 @@ def code(text: str) -> str:
 
 @dataclass(frozen=True)
 class ArgKind:
-    """How one word becomes a value; ``check`` raises ``Invalid`` saying what is allowed."""
+    """How one word becomes a value; ``check`` raises ``Invalid`` saying what is allowed.
+
+    ``pattern`` (an HTML ``pattern``: a hint for the browser, ``check`` decides), ``help``
+    and ``choices`` (the name of a list the console offers, as ``sizes``) describe the
+    kind's form field on the console.
+    """
 
     noun: str  # "size", as in "takes one size"
     what: str  # "a size slug", as in "needs a size slug"
     check: Callable[[str], Any]
+    pattern: str = ""
+    help: str = ""
+    choices: str = ""
 
     def __call__(self, word: str) -> Any:
         return self.check(word)
@@ -146,10 +155,35 @@ def _node_range(word: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-parse_size_slug = ArgKind("size", "a size slug", _size_slug)
-parse_node_range = ArgKind("node range", "a node range MIN:MAX", _node_range)
-parse_snapshot_name = ArgKind("name", "a snapshot name", _snapshot_name)
-parse_hub_user = ArgKind("user name", "a hub user name", _hub_user)
+parse_size_slug = ArgKind(
+    "size",
+    "a size slug",
+    _size_slug,
+    pattern=r"[a-z0-9]+([\-_][a-z0-9]+)*",
+    help="A DigitalOcean size slug, like s-4vcpu-8gb.",
+    choices="sizes",
+)
+parse_node_range = ArgKind(
+    "node range",
+    "a node range MIN:MAX",
+    _node_range,
+    pattern=r"[0-9]{1,3}:[0-9]{1,3}",
+    help="How far a Kubernetes node pool autoscales, MIN:MAX, like 2:20.",
+)
+parse_snapshot_name = ArgKind(
+    "name",
+    "a snapshot name",
+    _snapshot_name,
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}",
+    help="1 to 64 letters, digits, '.', '_' or '-'.",
+)
+parse_hub_user = ArgKind(
+    "user name",
+    "a hub user name",
+    _hub_user,
+    pattern=r"[A-Za-z0-9][A-Za-z0-9._\-]{0,38}",
+    help="A hub user name: letters, digits, '.', '_' and '-', at most 39 characters.",
+)
 
 
 # ---- grammar ------------------------------------------------------------------------------
@@ -175,10 +209,11 @@ class Words:
 
 @dataclass(frozen=True)
 class Flag:
-    """A switch: ``--disk``, ``--all``, ``--confirm``."""
+    """A switch: ``--disk``, ``--all``, ``--confirm``; ``help`` labels its console checkbox."""
 
     name: str
     flag: str
+    help: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,10 +235,13 @@ class NoArgs:
 
 @dataclass(frozen=True)
 class Button:
-    """A check-run button; its identifier is the operation's name."""
+    """The operation's button on the console (and, for the entries chosen with
+    ``check_run``, on the check run); its identifier is the operation's name. ``section``
+    is the console section it is shown in."""
 
     label: str
     description: str
+    section: str = "operations"
 
 
 # ---- the context an operation runs in ---------------------------------------------------
@@ -211,11 +249,11 @@ class Button:
 
 @dataclass
 class OperationContext:
-    services: Any  # bot.services.Services
+    services: Services
     job: Job
     course: str
     config: CourseConfig | None  # None unless the entry needs_config
-    engine: Any  # deploy.operations.Engine
+    engine: Engine
     progress: Callable[[str], Awaitable[None]]  # a line to the check run's live log
     user: str | None
     source: str
@@ -246,6 +284,8 @@ class Operation:
     needs_config: bool
     command: bool  # a slash command; deploy is not, a push asks for it
     note: str  # added to the reply when it succeeded
+    check_run: bool = False  # its button is also on the check run
+    console: bool = False  # the console may ask for it by name (every command may)
 
     @property
     def usage_hint(self) -> str:
@@ -341,7 +381,6 @@ def parse_arguments(op: Operation, words: Sequence[str]) -> Any:
 # ---- the registry -------------------------------------------------------------------------
 
 OPERATIONS: dict[str, Operation] = {}
-_loaded = False
 
 
 def operation(
@@ -354,8 +393,10 @@ def operation(
     args: type = NoArgs,
     permission: Permission = WRITE,
     button: Button | None = None,
+    check_run: bool = False,
     needs_config: bool = True,
     command: bool = True,
+    console: bool | None = None,
     note: str = "",
 ) -> Callable[[OperationFunction], OperationFunction]:
     """Register the decorated function as the operation ``name`` (see the module docstring)."""
@@ -372,11 +413,17 @@ def operation(
     ):
         raise ValueError(f"operation {name!r}: button label or description too long for GitHub")
 
+    if check_run and button is None:
+        raise ValueError(f"operation {name!r}: a check-run button needs a button")
+
     def register(function: OperationFunction) -> OperationFunction:
         if name in OPERATIONS:
             raise ValueError(f"operation {name!r} is registered twice")
-        if button is not None and len(buttons()) >= MAX_BUTTONS:
-            raise ValueError(f"operation {name!r}: GitHub shows at most {MAX_BUTTONS} buttons")
+        if check_run and len(check_run_buttons()) >= MAX_CHECK_RUN_BUTTONS:
+            raise ValueError(
+                f"operation {name!r}: GitHub shows at most {MAX_CHECK_RUN_BUTTONS} buttons "
+                "on a check run"
+            )
         entry = Operation(
             name=name,
             run=function,
@@ -390,13 +437,17 @@ def operation(
             needs_config=needs_config,
             command=command,
             note=note,
+            check_run=check_run,
+            console=command if console is None else console,
         )
-        if button is not None:
-            # A button press carries no words: the entry must run without any.
+        if check_run:
+            # A check-run button press carries no words: the entry must run without any.
             try:
                 entry.parse([])
             except CommandError:
-                raise ValueError(f"operation {name!r}: a button needs no arguments") from None
+                raise ValueError(
+                    f"operation {name!r}: a check-run button needs no arguments"
+                ) from None
         OPERATIONS[name] = entry
         return function
 
@@ -404,12 +455,7 @@ def operation(
 
 
 def operations() -> Mapping[str, Operation]:
-    """Every registered operation, in the order registered."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in ENTRY_MODULES:
-            importlib.import_module(module)
+    """Every registered operation, in the order registered (``bot.jobs.entries``)."""
     return OPERATIONS
 
 
@@ -427,24 +473,37 @@ def command(name: str) -> Operation | None:
     return op if op is not None and op.command else None
 
 
+def runnable(name: str, source: str) -> Operation | None:
+    """The entry a job from ``source`` may run by name: any slash command, and from the
+    console also the console's own entries (a password is never a slash command)."""
+    op = get(name)
+    if op is None:
+        return None
+    return op if op.command or (op.console and source == "console") else None
+
+
 def buttons() -> list[Operation]:
+    """The entries with a button: the console offers each, however many there are."""
     return [op for op in OPERATIONS.values() if op.button is not None]
+
+
+def check_run_buttons() -> list[Operation]:
+    """The entries chosen for the check run's buttons (at most ``MAX_CHECK_RUN_BUTTONS``)."""
+    return [op for op in OPERATIONS.values() if op.check_run and op.button is not None]
 
 
 def check_actions() -> list[dict[str, str]]:
     """The check run's ``actions``, as GitHub's API takes them."""
-    operations()
     return [
         {"label": op.button.label, "description": op.button.description, "identifier": op.name}
-        for op in buttons()
+        for op in check_run_buttons()
         if op.button is not None
     ]
 
 
 def button_names() -> frozenset[str]:
     """The ``requested_action`` identifiers the service answers."""
-    operations()
-    return frozenset(op.name for op in buttons())
+    return frozenset(op.name for op in check_run_buttons())
 
 
 def _who(op: Operation) -> str:
@@ -479,6 +538,11 @@ def _cell(text: str) -> str:
 
 def has_role(required: str, permission_payload: dict[str, Any] | None) -> bool:
     """Whether a collaborator-permission answer grants ``required`` (WRITE or ADMIN).
+
+    The one rule for who may do what, on every path: slash commands, buttons, the jobs
+    and the console (``bot.web.access.is_admin`` and ``permitted`` ask it). ``role_name``
+    decides when it is a base role; a custom role keeps its base role's powers, read from
+    ``user.permissions``; failing both, ``permission`` (which folds maintain into write).
 
     ``permission_payload`` is GitHub's answer to
     ``GET /repos/{owner}/{repo}/collaborators/{username}/permission``, or None on 404.
@@ -519,14 +583,19 @@ def operation_job(
     user: str | None,
     source: str,
     payload: Mapping[str, Any] | None = None,
+    arguments: Any = None,
 ) -> NewJob:
-    """The job that runs operation ``name`` with ``words``; raises ``CommandError``."""
+    """The job that runs operation ``name`` with ``words``; raises ``CommandError``.
+
+    ``arguments``: the words already parsed by the entry's grammar (a comment's command,
+    ``bot.jobs.commands.parse_command``), so they are not parsed again.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
-    op = get(name)
-    if op is None or not op.command:
+    op = runnable(name, source)
+    if op is None:
         raise CommandError(f"Unknown command `/{code(name)}`. Comment `/help` for the list.")
-    args = op.parse(list(words))
+    args = op.parse(list(words)) if arguments is None else arguments
     body = {
         **(payload or {}),
         "name": op.name,
@@ -565,7 +634,7 @@ def invalid_command_job(
 
 
 async def enqueue_operation(
-    services: Any,
+    services: Services,
     course: str,
     name: str,
     words: Sequence[str] = (),

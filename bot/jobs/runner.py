@@ -1,9 +1,10 @@
-"""Durable jobs: a registry of job kinds and the runner that executes them.
+"""Durable jobs: the job kinds (``JobKinds``) and the runner that executes them.
 
 The runner runs at most one job per course at a time (different courses in parallel, up to
 a bound), retries transient failures with backoff up to a bound, supports cancel, and on
 start re-queues what a crash left running. Handlers are registered by the modules that
-own the job kind; hooks let the reporting module conclude check runs whatever happens.
+own the job kind; hooks, registered at start-up, let the reporting conclude check runs
+whatever happens and let the monitor hear that a job saw a hub answer.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 import aiohttp
 import gidgethub
 
 from bot import store as st
 from bot.jobs.results import JobResult
+
+# What the runner hands each job: the app's services (``bot.services.Services``), which
+# hold this runner; a type parameter, so the runner need not know them.
+S = TypeVar("S")
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +49,25 @@ def is_transient(exc: BaseException) -> bool:
     return bool(isinstance(exc, gidgethub.HTTPException) and status in (429, 502, 503, 504))
 
 
+class NoServices(RuntimeError):
+    """A job asked for the app's services from a runner made without them."""
+
+
 @dataclass
-class JobContext:
+class JobContext(Generic[S]):
     """What a job handler gets: its job, the store, the app's services and a checkpoint."""
 
     job: st.Job
     store: st.Store
-    services: Any
+    app_services: S | None
     _cancel: asyncio.Event
+
+    @property
+    def services(self) -> S:
+        """The app's services; ``NoServices`` from a runner made without them (a test's)."""
+        if self.app_services is None:
+            raise NoServices(f"job {self.job.id} ran on a runner without the app's services")
+        return self.app_services
 
     def checkpoint(self) -> None:
         """Stop here if the job was cancelled or the service is stopping."""
@@ -59,25 +75,25 @@ class JobContext:
             raise JobCancelled(f"job {self.job.id} cancelled")
 
 
-JobHandler = Callable[[JobContext], Awaitable[JobResult | None]]
+JobHandler = Callable[[JobContext[S]], Awaitable[JobResult | None]]
 JobHook = Callable[[st.Job, str, JobResult | None, str | None], Awaitable[None]]
 
 
 @dataclass
-class JobKind:
+class JobKind(Generic[S]):
     name: str
-    handler: JobHandler
+    handler: JobHandler[S]
     max_attempts: int = 5
 
 
 @dataclass
-class JobRegistry:
+class JobKinds(Generic[S]):
     """Job kinds by name; each feature module registers its own."""
 
-    kinds: dict[str, JobKind] = field(default_factory=dict)
+    kinds: dict[str, JobKind[S]] = field(default_factory=dict)
 
-    def kind(self, name: str, *, max_attempts: int = 5) -> Callable[[JobHandler], JobHandler]:
-        def register(handler: JobHandler) -> JobHandler:
+    def kind(self, name: str, *, max_attempts: int = 5) -> Callable[[JobHandler[S]], JobHandler[S]]:
+        def register(handler: JobHandler[S]) -> JobHandler[S]:
             if name in self.kinds:
                 raise ValueError(f"job kind {name!r} is registered twice")
             self.kinds[name] = JobKind(name, handler, max_attempts)
@@ -89,23 +105,23 @@ class JobRegistry:
 @dataclass
 class _Running:
     job: st.Job
-    task: asyncio.Task
+    task: asyncio.Task[None]
     cancel: asyncio.Event
 
 
-class JobRunner:
+class JobRunner(Generic[S]):
     def __init__(
         self,
         store: st.Store,
-        registry: JobRegistry,
-        services: Any = None,
+        kinds: JobKinds[S],
+        services: S | None = None,
         *,
         concurrency: int = 4,
         base_backoff: float = 2.0,
         max_backoff: float = 120.0,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.kinds = kinds
         self.services = services
         self.concurrency = concurrency
         self.base_backoff = base_backoff
@@ -113,12 +129,14 @@ class JobRunner:
         self.on_started: list[Callable[[st.Job], Awaitable[None]]] = []
         self.on_finished: list[JobHook] = []
         self.on_superseded: list[Callable[[st.Job], Awaitable[None]]] = []
+        # (course, what showed it): a job saw the course's hub answer.
+        self.on_hub_up: list[Callable[[str, str], Awaitable[None]]] = []
         self._running: dict[int, _Running] = {}
         # Per course, how many times one of its jobs started or ended: a watcher (the
         # monitor) compares it before and after a probe to see whether a job overlapped.
         self._activity: dict[str, int] = {}
         self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._paused = False
 
@@ -151,6 +169,12 @@ class JobRunner:
 
     def _touch(self, course: str) -> None:
         self._activity[course] = self._activity.get(course, 0) + 1
+
+    async def hub_up(self, course: str, detail: str) -> None:
+        """A job saw the course's hub answer (a deploy's own check): tell the hooks (the
+        monitor, so the badge says up at once instead of at the next probe)."""
+        for hook in self.on_hub_up:
+            await self._safe(hook(course, detail))
 
     async def superseded(self, jobs: list[st.Job]) -> None:
         """Tell the hooks about jobs a newer one replaced while they were queued."""
@@ -191,7 +215,7 @@ class JobRunner:
 
     async def _run(self, job: st.Job, cancel: asyncio.Event) -> None:
         extra = {"job": str(job.id), "course": job.course}
-        kind = self.registry.kinds.get(job.kind)
+        kind = self.kinds.kinds.get(job.kind)
         try:
             if kind is None:
                 await self._finish(job, st.FAILED, None, f"unknown job kind {job.kind!r}")
@@ -282,7 +306,3 @@ class JobRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-
-
-# The product's job kinds; feature modules register theirs here.
-REGISTRY = JobRegistry()

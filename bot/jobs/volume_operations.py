@@ -1,16 +1,18 @@
 """The registry entries for a course's home volume: ``/backup``, ``/restore``,
 ``/move-home`` and ``/recover`` (see ``bot.jobs.registry``). Each decides what to run; the
-engine (``deploy.backup``, ``deploy.movehome``, ``deploy.recover``) does the work."""
+engine (``deploy.volumes.backup``, ``deploy.volumes.movehome``,
+``deploy.volumes.recover``) does the work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.backups import report_backup
+from bot.backup_schedule import report_backup
 from bot.jobs.registry import (
     ADMIN,
     WRITE,
     ArgKind,
+    Button,
     Flag,
     OperationContext,
     Option,
@@ -19,18 +21,25 @@ from bot.jobs.registry import (
     parse_hub_user,
     parse_snapshot_name,
 )
-from deploy import backup as engine_backup
-from deploy import movehome
-from deploy import recover as droplet_recovery
 from deploy.model import OperationResult
+from deploy.volumes import backup as engine_backup
+from deploy.volumes import movehome
+from deploy.volumes import recover as droplet_recovery
 
-parse_snapshot = ArgKind("snapshot", "a snapshot name", parse_snapshot_name.check)
+parse_snapshot = ArgKind(
+    "snapshot",
+    "a snapshot name",
+    parse_snapshot_name.check,
+    pattern=parse_snapshot_name.pattern,
+    help="A snapshot of the volume; leave empty to list them.",
+)
 
 
 @operation(
     "backup",
     summary="Snapshot the course's volume now (`storage` in the config); older snapshots "
     "this service made are deleted beyond `backup.keep`.",
+    button=Button("Back up now", "Snapshot the course's volume", section="storage"),
 )
 async def backup(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -65,11 +74,12 @@ def restore_permission(args: RestoreArgs) -> str:
     grammar=(
         Positional("snapshot", parse=parse_snapshot, required=False),
         Option("student", "--student", parse=parse_hub_user),
-        Flag("all", "--all"),
-        Flag("confirm", "--confirm"),
+        Flag("all", "--all", help="Every home (admins)"),
+        Flag("confirm", "--confirm", help="Yes, replace every home"),
     ),
     args=RestoreArgs,
     permission=restore_permission,
+    button=Button("Restore", "List snapshots or bring homes back", section="storage"),
 )
 async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     assert op.config is not None
@@ -104,6 +114,7 @@ async def restore(op: OperationContext, args: RestoreArgs) -> OperationResult:
     "move-home",
     summary="Move /home and the hub's accounts onto the course's volume: a droplet "
     "snapshot first, a checked copy, the original kept on the droplet's disk.",
+    button=Button("Move homes to volume", "Move /home onto the course's volume", section="storage"),
 )
 async def move_home(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None
@@ -115,6 +126,7 @@ async def move_home(op: OperationContext, args: object) -> OperationResult:
     summary="The droplet is gone: make a new one with the course's volume, the students' "
     "accounts and UIDs, the reserved IP and the course's packages.",
     permission=WRITE,
+    button=Button("Recover", "A new droplet with the volume", section="storage"),
 )
 async def recover(op: OperationContext, args: object) -> OperationResult:
     assert op.config is not None

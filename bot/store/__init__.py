@@ -6,7 +6,7 @@ method is a coroutine. The schema is versioned: ``MIGRATIONS`` only ever grows.
 
 from __future__ import annotations
 
-from bot.store.console import ConsoleTables, CourseToken
+from bot.store.course_tokens import CourseToken, CourseTokenTables
 from bot.store.courses import CourseTables
 from bot.store.database import MIGRATIONS, Database
 from bot.store.deliveries import (
@@ -38,7 +38,7 @@ from bot.store.records import (
 )
 
 
-class Store(DeliveryTables, JobTables, CourseTables, ConsoleTables, KeyTables):
+class Store(DeliveryTables, JobTables, CourseTables, CourseTokenTables, KeyTables):
     """Async facade over one SQLite connection owned by one thread."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -13,8 +14,8 @@ from bot.store.records import (
     MonitorState,
     monitor_state_from_row,
 )
+from deploy.host.observe import observation_from_record, observation_record
 from deploy.model import Observed, ServerRecord
-from deploy.observe import observation_from_record, observation_record
 
 
 class CourseTables(Database):
@@ -104,3 +105,30 @@ class CourseTables(Database):
 
     async def save_course_facts(self, course: str, facts: dict[str, Any]) -> None:
         await self.set_meta(f"course:{course}", json.dumps(facts))
+
+    async def courses_with_servers(
+        self, names: Iterable[str]
+    ) -> list[tuple[Course, ServerRecord | None]]:
+        """The active courses among ``names``, each with its server record, in one query."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        found: list[tuple[Course, ServerRecord | None]] = []
+        # SQLite allows 32,766 parameters; a person reaches far fewer repositories.
+        for start in range(0, len(wanted), 10_000):
+            chunk = wanted[start : start + 10_000]
+            sql = (
+                "SELECT c.full_name, c.installation_id, c.repo_id, c.active, s.record "
+                "FROM courses c LEFT JOIN servers s ON s.course = c.full_name "
+                "WHERE c.active=1 AND c.full_name IN "
+            )
+            sql += f"({','.join('?' * len(chunk))})"
+            rows = await self._fetch(sql, chunk)
+            found.extend(
+                (
+                    Course(r[0], r[1], r[2], bool(r[3])),
+                    ServerRecord(**json.loads(r[4])) if r[4] else None,
+                )
+                for r in rows
+            )
+        return sorted(found, key=lambda pair: pair[0].full_name)

@@ -8,7 +8,8 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from bot.store.database import PRUNE_BATCH, Database, connect
+from bot.store.database import PRUNE_BATCH, connect
+from bot.store.jobs import JobTables
 from bot.store.records import (
     Change,
     Course,
@@ -140,7 +141,7 @@ class _Replayed(Exception):
     """A delivery whose request was recorded before under another delivery id."""
 
 
-class DeliveryTables(Database):
+class DeliveryTables(JobTables):
     """Deliveries with their changes and jobs, installations and courses."""
 
     _intake_conn: sqlite3.Connection | None = None

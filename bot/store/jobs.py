@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from bot.store.database import PRUNE_BATCH, Database
 from bot.store.records import (
@@ -117,7 +118,12 @@ class JobTables(Database):
         return rows[0][0] if rows and rows[0][0] is not None else None
 
     async def finish_job(
-        self, job_id: int, state: str, *, result: dict | None = None, error: str | None = None
+        self,
+        job_id: int,
+        state: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
     ) -> None:
         await self._transaction(
             lambda db: db.execute(
@@ -234,3 +240,9 @@ class JobTables(Database):
             )
             for r in rows
         ]
+
+    async def recent_jobs(self, course: str, limit: int = 10) -> list[Job]:
+        rows = await self._fetch(
+            "SELECT * FROM jobs WHERE course=? ORDER BY id DESC LIMIT ?", (course, limit)
+        )
+        return [job_from_row(r) for r in rows]

@@ -4,7 +4,8 @@ A session is a person's GitHub login with their user token. The token is shown t
 again at most every few minutes (``GET /user``); one that expired is renewed once with
 its refresh token, and one GitHub refuses ends the session. A course is open to a person
 when GitHub's collaborator-permission answer (asked with the App's installation token,
-cached for a minute) is admin, maintain or write, the rule slash commands use.
+cached for a minute) is admin, maintain or write, and admin-only actions need admin: both
+by ``bot.jobs.registry.has_role``, the one rule slash commands, buttons and jobs use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp import web
 from cachetools import TTLCache
 
 from bot.github.oauth import GitHubOAuth, OAuthError, TokenRejected, UserToken
-from bot.jobs.registry import may_run
+from bot.jobs.registry import ADMIN, has_role, may_run
 from bot.services import SERVICES, Services
 from bot.store import Course
 from bot.web import sessions
@@ -47,7 +48,9 @@ class AccessState:
 
     def __init__(self) -> None:
         # GitHub's collaborator-permission answers (None: not a collaborator).
-        self.permissions: TTLCache[tuple[str, str], dict | None] = TTLCache(10_000, PERMISSION_TTL)
+        self.permissions: TTLCache[tuple[str, str], dict[str, Any] | None] = TTLCache(
+            10_000, PERMISSION_TTL
+        )
         self.repositories: TTLCache[str, list[dict[str, Any]]] = TTLCache(1_000, REPOSITORIES_TTL)
         self.verified: TTLCache[str, str] = TTLCache(1_000, USER_CHECK_TTL)
         self.default_branches: dict[str, str] = {}
@@ -109,7 +112,7 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     """
     session = await aiohttp_session.get_session(request)
     login = session.get("login")
-    token = UserToken.from_session(session)
+    token = UserToken.from_session(dict(session))
     if not isinstance(login, str) or token is None or sessions.idle_too_long(session):
         if not session.new and "login" in session:
             session.invalidate()
@@ -143,7 +146,7 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     return SignedIn(login, token, sessions.csrf_token(session))
 
 
-async def permission(request: web.Request, course: Course, login: str) -> dict | None:
+async def permission(request: web.Request, course: Course, login: str) -> dict[str, Any] | None:
     """GitHub's collaborator-permission answer for ``login`` on the course (cached)."""
     state = request.app[ACCESS]
     key = (course.full_name, login)
@@ -164,14 +167,10 @@ async def permitted(request: web.Request, course: Course, login: str) -> bool:
     return may_run(await permission(request, course, login))
 
 
-def is_admin(payload: dict | None) -> bool:
-    if not payload:
-        return False
-    user = payload.get("user")
-    permissions = user.get("permissions") if isinstance(user, dict) else None
-    if isinstance(permissions, dict) and permissions.get("admin") is True:
-        return True
-    return payload.get("role_name") == "admin" or payload.get("permission") == "admin"
+def is_admin(payload: dict[str, Any] | None) -> bool:
+    """Whether GitHub's answer makes ``login`` an admin of the repository: the registry's
+    rule (``bot.jobs.registry.has_role``), the one every path asks."""
+    return has_role(ADMIN, payload)
 
 
 async def course_for(request: web.Request, user: SignedIn) -> Course | None:

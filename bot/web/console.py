@@ -8,8 +8,14 @@ approve or discard a waiting sign-up, an admin's own hub password, a student's r
 
 Who sees what (``bot.web.access``): a course page, and every POST under it, is served only
 to people who are admin, maintain or write on the repository. Everyone else gets the same
-404 as for an unknown course, and their POSTs change nothing. Buttons ask for the same
-``command`` job a slash command asks for; the job checks the permission again.
+404 as for an unknown course, and their POSTs change nothing.
+
+Every POST that changes a server asks for a registry entry's ``command`` job in the
+course's queue (the buttons' forms come from the entries' grammars, ``bot.web.forms``; the
+hub accounts' forms ask for ``approve``, ``discard``, ``hub-password`` and
+``reset-password``) and answers 303 to the course page, which follows the job; the job
+checks the permission again. A password typed here reaches its job by a handle to memory
+(``bot.secret_handles``), never in the job's arguments.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -31,12 +36,13 @@ import jinja2
 from aiohttp import web
 from cachetools import TTLCache
 
-from bot import course_tokens
+from bot import backup_schedule, course_tokens
 from bot.github.oauth import OAuthError, TokenRejected
 from bot.jobs import registry
 from bot.jobs.course import LIVE_LOGS
+from bot.secret_handles import HANDLES
 from bot.store import FINAL_STATES, RUNNING, Course, Job
-from bot.web import sessions
+from bot.web import forms, sessions
 from bot.web.access import (
     ACCESS,
     AccessState,
@@ -51,10 +57,12 @@ from bot.web.access import (
     signed_in,
     user_repositories,
 )
-from deploy import assignments, coursework
 from deploy import operations as engine_operations
-from deploy.assignments import AssignmentError, Submission
+from deploy.host import accounts as hub_accounts
+from deploy.host import assignments
+from deploy.host.assignments import AssignmentError, Submission
 from deploy.model import HubAccounts
+from deploy.operations import coursework
 from deploy.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -65,33 +73,34 @@ POWER_TTL = 30.0
 CODE_LENGTH = 200
 RECENT_JOBS = 10
 HUB_ACCOUNTS_TIMEOUT = 5.0
-
-
-# Offered beside the buttons, with a picker of the sizes in the droplet's region.
-RESIZE = "resize"
-# Offered in the Assignments section, with a picker of the course's assignments.
-ASSIGNMENT_OPERATIONS = ("release", "collect", "return")
 GRADEBOOK_TIMEOUT = 10.0
 
 
-def console_operations() -> dict[str, registry.Operation]:
-    """What the course page offers: every registry entry with a button, resize, and the
-    assignment commands."""
-    registry.operations()  # the entries are registered on first use
-    offered = {op.name: op for op in registry.buttons()}
-    for name in (RESIZE, *ASSIGNMENT_OPERATIONS):
-        entry = registry.command(name)
-        if entry is not None:
-            offered[name] = entry
-    return offered
+def console_operation(name: str) -> registry.Operation | None:
+    """The entry behind a console button: every registry entry with a button."""
+    return next((op for op in registry.buttons() if op.name == name), None)
 
 
-def button_views() -> list[dict[str, str]]:
-    return [
-        {"name": op.name, "label": op.button.label, "description": op.button.description}
-        for op in console_operations().values()
-        if op.button is not None
-    ]
+def operation_forms(
+    sizes: list[Any], current_size: str | None, facts: dict[str, Any]
+) -> list[forms.FormView]:
+    """A form per entry with a button, with the lists its fields offer: the region's
+    sizes and the course's assignments."""
+    known = facts.get("assignments")
+    names = known.get("names") if isinstance(known, dict) else None
+    choices = {
+        "sizes": [
+            forms.Choice(
+                s.slug,
+                f"{s.slug}: {s.vcpus} vCPU, {s.memory / 1024:.1f} GiB, "
+                f"${s.price_monthly:.2f}/month",
+            )
+            for s in sizes
+        ],
+        "assignments": [forms.Choice(n, n) for n in names or [] if isinstance(n, str)],
+    }
+    selected = {"sizes": current_size or ""}
+    return [forms.form_view(op, choices, selected) for op in registry.buttons()]
 
 
 class ConsoleState:
@@ -356,6 +365,8 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
         ssh_key = (await services.course_keys.for_repository(course.repo_id)).public_line
     admin = is_admin(await permission(request, course, user.login))
     hub = await hub_accounts_view(services, name, record)
+    # A student's new password, made by a job this person asked for: shown once, here.
+    reveals = HANDLES.reveal(name, user.login)
     # hub.admins are GitHub logins, lower-cased as hub names; this page needs write.
     own_account = user.login.lower() if user.login.lower() in facts.get("hub_admins", []) else None
     return render(
@@ -370,20 +381,53 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
             "tljh_version": facts.get("tljh_version"),
             "last_probe": (monitor.detail.get("probes") or [""])[-1],
             "jobs": jobs,
-            "buttons": button_views(),
-            "sizes": sizes,
+            "forms": operation_forms(sizes, record.size if record else None, facts),
             "power": power,
             "size_problem": size_problem,
             "token": token,
             "ssh_key": ssh_key,
             "admin": admin,
             "require_token": services.settings.require_course_token,
-            "notice": request.query.get("notice", "")[:200],
+            "reveals": reveals,
             "hub_accounts": hub,
             "own_account": own_account,
             "assignments": await assignments_view(services, name, record, facts),
+            "storage": await storage_view(services, name, facts, jobs),
         },
     )
+
+
+async def storage_view(
+    services: Any, course: str, facts: dict[str, Any], jobs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Storage section: the course's volume and /home as the server last reported
+    them, and its backups (how often, the next one, the last one among the recent jobs)."""
+    observed, seen_at = await services.store.last_observation(course)
+    every = facts.get("backup_every")
+    due = await services.store.get_meta(backup_schedule.due_key(course)) if every else None
+    last = next((job for job in jobs if job["operation"] == "backup" and job["done"]), None)
+    disk = None
+    if observed is not None and observed.disk_used_percent is not None:
+        free = (observed.disk_free_bytes or 0) / 2**30
+        disk = f"{observed.disk_used_percent:.0f}% used, {free:.1f} GiB free"
+    return {
+        "volume": observed.home_volume if observed is not None else "",
+        "home_on_volume": bool(observed and observed.home_on_volume),
+        "seen_at": seen_at,
+        "disk": disk,
+        "every": every_text(int(every)) if every else None,
+        "due": due[:16].replace("T", " ") if isinstance(due, str) else None,
+        "last": last,
+    }
+
+
+def every_text(seconds: int) -> str:
+    """``backup.every`` for people: every day, every 6 hours, every 2 days."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {seconds} seconds"
 
 
 async def assignments_view(
@@ -478,101 +522,152 @@ async def hub_accounts_view(services: Any, course: str, record: Any) -> dict[str
     return {"problem": "", "waiting": list(listed.waiting), "students": students}
 
 
-def back_to_accounts(course: str, notice: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/courses/{course}?{urlencode({'notice': notice[:200]})}#accounts")
-
-
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
 
 
-@course_route()
-async def approve_signup(request: web.Request, user: SignedIn, course: Course) -> web.Response:
-    """Approve one waiting sign-up (one SSH round trip); approving twice changes nothing."""
-    form = await request.post()
-    services = services_of(request)
-    name = _field(form, "name")
-    result = await engine_operations.approve_students(
-        services.engine, course.full_name, [name], progress=_quiet
-    )
-    logger.info("%s approved a sign-up on %s from the console", user.login, course.full_name)
-    if result.conclusion == "failure":
-        raise back_to_accounts(course.full_name, f"Not approved: {result.summary}")
-    done = result.details.get("approved") or []
-    raise back_to_accounts(
-        course.full_name, f"Approved {name}." if done else f"{name} was already approved."
-    )
+def refused(request: web.Request, title: str, problem: str, status: int = 400) -> web.Response:
+    """A request that asks for nothing: the page says why; nothing is queued."""
+    return message(request, title, problem, status)
 
 
-@course_route()
-async def discard_signup(request: web.Request, user: SignedIn, course: Course) -> web.Response:
-    """Delete one waiting sign-up; an approved account is never deleted."""
-    form = await request.post()
-    services = services_of(request)
-    name = _field(form, "name")
-    try:
-        outcome = await engine_operations.discard_students(
-            services.engine, course.full_name, [name]
+async def enqueue_for(
+    request: web.Request,
+    user: SignedIn,
+    course: Course,
+    op: registry.Operation,
+    words: list[str],
+    args: Any,
+) -> web.Response | None:
+    """Queue ``op`` for the course as the signed-in person asked, after the entry's role
+    (the one rule, ``registry.has_role``): None once queued, else the refusal to show."""
+    if not registry.has_role(op.required_role(args), await permission(request, course, user.login)):
+        return message(
+            request, "Admins only", f"Only an admin of the repository can run {op.name}.", 403
         )
-    except engine_operations.OperationError as exc:
-        raise back_to_accounts(course.full_name, f"Not discarded: {exc}") from None
-    logger.info("%s discarded a sign-up on %s from the console", user.login, course.full_name)
-    if outcome.done:
-        raise back_to_accounts(course.full_name, f"Discarded {name}.")
-    if outcome.already:
-        raise back_to_accounts(course.full_name, f"{name} is approved: the account is kept.")
-    raise back_to_accounts(course.full_name, f"Nobody called {name} is waiting.")
+    services = services_of(request)
+    branch = request.app[ACCESS].default_branches.get(course.full_name)
+    if branch is None and op.needs_config:
+        with contextlib.suppress(OAuthError):
+            await user_repositories(request, user)
+        branch = request.app[ACCESS].default_branches.get(course.full_name)
+    # The same job the slash command asks for, in the course's queue; the job checks the
+    # permission again.
+    job_id = await registry.enqueue_operation(
+        services,
+        course.full_name,
+        op.name,
+        words,
+        installation_id=course.installation_id,
+        user=user.login,
+        source="console",
+        payload={"default_branch": branch or "main"},
+    )
+    logger.info(
+        "%s asked for %s on %s from the console (job %s)",
+        user.login,
+        op.name,
+        course.full_name,
+        job_id,
+    )
+    return None
+
+
+def to_course_page(course: Course) -> web.HTTPSeeOther:
+    """Where a queued request goes: the course page, which follows the job to its end."""
+    return web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
+
+
+async def enqueue_words(
+    request: web.Request, user: SignedIn, course: Course, name: str, words: list[str]
+) -> web.Response | None:
+    """Queue the console's entry ``name`` with ``words``, checked by its grammar first."""
+    op = registry.runnable(name, "console")
+    assert op is not None, name
+    try:
+        args = op.parse(words)
+    except registry.CommandError as exc:
+        return refused(request, "Not run", str(exc))
+    return await enqueue_for(request, user, course, op, words, args)
 
 
 @course_route()
-async def set_own_password(request: web.Request, user: SignedIn, course: Course) -> web.Response:
-    """A hub admin (in hub.admins, with write) sets their own hub password."""
+async def approve_signup(
+    request: web.Request, user: SignedIn, course: Course
+) -> web.StreamResponse:
+    """Approve one waiting sign-up: ``/approve NAME``'s job; approving twice changes nothing."""
+    name = _field(await request.post(), "name")
+    refusal = await enqueue_words(request, user, course, "approve", [name])
+    if refusal is not None:
+        return refusal
+    raise to_course_page(course)
+
+
+@course_route()
+async def discard_signup(
+    request: web.Request, user: SignedIn, course: Course
+) -> web.StreamResponse:
+    """Delete one waiting sign-up (the ``discard`` job); an approved account is kept."""
+    name = _field(await request.post(), "name")
+    refusal = await enqueue_words(request, user, course, "discard", [name])
+    if refusal is not None:
+        return refusal
+    raise to_course_page(course)
+
+
+@course_route()
+async def set_own_password(
+    request: web.Request, user: SignedIn, course: Course
+) -> web.StreamResponse:
+    """A hub admin (in hub.admins, with write) sets their own hub password: checked here,
+    handed to the ``hub-password`` job in memory, erased when it ends."""
     form = await request.post()
     services = services_of(request)
     facts = await services.store.course_facts(course.full_name)
-    name = user.login.lower()
-    if name not in facts.get("hub_admins", []):
+    if user.login.lower() not in facts.get("hub_admins", []):
         return message(request, "Not a hub admin", "Only the people in hub.admins set a hub "
                        "password here; students use the hub's own page.", 403)  # fmt: skip
+    password = _field(form, "password")
     try:
-        await engine_operations.set_hub_password(
-            services.engine,
-            course.full_name,
-            name,
-            _field(form, "password"),
-            _field(form, "again"),
-        )
-    except engine_operations.OperationError as exc:
-        raise back_to_accounts(course.full_name, f"Password not set: {exc}") from None
-    logger.info("%s set their hub password on %s", user.login, course.full_name)
-    raise back_to_accounts(course.full_name, "Your hub password is set: log in on the hub.")
+        hub_accounts.check_new_password(password, _field(form, "again"))
+    except hub_accounts.AccountError as exc:
+        return refused(request, "Password not set", f"Password: {exc}.")
+    handle = HANDLES.put(course.full_name, user.login, password)
+    return await queue_with_handle(request, user, course, "hub-password", [handle], handle)
 
 
-@course_route(admins_only="can reset a password")
+@course_route()
 async def reset_student_password(
     request: web.Request, user: SignedIn, course: Course
+) -> web.StreamResponse:
+    """A repository admin gives a locked-out student a new password: the
+    ``reset-password`` job makes it, and the course page shows it once to this person."""
+    name = _field(await request.post(), "name")
+    handle = HANDLES.put(course.full_name, user.login, label=name)
+    return await queue_with_handle(request, user, course, "reset-password", [name, handle], handle)
+
+
+async def queue_with_handle(
+    request: web.Request,
+    user: SignedIn,
+    course: Course,
+    name: str,
+    words: list[str],
+    handle: str,
 ) -> web.Response:
-    """A repository admin gives a locked-out student a new password, shown once."""
-    form = await request.post()
-    services = services_of(request)
-    name = _field(form, "name")
+    """Queue a job that carries a secret's handle; a request refused, or failing on the
+    way, erases the secret at once."""
+    queued = False
     try:
-        password = await engine_operations.reset_student_password(
-            services.engine, course.full_name, name
-        )
-    except engine_operations.OperationError as exc:
-        raise back_to_accounts(course.full_name, f"Password not reset: {exc}") from None
-    logger.info("%s reset a student's hub password on %s", user.login, course.full_name)
-    return render(
-        request,
-        "password.html",
-        {"course": course.full_name, "name": name, "password": password, "user": user},
-    )
-
-
-async def _quiet(line: str) -> None:
-    pass
+        refusal = await enqueue_words(request, user, course, name, words)
+        queued = refusal is None
+    finally:
+        if not queued:
+            HANDLES.erase(handle)
+    if refusal is not None:
+        return refusal
+    raise to_course_page(course)
 
 
 async def course_jobs(request: web.Request) -> web.Response:
@@ -587,61 +682,29 @@ async def course_jobs(request: web.Request) -> web.Response:
     jobs = [
         job_view(job) for job in await services.store.recent_jobs(course.full_name, RECENT_JOBS)
     ]
-    response = web.json_response({"jobs": jobs})
+    # New passwords waiting for this person: the page reloads once to show them.
+    reveals = HANDLES.waiting(course.full_name, user.login)
+    response = web.json_response({"jobs": jobs, "reveals": reveals})
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @course_route()
-async def run_operation(request: web.Request, user: SignedIn, course: Course) -> web.Response:
-    operation = console_operations().get(request.match_info["operation"])
-    if operation is None:
+async def run_operation(request: web.Request, user: SignedIn, course: Course) -> web.StreamResponse:
+    """A button's form: its fields parsed by the entry's grammar, then its job queued."""
+    op = console_operation(request.match_info["operation"])
+    if op is None:
         return not_found(request)
-    services = services_of(request)
-    words: list[str] = []
-    if operation.name == RESIZE:
-        size = (await request.post()).get("size")
-        words = [size] if isinstance(size, str) else []
-    elif operation.name in ASSIGNMENT_OPERATIONS:
-        chosen = (await request.post()).get("assignment")
-        words = [chosen] if isinstance(chosen, str) else []
     try:
-        args = operation.parse(words)
+        words, args = forms.parse_form(op, await request.post())
+    except forms.FieldError as exc:
+        return refused(request, "Not run", f"{op.button.label if op.button else op.name}: {exc}")
     except registry.CommandError as exc:
-        return message(request, "Not run", str(exc), 400)
-    if not registry.has_role(
-        operation.required_role(args), await permission(request, course, user.login)
-    ):
-        return message(
-            request,
-            "Admins only",
-            f"Only an admin of the repository can run {operation.name}.",
-            403,
-        )
-    branch = request.app[ACCESS].default_branches.get(course.full_name)
-    if branch is None:
-        with contextlib.suppress(OAuthError):
-            await user_repositories(request, user)
-        branch = request.app[ACCESS].default_branches.get(course.full_name, "main")
-    # The same job the slash command asks for; the job checks the permission again.
-    job_id = await registry.enqueue_operation(
-        services,
-        course.full_name,
-        operation.name,
-        words,
-        installation_id=course.installation_id,
-        user=user.login,
-        source="console",
-        payload={"default_branch": branch},
-    )
-    logger.info(
-        "%s asked for %s on %s from the console (job %s)",
-        user.login,
-        operation.name,
-        course.full_name,
-        job_id,
-    )
-    raise web.HTTPSeeOther(f"/courses/{course.full_name}#jobs")
+        return refused(request, "Not run", str(exc))
+    refusal = await enqueue_for(request, user, course, op, words, args)
+    if refusal is not None:
+        return refusal
+    raise to_course_page(course)
 
 
 @course_route(admins_only="can set the course's DigitalOcean token")

@@ -54,7 +54,7 @@ def build_manifest(
 
     With a webhook relay channel, GitHub sends its deliveries to the channel instead.
     """
-    manifest = yaml.safe_load(manifest_path.read_text())
+    manifest: dict[str, Any] = yaml.safe_load(manifest_path.read_text())
     manifest["url"] = public_url
     hook = webhook_proxy_url or f"{public_url}/webhook"
     manifest["hook_attributes"] = {"url": hook, "active": True}

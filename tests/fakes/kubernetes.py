@@ -43,8 +43,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from deploy.chart_values import schema_errors
-from deploy.release import HELM_IMAGE, HUB_DATA, HUB_IMAGE, RELEASE
+from deploy.providers.chart_values import schema_errors
+from deploy.providers.release import HELM_IMAGE, HUB_DATA, HUB_IMAGE, RELEASE
 from tests.fakes.openapi_check import OpenAPIChecker, OpenAPICheckError
 
 SUBSET = Path(__file__).resolve().parents[1] / "data" / "kubernetes-openapi-subset.json"

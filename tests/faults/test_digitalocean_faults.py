@@ -11,10 +11,10 @@ import time
 import pytest
 
 from deploy import operations
-from deploy.config import load_course
-from deploy.droplets import DropletDriver, DropletError
+from deploy.course.config import load_course
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver, DropletError
 from deploy.ssh import SSHPool
 from tests.faults.dofaults import (
     ACTION_POLL,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 from packaging.version import InvalidVersion, Version
 
+from deploy.host.tljh import API_SERVICE_CONFIG
 from deploy.model import (
     ContentSpec,
     CourseConfig,
@@ -26,7 +27,6 @@ from deploy.model import (
     Packages,
     ServerSpec,
 )
-from deploy.tljh import API_SERVICE_CONFIG
 
 NATIVE_AUTHENTICATOR = "nativeauthenticator.NativeAuthenticator"
 # The tljh-config keys a deploy owns: set when the course sets them, unset when it drops

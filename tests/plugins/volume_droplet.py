@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from deploy import operations
-from deploy.droplets import DropletDriver
 from deploy.keys import ServiceKey
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from deploy.ssh import SSHPool
 from tests.support import volume_course
 from tests.support.engine import TAGS, MemoryRecords, instant

@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from deploy.config import load_course
+from deploy.course.config import load_course
+from deploy.course.validate import SHELL_METACHARACTERS
 from deploy.model import CONFIG_PATH, ConfigErrors, CourseConfig
-from deploy.planner import plan
-from deploy.validate import SHELL_METACHARACTERS
+from deploy.planning.planner import plan
 from tests.plugins.classroom import ssh_course_files
 
 NOW = "2025-01-01T00:00:00Z"

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import make_app
-from bot.jobs.runner import JobRegistry
+from bot.jobs.runner import JobKinds
 from bot.services import SERVICES
 from tests.plugins.service import EXAMPLES, WEBHOOK_SECRET, deliver
 
@@ -84,7 +84,7 @@ class Service:
 def running_service(make_settings) -> Iterator[Service]:
     """The real app on 127.0.0.1 in its own event loop, so hypothesis can drive it."""
     loop = asyncio.new_event_loop()
-    app = make_app(make_settings(), registry=JobRegistry(), monitoring=False)
+    app = make_app(make_settings(), job_kinds=JobKinds(), monitoring=False)
     client = TestClient(TestServer(app, host="127.0.0.1"), loop=loop)
     loop.run_until_complete(client.start_server())
     try:
@@ -428,9 +428,7 @@ def test_an_action_that_is_not_text_is_ignored(make_settings) -> None:
 async def test_a_replayed_delivery_is_a_duplicate_and_makes_no_second_job(
     aiohttp_client, make_settings, example
 ) -> None:
-    client = await aiohttp_client(
-        make_app(make_settings(), registry=JobRegistry(), monitoring=False)
-    )
+    client = await aiohttp_client(make_app(make_settings(), job_kinds=JobKinds(), monitoring=False))
     store = client.app[SERVICES].store
     payload = example("issue_comment", "created")
     payload["comment"]["body"] = "/status"
@@ -454,9 +452,7 @@ async def test_a_replayed_delivery_is_a_duplicate_and_makes_no_second_job(
 
 
 async def test_a_replayed_push_makes_no_second_job(aiohttp_client, make_settings, example) -> None:
-    client = await aiohttp_client(
-        make_app(make_settings(), registry=JobRegistry(), monitoring=False)
-    )
+    client = await aiohttp_client(make_app(make_settings(), job_kinds=JobKinds(), monitoring=False))
     store = client.app[SERVICES].store
     payload = example("push")
     payload.update(ref="refs/heads/main", deleted=False, installation={"id": 1001, "node_id": "x"})

@@ -3,8 +3,8 @@ on the loopback target: deployed once, with an issue to comment commands on."""
 
 from __future__ import annotations
 
-from deploy.droplets import DropletDriver
 from deploy.model import ServerRecord
+from deploy.providers.droplets import DropletDriver
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO
 

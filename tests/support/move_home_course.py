@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from deploy import operations
-from deploy.observe import observe_script, parse_observation
+from deploy.host.observe import observe_script, parse_observation
 from tests.support.volume_course import COURSE, course
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from deploy import backup, operations
+from deploy import operations
+from deploy.volumes import backup
 from tests.support.engine import noop
 from tests.support.volume_course import COURSE, T0, VOLUME, course
 

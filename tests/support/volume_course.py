@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from deploy.config import load_course
+from deploy.course.config import load_course
 from tests.support.engine import REPO_ID, coded
 
 COURSE = "octo-org/physics101"

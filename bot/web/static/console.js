@@ -49,6 +49,11 @@ async function poll(table) {
     const response = await fetch(table.dataset.source, {credentials: "same-origin"});
     if (response.ok) {
       const data = await response.json();
+      if (data.reveals > 0) {
+        // A job made a new password for this person: the page shows it once.
+        location.reload();
+        return;
+      }
       render(table, data.jobs);
       if (data.jobs.some((job) => !job.done)) {
         setTimeout(() => poll(table), 1000);

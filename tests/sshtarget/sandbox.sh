@@ -60,6 +60,15 @@ if [ -d "$sandbox/devices" ]; then
     fi
 fi
 
+# Paths of this machine a test lends the server (a real Python environment), bound where
+# the test asks (lines "SOURCE TARGET" in lent-paths.list) before /tmp is covered, since
+# the checkout they come from may itself live under /tmp.
+if [ -f "$sandbox/lent-paths.list" ]; then
+    while read -r source target; do
+        mount --bind "$source" "$target"
+    done < "$sandbox/lent-paths.list"
+fi
+
 mount --bind "$sandbox/tmp" /tmp
 
 # Where a real program is missing there is nothing to cover; PATH finds the stand-in.

@@ -54,15 +54,19 @@ def install_user_environment(sandbox: Path) -> None:
         link = prefix / "bin" / name
         if not link.exists():
             link.symlink_to(home / "python3")
-    # nbconvert's templates and the other shared data (feedback is made from them).
-    if not (prefix / "share").exists():
-        (prefix / "share").symlink_to(VENV / "share")
+    # The venv's packages and shared data (nbconvert's templates: feedback is made from
+    # them) are lent to the server at paths everyone there reaches, whatever the path of
+    # this checkout (the server covers this machine's /tmp).
+    lent = {site: STUDENT_SITE, VENV / "share": f"{USER_PREFIX}/share"}
+    for inside in lent.values():
+        (sandbox / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (sandbox / "lent-paths.list").write_text(
+        "".join(f"{source} {inside}\n" for source, inside in lent.items())
+    )
     own_site = prefix / "lib" / site.parent.name / "site-packages"
     own_site.mkdir(parents=True, exist_ok=True)
-    (prefix / STUDENT_SITE.rsplit("/", 1)[1]).mkdir(exist_ok=True)
-    # Root reaches the venv where it is; a student through the bind at STUDENT_SITE.
     (own_site / "littlest-classroom-tests.pth").write_text(
-        f"import site; site.addsitedir({STUDENT_SITE!r}); site.addsitedir({str(site)!r})\n"
+        f"import site; site.addsitedir({STUDENT_SITE!r})\n"
     )
     python = f"#!{USER_PREFIX}/bin/python3\n"
     for script in (VENV / "bin").iterdir():
@@ -116,7 +120,6 @@ def student_command(student: Student, *words: str) -> str:
     binds = [
         ("/srv/grader-etc/passwd", "/etc/passwd"),
         ("/srv/grader-etc/group", "/etc/group"),
-        (str(_venv_site()), STUDENT_SITE),
     ]
     mounts = " && ".join(
         f"/usr/bin/mount --bind {shlex.quote(a)} {shlex.quote(b)}" for a, b in binds

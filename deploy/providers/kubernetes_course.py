@@ -520,14 +520,8 @@ async def restore_all(
     try:
         volumes, record, current, owner = await homes_volume(engine, course, config)
         region = record.region or config.server.region
-        chosen = [
-            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
-        ]
-        if not chosen:
-            raise KubernetesCourseError(
-                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
-            )
-        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
+        chosen = await volumes.own_snapshot(config.server.name, owner, snapshot)
+        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen))
         client, _ = await _cluster_client(engine, course)
         try:
             if current.name != wanted:
@@ -537,7 +531,7 @@ async def restore_all(
                 await client.scale(NFS_SERVER, 0)
                 try:
                     swapped = await volumes.create_swap_volume(
-                        chosen[0], config.server.name, owner, region, current.size_gib, progress
+                        chosen, config.server.name, owner, region, current.size_gib, progress
                     )
                     await kubernetes_homes.swap(client, current, swapped, progress)
                 except FAILURES as exc:

@@ -270,20 +270,14 @@ async def restore_student(
     cleanup = ""
     try:
         volumes, record, _, owner = await _course_volume(engine, course, config)
-        chosen = [
-            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
-        ]
-        if not chosen:
-            raise OperationError(
-                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
-            )
+        chosen = await volumes.own_snapshot(config.server.name, owner, snapshot)
         assert record.droplet_id is not None
         region = record.region or config.server.region
-        stamp = snapshot_time(chosen[0])
+        stamp = snapshot_time(chosen)
         target = await server_target(engine, course, config, record)
         try:
             temporary = await volumes.create_restore_volume(
-                chosen[0], config.server.name, owner, region, progress
+                chosen, config.server.name, owner, region, progress
             )
             temporary = await volumes.attach(temporary, owner, record.droplet_id, progress)
             step = Step(
@@ -382,17 +376,11 @@ async def restore_all(
         )
     try:
         volumes, record, current, owner = await _course_volume(engine, course, config)
-        chosen = [
-            s for s in await volumes.list_snapshots(config.server.name, owner) if s.name == snapshot
-        ]
-        if not chosen:
-            raise OperationError(
-                f"no snapshot of this course is named {snapshot[:80]!r}; `/restore` lists them"
-            )
+        chosen = await volumes.own_snapshot(config.server.name, owner, snapshot)
         assert record.droplet_id is not None
         region = record.region or config.server.region
         target = await server_target(engine, course, config, record)
-        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen[0]))
+        wanted = swapped_volume_name(config.server.name, snapshot_time(chosen))
         if current.name == wanted:  # swapped in by an earlier try: the hub starts on it
             await _start_hub_on(engine, target, wanted, progress)
         else:
@@ -404,7 +392,7 @@ async def restore_all(
                         f"could not stop the hub:\n```\n{stopped.output_tail}\n```"
                     )
                 swapped = await volumes.create_swap_volume(
-                    chosen[0], config.server.name, owner, region, current.size_gib, progress
+                    chosen, config.server.name, owner, region, current.size_gib, progress
                 )
                 await volumes.detach(current, record.droplet_id, progress)
                 await volumes.attach(swapped, owner, record.droplet_id, progress)

@@ -418,6 +418,15 @@ class VolumeDriver:
         ]
         return sorted(own, key=lambda s: (s.created_at, s.name), reverse=True)
 
+    async def own_snapshot(self, server_name: str, owner: str, name: str) -> SnapshotInfo:
+        """This course's own snapshot called ``name``; ``VolumeError`` if it has none."""
+        for snapshot in await self.list_snapshots(server_name, owner):
+            if snapshot.name == name:
+                return snapshot
+        raise VolumeError(
+            f"no snapshot of this course is named {name[:80]!r}; `/restore` lists them"
+        )
+
     async def prune_snapshots(
         self, server_name: str, owner: str, keep: int, progress: Progress
     ) -> list[SnapshotInfo]:

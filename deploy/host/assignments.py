@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploy.course.validate import Invalid, check_assignment_name, check_course_id
-from deploy.host import tljh
+from deploy.host import accounts, tljh
 from deploy.model import AssignmentsSpec, CourseConfig, Observed, Reload, Step
 from deploy.ssh import SSHError, SSHPool, Target
 from deploy.volumes import homevolume
@@ -377,18 +377,6 @@ def names_in(paths: list[str] | tuple[str, ...], source: str) -> list[str]:
 # --- answers --------------------------------------------------------------------------
 
 
-def parse_answer(stdout: str) -> dict[str, Any]:
-    """The JSON object the program printed last; ``{}`` when there is none."""
-    for line in reversed(stdout.splitlines()):
-        if line.strip().startswith("{"):
-            try:
-                loaded = json.loads(line)
-            except ValueError:
-                return {}
-            return loaded if isinstance(loaded, dict) else {}
-    return {}
-
-
 @dataclass(frozen=True)
 class Submission:
     """One student's submission of one assignment, as the gradebook holds it."""
@@ -482,7 +470,7 @@ async def run(
     status, stdout, _stderr = await pool.run_script(
         target, tljh.script(command(action)), timeout, stdin=json.dumps(request)
     )
-    answer = parse_answer(stdout)
+    answer = accounts.parse_answer(stdout)
     if answer.get("error"):
         raise AssignmentError(f"nbgrader on {target.address}: {answer['error']}")
     if status != 0 or not answer.get("ok"):

@@ -114,21 +114,7 @@ async def test_requested_action_restart_runs_for_a_writer(classroom, example):
         "snapshot",
     }
     before = len(classroom.target.calls("systemctl"))
-    action = example("check_run", "requested_action")
-    action["check_run"] = {
-        **action["check_run"],
-        "id": run["id"],
-        "name": "classroom",
-        "head_sha": sha,
-        "app": {**action["check_run"]["app"], "id": classroom.github.app.id},
-    }
-    action["requested_action"] = {"identifier": "restart"}
-    action["sender"] = {**action["sender"], "login": "alice", "type": "User"}
-    action.update(
-        repository=classroom.repository_payload(action),
-        installation={"id": INSTALLATION_ID, "node_id": "x"},
-    )
-    assert (await deliver(classroom.client, "check_run", action)).status == 202
+    assert (await classroom.press(example, run, "restart")).status == 202
     await classroom.settle()
     restarts = [
         c for c in classroom.target.calls("systemctl")[before:] if c["argv"][:1] == ["restart"]

@@ -130,6 +130,24 @@ class Classroom:
         payload.update(changes)
         return await deliver(self.client, "issue_comment", payload)
 
+    async def press(self, example, run: dict[str, Any], identifier: str, user: str = "alice"):
+        """``user`` presses the button ``identifier`` on check run ``run``, as GitHub sends it."""
+        payload = example("check_run", "requested_action")
+        payload["check_run"] = {
+            **payload["check_run"],
+            "id": run["id"],
+            "name": "classroom",
+            "head_sha": run["head_sha"],
+            "app": {**payload["check_run"]["app"], "id": self.github.app.id},
+        }
+        payload["requested_action"] = {"identifier": identifier}
+        payload["sender"] = {**payload["sender"], "login": user, "type": "User"}
+        payload.update(
+            repository=self.repository_payload(payload),
+            installation={"id": INSTALLATION_ID, "node_id": "x"},
+        )
+        return await deliver(self.client, "check_run", payload)
+
     def runs(self) -> list[dict[str, Any]]:
         return [run.current for run in self.github.check_runs.values()]
 

@@ -203,21 +203,7 @@ async def test_a_button_on_a_pull_requests_run_uses_the_default_branchs_config(c
     calls = len(classroom.target.calls())
 
     # An old run (or a forged press) asks for Rebuild on the pull request's run.
-    action = example("check_run", "requested_action")
-    action["check_run"] = {
-        **action["check_run"],
-        "id": run["id"],
-        "name": "classroom",
-        "head_sha": sha,
-        "app": {**action["check_run"]["app"], "id": classroom.github.app.id},
-    }
-    action["requested_action"] = {"identifier": "rebuild"}
-    action["sender"] = {**action["sender"], "login": "alice", "type": "User"}
-    action.update(
-        repository=classroom.repository_payload(action),
-        installation={"id": INSTALLATION_ID, "node_id": "x"},
-    )
-    assert (await deliver(classroom.client, "check_run", action)).status == 202
+    assert (await classroom.press(example, run, "rebuild")).status == 202
     await classroom.settle()
 
     new = classroom.target.calls()[calls:]

@@ -34,25 +34,10 @@ from deploy.keys import ServiceKey
 from deploy.ssh import SSHPool
 from tests.fakes.github import FakeGitHub
 from tests.support.engine import MemoryRecords, noop
+from tests.support.shared_folders import git
 
 COURSE = "octo-org/physics101"
 INSTALLATION = 1001
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "HOME": str(repo.parent),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Alice",
-        "GIT_AUTHOR_EMAIL": "alice@example.edu",
-        "GIT_COMMITTER_NAME": "Alice",
-        "GIT_COMMITTER_EMAIL": "alice@example.edu",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
-    )
-    return done.stdout.strip()
 
 
 def written(folder: Path) -> dict[str, tuple[int, int]]:

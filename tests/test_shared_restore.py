@@ -4,13 +4,12 @@ the real loopback sshd, the fake DigitalOcean's volumes as folders)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from deploy import operations
 from deploy.volumes import backup
 from tests.support.engine import noop
+from tests.support.snapshot_course import SnapshotCopies
 from tests.support.volume_course import COURSE, STORAGE, T0, VOLUME, course
 
 pytestmark = pytest.mark.sshd
@@ -31,18 +30,7 @@ async def test_restore_all_brings_back_the_writable_shared_folder(
     do_fake,
 ) -> None:
     ssh_target.keep_accounts()
-    saved: dict[str, tuple[object, str]] = {}
-
-    def attached(volume, _droplet) -> None:
-        folder = ssh_target.attach_volume(volume.name)
-        if volume.snapshot_id:
-            copy, uuid = saved[volume.snapshot_id]
-            shutil.rmtree(folder)
-            shutil.copytree(copy, folder, symlinks=True)
-            ssh_target.give_filesystem(volume.name, uuid)
-
-    do_fake.on_attach = attached
-    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+    copies = SnapshotCopies(ssh_target, do_fake)
     deployed = await operations.deploy(droplet, COURSE, course(SHARED), mode="apply", progress=noop)
     assert deployed.conclusion == "success", deployed.summary
 
@@ -54,9 +42,7 @@ async def test_restore_all_brings_back_the_writable_shared_folder(
 
     await backup.backup(droplet, COURSE, course(SHARED), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
-    copy = ssh_target.base / "snapshot-copy"
-    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
-    saved[snapshot["id"]] = (copy, ssh_target.state("filesystems")[VOLUME]["uuid"])
+    copies.take(snapshot["id"])
     (notes / "solutions.md").unlink()  # lost
     assert (await read_on_server(droplet, "/srv/shared/notes/solutions.md"))[0] != 0
 

@@ -14,22 +14,36 @@ from tests.support.volume_course import COURSE, T0, VOLUME, course
 ALICE_UID = 1001
 
 
+class SnapshotCopies:
+    """Volumes the fake DigitalOcean makes from a snapshot hold what the volume held when
+    the snapshot was taken: ``take`` copies the volume's folder, and attaching a volume made
+    from that snapshot lays the copy (and its filesystem's UUID) down again."""
+
+    def __init__(self, ssh_target, do_fake) -> None:
+        self.ssh_target = ssh_target
+        self.saved: dict[str, tuple[object, str]] = {}
+        do_fake.on_attach = self.attached
+        do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+
+    def attached(self, volume, _droplet) -> None:
+        folder = self.ssh_target.attach_volume(volume.name)
+        if volume.snapshot_id:
+            copy, uuid = self.saved[volume.snapshot_id]
+            shutil.rmtree(folder)
+            shutil.copytree(copy, folder, symlinks=True)
+            self.ssh_target.give_filesystem(volume.name, uuid)
+
+    def take(self, snapshot_id: str) -> None:
+        copy = self.ssh_target.base / "snapshot-copy"
+        shutil.copytree(self.ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
+        self.saved[snapshot_id] = (copy, self.ssh_target.state("filesystems")[VOLUME]["uuid"])
+
+
 async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=None):
     """A deployed course whose volume was snapshotted holding alice's hw1, which she
     then deleted; volumes made from the snapshot hold what it held. ``before_snapshot``
     (a coroutine function) runs on the server just before the snapshot."""
-    saved: dict[str, tuple[object, str]] = {}
-
-    def attached(volume, _droplet) -> None:
-        folder = ssh_target.attach_volume(volume.name)
-        if volume.snapshot_id:
-            copy, uuid = saved[volume.snapshot_id]
-            shutil.rmtree(folder)
-            shutil.copytree(copy, folder, symlinks=True)
-            ssh_target.give_filesystem(volume.name, uuid)
-
-    do_fake.on_attach = attached
-    do_fake.on_detach = lambda volume, _droplet: ssh_target.detach_volume(volume.name)
+    copies = SnapshotCopies(ssh_target, do_fake)
     assert (
         await operations.deploy(droplet, COURSE, course(), mode="apply", progress=noop)
     ).conclusion == "success"
@@ -42,9 +56,7 @@ async def course_with_a_snapshot(droplet, ssh_target, do_fake, before_snapshot=N
         await before_snapshot()
     await backup.backup(droplet, COURSE, course(), progress=noop, now=T0)
     [snapshot] = do_fake.snapshots
-    copy = ssh_target.base / "snapshot-copy"
-    shutil.copytree(ssh_target.sandbox / "volumes" / VOLUME, copy, symlinks=True)
-    saved[snapshot["id"]] = (copy, ssh_target.state("filesystems")[VOLUME]["uuid"])
+    copies.take(snapshot["id"])
     (alice / "hw1.ipynb").unlink()
     return alice, snapshot["name"]
 

@@ -96,7 +96,3 @@ class SecretHandles:
     def __len__(self) -> int:
         self._prune()
         return len(self._slots)
-
-
-# One per process: the console and the job runner share the event loop.
-HANDLES = SecretHandles()

@@ -19,6 +19,7 @@ from bot.github.client import AppRegistration, GitHubApp
 from bot.github.reporting import Reporter
 from bot.jobs.runner import JobKinds, JobRunner
 from bot.metrics import Metrics
+from bot.secret_handles import SecretHandles
 from bot.settings import Settings
 from bot.store import Store
 from deploy.operations import Engine
@@ -38,6 +39,8 @@ class Services:
     engine: Engine
     course_droplets: CourseDroplets  # courses' own DigitalOcean tokens
     course_keys: CourseKeys  # courses' own SSH keys
+    # Secrets a console request hands its job, in this process's memory only.
+    secret_handles: SecretHandles = field(default_factory=SecretHandles)
     app_slug: str | None = None
     job_concurrency: int = 4
     runner: JobRunner[Services] = field(init=False)

@@ -14,7 +14,6 @@ import bcrypt
 import pytest
 
 from bot.jobs import registry
-from bot.secret_handles import HANDLES
 from tests.console_support import csrf_of, sign_in
 from tests.plugins.classroom import ssh_course_files
 from tests.plugins.github_fake import COURSE_REPO, INSTALLATION_ID
@@ -166,7 +165,8 @@ async def test_a_typed_password_reaches_its_job_and_is_stored_nowhere(classroom,
     assert job.payload["name"] == "hub-password" and job.state == "done"
     assert job.result["conclusion"] == "success", job.result
     [handle] = job.payload["args"]
-    assert HANDLES.get(handle, COURSE_REPO) is None  # erased when the job ended
+    # Erased when the job ended.
+    assert classroom.services.secret_handles.get(handle, COURSE_REPO) is None
     stored = rows(classroom)["alice"][1]
     assert bcrypt.hashpw(ADMIN_PASSWORD.encode(), stored) == stored
 

@@ -21,7 +21,7 @@ from bot.jobs.registry import (
     operation,
     parse_hub_user,
 )
-from bot.secret_handles import HANDLE, HANDLES
+from bot.secret_handles import HANDLE
 from deploy import operations as engine
 from deploy.course.validate import Invalid
 from deploy.model import OperationResult
@@ -89,7 +89,7 @@ class OwnPasswordArgs:
 )
 async def hub_password(op: OperationContext, args: OwnPasswordArgs) -> OperationResult:
     try:
-        password = HANDLES.get(args.handle, op.course)
+        password = op.services.secret_handles.get(args.handle, op.course)
         if password is None:
             return OperationResult("failure", "Password not set", NOT_KEPT)
         name = (op.user or "").lower()
@@ -106,7 +106,7 @@ async def hub_password(op: OperationContext, args: OwnPasswordArgs) -> Operation
             "success", f"Hub password set for {name}", "Log in on the hub as its admin."
         )
     finally:
-        HANDLES.erase(args.handle)
+        op.services.secret_handles.erase(args.handle)
 
 
 @dataclass(frozen=True)
@@ -127,14 +127,14 @@ class ResetArgs:
     console=True,
 )
 async def reset_password(op: OperationContext, args: ResetArgs) -> OperationResult:
-    if not HANDLES.open(args.handle, op.course):
+    if not op.services.secret_handles.open(args.handle, op.course):
         return OperationResult("failure", "Password not reset", NOT_KEPT)
     try:
         password = await engine.reset_student_password(op.engine, op.course, args.name)
     except engine.OperationError as exc:
-        HANDLES.erase(args.handle)
+        op.services.secret_handles.erase(args.handle)
         return OperationResult("failure", "Password not reset", str(exc))
-    HANDLES.fill(args.handle, op.course, password)
+    op.services.secret_handles.fill(args.handle, op.course, password)
     return OperationResult(
         "success",
         f"New hub password for {args.name}",

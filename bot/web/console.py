@@ -40,7 +40,6 @@ from bot import backup_schedule, course_tokens
 from bot.github.oauth import OAuthError, TokenRejected
 from bot.jobs import registry
 from bot.jobs.course import LIVE_LOGS
-from bot.secret_handles import HANDLES
 from bot.store import FINAL_STATES, RUNNING, Course, Job
 from bot.web import forms, sessions
 from bot.web.access import (
@@ -366,7 +365,7 @@ async def course_page(request: web.Request, user: SignedIn, course: Course) -> w
     admin = is_admin(await permission(request, course, user.login))
     hub = await hub_accounts_view(services, name, record)
     # A student's new password, made by a job this person asked for: shown once, here.
-    reveals = HANDLES.reveal(name, user.login)
+    reveals = services.secret_handles.reveal(name, user.login)
     # hub.admins are GitHub logins, lower-cased as hub names; this page needs write.
     own_account = user.login.lower() if user.login.lower() in facts.get("hub_admins", []) else None
     return render(
@@ -633,7 +632,7 @@ async def set_own_password(
         hub_accounts.check_new_password(password, _field(form, "again"))
     except hub_accounts.AccountError as exc:
         return refused(request, "Password not set", f"Password: {exc}.")
-    handle = HANDLES.put(course.full_name, user.login, password)
+    handle = services_of(request).secret_handles.put(course.full_name, user.login, password)
     return await queue_with_handle(request, user, course, "hub-password", [handle], handle)
 
 
@@ -644,7 +643,7 @@ async def reset_student_password(
     """A repository admin gives a locked-out student a new password: the
     ``reset-password`` job makes it, and the course page shows it once to this person."""
     name = _field(await request.post(), "name")
-    handle = HANDLES.put(course.full_name, user.login, label=name)
+    handle = services_of(request).secret_handles.put(course.full_name, user.login, label=name)
     return await queue_with_handle(request, user, course, "reset-password", [name, handle], handle)
 
 
@@ -664,7 +663,7 @@ async def queue_with_handle(
         queued = refusal is None
     finally:
         if not queued:
-            HANDLES.erase(handle)
+            services_of(request).secret_handles.erase(handle)
     if refusal is not None:
         return refusal
     raise to_course_page(course)
@@ -683,7 +682,7 @@ async def course_jobs(request: web.Request) -> web.Response:
         job_view(job) for job in await services.store.recent_jobs(course.full_name, RECENT_JOBS)
     ]
     # New passwords waiting for this person: the page reloads once to show them.
-    reveals = HANDLES.waiting(course.full_name, user.login)
+    reveals = services.secret_handles.waiting(course.full_name, user.login)
     response = web.json_response({"jobs": jobs, "reveals": reveals})
     response.headers["Cache-Control"] = "no-store"
     return response
